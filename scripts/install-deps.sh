@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# System packages pyhost needs to build, test and benchmark, on Debian/Ubuntu.
+# Idempotent: does nothing (not even apt-get update) when all are installed.
+# Callers: .ci/run and docker/Dockerfile.
+set -euo pipefail
+
+py="${PYHOST_PY:-python3.11}"
+packages=(apache2 apache2-dev "$py-dev" "$py-venv" curl wrk build-essential)
+
+missing=()
+for pkg in "${packages[@]}"; do
+    status=$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)
+    [ "$status" = "install ok installed" ] || missing+=("$pkg")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+    echo "install-deps: all installed: ${packages[*]}"
+    exit 0
+fi
+
+sudo=()
+[ "$(id -u)" -eq 0 ] || sudo=(sudo)
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+"${sudo[@]}" apt-get update
+"${sudo[@]}" apt-get install -y --no-install-recommends "${missing[@]}"

@@ -91,6 +91,24 @@ def cmd_check(args):
     return 0 if ok else 1
 
 
+def listen_problem(host, port):
+    """Why httpd could not listen on host:port, or None. Checked up front
+    because, with the port taken, a connect would succeed against the other
+    listener and we would announce a server that is not ours."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as e:
+        return "cannot resolve --host %s: %s" % (host, e)
+    family, type_, proto, _, addr = infos[0]
+    with socket.socket(family, type_, proto) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as httpd does
+        try:
+            s.bind(addr)
+        except OSError as e:
+            return "cannot listen on %s: %s" % (serverconf.listen_address(host, port), e.strerror)
+    return None
+
+
 def wait_for_listen(proc, host, port, timeout):
     """True once a TCP connect to host:port succeeds; False if httpd exits
     first or the timeout passes."""
@@ -182,6 +200,9 @@ def cmd_serve(args):
     problems = access.check_readable(who, script)
     if problems:
         return error(problems[0].message(who))
+    problem = listen_problem(args.host, args.port)
+    if problem:
+        return error(problem + "; choose another --port or --host")
 
     made_root = args.server_root is None
     server_root = os.path.abspath(args.server_root or tempfile.mkdtemp(prefix="pyhost-"))

@@ -1,0 +1,523 @@
+/* config.c - directive handlers (mod_wsgi's names and meanings), creation
+ * and field-by-field merging of server and directory configuration, and the
+ * startup checks that turn a misconfigured Python home into one line. */
+#include "pyhost.h"
+
+#include "http_core.h"
+#include "unixd.h"
+#include "apr_strings.h"
+#include "apr_file_info.h"
+
+#include <grp.h>
+#include <pwd.h>
+#include <sys/stat.h>
+
+pyh_globals_t pyh_globals;
+
+void pyh_reset_globals(apr_pool_t *p)
+{
+    pyh_globals.python_home = NULL;
+    pyh_globals.python_path = apr_array_make(p, 2, sizeof(const char *));
+    pyh_globals.imports = apr_array_make(p, 2, sizeof(pyh_import));
+    pyh_globals.restrict_embedded = 0;
+}
+
+/* ---- create / merge ------------------------------------------------------ */
+
+static void cfg_init_options(pyh_dir_conf *c)
+{
+    c->application_group = NULL;
+    c->callable_object = NULL;
+    c->process_group = NULL;
+    c->pass_authorization = PYH_UNSET;
+    c->chunked_request = PYH_UNSET;
+    c->script_reloading = PYH_UNSET;
+    c->map_head_to_get = PYH_UNSET;
+    c->error_override = PYH_UNSET;
+}
+
+void *pyh_create_dir_conf(apr_pool_t *p, char *dir)
+{
+    pyh_dir_conf *c = apr_palloc(p, sizeof(*c));
+    (void)dir;
+    cfg_init_options(c);
+    return c;
+}
+
+#define CFG_MERGE_PTR(f) out->f = over->f ? over->f : base->f
+#define CFG_MERGE_INT(f) \
+    out->f = over->f != PYH_UNSET ? over->f : base->f
+
+void pyh_overlay_options(pyh_dir_conf *out, const pyh_dir_conf *base,
+                         const pyh_dir_conf *over)
+{
+    CFG_MERGE_PTR(application_group);
+    CFG_MERGE_PTR(callable_object);
+    CFG_MERGE_PTR(process_group);
+    CFG_MERGE_INT(pass_authorization);
+    CFG_MERGE_INT(chunked_request);
+    CFG_MERGE_INT(script_reloading);
+    CFG_MERGE_INT(map_head_to_get);
+    CFG_MERGE_INT(error_override);
+}
+
+void *pyh_merge_dir_conf(apr_pool_t *p, void *basev, void *addv)
+{
+    pyh_dir_conf *c = apr_palloc(p, sizeof(*c));
+    pyh_overlay_options(c, basev, addv);
+    return c;
+}
+
+void *pyh_create_server_conf(apr_pool_t *p, server_rec *s)
+{
+    pyh_server_conf *c = apr_palloc(p, sizeof(*c));
+    (void)s;
+    c->aliases = apr_array_make(p, 4, sizeof(pyh_alias));
+    return c;
+}
+
+void *pyh_merge_server_conf(apr_pool_t *p, void *basev, void *addv)
+{
+    pyh_server_conf *base = basev, *add = addv;
+    pyh_server_conf *c = apr_palloc(p, sizeof(*c));
+    /* A virtual host's own aliases are tried before the main server's. */
+    c->aliases = apr_array_append(p, add->aliases, base->aliases);
+    return c;
+}
+
+/* ---- directive handlers --------------------------------------------------- */
+
+static const char *cfg_on_off(cmd_parms *cmd, const char *opt,
+                              const char *value, int *out)
+{
+    if (!strcasecmp(value, "On"))
+        *out = 1;
+    else if (!strcasecmp(value, "Off"))
+        *out = 0;
+    else
+        return apr_psprintf(cmd->pool, "%s: %s= takes On or Off, not '%s'",
+                            cmd->cmd->name, opt, value);
+    return NULL;
+}
+
+/* Daemon process groups are a separate feature; until a group can be
+ * defined, anything but embedded mode is refused at startup. */
+static const char *cfg_check_process_group(cmd_parms *cmd, const char *v)
+{
+    if (!*v || !strcmp(v, "%{GLOBAL}"))
+        return NULL;
+    return apr_psprintf(cmd->pool,
+                        "%s: process group '%s' is not defined (daemon "
+                        "process groups are not available in this build; "
+                        "use %%{GLOBAL} for embedded mode)",
+                        cmd->cmd->name, v);
+}
+
+/* Parses name=value options shared by WSGIScriptAlias(Match) and
+ * WSGIImportScript into `opts`; any other option is an error naming it. */
+static const char *cfg_parse_options(cmd_parms *cmd, const char *args,
+                                     pyh_dir_conf *opts, int import_only)
+{
+    while (*args) {
+        const char *word = ap_getword_conf(cmd->pool, &args);
+        const char *eq = strchr(word, '=');
+        const char *name, *value, *err;
+        if (!*word)
+            break;
+        if (!eq || eq == word)
+            return apr_psprintf(cmd->pool,
+                                "%s: option '%s' is not of the form name=value",
+                                cmd->cmd->name, word);
+        name = apr_pstrmemdup(cmd->pool, word, eq - word);
+        value = eq + 1;
+        if (!strcmp(name, "application-group")) {
+            opts->application_group = value;
+        }
+        else if (!strcmp(name, "process-group")) {
+            if ((err = cfg_check_process_group(cmd, value)))
+                return err;
+            opts->process_group = value;
+        }
+        else if (!import_only && !strcmp(name, "callable-object")) {
+            opts->callable_object = value;
+        }
+        else if (!import_only && !strcmp(name, "pass-authorization")) {
+            if ((err = cfg_on_off(cmd, name, value, &opts->pass_authorization)))
+                return err;
+        }
+        else {
+            return apr_psprintf(cmd->pool,
+                                "%s: unknown option '%s' (known: %s)",
+                                cmd->cmd->name, word,
+                                import_only
+                                    ? "application-group=, process-group="
+                                    : "application-group=, callable-object=, "
+                                      "pass-authorization=, process-group=");
+        }
+    }
+    return NULL;
+}
+
+static const char *cfg_script_alias(cmd_parms *cmd, void *dconf,
+                                    const char *args)
+{
+    pyh_server_conf *sconf =
+        ap_get_module_config(cmd->server->module_config, &pyhost_module);
+    int is_match = cmd->info != NULL;
+    pyh_alias *a;
+    const char *err;
+    (void)dconf;
+
+    a = apr_array_push(sconf->aliases);
+    memset(a, 0, sizeof(*a));
+    cfg_init_options(&a->options);
+    a->location = ap_getword_conf(cmd->pool, &args);
+    a->script = ap_getword_conf(cmd->pool, &args);
+    if (!*a->location || !*a->script)
+        return apr_psprintf(cmd->pool, "%s needs a URL %s and a script path",
+                            cmd->cmd->name, is_match ? "pattern" : "path");
+    if (is_match) {
+        a->regexp = ap_pregcomp(cmd->pool, a->location, AP_REG_EXTENDED);
+        if (!a->regexp)
+            return apr_psprintf(cmd->pool, "%s: invalid regular expression '%s'",
+                                cmd->cmd->name, a->location);
+    }
+    else {
+        a->script = ap_server_root_relative(cmd->pool, a->script);
+        if (!a->script)
+            return apr_psprintf(cmd->pool, "%s: invalid script path",
+                                cmd->cmd->name);
+    }
+    if ((err = cfg_parse_options(cmd, args, &a->options, 0)))
+        return err;
+    return NULL;
+}
+
+static const char *cfg_set_string(cmd_parms *cmd, void *dconf, const char *v)
+{
+    pyh_dir_conf *c = dconf;
+    const char *name = cmd->cmd->name;
+    if (!strcasecmp(name, "WSGIApplicationGroup"))
+        c->application_group = v;
+    else if (!strcasecmp(name, "WSGICallableObject"))
+        c->callable_object = v;
+    return NULL;
+}
+
+static const char *cfg_set_flag(cmd_parms *cmd, void *dconf, int on)
+{
+    pyh_dir_conf *c = dconf;
+    *(int *)((char *)c + (apr_size_t)cmd->info) = on;
+    return NULL;
+}
+
+static const char *cfg_map_head(cmd_parms *cmd, void *dconf, const char *v)
+{
+    pyh_dir_conf *c = dconf;
+    if (!strcasecmp(v, "On"))
+        c->map_head_to_get = PYH_HEAD_ON;
+    else if (!strcasecmp(v, "Off"))
+        c->map_head_to_get = PYH_HEAD_OFF;
+    else if (!strcasecmp(v, "Auto"))
+        c->map_head_to_get = PYH_HEAD_AUTO;
+    else
+        return apr_psprintf(cmd->pool,
+                            "WSGIMapHEADToGET takes On, Off or Auto, not '%s'", v);
+    return NULL;
+}
+
+static const char *cfg_python_home(cmd_parms *cmd, void *dconf, const char *v)
+{
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+    (void)dconf;
+    if (err)
+        return err;
+    pyh_globals.python_home = ap_server_root_relative(cmd->pool, v);
+    return NULL;
+}
+
+static const char *cfg_python_path(cmd_parms *cmd, void *dconf, const char *v)
+{
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+    char *paths, *dir, *state;
+    (void)dconf;
+    if (err)
+        return err;
+    paths = apr_pstrdup(cmd->pool, v);
+    for (dir = apr_strtok(paths, ":", &state); dir;
+         dir = apr_strtok(NULL, ":", &state))
+        *(const char **)apr_array_push(pyh_globals.python_path) = dir;
+    return NULL;
+}
+
+static const char *cfg_import_script(cmd_parms *cmd, void *dconf,
+                                     const char *args)
+{
+    const char *err = ap_check_cmd_context(cmd, NOT_IN_LOCATION | NOT_IN_FILES
+                                                    | NOT_IN_DIRECTORY);
+    pyh_dir_conf opts;
+    pyh_import *imp;
+    const char *script;
+    (void)dconf;
+    if (err)
+        return err;
+    script = ap_getword_conf(cmd->pool, &args);
+    if (!*script)
+        return "WSGIImportScript needs a script path";
+    cfg_init_options(&opts);
+    if ((err = cfg_parse_options(cmd, args, &opts, 1)))
+        return err;
+    if (!opts.application_group)
+        return "WSGIImportScript needs application-group= (use %{GLOBAL} "
+               "for the main interpreter)";
+    imp = apr_array_push(pyh_globals.imports);
+    imp->script = ap_server_root_relative(cmd->pool, script);
+    imp->process_group = opts.process_group ? opts.process_group : "";
+    imp->application_group = opts.application_group;
+    return NULL;
+}
+
+static const char *cfg_restrict_embedded(cmd_parms *cmd, void *dconf, int on)
+{
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+    (void)dconf;
+    if (err)
+        return err;
+    pyh_globals.restrict_embedded = on;
+    return NULL;
+}
+
+static const char *cfg_process_group(cmd_parms *cmd, void *dconf, const char *v)
+{
+    pyh_dir_conf *c = dconf;
+    const char *err = cfg_check_process_group(cmd, v);
+    if (err)
+        return err;
+    c->process_group = v;
+    return NULL;
+}
+
+#define DIR_FLAG(name, field, help)                                    \
+    AP_INIT_FLAG(name, cfg_set_flag,                                   \
+                 (void *)APR_OFFSETOF(pyh_dir_conf, field),            \
+                 RSRC_CONF | ACCESS_CONF, help)
+
+const command_rec pyh_commands[] = {
+    AP_INIT_RAW_ARGS("WSGIScriptAlias", cfg_script_alias, NULL, RSRC_CONF,
+                     "URL-path script-path [application-group=G] "
+                     "[callable-object=NAME] [pass-authorization=On|Off]: "
+                     "serve the WSGI script at URL-path"),
+    AP_INIT_RAW_ARGS("WSGIScriptAliasMatch", cfg_script_alias, "match",
+                     RSRC_CONF,
+                     "regex script-path [options]: like WSGIScriptAlias; "
+                     "$1.. in script-path take the regex's groups"),
+    AP_INIT_TAKE1("WSGIApplicationGroup", cfg_set_string, NULL,
+                  RSRC_CONF | ACCESS_CONF,
+                  "%{GLOBAL} (main interpreter, the default), %{SERVER}, "
+                  "%{RESOURCE}, %{ENV:variable} or a name (a sub-interpreter)"),
+    AP_INIT_TAKE1("WSGICallableObject", cfg_set_string, NULL,
+                  RSRC_CONF | ACCESS_CONF,
+                  "name of the WSGI callable in the script (default "
+                  "'application')"),
+    AP_INIT_TAKE1("WSGIProcessGroup", cfg_process_group, NULL,
+                  RSRC_CONF | ACCESS_CONF,
+                  "process group that runs the app; %{GLOBAL} is embedded mode"),
+    DIR_FLAG("WSGIPassAuthorization", pass_authorization,
+             "On: pass the Authorization header to the app as "
+             "HTTP_AUTHORIZATION"),
+    DIR_FLAG("WSGIChunkedRequest", chunked_request,
+             "On: accept chunked request bodies (else 411 Length Required)"),
+    DIR_FLAG("WSGIScriptReloading", script_reloading,
+             "On (default): reload a script whose modification time changed"),
+    DIR_FLAG("WSGIErrorOverride", error_override,
+             "On: responses with status >= 400 use Apache's ErrorDocument"),
+    AP_INIT_TAKE1("WSGIMapHEADToGET", cfg_map_head, NULL,
+                  RSRC_CONF | ACCESS_CONF,
+                  "On, Off or Auto (default): show HEAD to the app as GET "
+                  "(Auto: when output filters could depend on the body)"),
+    AP_INIT_TAKE1("WSGIPythonHome", cfg_python_home, NULL, RSRC_CONF,
+                  "prefix of the Python installation or virtual environment"),
+    AP_INIT_TAKE1("WSGIPythonPath", cfg_python_path, NULL, RSRC_CONF,
+                  "colon-separated directories added to sys.path "
+                  "(site.addsitedir, so .pth files work)"),
+    AP_INIT_RAW_ARGS("WSGIImportScript", cfg_import_script, NULL, RSRC_CONF,
+                     "script-path application-group=G [process-group=P]: "
+                     "load the script when a process starts"),
+    AP_INIT_FLAG("WSGIRestrictEmbedded", cfg_restrict_embedded, NULL,
+                 RSRC_CONF,
+                 "On: never start Python in Apache's own child processes"),
+    {NULL}
+};
+
+/* ---- startup checks --------------------------------------------------------- */
+
+/* Whether a user (uid, gid + supplementary groups) may use path with `mode`
+ * (R_OK/X_OK bits) by the permission bits alone. */
+static int cfg_user_may(const struct stat *st, uid_t uid, const gid_t *gids,
+                        int ngids, int mode)
+{
+    int shift, i;
+    if (uid == 0)
+        return 1;
+    if (st->st_uid == uid) {
+        shift = 6;
+    }
+    else {
+        shift = 0;
+        for (i = 0; i < ngids; i++)
+            if (st->st_gid == gids[i])
+                shift = 3;
+    }
+    return (int)(((st->st_mode >> shift) & 7) & (unsigned)mode) == mode;
+}
+
+/* Returns the first component of `path` that Apache's User cannot search
+ * (or, for the path itself, read), or NULL when all is accessible. */
+static const char *cfg_unreadable_component(apr_pool_t *p, const char *path,
+                                            mode_t *mode_out)
+{
+    gid_t gids[64];
+    int ngids = 64;
+    char *walk = apr_pstrdup(p, path);
+    char *slash = walk;
+    struct stat st;
+
+    if (geteuid() != 0 || !ap_unixd_config.user_name)
+        return NULL; /* children keep our own identity */
+    if (getgrouplist(ap_unixd_config.user_name, ap_unixd_config.group_id,
+                     gids, &ngids) < 0) {
+        gids[0] = ap_unixd_config.group_id;
+        ngids = 1;
+    }
+    for (;;) {
+        int last;
+        slash = strchr(slash + 1, '/');
+        last = slash == NULL;
+        if (!last)
+            *slash = '\0';
+        if (*walk && stat(walk, &st) == 0) {
+            int need = S_ISDIR(st.st_mode) ? X_OK : 0;
+            if (last)
+                need |= R_OK;
+            if (!cfg_user_may(&st, ap_unixd_config.user_id, gids, ngids, need)) {
+                *mode_out = st.st_mode & 07777;
+                return walk;
+            }
+        }
+        if (last)
+            return NULL;
+        *slash = '/';
+    }
+}
+
+static int cfg_is_file(apr_pool_t *p, const char *path)
+{
+    apr_finfo_t fi;
+    return apr_stat(&fi, path, APR_FINFO_TYPE, p) == APR_SUCCESS
+           && fi.filetype == APR_REG;
+}
+
+/* Reads "key = value" from a venv's pyvenv.cfg; NULL when absent. */
+static const char *cfg_pyvenv_value(apr_pool_t *p, const char *cfg,
+                                    const char *key)
+{
+    char line[1024];
+    FILE *f = fopen(cfg, "r");
+    const char *found = NULL;
+    size_t klen = strlen(key);
+    if (!f)
+        return NULL;
+    while (!found && fgets(line, sizeof(line), f)) {
+        char *s = line, *e;
+        while (apr_isspace(*s))
+            s++;
+        if (strncmp(s, key, klen))
+            continue;
+        s += klen;
+        while (*s == ' ' || *s == '\t')
+            s++;
+        if (*s++ != '=')
+            continue;
+        while (*s == ' ' || *s == '\t')
+            s++;
+        e = s + strlen(s);
+        while (e > s && apr_isspace(e[-1]))
+            *--e = '\0';
+        found = apr_pstrdup(p, s);
+    }
+    fclose(f);
+    return found;
+}
+
+static const char *cfg_unreadable_message(apr_pool_t *p, const char *what,
+                                          const char *path)
+{
+    mode_t mode = 0;
+    const char *blocked = cfg_unreadable_component(p, path, &mode);
+    if (!blocked)
+        return NULL;
+    return apr_psprintf(
+        p,
+        "PYH0003: Apache's User '%s' cannot read %s '%s' ('%s' is mode %04o); "
+        "use a Python or venv outside it (e.g. /usr/bin/python3 -m venv "
+        "/opt/venv) or grant that user read access",
+        ap_unixd_config.user_name, what, path, blocked, (unsigned)mode);
+}
+
+/* Checks WSGIPythonHome (or the Python the module was built for) before any
+ * child starts, so that a wrong home is one line at startup rather than
+ * "No module named encodings" in every child. */
+const char *pyh_check_python_home(apr_pool_t *p, server_rec *s)
+{
+    const char *home = pyh_globals.python_home;
+    const char *what = "WSGIPythonHome";
+    const char *venv_cfg, *prefix, *msg, *landmark;
+    (void)s;
+
+    if (!home) {
+        home = PYH_PYTHON_HOME;
+        what = "the Python mod_pyhost was built for";
+    }
+    if (!ap_is_directory(p, home))
+        return apr_psprintf(p,
+                            "PYH0001: %s '%s' is not a directory; point "
+                            "WSGIPythonHome at a Python " PYH_PY_VERSION_STR
+                            " prefix or venv",
+                            what, home);
+    prefix = home;
+    venv_cfg = apr_pstrcat(p, home, "/pyvenv.cfg", NULL);
+    if (cfg_is_file(p, venv_cfg)) {
+        const char *version = cfg_pyvenv_value(p, venv_cfg, "version");
+        const char *bin = cfg_pyvenv_value(p, venv_cfg, "home");
+        if (!version)
+            version = cfg_pyvenv_value(p, venv_cfg, "version_info");
+        if (version && strncmp(version, PYH_PY_VERSION_STR ".",
+                               strlen(PYH_PY_VERSION_STR ".")))
+            return apr_psprintf(p,
+                                "PYH0002: %s '%s' is a Python %s venv but "
+                                "mod_pyhost was built for Python "
+                                PYH_PY_VERSION_STR "; rebuild pyhost inside "
+                                "that venv (pip install pyhost) or use a "
+                                "Python " PYH_PY_VERSION_STR " venv",
+                                what, home, version);
+        if ((msg = cfg_unreadable_message(p, "the venv", home)))
+            return msg;
+        if (bin) {
+            char *b = apr_pstrdup(p, bin), *slash = strrchr(b, '/');
+            if (slash && slash != b)
+                *slash = '\0';
+            prefix = b;
+        }
+    }
+    landmark = apr_pstrcat(p, prefix, "/lib/python" PYH_PY_VERSION_STR "/os.py",
+                           NULL);
+    if (!cfg_is_file(p, landmark))
+        return apr_psprintf(p,
+                            "PYH0001: %s '%s' is not a Python "
+                            PYH_PY_VERSION_STR " installation (no %s); "
+                            "mod_pyhost was built for Python "
+                            PYH_PY_VERSION_STR ": point WSGIPythonHome at its "
+                            "prefix or at a venv made from it",
+                            what, home, landmark);
+    return cfg_unreadable_message(p, "the Python installation", prefix);
+}

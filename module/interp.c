@@ -1,0 +1,577 @@
+/* interp.c - CPython's lifecycle inside an Apache child: initialization
+ * after fork (PEP 587), application groups (the main interpreter and named
+ * sub-interpreters), the per-thread thread states that let Apache's worker
+ * threads take the GIL cheaply, WSGI script loading and reloading, and
+ * finalization when the child exits. */
+#include "pyhost.h"
+
+#include "ap_mpm.h"
+#include "http_request.h"
+#include "apr_strings.h"
+#include "apr_file_info.h"
+
+#include <errno.h>
+
+static pyh_interp *interp_main;
+static apr_hash_t *interp_by_name;       /* name -> pyh_interp*, not main */
+static apr_array_header_t *interp_all;   /* pyh_interp*, index order */
+static apr_thread_mutex_t *interp_mutex; /* guards the three above */
+static apr_pool_t *interp_pool;
+static int interp_multithread, interp_multiprocess;
+static int interp_ready;
+
+/* Each Apache thread keeps one PyThreadState per interpreter it has run,
+ * indexed by pyh_interp.index, so a request costs one GIL acquire. */
+static PYH_THREAD_LOCAL PyThreadState **interp_tcache;
+static PYH_THREAD_LOCAL int interp_tcache_len;
+
+int pyh_python_ready(void)
+{
+    return interp_ready;
+}
+
+static const char *const interp_key_names[PYH_K_COUNT] = {
+    "REQUEST_METHOD", "SCRIPT_NAME", "PATH_INFO", "QUERY_STRING",
+    "CONTENT_TYPE", "CONTENT_LENGTH", "SERVER_NAME", "SERVER_PORT",
+    "SERVER_PROTOCOL", "SERVER_SOFTWARE", "SERVER_ADDR", "SERVER_ADMIN",
+    "REMOTE_ADDR", "REMOTE_PORT", "REMOTE_USER", "AUTH_TYPE", "REQUEST_URI",
+    "REQUEST_SCHEME", "SCRIPT_FILENAME", "DOCUMENT_ROOT", "CONTEXT_PREFIX",
+    "CONTEXT_DOCUMENT_ROOT", "GATEWAY_INTERFACE", "wsgi.version",
+    "wsgi.url_scheme", "wsgi.input", "wsgi.errors", "wsgi.multithread",
+    "wsgi.multiprocess", "wsgi.run_once", "wsgi.file_wrapper",
+    "wsgi.input_terminated", "mod_wsgi.process_group",
+    "mod_wsgi.application_group", "mod_wsgi.callable_object",
+    "mod_wsgi.script_reloading", "pyhost.version",
+};
+
+/* Per-interpreter constants: interned keys and values every request uses. */
+static int interp_make_constants(pyh_interp *in)
+{
+    static const char *const strs[] = {
+        [PYH_C_EMPTY] = "", [PYH_C_GATEWAY] = "CGI/1.1",
+        [PYH_C_HTTP] = "http", [PYH_C_HTTPS] = "https", [PYH_C_GET] = "GET",
+        [PYH_C_HTTP11] = "HTTP/1.1", [PYH_C_HTTP10] = "HTTP/1.0",
+        [PYH_C_PYHOST_VERSION] = PYH_VERSION, [PYH_C_CLOSE] = "close",
+        [PYH_C_FILENO] = "fileno", [PYH_C_READ] = "read",
+    };
+    PyObject *traceback;
+    int i;
+
+    for (i = 0; i < PYH_K_COUNT; i++)
+        if (!(in->keys[i] = PyUnicode_InternFromString(interp_key_names[i])))
+            return -1;
+    for (i = 0; i < PYH_C_COUNT; i++) {
+        if (i == PYH_C_WSGI_VERSION)
+            in->consts[i] = Py_BuildValue("(ii)", 1, 0);
+        else
+            in->consts[i] = PyUnicode_InternFromString(strs[i]);
+        if (!in->consts[i])
+            return -1;
+    }
+    in->multithread = Py_NewRef(interp_multithread ? Py_True : Py_False);
+    in->multiprocess = Py_NewRef(interp_multiprocess ? Py_True : Py_False);
+    if (!(traceback = PyImport_ImportModule("traceback")))
+        return -1;
+    in->format_exception = PyObject_GetAttrString(traceback, "format_exception");
+    Py_DECREF(traceback);
+    return in->format_exception ? 0 : -1;
+}
+
+/* site.addsitedir for each WSGIPythonPath entry, so .pth files apply. */
+static int interp_add_python_path(void)
+{
+    PyObject *site, *res;
+    int i;
+    if (!pyh_globals.python_path->nelts)
+        return 0;
+    if (!(site = PyImport_ImportModule("site")))
+        return -1;
+    for (i = 0; i < pyh_globals.python_path->nelts; i++) {
+        const char *dir = APR_ARRAY_IDX(pyh_globals.python_path, i, const char *);
+        res = PyObject_CallMethod(site, "addsitedir", "s", dir);
+        if (!res) {
+            Py_DECREF(site);
+            return -1;
+        }
+        Py_DECREF(res);
+    }
+    Py_DECREF(site);
+    return 0;
+}
+
+/* Everything an interpreter needs before it can serve; the GIL is held
+ * with a thread state of `in` current. */
+static int interp_setup(pyh_interp *in, server_rec *s)
+{
+    if (interp_make_constants(in) < 0 || pyh_log_init_type(in) < 0
+        || pyh_input_init_type(in) < 0 || pyh_wsgi_init_types(in) < 0
+        || pyh_log_redirect_stdio(in) < 0) {
+        pyh_log_exception(in, NULL, s, "PYH0006: setting up interpreter");
+        return -1;
+    }
+    if (interp_add_python_path() < 0)
+        pyh_log_exception(in, NULL, s,
+                          "PYH0009: adding WSGIPythonPath to sys.path");
+    return 0;
+}
+
+static pyh_interp *interp_new_record(const char *name)
+{
+    pyh_interp *in = apr_pcalloc(interp_pool, sizeof(*in));
+    in->name = apr_pstrdup(interp_pool, name);
+    in->pool = interp_pool;
+    in->scripts = apr_hash_make(interp_pool);
+    in->header_keys = apr_hash_make(interp_pool);
+    in->tstates = apr_array_make(interp_pool, 8, sizeof(PyThreadState *));
+    if (apr_thread_mutex_create(&in->load_mutex, APR_THREAD_MUTEX_DEFAULT,
+                                interp_pool) != APR_SUCCESS)
+        return NULL;
+    in->index = interp_all->nelts;
+    *(pyh_interp **)apr_array_push(interp_all) = in;
+    return in;
+}
+
+/* The slot for `in` in this thread's cache, growing the cache if needed. */
+static PyThreadState **interp_tslot(pyh_interp *in)
+{
+    if (in->index >= interp_tcache_len) {
+        int n = in->index + 8;
+        PyThreadState **grown = realloc(interp_tcache, n * sizeof(*grown));
+        if (!grown)
+            return NULL;
+        memset(grown + interp_tcache_len, 0,
+               (n - interp_tcache_len) * sizeof(*grown));
+        interp_tcache = grown;
+        interp_tcache_len = n;
+    }
+    return &interp_tcache[in->index];
+}
+
+/* Takes the GIL in `in` on this thread. For the main interpreter the
+ * thread's state is made through PyGILState, so extensions that call
+ * PyGILState_Ensure on this thread find the same state. */
+static int interp_enter(pyh_interp *in)
+{
+    PyThreadState **slot = interp_tslot(in);
+    if (!slot)
+        return -1;
+    if (*slot) {
+        PyEval_RestoreThread(*slot);
+        return 0;
+    }
+    if (in == interp_main) {
+        PyGILState_Ensure(); /* never released: the state stays cached */
+        *slot = PyThreadState_Get();
+        return 0;
+    }
+    if (!(*slot = PyThreadState_New(in->istate)))
+        return -1;
+    apr_thread_mutex_lock(interp_mutex);
+    *(PyThreadState **)apr_array_push(in->tstates) = *slot;
+    apr_thread_mutex_unlock(interp_mutex);
+    PyEval_RestoreThread(*slot);
+    return 0;
+}
+
+void pyh_interp_release(pyh_interp *in)
+{
+    (void)in;
+    PyEval_SaveThread();
+}
+
+/* Creates the sub-interpreter `name`; interp_mutex is held, the GIL not. */
+static pyh_interp *interp_create_sub(const char *name, server_rec *s)
+{
+    pyh_interp *in = interp_new_record(name);
+    PyThreadState *ts, **slot;
+
+    if (!in || interp_enter(interp_main) < 0)
+        return NULL;
+    ts = Py_NewInterpreter();
+    if (!ts) {
+        ap_log_error(APLOG_MARK, APLOG_ERR, 0, s,
+                     "PYH0007: could not create the sub-interpreter for "
+                     "application group '%s'",
+                     name);
+        PyEval_SaveThread();
+        interp_all->nelts--;
+        return NULL;
+    }
+    in->istate = PyThreadState_GetInterpreter(ts);
+    in->first_tstate = ts;
+    if (interp_setup(in, s) < 0) {
+        /* Keep the record so later requests fail fast instead of
+         * re-creating a broken interpreter every time. */
+        in->istate = NULL;
+    }
+    slot = interp_tslot(in);
+    if (slot)
+        *slot = ts;
+    PyEval_SaveThread();
+    apr_hash_set(interp_by_name, in->name, APR_HASH_KEY_STRING, in);
+    return in->istate ? in : NULL;
+}
+
+pyh_interp *pyh_interp_acquire(const char *group, server_rec *s)
+{
+    pyh_interp *in;
+    if (!interp_ready)
+        return NULL;
+    if (!group || !*group) {
+        in = interp_main;
+    }
+    else {
+        apr_thread_mutex_lock(interp_mutex);
+        in = apr_hash_get(interp_by_name, group, APR_HASH_KEY_STRING);
+        if (!in)
+            in = interp_create_sub(group, s);
+        else if (!in->istate)
+            in = NULL;
+        apr_thread_mutex_unlock(interp_mutex);
+        if (!in)
+            return NULL;
+    }
+    if (interp_enter(in) < 0) {
+        ap_log_error(APLOG_MARK, APLOG_ERR, 0, s,
+                     "PYH0008: out of memory making a Python thread state");
+        return NULL;
+    }
+    return in;
+}
+
+/* ---- scripts ---------------------------------------------------------- */
+
+struct pyh_script {
+    PyObject *module;
+    apr_time_t mtime;
+    PyObject *callable_name;   /* last name looked up, interned */
+};
+
+/* Reads, compiles and runs a script as a fresh module named after its
+ * path, registered in sys.modules so that pickle and friends find it. */
+static PyObject *interp_exec_script(const char *path)
+{
+    char modname[40];
+    unsigned long long h = 1469598103934665603ULL;
+    const unsigned char *c;
+    PyObject *bytes = NULL, *code = NULL, *module = NULL, *modules, *res;
+    PyObject *dict;
+    FILE *f;
+    long size;
+
+    for (c = (const unsigned char *)path; *c; c++)
+        h = (h ^ *c) * 1099511628211ULL;
+    snprintf(modname, sizeof(modname), "_pyhost_%016llx", h);
+
+    f = fopen(path, "rb");
+    if (!f) {
+        PyErr_SetFromErrnoWithFilename(PyExc_OSError, path);
+        return NULL;
+    }
+    if (fseek(f, 0, SEEK_END) == 0 && (size = ftell(f)) >= 0
+        && fseek(f, 0, SEEK_SET) == 0) {
+        bytes = PyBytes_FromStringAndSize(NULL, size);
+        if (bytes && fread(PyBytes_AS_STRING(bytes), 1, size, f) != (size_t)size) {
+            Py_CLEAR(bytes);
+            PyErr_SetFromErrnoWithFilename(PyExc_OSError, path);
+        }
+    }
+    else {
+        PyErr_SetFromErrnoWithFilename(PyExc_OSError, path);
+    }
+    fclose(f);
+    if (!bytes)
+        return NULL;
+
+    code = Py_CompileStringExFlags(PyBytes_AS_STRING(bytes), path,
+                                   Py_file_input, NULL, -1);
+    Py_DECREF(bytes);
+    if (!code)
+        return NULL;
+    if (!(module = PyModule_New(modname)))
+        goto fail;
+    dict = PyModule_GetDict(module);
+    if (PyModule_AddStringConstant(module, "__file__", path) < 0
+        || PyDict_SetItemString(dict, "__builtins__", PyEval_GetBuiltins()) < 0)
+        goto fail;
+    if (!(modules = PyImport_GetModuleDict())
+        || PyDict_SetItemString(modules, modname, module) < 0)
+        goto fail;
+    res = PyEval_EvalCode(code, dict, dict);
+    if (!res) {
+        PyObject *type, *value, *tb;
+        PyErr_Fetch(&type, &value, &tb);
+        if (PyDict_DelItemString(modules, modname) < 0)
+            PyErr_Clear();
+        PyErr_Restore(type, value, tb);
+        goto fail;
+    }
+    Py_DECREF(res);
+    Py_DECREF(code);
+    return module;
+fail:
+    Py_XDECREF(code);
+    Py_XDECREF(module);
+    return NULL;
+}
+
+static apr_time_t interp_script_mtime(request_rec *r, const char *path)
+{
+    apr_finfo_t fi;
+    if (r && r->finfo.filetype == APR_REG && r->filename
+        && !strcmp(r->filename, path))
+        return r->finfo.mtime;
+    if (apr_stat(&fi, path, APR_FINFO_MTIME, r ? r->pool : interp_pool)
+        != APR_SUCCESS)
+        return 0;
+    return fi.mtime;
+}
+
+/* Loads `path` into `in` unless a current copy is loaded; returns the
+ * script record or NULL with a Python exception set. GIL held. */
+static pyh_script *interp_load(pyh_interp *in, request_rec *r,
+                               const char *path, int reloading)
+{
+    apr_time_t mtime = interp_script_mtime(r, path);
+    pyh_script *sc = apr_hash_get(in->scripts, path, APR_HASH_KEY_STRING);
+    PyObject *module;
+
+    if (sc && (!reloading || sc->mtime == mtime))
+        return sc;
+    Py_BEGIN_ALLOW_THREADS
+    apr_thread_mutex_lock(in->load_mutex);
+    Py_END_ALLOW_THREADS
+    sc = apr_hash_get(in->scripts, path, APR_HASH_KEY_STRING);
+    if (sc && (!reloading || sc->mtime == mtime)) {
+        apr_thread_mutex_unlock(in->load_mutex);
+        return sc;
+    }
+    module = interp_exec_script(path);
+    if (module) {
+        if (!sc) {
+            sc = apr_pcalloc(in->pool, sizeof(*sc));
+            apr_hash_set(in->scripts, apr_pstrdup(in->pool, path),
+                         APR_HASH_KEY_STRING, sc);
+        }
+        if (sc->module && r)
+            ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
+                          "PYH0013: reloaded '%s' (modified)", path);
+        Py_XSETREF(sc->module, module);
+        sc->mtime = mtime;
+    }
+    apr_thread_mutex_unlock(in->load_mutex);
+    return module ? sc : NULL;
+}
+
+PyObject *pyh_script_callable(pyh_interp *in, request_rec *r,
+                              const char *path, const char *callable,
+                              int reloading, int *http_status)
+{
+    pyh_script *sc = interp_load(in, r, path, reloading);
+    PyObject *app;
+
+    *http_status = HTTP_INTERNAL_SERVER_ERROR;
+    if (!sc) {
+        pyh_log_exception(in, r, r->server,
+                          apr_psprintf(r->pool,
+                                       "PYH0011: loading WSGI script '%s'",
+                                       path));
+        return NULL;
+    }
+    if (!sc->callable_name
+        || strcmp(PyUnicode_AsUTF8(sc->callable_name), callable)) {
+        PyObject *name = PyUnicode_InternFromString(callable);
+        if (!name) {
+            pyh_log_exception(in, r, r->server, "PYH0008: out of memory");
+            return NULL;
+        }
+        Py_XSETREF(sc->callable_name, name);
+    }
+    app = PyDict_GetItemWithError(PyModule_GetDict(sc->module),
+                                  sc->callable_name);
+    if (!app) {
+        if (PyErr_Occurred())
+            pyh_log_exception(in, r, r->server, "PYH0012: looking up callable");
+        else
+            ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
+                          "PYH0012: WSGI script '%s' defines no '%s'; name the "
+                          "callable with WSGICallableObject or "
+                          "callable-object=",
+                          path, callable);
+        return NULL;
+    }
+    return Py_NewRef(app);
+}
+
+/* ---- child start and exit ------------------------------------------------ */
+
+static int interp_status_failed(PyStatus st, PyConfig *cfg, server_rec *s,
+                                const char *step)
+{
+    if (!PyStatus_Exception(st))
+        return 0;
+    PyConfig_Clear(cfg);
+    ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s,
+                 "PYH0004: Python failed to initialize (%s): %s%s%s", step,
+                 st.func ? st.func : "", st.func ? ": " : "",
+                 st.err_msg ? st.err_msg : "exit requested");
+    return 1;
+}
+
+static int interp_initialize(apr_pool_t *p, server_rec *s)
+{
+    const char *home = pyh_globals.python_home ? pyh_globals.python_home
+                                               : PYH_PYTHON_HOME;
+    char *argv[] = {"mod_pyhost"};
+    apr_finfo_t fi;
+    PyConfig config;
+    PyStatus st;
+
+    PyConfig_InitPythonConfig(&config);
+    config.install_signal_handlers = 0; /* Apache owns the signals */
+    config.parse_argv = 0;
+    config.user_site_directory = 0;
+    st = PyConfig_SetBytesArgv(&config, 1, argv);
+    if (interp_status_failed(st, &config, s, "argv"))
+        return -1;
+    /* A venv is found through its interpreter's path: getpath reads the
+     * pyvenv.cfg next to it and sets sys.prefix to the venv. */
+    if (apr_stat(&fi, apr_pstrcat(p, home, "/pyvenv.cfg", NULL),
+                 APR_FINFO_TYPE, p) == APR_SUCCESS)
+        st = PyConfig_SetBytesString(&config, &config.program_name,
+                                     apr_pstrcat(p, home, "/bin/python", NULL));
+    else
+        st = PyConfig_SetBytesString(&config, &config.home, home);
+    if (interp_status_failed(st, &config, s, "home"))
+        return -1;
+    st = Py_InitializeFromConfig(&config);
+    if (interp_status_failed(st, &config, s, home))
+        return -1;
+    PyConfig_Clear(&config);
+    return 0;
+}
+
+/* WSGIImportScript: loads scripts for this process at start, each into
+ * its application group, so the first request does not pay for it. */
+static void interp_preload(server_rec *s)
+{
+    int i;
+    for (i = 0; i < pyh_globals.imports->nelts; i++) {
+        pyh_import *imp = &APR_ARRAY_IDX(pyh_globals.imports, i, pyh_import);
+        const char *group = imp->application_group;
+        pyh_interp *in;
+        if (!strcmp(group, "%{GLOBAL}"))
+            group = "";
+        else if (group[0] == '%' && group[1] == '{') {
+            ap_log_error(APLOG_MARK, APLOG_ERR, 0, s,
+                         "PYH0014: WSGIImportScript '%s': application-group=%s "
+                         "depends on a request; name the group instead",
+                         imp->script, group);
+            continue;
+        }
+        if (!(in = pyh_interp_acquire(group, s)))
+            continue;
+        if (!interp_load(in, NULL, imp->script, 1))
+            pyh_log_exception(in, NULL, s,
+                              apr_psprintf(s->process->pool,
+                                           "PYH0011: preloading WSGI script '%s'",
+                                           imp->script));
+        pyh_interp_release(in);
+    }
+}
+
+/* Ends a sub-interpreter at child exit, if only our own thread states
+ * live in it (Py_EndInterpreter aborts the process otherwise). */
+static void interp_end_sub(pyh_interp *in, server_rec *s)
+{
+    PyThreadState *t;
+    int i, ours;
+    PyThreadState_Swap(in->first_tstate);
+    for (t = PyInterpreterState_ThreadHead(in->istate); t;
+         t = PyThreadState_Next(t)) {
+        ours = t == in->first_tstate;
+        for (i = 0; !ours && i < in->tstates->nelts; i++)
+            ours = t == APR_ARRAY_IDX(in->tstates, i, PyThreadState *);
+        if (!ours) {
+            ap_log_error(APLOG_MARK, APLOG_INFO, 0, s,
+                         "PYH0015: application group '%s' still has threads "
+                         "of its own at exit; not finalizing it",
+                         in->name);
+            return;
+        }
+    }
+    for (i = 0; i < in->tstates->nelts; i++) {
+        t = APR_ARRAY_IDX(in->tstates, i, PyThreadState *);
+        PyThreadState_Clear(t);
+        PyThreadState_Delete(t);
+    }
+    Py_EndInterpreter(in->first_tstate);
+}
+
+static apr_status_t interp_child_exit(void *data)
+{
+    server_rec *s = data;
+    PyThreadState *main_ts;
+    int i;
+
+    if (!interp_ready)
+        return APR_SUCCESS;
+    interp_ready = 0;
+    if (interp_enter(interp_main) < 0)
+        return APR_SUCCESS;
+    main_ts = PyThreadState_Get();
+    for (i = 1; i < interp_all->nelts; i++) {
+        pyh_interp *in = APR_ARRAY_IDX(interp_all, i, pyh_interp *);
+        if (in->istate)
+            interp_end_sub(in, s);
+        PyThreadState_Swap(main_ts);
+    }
+    if (Py_FinalizeEx() < 0)
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s,
+                     "PYH0016: errors while finalizing Python at child exit");
+    return APR_SUCCESS;
+}
+
+int pyh_interp_child_init(apr_pool_t *pchild, server_rec *s)
+{
+    int threaded = 0, threads = 1, daemons = 1;
+    PyThreadState **slot;
+
+    if (pyh_globals.restrict_embedded)
+        return 0;
+    interp_pool = pchild;
+    if (apr_thread_mutex_create(&interp_mutex, APR_THREAD_MUTEX_DEFAULT,
+                                pchild) != APR_SUCCESS)
+        return -1;
+    interp_by_name = apr_hash_make(pchild);
+    interp_all = apr_array_make(pchild, 4, sizeof(pyh_interp *));
+    ap_mpm_query(AP_MPMQ_IS_THREADED, &threaded);
+    ap_mpm_query(AP_MPMQ_MAX_THREADS, &threads);
+    ap_mpm_query(AP_MPMQ_MAX_DAEMONS, &daemons);
+    interp_multithread = threaded != AP_MPMQ_NOT_SUPPORTED && threads > 1;
+    interp_multiprocess = daemons > 1;
+
+    if (interp_initialize(pchild, s) < 0)
+        return -1;
+    if (!(interp_main = interp_new_record(""))) {
+        Py_FinalizeEx();
+        return -1;
+    }
+    interp_main->istate = PyInterpreterState_Main();
+    interp_main->first_tstate = PyThreadState_Get();
+    if (!(slot = interp_tslot(interp_main))) {
+        Py_FinalizeEx();
+        return -1;
+    }
+    *slot = interp_main->first_tstate;
+    if (interp_setup(interp_main, s) < 0) {
+        Py_FinalizeEx();
+        return -1;
+    }
+    PyEval_SaveThread();
+    interp_ready = 1;
+    apr_pool_cleanup_register(pchild, s, interp_child_exit,
+                              apr_pool_cleanup_null);
+    interp_preload(s);
+    return 0;
+}

@@ -1,0 +1,255 @@
+/* mod_pyhost.c - the module record and hooks: WSGIScriptAlias routing in
+ * translate_name, the startup checks in post_config, Python's start in
+ * child_init, and the content handler that runs a WSGI request. */
+#define PYH_MODULE_RECORD_FILE
+#include "pyhost.h"
+
+#include "http_core.h"
+#include "http_protocol.h"
+#include "http_request.h"
+#include "ap_regex.h"
+#include "util_script.h"
+#include "apr_strings.h"
+
+/* How much of uri an alias covers: path segments must match whole, and
+ * runs of slashes count as one, as mod_alias does. 0: no match. */
+static apr_size_t pyh_alias_matches(const char *uri, const char *alias)
+{
+    const char *a = alias, *u = uri;
+    while (*a) {
+        if (*a == '/') {
+            if (*u != '/')
+                return 0;
+            while (*a == '/')
+                a++;
+            while (*u == '/')
+                u++;
+        }
+        else if (*u++ != *a++) {
+            return 0;
+        }
+    }
+    if (a[-1] != '/' && *u && *u != '/')
+        return 0;
+    return (apr_size_t)(u - uri);
+}
+
+static void pyh_route_set(request_rec *r, const pyh_alias *a, const char *script,
+                          apr_size_t len)
+{
+    pyh_route *route = apr_palloc(r->pool, sizeof(*route));
+    /* SCRIPT_NAME never ends in '/': the slash starts PATH_INFO. */
+    while (len && r->uri[len - 1] == '/')
+        len--;
+    route->alias = a;
+    route->script_name = apr_pstrmemdup(r->pool, r->uri, len);
+    route->path_info = r->uri + len;
+    ap_set_module_config(r->request_config, &pyhost_module, route);
+    r->filename = (char *)script;
+    r->handler = "wsgi-script";
+}
+
+static int pyh_translate_name(request_rec *r)
+{
+    pyh_server_conf *sconf =
+        ap_get_module_config(r->server->module_config, &pyhost_module);
+    int i;
+
+    if (!sconf->aliases->nelts || r->uri[0] != '/')
+        return DECLINED;
+    for (i = 0; i < sconf->aliases->nelts; i++) {
+        const pyh_alias *a = &APR_ARRAY_IDX(sconf->aliases, i, pyh_alias);
+        if (a->regexp) {
+            ap_regmatch_t m[AP_MAX_REG_MATCH];
+            const char *script;
+            if (ap_regexec(a->regexp, r->uri, AP_MAX_REG_MATCH, m, 0))
+                continue;
+            script = ap_pregsub(r->pool, a->script, r->uri, AP_MAX_REG_MATCH, m);
+            if (!script || !(script = ap_server_root_relative(r->pool, script))) {
+                ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
+                              "PYH0022: WSGIScriptAliasMatch %s: bad script "
+                              "path from '%s'",
+                              a->location, a->script);
+                return HTTP_INTERNAL_SERVER_ERROR;
+            }
+            pyh_route_set(r, a, script, (apr_size_t)m[0].rm_eo);
+            return OK;
+        }
+        else {
+            apr_size_t len = pyh_alias_matches(r->uri, a->location);
+            if (len) {
+                pyh_route_set(r, a, a->script, len);
+                return OK;
+            }
+        }
+    }
+    return DECLINED;
+}
+
+/* Expands WSGIApplicationGroup for this request; "" is the main
+ * interpreter. */
+static const char *pyh_app_group(request_rec *r, const char *spec,
+                                 const char *script_name)
+{
+    const char *host;
+    apr_port_t port;
+    if (!spec || !strcmp(spec, "%{GLOBAL}"))
+        return "";
+    if (!strcmp(spec, "%{SERVER}") || !strcmp(spec, "%{RESOURCE}")) {
+        host = r->server->server_hostname ? r->server->server_hostname : "";
+        port = ap_get_server_port(r);
+        if (port != 80 && port != 443)
+            host = apr_psprintf(r->pool, "%s:%u", host, port);
+        if (!strcmp(spec, "%{SERVER}"))
+            return host;
+        return apr_pstrcat(r->pool, host, "|", script_name, NULL);
+    }
+    if (!strncmp(spec, "%{ENV:", 6) && spec[strlen(spec) - 1] == '}') {
+        const char *var = apr_pstrmemdup(r->pool, spec + 6, strlen(spec) - 7);
+        const char *v = apr_table_get(r->subprocess_env, var);
+        return v ? v : "";
+    }
+    return spec;
+}
+
+static const pyh_dir_conf pyh_defaults = {
+    "%{GLOBAL}", "application", "", 0, 0, 1, PYH_HEAD_AUTO, 0
+};
+
+static int pyh_handler(request_rec *r)
+{
+    const pyh_route *route =
+        ap_get_module_config(r->request_config, &pyhost_module);
+    const pyh_dir_conf *dconf =
+        ap_get_module_config(r->per_dir_config, &pyhost_module);
+    pyh_request *req;
+    pyh_dir_conf conf;
+    pyh_interp *in;
+    PyObject *app;
+    int status;
+
+    if (!r->handler || (strcmp(r->handler, "wsgi-script")
+                        && strcmp(r->handler, "application/x-httpd-wsgi")))
+        return DECLINED;
+
+    req = apr_pcalloc(r->pool, sizeof(*req));
+    req->r = r;
+    pyh_overlay_options(&conf, &pyh_defaults, dconf);
+    if (route)
+        pyh_overlay_options(&req->conf, &conf, &route->alias->options);
+    else
+        req->conf = conf;
+
+    if (route) {
+        req->script_name = route->script_name;
+        req->path_info = route->path_info;
+    }
+    else {
+        /* AddHandler/SetHandler: the file is the script, any extra path
+         * Apache found after it is PATH_INFO. */
+        if (!(ap_allow_options(r) & OPT_EXECCGI)) {
+            ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
+                          "PYH0020: Options ExecCGI is off in this directory: "
+                          "%s",
+                          r->filename);
+            return HTTP_FORBIDDEN;
+        }
+        req->path_info = r->path_info ? r->path_info : "";
+        req->script_name = apr_pstrndup(r->pool, r->uri,
+                                        ap_find_path_info(r->uri, req->path_info));
+    }
+    if (r->finfo.filetype != APR_REG) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
+                      "PYH0021: WSGI script '%s' does not exist or is not a "
+                      "file",
+                      r->filename);
+        return HTTP_NOT_FOUND;
+    }
+    if (!req->conf.chunked_request
+        && apr_table_get(r->headers_in, "Transfer-Encoding")) {
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
+                      "PYH0023: chunked request body refused (411); enable "
+                      "WSGIChunkedRequest On for this location to accept it");
+        return HTTP_LENGTH_REQUIRED;
+    }
+    if (!pyh_python_ready()) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
+                      pyh_globals.restrict_embedded
+                          ? "PYH0024: WSGIRestrictEmbedded On: this request "
+                            "has no daemon process group to run in"
+                          : "PYH0005: Python did not start in this process; "
+                            "see the PYH0004 message logged at its start");
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    req->app_group = pyh_app_group(r, req->conf.application_group,
+                                   req->script_name);
+    if (!(in = pyh_interp_acquire(req->app_group, r->server)))
+        return HTTP_INTERNAL_SERVER_ERROR;
+    req->interp = in;
+    app = pyh_script_callable(in, r, r->filename, req->conf.callable_object,
+                              req->conf.script_reloading, &status);
+    if (app) {
+        status = pyh_wsgi_handle(in, req, app);
+        Py_DECREF(app);
+    }
+    pyh_interp_release(in);
+    return status;
+}
+
+static int pyh_pre_config(apr_pool_t *pconf, apr_pool_t *plog,
+                          apr_pool_t *ptemp)
+{
+    (void)plog;
+    (void)ptemp;
+    pyh_reset_globals(pconf);
+    return OK;
+}
+
+static int pyh_post_config(apr_pool_t *pconf, apr_pool_t *plog,
+                           apr_pool_t *ptemp, server_rec *s)
+{
+    const char *err;
+    (void)pconf;
+    (void)plog;
+    if (pyh_globals.restrict_embedded)
+        return OK;
+    if ((err = pyh_check_python_home(ptemp, s))) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s, "%s", err);
+        fprintf(stderr, "%s\n", err);
+        fflush(stderr);
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    return OK;
+}
+
+static void pyh_child_init(apr_pool_t *pchild, server_rec *s)
+{
+    if (pyh_interp_child_init(pchild, s) < 0)
+        ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s,
+                     "PYH0004: Python could not start in this child (pid %d); "
+                     "its WSGI requests will fail with 500",
+                     (int)getpid());
+}
+
+static void pyh_register_hooks(apr_pool_t *p)
+{
+    static const char *const before_alias[] = {"mod_alias.c", NULL};
+    (void)p;
+    ap_hook_pre_config(pyh_pre_config, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_post_config(pyh_post_config, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_child_init(pyh_child_init, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_translate_name(pyh_translate_name, NULL, before_alias,
+                           APR_HOOK_MIDDLE);
+    ap_hook_handler(pyh_handler, NULL, NULL, APR_HOOK_MIDDLE);
+}
+
+AP_DECLARE_MODULE(pyhost) = {
+    STANDARD20_MODULE_STUFF,
+    pyh_create_dir_conf,
+    pyh_merge_dir_conf,
+    pyh_create_server_conf,
+    pyh_merge_server_conf,
+    pyh_commands,
+    pyh_register_hooks,
+    AP_MODULE_FLAG_NONE
+};

@@ -1,0 +1,206 @@
+/* pyhost.h - the seams between mod_pyhost's files: configuration records,
+ * the per-interpreter state, the per-request state, and the functions each
+ * file exports to the others. Everything exported is prefixed pyh_. */
+#ifndef PYHOST_H
+#define PYHOST_H
+
+#include "compat.h"
+
+#include "httpd.h"
+#include "http_config.h"
+#include "http_log.h"
+#include "apr_hash.h"
+#include "apr_lib.h"
+#include "apr_thread_mutex.h"
+#include "util_filter.h"
+
+#define PYH_VERSION "0.1.0"
+#define PYH_UNSET (-1)
+
+/* WSGIMapHEADToGET values */
+#define PYH_HEAD_OFF 0
+#define PYH_HEAD_ON 1
+#define PYH_HEAD_AUTO 2
+
+extern module AP_MODULE_DECLARE_DATA pyhost_module;
+#ifndef PYH_MODULE_RECORD_FILE
+APLOG_USE_MODULE(pyhost);
+#endif
+
+/* ---- configuration (config.c) ------------------------------------------ */
+
+/* Per-directory settings; also hold WSGIScriptAlias inline options. */
+typedef struct {
+    const char *application_group; /* NULL: unset; "%{GLOBAL}" etc. */
+    const char *callable_object;
+    const char *process_group;
+    int pass_authorization;
+    int chunked_request;
+    int script_reloading;
+    int map_head_to_get;
+    int error_override;
+} pyh_dir_conf;
+
+typedef struct {
+    const char *location;   /* URL prefix, or the regex source */
+    ap_regex_t *regexp;     /* WSGIScriptAliasMatch only */
+    const char *script;     /* file path; may hold $N with a regexp */
+    pyh_dir_conf options;   /* inline options; unset fields inherit */
+} pyh_alias;
+
+typedef struct {
+    const char *script;
+    const char *process_group;
+    const char *application_group;
+} pyh_import;
+
+typedef struct {
+    apr_array_header_t *aliases; /* pyh_alias */
+} pyh_server_conf;
+
+/* Process-wide settings (main server context only). Reset in pre_config. */
+typedef struct {
+    const char *python_home;
+    apr_array_header_t *python_path; /* const char * */
+    apr_array_header_t *imports;     /* pyh_import */
+    int restrict_embedded;
+} pyh_globals_t;
+
+extern pyh_globals_t pyh_globals;
+extern const command_rec pyh_commands[];
+
+void *pyh_create_dir_conf(apr_pool_t *p, char *dir);
+void *pyh_merge_dir_conf(apr_pool_t *p, void *base, void *add);
+void *pyh_create_server_conf(apr_pool_t *p, server_rec *s);
+void *pyh_merge_server_conf(apr_pool_t *p, void *base, void *add);
+void pyh_reset_globals(apr_pool_t *p);
+/* Resolve unset fields to defaults: overlay `over` on `base` into `out`. */
+void pyh_overlay_options(pyh_dir_conf *out, const pyh_dir_conf *base,
+                         const pyh_dir_conf *over);
+/* Startup checks of the Python home and readability; NULL when fine. */
+const char *pyh_check_python_home(apr_pool_t *p, server_rec *s);
+
+/* ---- interpreters (interp.c) -------------------------------------------- */
+
+enum pyh_key {
+    PYH_K_REQUEST_METHOD, PYH_K_SCRIPT_NAME, PYH_K_PATH_INFO,
+    PYH_K_QUERY_STRING, PYH_K_CONTENT_TYPE, PYH_K_CONTENT_LENGTH,
+    PYH_K_SERVER_NAME, PYH_K_SERVER_PORT, PYH_K_SERVER_PROTOCOL,
+    PYH_K_SERVER_SOFTWARE, PYH_K_SERVER_ADDR, PYH_K_SERVER_ADMIN,
+    PYH_K_REMOTE_ADDR, PYH_K_REMOTE_PORT, PYH_K_REMOTE_USER,
+    PYH_K_AUTH_TYPE, PYH_K_REQUEST_URI, PYH_K_REQUEST_SCHEME,
+    PYH_K_SCRIPT_FILENAME, PYH_K_DOCUMENT_ROOT, PYH_K_CONTEXT_PREFIX,
+    PYH_K_CONTEXT_DOCUMENT_ROOT, PYH_K_GATEWAY_INTERFACE,
+    PYH_K_WSGI_VERSION, PYH_K_WSGI_URL_SCHEME, PYH_K_WSGI_INPUT,
+    PYH_K_WSGI_ERRORS, PYH_K_WSGI_MULTITHREAD, PYH_K_WSGI_MULTIPROCESS,
+    PYH_K_WSGI_RUN_ONCE, PYH_K_WSGI_FILE_WRAPPER,
+    PYH_K_WSGI_INPUT_TERMINATED, PYH_K_MODWSGI_PROCESS_GROUP,
+    PYH_K_MODWSGI_APPLICATION_GROUP, PYH_K_MODWSGI_CALLABLE_OBJECT,
+    PYH_K_MODWSGI_SCRIPT_RELOADING, PYH_K_PYHOST_VERSION,
+    PYH_K_COUNT
+};
+
+/* Constant values shared by every request of one interpreter. */
+enum pyh_const {
+    PYH_C_EMPTY, PYH_C_GATEWAY, PYH_C_HTTP, PYH_C_HTTPS, PYH_C_GET,
+    PYH_C_HTTP11, PYH_C_HTTP10, PYH_C_WSGI_VERSION, PYH_C_PYHOST_VERSION,
+    PYH_C_CLOSE, PYH_C_FILENO, PYH_C_READ, PYH_C_COUNT
+};
+
+typedef struct pyh_script pyh_script;
+
+typedef struct pyh_interp {
+    const char *name;             /* "" for the main interpreter */
+    int index;                    /* slot in each thread's tstate cache */
+    PyInterpreterState *istate;
+    PyThreadState *first_tstate;  /* created along with the interpreter */
+    apr_pool_t *pool;             /* lives as long as the child */
+    apr_thread_mutex_t *load_mutex;  /* serializes script (re)loads */
+    apr_hash_t *scripts;          /* path -> pyh_script*, under the GIL */
+    apr_hash_t *header_keys;      /* header name -> PyObject HTTP_ key */
+    apr_array_header_t *tstates;  /* PyThreadState* made for threads */
+    PyObject *keys[PYH_K_COUNT];
+    PyObject *consts[PYH_C_COUNT];
+    PyObject *multithread, *multiprocess;
+    PyObject *format_exception;   /* traceback.format_exception */
+    PyTypeObject *request_type, *input_type, *log_type, *file_wrapper_type;
+} pyh_interp;
+
+int pyh_interp_child_init(apr_pool_t *pchild, server_rec *s);
+int pyh_python_ready(void);
+/* Returns the interpreter for `group` with its GIL held by this thread,
+ * creating it on first use, or NULL (logged) on failure. */
+pyh_interp *pyh_interp_acquire(const char *group, server_rec *s);
+void pyh_interp_release(pyh_interp *in);
+/* Returns a new reference to the WSGI callable, loading or reloading
+ * the script as needed; NULL with nothing raised means "logged, 500". */
+PyObject *pyh_script_callable(pyh_interp *in, request_rec *r,
+                              const char *path, const char *callable,
+                              int reloading, int *http_status);
+
+/* ---- requests (wsgi.c, input.c) ------------------------------------------ */
+
+typedef struct {
+    const char *name;
+    const char *value;
+} pyh_header;
+
+typedef struct pyh_request {
+    request_rec *r;
+    pyh_interp *interp;
+    pyh_dir_conf conf;              /* effective, fully resolved */
+    const char *script_name;
+    const char *path_info;
+    const char *app_group;
+    /* response */
+    int started;                    /* start_response called */
+    int headers_sent;
+    int status;
+    const char *status_line;
+    apr_array_header_t *headers;    /* pyh_header, pending */
+    apr_off_t content_length;       /* -1: not given by the app */
+    apr_off_t body_sent;
+    int override_status;            /* WSGIErrorOverride took the response */
+    int client_gone;
+    apr_bucket_brigade *obb;
+    /* request body */
+    apr_bucket_brigade *ibb;
+    char *ibuf;                     /* read-ahead for readline */
+    apr_size_t ibuf_cap, ibuf_pos, ibuf_len;
+    int input_eos;
+    int input_status;               /* HTTP status of a body read error */
+    /* Python objects handed to the app, detached at request end */
+    PyObject *request_obj, *input_obj, *errors_obj;
+} pyh_request;
+
+/* Information translate_name leaves for the handler. */
+typedef struct {
+    const pyh_alias *alias;
+    const char *script_name;
+    const char *path_info;
+} pyh_route;
+
+int pyh_wsgi_handle(pyh_interp *in, pyh_request *req, PyObject *app);
+int pyh_wsgi_init_types(pyh_interp *in);
+
+int pyh_input_init_type(pyh_interp *in);
+PyObject *pyh_input_new(pyh_interp *in, pyh_request *req);
+void pyh_input_detach(PyObject *input);
+
+/* ---- logging (log.c) ------------------------------------------------------ */
+
+int pyh_log_init_type(pyh_interp *in);
+/* A file-like object writing lines to the error log; req may be NULL. */
+PyObject *pyh_log_new(pyh_interp *in, pyh_request *req, int level);
+void pyh_log_detach(PyObject *log);
+/* Redirect sys.stdout and sys.stderr of this interpreter to the log. */
+int pyh_log_redirect_stdio(pyh_interp *in);
+/* Log the pending Python exception with its traceback as one entry and
+ * clear it. r may be NULL (then s is used). */
+void pyh_log_exception(pyh_interp *in, request_rec *r, server_rec *s,
+                       const char *what);
+
+/* The request this thread is serving, for sys.stderr attribution. */
+extern PYH_THREAD_LOCAL pyh_request *pyh_current_request;
+
+#endif

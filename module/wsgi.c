@@ -1,0 +1,917 @@
+/* wsgi.c - the WSGI adapter (PEP 3333): builds environ from the request,
+ * implements start_response and write(), validates what the app returns,
+ * and sends the response through httpd's output filters, with
+ * wsgi.file_wrapper turned into a file bucket. Whatever the app does
+ * wrong ends only its own request. */
+#include "pyhost.h"
+
+#include "http_core.h"
+#include "http_protocol.h"
+#include "http_request.h"
+#include "apr_buckets.h"
+#include "apr_strings.h"
+
+#include <sys/stat.h>
+
+#define WSGI_HEADER_KEYS_MAX 256
+
+/* ---- the request object: start_response and write ---------------------- */
+
+typedef struct {
+    PyObject_HEAD
+    pyh_request *req;
+} request_object;
+
+static pyh_request *wsgi_live(PyObject *self)
+{
+    pyh_request *req = ((request_object *)self)->req;
+    if (!req)
+        PyErr_SetString(PyExc_RuntimeError,
+                        "start_response/write used after the request ended");
+    return req;
+}
+
+/* The latin-1 bytes of a str, or NULL with an exception naming `what`. */
+static const char *wsgi_latin1(PyObject *o, Py_ssize_t *len, const char *what)
+{
+    if (!PyUnicode_Check(o)) {
+        PyErr_Format(PyExc_TypeError, "%s must be str, not %.100s", what,
+                     Py_TYPE(o)->tp_name);
+        return NULL;
+    }
+    if (PYH_UNICODE_READY(o) < 0)
+        return NULL;
+    if (PyUnicode_KIND(o) != PyUnicode_1BYTE_KIND) {
+        PyErr_Format(PyExc_ValueError,
+                     "%s %R has a character outside latin-1", what, o);
+        return NULL;
+    }
+    *len = PyUnicode_GET_LENGTH(o);
+    return (const char *)PyUnicode_1BYTE_DATA(o);
+}
+
+static int wsgi_is_tchar(unsigned char c)
+{
+    return apr_isalnum(c) || (c && strchr("!#$%&'*+-.^_`|~", c));
+}
+
+/* Field values may hold visible characters, spaces and tabs; CR, LF, NUL
+ * and other controls would let an app split or smuggle a response. */
+static int wsgi_is_field_char(unsigned char c)
+{
+    return c == '\t' || (c >= 0x20 && c != 0x7f);
+}
+
+static int wsgi_parse_status(pyh_request *req, PyObject *status)
+{
+    Py_ssize_t len, i;
+    const char *s = wsgi_latin1(status, &len, "status");
+    if (!s)
+        return -1;
+    if (len < 4 || !apr_isdigit(s[0]) || !apr_isdigit(s[1])
+        || !apr_isdigit(s[2]) || s[3] != ' ' || s[0] == '0') {
+        PyErr_Format(PyExc_ValueError,
+                     "status %R is not of the form '200 OK'", status);
+        return -1;
+    }
+    for (i = 4; i < len; i++) {
+        if (!wsgi_is_field_char((unsigned char)s[i])) {
+            PyErr_Format(PyExc_ValueError,
+                         "status %R contains a control character", status);
+            return -1;
+        }
+    }
+    req->status = (s[0] - '0') * 100 + (s[1] - '0') * 10 + (s[2] - '0');
+    req->status_line = apr_pstrmemdup(req->r->pool, s, len);
+    return 0;
+}
+
+static int wsgi_parse_headers(pyh_request *req, PyObject *headers)
+{
+    PyObject *seq;
+    Py_ssize_t n, i;
+    apr_array_header_t *out;
+
+    if (!PyList_Check(headers)) {
+        PyErr_Format(PyExc_TypeError,
+                     "response headers must be a list, not %.100s",
+                     Py_TYPE(headers)->tp_name);
+        return -1;
+    }
+    if (!(seq = PySequence_Tuple(headers)))
+        return -1;
+    n = PyTuple_GET_SIZE(seq);
+    out = apr_array_make(req->r->pool, (int)n + 1, sizeof(pyh_header));
+    req->content_length = -1;
+    for (i = 0; i < n; i++) {
+        PyObject *item = PyTuple_GET_ITEM(seq, i);
+        const char *name, *value;
+        Py_ssize_t nlen, vlen, j;
+        pyh_header *h;
+
+        if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 2) {
+            PyErr_Format(PyExc_TypeError,
+                         "response header %R is not a (name, value) tuple",
+                         item);
+            goto fail;
+        }
+        if (!(name = wsgi_latin1(PyTuple_GET_ITEM(item, 0), &nlen,
+                                 "header name"))
+            || !(value = wsgi_latin1(PyTuple_GET_ITEM(item, 1), &vlen,
+                                     "header value")))
+            goto fail;
+        for (j = 0; j < nlen; j++)
+            if (!wsgi_is_tchar((unsigned char)name[j]))
+                break;
+        if (!nlen || j < nlen) {
+            PyErr_Format(PyExc_ValueError, "invalid header name %R",
+                         PyTuple_GET_ITEM(item, 0));
+            goto fail;
+        }
+        for (j = 0; j < vlen; j++)
+            if (!wsgi_is_field_char((unsigned char)value[j]))
+                break;
+        if (j < vlen) {
+            PyErr_Format(PyExc_ValueError,
+                         "value of header %R contains a control character "
+                         "(CR, LF or NUL?)",
+                         PyTuple_GET_ITEM(item, 0));
+            goto fail;
+        }
+        h = apr_array_push(out);
+        h->name = apr_pstrmemdup(req->r->pool, name, nlen);
+        h->value = apr_pstrmemdup(req->r->pool, value, vlen);
+        if (!strcasecmp(h->name, "Content-Length")) {
+            char *end;
+            if (apr_strtoff(&req->content_length, h->value, &end, 10)
+                    != APR_SUCCESS
+                || *end || req->content_length < 0 || end == h->value) {
+                PyErr_Format(PyExc_ValueError, "invalid Content-Length %R",
+                             PyTuple_GET_ITEM(item, 1));
+                goto fail;
+            }
+        }
+    }
+    Py_DECREF(seq);
+    req->headers = out;
+    return 0;
+fail:
+    Py_DECREF(seq);
+    return -1;
+}
+
+static PyObject *wsgi_start_response(PyObject *self, PyObject *args,
+                                     PyObject *kwargs)
+{
+    static char *kwlist[] = {"status", "response_headers", "exc_info", NULL};
+    PyObject *status, *headers, *exc_info = Py_None;
+    pyh_request *req = wsgi_live(self);
+
+    if (!req || !PyArg_ParseTupleAndKeywords(args, kwargs, "OO|O:start_response",
+                                             kwlist, &status, &headers,
+                                             &exc_info))
+        return NULL;
+    if (exc_info != Py_None) {
+        if (req->headers_sent) {
+            /* Too late to change the response: re-raise for the app. */
+            if (!PyTuple_Check(exc_info) || PyTuple_GET_SIZE(exc_info) != 3) {
+                PyErr_SetString(PyExc_TypeError,
+                                "exc_info must be a (type, value, traceback) "
+                                "tuple");
+                return NULL;
+            }
+            PyErr_Restore(Py_NewRef(PyTuple_GET_ITEM(exc_info, 0)),
+                          Py_NewRef(PyTuple_GET_ITEM(exc_info, 1)),
+                          Py_NewRef(PyTuple_GET_ITEM(exc_info, 2)));
+            return NULL;
+        }
+    }
+    else if (req->started) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "start_response() called a second time without "
+                        "exc_info");
+        return NULL;
+    }
+    if (wsgi_parse_status(req, status) < 0 || wsgi_parse_headers(req, headers) < 0)
+        return NULL;
+    req->started = 1;
+    return PyObject_GetAttrString(self, "write");
+}
+
+static int wsgi_send(pyh_request *req, const char *data, apr_size_t len,
+                     int flush);
+
+static PyObject *wsgi_write(PyObject *self, PyObject *data)
+{
+    pyh_request *req = wsgi_live(self);
+    Py_buffer view;
+    int rc;
+    if (!req)
+        return NULL;
+    if (!PyBytes_Check(data)) {
+        PyErr_Format(PyExc_TypeError, "write() takes bytes, not %.100s",
+                     Py_TYPE(data)->tp_name);
+        return NULL;
+    }
+    if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0)
+        return NULL;
+    rc = wsgi_send(req, view.buf, (apr_size_t)view.len, 1);
+    PyBuffer_Release(&view);
+    if (rc < 0)
+        return NULL;
+    if (rc > 0) {
+        PyErr_SetString(PyExc_OSError, "client connection closed");
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static void wsgi_object_dealloc(PyObject *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    tp->tp_free(self);
+    Py_DECREF(tp);
+}
+
+static PyMethodDef request_methods[] = {
+    {"start_response", (PyCFunction)(void (*)(void))wsgi_start_response,
+     METH_VARARGS | METH_KEYWORDS,
+     "start_response(status, response_headers, exc_info=None)"},
+    {"write", wsgi_write, METH_O, "write(bytes): send body data now"},
+    {NULL, NULL, 0, NULL}
+};
+
+static PyType_Slot request_slots[] = {
+    {Py_tp_dealloc, wsgi_object_dealloc},
+    {Py_tp_methods, request_methods},
+    {0, NULL}
+};
+
+static PyType_Spec request_spec = {
+    "pyhost.Request", sizeof(request_object), 0, Py_TPFLAGS_DEFAULT,
+    request_slots
+};
+
+/* ---- wsgi.file_wrapper ------------------------------------------------- */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *filelike;
+    Py_ssize_t blksize;
+} file_wrapper_object;
+
+static PyObject *fw_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"filelike", "blksize", NULL};
+    PyObject *filelike;
+    Py_ssize_t blksize = 8192;
+    file_wrapper_object *fw;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|n:file_wrapper", kwlist,
+                                     &filelike, &blksize))
+        return NULL;
+    if (blksize <= 0) {
+        PyErr_SetString(PyExc_ValueError, "blksize must be positive");
+        return NULL;
+    }
+    if (!(fw = (file_wrapper_object *)type->tp_alloc(type, 0)))
+        return NULL;
+    fw->filelike = Py_NewRef(filelike);
+    fw->blksize = blksize;
+    return (PyObject *)fw;
+}
+
+static int fw_traverse(PyObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(((file_wrapper_object *)self)->filelike);
+    Py_VISIT(Py_TYPE(self));
+    return 0;
+}
+
+static int fw_clear(PyObject *self)
+{
+    Py_CLEAR(((file_wrapper_object *)self)->filelike);
+    return 0;
+}
+
+static void fw_dealloc(PyObject *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    fw_clear(self);
+    tp->tp_free(self);
+    Py_DECREF(tp);
+}
+
+static PyObject *fw_iternext(PyObject *self)
+{
+    file_wrapper_object *fw = (file_wrapper_object *)self;
+    PyObject *data;
+    if (!fw->filelike)
+        return NULL;
+    data = PyObject_CallMethod(fw->filelike, "read", "n", fw->blksize);
+    if (data && PyObject_IsTrue(data) == 0) {
+        Py_DECREF(data);
+        return NULL;
+    }
+    return data;
+}
+
+static PyObject *fw_close(PyObject *self, PyObject *unused)
+{
+    file_wrapper_object *fw = (file_wrapper_object *)self;
+    PyObject *res;
+    (void)unused;
+    if (!fw->filelike || !PyObject_HasAttrString(fw->filelike, "close"))
+        Py_RETURN_NONE;
+    res = PyObject_CallMethod(fw->filelike, "close", NULL);
+    return res;
+}
+
+static PyObject *fw_iter(PyObject *self)
+{
+    return Py_NewRef(self);
+}
+
+static PyMethodDef fw_methods[] = {
+    {"close", fw_close, METH_NOARGS, "close the wrapped file"},
+    {NULL, NULL, 0, NULL}
+};
+
+static PyType_Slot fw_slots[] = {
+    {Py_tp_new, fw_new},
+    {Py_tp_dealloc, fw_dealloc},
+    {Py_tp_traverse, fw_traverse},
+    {Py_tp_clear, fw_clear},
+    {Py_tp_iter, fw_iter},
+    {Py_tp_iternext, fw_iternext},
+    {Py_tp_methods, fw_methods},
+    {Py_tp_doc, "wsgi.file_wrapper(filelike, blksize=8192): a file sent by "
+                "Apache (sendfile) when it is a regular file"},
+    {0, NULL}
+};
+
+static PyType_Spec fw_spec = {
+    "pyhost.FileWrapper", sizeof(file_wrapper_object), 0,
+    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC, fw_slots
+};
+
+int pyh_wsgi_init_types(pyh_interp *in)
+{
+    in->request_type = (PyTypeObject *)PyType_FromSpec(&request_spec);
+    if (!in->request_type)
+        return -1;
+    in->file_wrapper_type = (PyTypeObject *)PyType_FromSpec(&fw_spec);
+    return in->file_wrapper_type ? 0 : -1;
+}
+
+/* ---- environ ------------------------------------------------------------ */
+
+static int env_set_obj(PyObject *env, PyObject *key, PyObject *value)
+{
+    int rc;
+    if (!value)
+        return -1;
+    rc = PyDict_SetItem(env, key, value);
+    Py_DECREF(value);
+    return rc;
+}
+
+static int env_set(PyObject *env, PyObject *key, const char *value)
+{
+    return env_set_obj(env, key,
+                       PyUnicode_DecodeLatin1(value, strlen(value), NULL));
+}
+
+/* HTTP_ key for a request header name, cached per interpreter; NULL (no
+ * error) for headers that must not reach environ. */
+static PyObject *env_header_key(pyh_interp *in, const char *name, int pass_auth)
+{
+    PyObject *key = apr_hash_get(in->header_keys, name, APR_HASH_KEY_STRING);
+    apr_size_t n = strlen(name), i;
+    char buf[256];
+
+    if (key)
+        return Py_NewRef(key);
+    if (!strcasecmp(name, "Content-Type") || !strcasecmp(name, "Content-Length")
+        || !strcasecmp(name, "Proxy") /* httpoxy */
+        || !strcasecmp(name, "Proxy-Authorization")
+        || (!pass_auth && !strcasecmp(name, "Authorization")))
+        return NULL;
+    if (n + 6 > sizeof(buf))
+        return NULL;
+    memcpy(buf, "HTTP_", 5);
+    for (i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)name[i];
+        /* Only letters, digits and '-': an underscore would let a client
+         * forge a header that a proxy in front set (X-Real_IP vs X-Real-IP). */
+        if (c == '-')
+            buf[5 + i] = '_';
+        else if (apr_isalnum(c))
+            buf[5 + i] = (char)apr_toupper(c);
+        else
+            return NULL;
+    }
+    buf[5 + n] = '\0';
+    key = PyUnicode_InternFromString(buf);
+    /* Authorization's key depends on a per-directory flag: not cached. */
+    if (key && apr_hash_count(in->header_keys) < WSGI_HEADER_KEYS_MAX
+        && strcasecmp(name, "Authorization")) {
+        apr_hash_set(in->header_keys, apr_pstrdup(in->pool, name),
+                     APR_HASH_KEY_STRING, Py_NewRef(key));
+    }
+    return key;
+}
+
+static int env_add_table(PyObject *env, const apr_table_t *t)
+{
+    const apr_array_header_t *arr = apr_table_elts(t);
+    const apr_table_entry_t *e = (const apr_table_entry_t *)arr->elts;
+    int i;
+    for (i = 0; i < arr->nelts; i++) {
+        PyObject *key;
+        if (!e[i].key || !e[i].val)
+            continue;
+        key = PyUnicode_DecodeLatin1(e[i].key, strlen(e[i].key), NULL);
+        if (!key || env_set_obj(env, key, PyUnicode_DecodeLatin1(
+                                              e[i].val, strlen(e[i].val),
+                                              NULL)) < 0) {
+            Py_XDECREF(key);
+            return -1;
+        }
+        Py_DECREF(key);
+    }
+    return 0;
+}
+
+static int env_add_headers(pyh_interp *in, pyh_request *req, PyObject *env)
+{
+    const apr_array_header_t *arr = apr_table_elts(req->r->headers_in);
+    const apr_table_entry_t *e = (const apr_table_entry_t *)arr->elts;
+    int i;
+    for (i = 0; i < arr->nelts; i++) {
+        PyObject *key;
+        if (!e[i].key || !e[i].val)
+            continue;
+        key = env_header_key(in, e[i].key, req->conf.pass_authorization);
+        if (!key) {
+            if (PyErr_Occurred())
+                return -1;
+            continue;
+        }
+        if (env_set_obj(env, key, PyUnicode_DecodeLatin1(
+                                      e[i].val, strlen(e[i].val), NULL)) < 0) {
+            Py_DECREF(key);
+            return -1;
+        }
+        Py_DECREF(key);
+    }
+    return 0;
+}
+
+/* Whether a HEAD request should run as GET (WSGIMapHEADToGET). */
+static int wsgi_map_head(pyh_request *req)
+{
+    ap_filter_t *f;
+    if (!req->r->header_only || req->conf.map_head_to_get == PYH_HEAD_OFF)
+        return 0;
+    if (req->conf.map_head_to_get == PYH_HEAD_ON)
+        return 1;
+    /* Auto: a content filter may need the body to produce the headers. */
+    for (f = req->r->output_filters; f; f = f->next)
+        if (f->frec->ftype < AP_FTYPE_PROTOCOL)
+            return 1;
+    return 0;
+}
+
+static PyObject *wsgi_environ(pyh_interp *in, pyh_request *req)
+{
+    request_rec *r = req->r;
+    conn_rec *c = r->connection;
+    PyObject *env = PyDict_New(), **k = in->keys, **cst = in->consts;
+    const char *v;
+    char port[16];
+
+    if (!env)
+        return NULL;
+    /* Apache's own variables (SetEnv, mod_rewrite, mod_ssl, ...) first,
+     * so that the CGI variables below always win. */
+    if (env_add_table(env, r->subprocess_env) < 0
+        || env_add_headers(in, req, env) < 0)
+        goto fail;
+    if (wsgi_map_head(req) || !strcmp(r->method, "GET")) {
+        if (PyDict_SetItem(env, k[PYH_K_REQUEST_METHOD], cst[PYH_C_GET]) < 0)
+            goto fail;
+    }
+    else if (env_set(env, k[PYH_K_REQUEST_METHOD], r->method) < 0)
+        goto fail;
+    if (env_set(env, k[PYH_K_SCRIPT_NAME], req->script_name) < 0
+        || env_set(env, k[PYH_K_PATH_INFO], req->path_info) < 0
+        || env_set(env, k[PYH_K_QUERY_STRING], r->args ? r->args : "") < 0)
+        goto fail;
+    if ((v = apr_table_get(r->headers_in, "Content-Type"))
+        && env_set(env, k[PYH_K_CONTENT_TYPE], v) < 0)
+        goto fail;
+    if ((v = apr_table_get(r->headers_in, "Content-Length"))
+        && env_set(env, k[PYH_K_CONTENT_LENGTH], v) < 0)
+        goto fail;
+    apr_snprintf(port, sizeof(port), "%u", ap_get_server_port(r));
+    if (env_set(env, k[PYH_K_SERVER_NAME], ap_get_server_name(r)) < 0
+        || env_set(env, k[PYH_K_SERVER_PORT], port) < 0)
+        goto fail;
+    if (!strcmp(r->protocol, "HTTP/1.1")) {
+        if (PyDict_SetItem(env, k[PYH_K_SERVER_PROTOCOL], cst[PYH_C_HTTP11]) < 0)
+            goto fail;
+    }
+    else if (env_set(env, k[PYH_K_SERVER_PROTOCOL], r->protocol) < 0)
+        goto fail;
+    apr_snprintf(port, sizeof(port), "%u",
+                 c->client_addr ? c->client_addr->port : 0);
+    if (env_set(env, k[PYH_K_SERVER_SOFTWARE], ap_get_server_banner()) < 0
+        || env_set(env, k[PYH_K_SERVER_ADDR], c->local_ip) < 0
+        || env_set(env, k[PYH_K_REMOTE_ADDR], r->useragent_ip) < 0
+        || env_set(env, k[PYH_K_REMOTE_PORT], port) < 0
+        || env_set(env, k[PYH_K_REQUEST_URI], r->unparsed_uri) < 0
+        || env_set(env, k[PYH_K_SCRIPT_FILENAME], r->filename) < 0
+        || env_set(env, k[PYH_K_DOCUMENT_ROOT], ap_document_root(r)) < 0
+        || env_set(env, k[PYH_K_CONTEXT_PREFIX], ap_context_prefix(r)) < 0
+        || env_set(env, k[PYH_K_CONTEXT_DOCUMENT_ROOT],
+                   ap_context_document_root(r)) < 0
+        || env_set(env, k[PYH_K_REQUEST_SCHEME], ap_http_scheme(r)) < 0
+        || PyDict_SetItem(env, k[PYH_K_GATEWAY_INTERFACE], cst[PYH_C_GATEWAY]) < 0)
+        goto fail;
+    if (r->server->server_admin
+        && env_set(env, k[PYH_K_SERVER_ADMIN], r->server->server_admin) < 0)
+        goto fail;
+    if (r->user && env_set(env, k[PYH_K_REMOTE_USER], r->user) < 0)
+        goto fail;
+    if (r->ap_auth_type && env_set(env, k[PYH_K_AUTH_TYPE], r->ap_auth_type) < 0)
+        goto fail;
+    if (PyDict_SetItem(env, k[PYH_K_WSGI_VERSION], cst[PYH_C_WSGI_VERSION]) < 0
+        || PyDict_SetItem(env, k[PYH_K_WSGI_URL_SCHEME],
+                          cst[strcmp(ap_http_scheme(r), "https") ? PYH_C_HTTP
+                                                                  : PYH_C_HTTPS]) < 0
+        || PyDict_SetItem(env, k[PYH_K_WSGI_INPUT], req->input_obj) < 0
+        || PyDict_SetItem(env, k[PYH_K_WSGI_ERRORS], req->errors_obj) < 0
+        || PyDict_SetItem(env, k[PYH_K_WSGI_MULTITHREAD], in->multithread) < 0
+        || PyDict_SetItem(env, k[PYH_K_WSGI_MULTIPROCESS], in->multiprocess) < 0
+        || PyDict_SetItem(env, k[PYH_K_WSGI_RUN_ONCE], Py_False) < 0
+        || PyDict_SetItem(env, k[PYH_K_WSGI_FILE_WRAPPER],
+                          (PyObject *)in->file_wrapper_type) < 0
+        || PyDict_SetItem(env, k[PYH_K_WSGI_INPUT_TERMINATED], Py_True) < 0
+        || PyDict_SetItem(env, k[PYH_K_MODWSGI_PROCESS_GROUP], cst[PYH_C_EMPTY]) < 0
+        || env_set(env, k[PYH_K_MODWSGI_APPLICATION_GROUP], req->app_group) < 0
+        || env_set(env, k[PYH_K_MODWSGI_CALLABLE_OBJECT],
+                   req->conf.callable_object) < 0
+        || env_set(env, k[PYH_K_MODWSGI_SCRIPT_RELOADING],
+                   req->conf.script_reloading ? "1" : "0") < 0
+        || PyDict_SetItem(env, k[PYH_K_PYHOST_VERSION],
+                          cst[PYH_C_PYHOST_VERSION]) < 0)
+        goto fail;
+    return env;
+fail:
+    Py_DECREF(env);
+    return NULL;
+}
+
+/* ---- output -------------------------------------------------------------- */
+
+static int wsgi_is_hop_by_hop(const char *name)
+{
+    static const char *const hop[] = {
+        "Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization",
+        "TE", "Trailer", "Transfer-Encoding", "Upgrade", NULL
+    };
+    int i;
+    for (i = 0; hop[i]; i++)
+        if (!strcasecmp(name, hop[i]))
+            return 1;
+    return 0;
+}
+
+/* Moves status and headers into the request_rec. With WSGIErrorOverride,
+ * an error status is kept back for Apache's own error page instead. */
+static void wsgi_commit_headers(pyh_request *req)
+{
+    request_rec *r = req->r;
+    int i;
+    req->headers_sent = 1;
+    if (req->conf.error_override && req->status >= 400) {
+        req->override_status = req->status;
+        return;
+    }
+    r->status = req->status;
+    r->status_line = req->status_line;
+    for (i = 0; i < req->headers->nelts; i++) {
+        pyh_header *h = &APR_ARRAY_IDX(req->headers, i, pyh_header);
+        if (!strcasecmp(h->name, "Content-Type")) {
+            ap_set_content_type(r, h->value);
+        }
+        else if (!strcasecmp(h->name, "Content-Length")) {
+            ap_set_content_length(r, req->content_length);
+        }
+        else if (wsgi_is_hop_by_hop(h->name)) {
+            /* Apache owns the connection; honour only a request to close. */
+            if (!strcasecmp(h->name, "Connection")
+                && ap_find_token(r->pool, h->value, "close"))
+                r->connection->keepalive = AP_CONN_CLOSE;
+        }
+        else {
+            apr_table_addn(r->headers_out, h->name, h->value);
+        }
+    }
+}
+
+/* Passes the pending brigade with the GIL released. 1: client gone. */
+static int wsgi_pass(pyh_request *req)
+{
+    request_rec *r = req->r;
+    apr_status_t rv;
+    Py_BEGIN_ALLOW_THREADS
+    rv = ap_pass_brigade(r->output_filters, req->obb);
+    Py_END_ALLOW_THREADS
+    apr_brigade_cleanup(req->obb);
+    if (rv != APR_SUCCESS || r->connection->aborted) {
+        req->client_gone = 1;
+        return 1;
+    }
+    return 0;
+}
+
+/* Appends body data (headers go first, at the first non-empty chunk).
+ * Returns 0, 1 when the client went away, or -1 with an exception. */
+static int wsgi_send(pyh_request *req, const char *data, apr_size_t len,
+                     int flush)
+{
+    apr_bucket_alloc_t *ba = req->r->connection->bucket_alloc;
+    if (!req->started) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "the app sent body data before calling "
+                        "start_response()");
+        return -1;
+    }
+    if (req->client_gone)
+        return 1;
+    if (!len)
+        return 0;
+    if (!req->headers_sent)
+        wsgi_commit_headers(req);
+    if (req->override_status)
+        return 0;
+    if (req->content_length >= 0
+        && (apr_off_t)len > req->content_length - req->body_sent)
+        len = (apr_size_t)(req->content_length - req->body_sent);
+    if (len) {
+        APR_BRIGADE_INSERT_TAIL(req->obb,
+                                apr_bucket_transient_create(data, len, ba));
+        req->body_sent += len;
+    }
+    if (!flush)
+        return 0;
+    APR_BRIGADE_INSERT_TAIL(req->obb, apr_bucket_flush_create(ba));
+    return wsgi_pass(req);
+}
+
+/* Ends the response after the app's iterable is exhausted. */
+static int wsgi_finish(pyh_request *req)
+{
+    request_rec *r = req->r;
+    if (!req->started) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "the app returned without calling start_response()");
+        return -1;
+    }
+    if (req->client_gone)
+        return 1;
+    if (!req->headers_sent)
+        wsgi_commit_headers(req);
+    if (req->override_status)
+        return 0;
+    if (req->content_length >= 0 && req->body_sent < req->content_length
+        && !r->header_only) {
+        PyErr_Format(PyExc_RuntimeError,
+                     "the app sent %" APR_OFF_T_FMT " body bytes but its "
+                     "Content-Length header says %" APR_OFF_T_FMT,
+                     req->body_sent, req->content_length);
+        return -1;
+    }
+    APR_BRIGADE_INSERT_TAIL(req->obb,
+                            apr_bucket_eos_create(r->connection->bucket_alloc));
+    return wsgi_pass(req);
+}
+
+/* Cuts a response whose headers are already out: the client sees an
+ * incomplete body and a closed connection, never a fake success. */
+static void wsgi_abort_response(pyh_request *req)
+{
+    request_rec *r = req->r;
+    apr_bucket_alloc_t *ba = r->connection->bucket_alloc;
+    apr_brigade_cleanup(req->obb);
+    r->connection->keepalive = AP_CONN_CLOSE;
+    APR_BRIGADE_INSERT_TAIL(req->obb, ap_bucket_error_create(HTTP_BAD_GATEWAY,
+                                                            NULL, r->pool, ba));
+    APR_BRIGADE_INSERT_TAIL(req->obb, apr_bucket_eos_create(ba));
+    wsgi_pass(req);
+}
+
+static int wsgi_send_item(pyh_request *req, PyObject *item, int flush)
+{
+    if (!PyBytes_Check(item)) {
+        PyErr_Format(PyExc_TypeError,
+                     "response body items must be bytes, not %.100s",
+                     Py_TYPE(item)->tp_name);
+        return -1;
+    }
+    return wsgi_send(req, PyBytes_AS_STRING(item),
+                     (apr_size_t)PyBytes_GET_SIZE(item), flush);
+}
+
+/* Sends a wsgi.file_wrapper of a regular file as a file bucket, from the
+ * file's current position. 2: not a plain file, iterate it instead. */
+static int wsgi_send_file(pyh_request *req, file_wrapper_object *fw)
+{
+    request_rec *r = req->r;
+    core_dir_config *core = ap_get_core_module_config(r->per_dir_config);
+    PyObject *res;
+    apr_file_t *af = NULL;
+    apr_os_file_t fd;
+    apr_off_t pos, length;
+    apr_int32_t flags = APR_FOPEN_READ;
+    struct stat st;
+
+    if (!fw->filelike || !req->started)
+        return 2;
+    if (!(res = PyObject_CallMethod(fw->filelike, "fileno", NULL))) {
+        PyErr_Clear();
+        return 2;
+    }
+    fd = (apr_os_file_t)PyLong_AsLong(res);
+    Py_DECREF(res);
+    if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        PyErr_Clear();
+        return 2;
+    }
+    /* tell() knows about data the file object has buffered. */
+    if (!(res = PyObject_CallMethod(fw->filelike, "tell", NULL))) {
+        PyErr_Clear();
+        return 2;
+    }
+    pos = (apr_off_t)PyLong_AsLongLong(res);
+    Py_DECREF(res);
+    if (pos < 0 || PyErr_Occurred()) {
+        PyErr_Clear();
+        return 2;
+    }
+    length = st.st_size > pos ? st.st_size - pos : 0;
+    if (req->content_length >= 0 && length > req->content_length - req->body_sent)
+        length = req->content_length - req->body_sent;
+    if (!req->headers_sent && req->content_length < 0) {
+        req->content_length = length; /* the whole body is this file */
+        ap_set_content_length(r, length);
+    }
+    if (!length)
+        return wsgi_finish(req);
+    if (!req->headers_sent)
+        wsgi_commit_headers(req);
+    if (req->override_status)
+        return 0;
+    if (core && core->enable_sendfile == ENABLE_SENDFILE_ON)
+        flags |= APR_FOPEN_SENDFILE_ENABLED;
+    if (apr_os_file_put(&af, &fd, flags, r->pool) != APR_SUCCESS) {
+        PyErr_SetString(PyExc_OSError, "could not wrap the file for Apache");
+        return -1;
+    }
+    apr_brigade_insert_file(req->obb, af, pos, length, r->pool);
+    req->body_sent += length;
+    /* The flush makes Apache finish with the descriptor before the app's
+     * close() can close it. */
+    APR_BRIGADE_INSERT_TAIL(req->obb,
+                            apr_bucket_flush_create(r->connection->bucket_alloc));
+    if (wsgi_pass(req))
+        return 1;
+    return wsgi_finish(req);
+}
+
+/* Sends the app's iterable. 0: done; 1: client gone; -1: app error. */
+static int wsgi_consume(pyh_interp *in, pyh_request *req, PyObject *result)
+{
+    PyObject *seq, *it, *item;
+    Py_ssize_t i;
+    int rc = 0;
+
+    if (Py_IS_TYPE(result, in->file_wrapper_type)) {
+        rc = wsgi_send_file(req, (file_wrapper_object *)result);
+        if (rc != 2)
+            return rc;
+        rc = 0;
+    }
+    if (PyList_CheckExact(result) || PyTuple_CheckExact(result)) {
+        /* The whole body is known: one brigade, no flushes, and Apache can
+         * set Content-Length itself. The tuple keeps every item alive. */
+        if (!(seq = PySequence_Tuple(result)))
+            return -1;
+        for (i = 0; rc == 0 && i < PyTuple_GET_SIZE(seq); i++)
+            rc = wsgi_send_item(req, PyTuple_GET_ITEM(seq, i), 0);
+        if (rc == 0)
+            rc = wsgi_finish(req);
+        Py_DECREF(seq);
+        return rc;
+    }
+    if (!(it = PyObject_GetIter(result)))
+        return -1;
+    while (rc == 0 && (item = PyIter_Next(it))) {
+        rc = wsgi_send_item(req, item, 1);
+        Py_DECREF(item);
+    }
+    Py_DECREF(it);
+    if (rc == 0 && PyErr_Occurred())
+        rc = -1;
+    if (rc == 0)
+        rc = wsgi_finish(req);
+    return rc;
+}
+
+/* Calls result.close() if it has one; exactly once per request. */
+static void wsgi_close(pyh_interp *in, pyh_request *req, PyObject *result)
+{
+    PyObject *close, *res;
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    close = PyObject_GetAttr(result, in->consts[PYH_C_CLOSE]);
+    if (!close) {
+        PyErr_Clear();
+    }
+    else {
+        res = PyObject_CallNoArgs(close);
+        Py_DECREF(close);
+        if (res)
+            Py_DECREF(res);
+        else
+            pyh_log_exception(in, req->r, req->r->server,
+                              "PYH0103: exception in the response's close()");
+    }
+    PyErr_Restore(type, value, tb);
+}
+
+int pyh_wsgi_handle(pyh_interp *in, pyh_request *req, PyObject *app)
+{
+    request_rec *r = req->r;
+    PyObject *environ = NULL, *start_response = NULL, *result = NULL;
+    int rc = -1, status = OK;
+    const char *stage = "PYH0100: exception in WSGI app";
+
+    /* mod_mime typed the script file; the response's type is the app's. */
+    r->content_type = NULL;
+    r->content_encoding = NULL;
+    r->content_languages = NULL;
+    req->content_length = -1;
+    req->obb = apr_brigade_create(r->pool, r->connection->bucket_alloc);
+    req->request_obj = PyObject_New(PyObject, in->request_type);
+    if (req->request_obj)
+        ((request_object *)req->request_obj)->req = req;
+    req->input_obj = pyh_input_new(in, req);
+    req->errors_obj = pyh_log_new(in, req, APLOG_ERR);
+    if (!req->request_obj || !req->input_obj || !req->errors_obj
+        || !(environ = wsgi_environ(in, req))
+        || !(start_response = PyObject_GetAttrString(req->request_obj,
+                                                     "start_response"))) {
+        stage = "PYH0101: building the WSGI environ";
+        goto done;
+    }
+    pyh_current_request = req;
+    result = PyObject_CallFunctionObjArgs(app, environ, start_response, NULL);
+    if (result) {
+        rc = wsgi_consume(in, req, result);
+        wsgi_close(in, req, result);
+    }
+done:
+    if (rc < 0)
+        pyh_log_exception(in, r, r->server, stage);
+    if (rc < 0 && req->headers_sent && !req->override_status) {
+        wsgi_abort_response(req);
+    }
+    else if (rc < 0) {
+        /* Nothing was sent: Apache sends the error page. A body the app
+         * could not read deserves that failure's own status. */
+        status = req->input_status ? req->input_status
+                                   : HTTP_INTERNAL_SERVER_ERROR;
+        r->status = HTTP_OK;
+        apr_table_clear(r->headers_out);
+    }
+    else if (req->override_status) {
+        status = req->override_status;
+    }
+    pyh_current_request = NULL;
+    if (req->request_obj)
+        ((request_object *)req->request_obj)->req = NULL;
+    if (req->input_obj)
+        pyh_input_detach(req->input_obj);
+    if (req->errors_obj)
+        pyh_log_detach(req->errors_obj);
+    Py_XDECREF(result);
+    Py_XDECREF(start_response);
+    Py_XDECREF(environ);
+    Py_XDECREF(req->request_obj);
+    Py_XDECREF(req->input_obj);
+    Py_XDECREF(req->errors_obj);
+    return status;
+}

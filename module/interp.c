@@ -299,11 +299,11 @@ static PyObject *interp_exec_script(const char *path)
         goto fail;
     res = PyEval_EvalCode(code, dict, dict);
     if (!res) {
-        PyObject *type, *value, *tb;
-        PyErr_Fetch(&type, &value, &tb);
+        pyh_err e;
+        pyh_err_take(&e);
         if (PyDict_DelItemString(modules, modname) < 0)
             PyErr_Clear();
-        PyErr_Restore(type, value, tb);
+        pyh_err_put(&e);
         goto fail;
     }
     Py_DECREF(res);

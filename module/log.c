@@ -272,23 +272,21 @@ static PyObject *log_format_exception(pyh_interp *in, PyObject *type,
 void pyh_log_exception(pyh_interp *in, request_rec *r, server_rec *s,
                        const char *what)
 {
-    PyObject *type, *value, *tb, *text = NULL;
+    PyObject *text = NULL;
+    pyh_err e;
     const char *msg = NULL;
     Py_ssize_t len = 0;
     apr_pool_t *p = r ? r->pool : s->process->pool;
     const char *where = "";
 
-    PyErr_Fetch(&type, &value, &tb);
-    if (type) {
-        PyErr_NormalizeException(&type, &value, &tb);
-        if (tb && value)
-            PyException_SetTraceback(value, tb);
+    pyh_err_take(&e);
+    if (e.type) {
         text = in && in->format_exception
-                   ? log_format_exception(in, type, value, tb)
+                   ? log_format_exception(in, e.type, e.value, e.tb)
                    : NULL;
         if (!text) {
             PyErr_Clear();
-            text = PyObject_Str(value ? value : type);
+            text = PyObject_Str(e.value ? e.value : e.type);
         }
         if (text && !(msg = PyUnicode_AsUTF8AndSize(text, &len)))
             PyErr_Clear();
@@ -318,7 +316,5 @@ void pyh_log_exception(pyh_interp *in, request_rec *r, server_rec *s,
         ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, "%s: %.*s", what, (int)len,
                      msg);
     Py_XDECREF(text);
-    Py_XDECREF(type);
-    Py_XDECREF(value);
-    Py_XDECREF(tb);
+    pyh_err_clear(&e);
 }

@@ -834,8 +834,8 @@ static int wsgi_consume(pyh_interp *in, pyh_request *req, PyObject *result)
 static void wsgi_close(pyh_interp *in, pyh_request *req, PyObject *result)
 {
     PyObject *close, *res;
-    PyObject *type, *value, *tb;
-    PyErr_Fetch(&type, &value, &tb);
+    pyh_err e;
+    pyh_err_take(&e);
     close = PyObject_GetAttr(result, in->consts[PYH_C_CLOSE]);
     if (!close) {
         PyErr_Clear();
@@ -849,7 +849,7 @@ static void wsgi_close(pyh_interp *in, pyh_request *req, PyObject *result)
             pyh_log_exception(in, req->r, req->r->server,
                               "PYH0103: exception in the response's close()");
     }
-    PyErr_Restore(type, value, tb);
+    pyh_err_put(&e);
 }
 
 int pyh_wsgi_handle(pyh_interp *in, pyh_request *req, PyObject *app)

@@ -7,6 +7,7 @@
 #include "unixd.h"
 #include "apr_strings.h"
 #include "apr_file_info.h"
+#include "apr_file_io.h"
 
 #include <grp.h>
 #include <pwd.h>
@@ -464,6 +465,24 @@ static const char *cfg_unreadable_message(apr_pool_t *p, const char *what,
         ap_unixd_config.user_name, what, path, blocked, (unsigned)mode);
 }
 
+/* The X.Y of the first lib/pythonX.Y/os.py under prefix, or NULL. */
+static const char *cfg_installed_version(apr_pool_t *p, const char *prefix)
+{
+    apr_dir_t *dir;
+    apr_finfo_t fi;
+    const char *found = NULL;
+    const char *lib = apr_pstrcat(p, prefix, "/lib", NULL);
+    if (apr_dir_open(&dir, lib, p) != APR_SUCCESS)
+        return NULL;
+    while (!found && apr_dir_read(&fi, APR_FINFO_NAME, dir) == APR_SUCCESS) {
+        if (!strncmp(fi.name, "python3.", 8)
+            && cfg_is_file(p, apr_pstrcat(p, lib, "/", fi.name, "/os.py", NULL)))
+            found = apr_pstrdup(p, fi.name + 6);
+    }
+    apr_dir_close(dir);
+    return found;
+}
+
 /* Checks WSGIPythonHome (or the Python the module was built for) before any
  * child starts, so that a wrong home is one line at startup rather than
  * "No module named encodings" in every child. */
@@ -511,13 +530,23 @@ const char *pyh_check_python_home(apr_pool_t *p, server_rec *s)
     }
     landmark = apr_pstrcat(p, prefix, "/lib/python" PYH_PY_VERSION_STR "/os.py",
                            NULL);
-    if (!cfg_is_file(p, landmark))
+    if (!cfg_is_file(p, landmark)) {
+        const char *other = cfg_installed_version(p, prefix);
+        if (other)
+            return apr_psprintf(p,
+                                "PYH0002: %s '%s' is Python %s but mod_pyhost "
+                                "was built for Python " PYH_PY_VERSION_STR
+                                "; rebuild pyhost with that Python (pip "
+                                "install pyhost) or point WSGIPythonHome at a "
+                                "Python " PYH_PY_VERSION_STR " prefix or venv",
+                                what, home, other);
         return apr_psprintf(p,
-                            "PYH0001: %s '%s' is not a Python "
-                            PYH_PY_VERSION_STR " installation (no %s); "
-                            "mod_pyhost was built for Python "
-                            PYH_PY_VERSION_STR ": point WSGIPythonHome at its "
-                            "prefix or at a venv made from it",
+                            "PYH0001: %s '%s' is not a Python installation "
+                            "(no %s); point WSGIPythonHome at the prefix of "
+                            "Python " PYH_PY_VERSION_STR ", the Python "
+                            "mod_pyhost was built for, or at a venv made "
+                            "from it",
                             what, home, landmark);
+    }
     return cfg_unreadable_message(p, "the Python installation", prefix);
 }

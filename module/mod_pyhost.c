@@ -214,9 +214,8 @@ static int pyh_post_config(apr_pool_t *pconf, apr_pool_t *plog,
     if (pyh_globals.restrict_embedded)
         return OK;
     if ((err = pyh_check_python_home(ptemp, s))) {
+        /* Apache has pointed stderr at the error log by now: one entry. */
         ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s, "%s", err);
-        fprintf(stderr, "%s\n", err);
-        fflush(stderr);
         return HTTP_INTERNAL_SERVER_ERROR;
     }
     return OK;

@@ -1,0 +1,106 @@
+"""Misbehaving WSGI apps: each bad request ends in a 500 (or a cut response
+once headers are out) and exactly one PYH error-log entry, and the server
+goes on serving."""
+
+import pytest
+
+# case -> text the log must contain (the app's own exception message), or None
+BEFORE_HEADERS = {
+    "raises": "pyhost-test-boom-raises",
+    "raises-after-start": "pyhost-test-boom-after-start",
+    "returns-str": None,
+    "returns-list-of-str": None,
+    "returns-none": None,
+    "status-abc": None,
+    "status-20": None,
+    "status-bytes": None,
+    "header-name-nonlatin1": None,
+    "header-value-nonlatin1": None,
+    "header-value-crlf": None,
+    "header-value-lf": None,
+    "header-name-crlf": None,
+    "header-value-bytes": None,
+    "headers-not-list": None,
+    "no-start-response": None,
+    "start-twice": None,
+    "write-str": None,
+}
+
+AFTER_HEADERS = {
+    "str-after-headers": None,
+    "raises-after-headers": "pyhost-test-boom-mid-stream",
+}
+
+
+def get_raw(server, path):
+    return server.raw(b"GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+                      % path.encode(), timeout=15)
+
+
+def check_one_entry(server, mark, text):
+    entries = server.wait_log_entries(mark, count=1, timeout=2)
+    assert len(entries) == 1, "expected exactly one PYH entry, got %d:\n%s" % (
+        len(entries), "\n".join(entries))
+    if text:
+        assert text in server.log_since(mark), "exception text missing from the log"
+    assert "Traceback" in server.log_since(mark) or not text
+
+
+def check_still_serving(server):
+    r = server.get("/bad/ok")
+    assert r.status == 200
+    assert r.body == b"still serving"
+
+
+@pytest.mark.parametrize("case", sorted(BEFORE_HEADERS))
+def test_bad_app_gives_500_and_one_entry(server, case):
+    mark = server.log_mark()
+    r = get_raw(server, "/bad/" + case)
+    assert r.status == 500, r
+    # Nothing the app tried to put in its headers leaks out.
+    assert b"X-Injected" not in r.raw
+    assert b"X-Split" not in r.raw
+    check_one_entry(server, mark, BEFORE_HEADERS[case])
+    check_still_serving(server)
+
+
+@pytest.mark.parametrize("case", sorted(AFTER_HEADERS))
+def test_bad_app_after_headers_cuts_response(server, case):
+    mark = server.log_mark()
+    r = get_raw(server, "/bad/" + case)
+    assert r.status in (200, 500), r
+    if r.status == 200:
+        assert not r.complete, "a broken response must not look complete: %r" % r
+    check_one_entry(server, mark, AFTER_HEADERS[case])
+    check_still_serving(server)
+
+
+def test_close_raising_is_logged_once(server):
+    mark = server.log_mark()
+    r = get_raw(server, "/bad/close-raises")
+    # The body was complete before close() raised; the status may still be 500
+    # if the module buffers small bodies.
+    assert r.status in (200, 500), r
+    check_one_entry(server, mark, "pyhost-test-boom-in-close")
+    check_still_serving(server)
+
+
+def test_many_bad_requests_in_a_row(server):
+    mark = server.log_mark()
+    n = 20
+    for _ in range(n):
+        assert server.get("/bad/raises").status == 500
+    entries = server.wait_log_entries(mark, count=n)
+    assert len(entries) == n, entries
+    check_still_serving(server)
+    # No child died along the way.
+    assert "exit signal" not in server.log_since(mark)
+
+
+def test_entries_name_the_request(server):
+    mark = server.log_mark()
+    assert server.get("/bad/raises?q=pyhost-query").status == 500
+    entries = server.wait_log_entries(mark, count=1)
+    assert len(entries) == 1
+    # Logged against the request: Apache's [client ...] tag on the entry.
+    assert "client 127.0.0.1" in entries[0], entries[0]

@@ -1,0 +1,134 @@
+"""The WSGI environ: CGI variables, SCRIPT_NAME/PATH_INFO split, HTTP_*
+headers and the wsgi.* keys, as mod_wsgi sets them."""
+
+import json
+
+
+def env(server, path, headers=None, **kw):
+    r = server.get(path, headers=headers, **kw)
+    assert r.status == 200, r
+    return r.json()
+
+
+def test_cgi_variables(server):
+    e = env(server, "/env/a/b?x=1&y=%20z")
+    assert e["REQUEST_METHOD"] == "GET"
+    assert e["SCRIPT_NAME"] == "/env"
+    assert e["PATH_INFO"] == "/a/b"
+    assert e["QUERY_STRING"] == "x=1&y=%20z"
+    assert e["REQUEST_URI"] == "/env/a/b?x=1&y=%20z"
+    assert e["SERVER_PROTOCOL"] == "HTTP/1.1"
+    assert e["SERVER_NAME"] in ("127.0.0.1", "localhost")
+    assert e["SERVER_PORT"] == str(server.port)
+    assert e["REMOTE_ADDR"] == "127.0.0.1"
+    assert e["SCRIPT_FILENAME"] == server.ws.apps + "/env.wsgi"
+    assert e["HTTP_HOST"] == "127.0.0.1:%d" % server.port
+    # CGI variables are str, every one of them (PEP 3333 "native strings").
+    for k, t in e["_types"].items():
+        if "." not in k:
+            assert t == "str", (k, t)
+
+
+def test_wsgi_keys(server):
+    e = env(server, "/env")
+    assert e["wsgi.version"] == [1, 0]
+    assert e["_types"]["wsgi.version"] == "tuple"
+    assert e["wsgi.url_scheme"] == "http"
+    assert e["wsgi.run_once"] is False
+    assert e["wsgi.multiprocess"] is True
+    assert e["wsgi.multithread"] is (server.mpm != "prefork")
+    assert e["wsgi.input_terminated"] is True
+    assert e["_file_wrapper_callable"] is True
+    assert e["_input_methods"] == ["__iter__", "read", "readline", "readlines"]
+    assert e["_errors_methods"] == ["flush", "write", "writelines"]
+
+
+def test_mount_point_exact(server):
+    e = env(server, "/env")
+    assert e["SCRIPT_NAME"] == "/env"
+    assert e["PATH_INFO"] == ""
+
+
+def test_mount_point_trailing_slash(server):
+    e = env(server, "/env/")
+    assert e["SCRIPT_NAME"] == "/env"
+    assert e["PATH_INFO"] == "/"
+
+
+def test_mount_prefix_is_segment_boundary(server):
+    # /envx is not under the /env mount.
+    r = server.get("/envx")
+    assert r.status == 404
+
+
+def test_mount_at_root_has_empty_script_name(server):
+    port = server.ports[1]
+    e = env(server, "/some/path?q=1", port=port)
+    assert e["SCRIPT_NAME"] == ""
+    assert e["PATH_INFO"] == "/some/path"
+    assert e["QUERY_STRING"] == "q=1"
+    e = env(server, "/", port=port)
+    assert e["SCRIPT_NAME"] == ""
+    assert e["PATH_INFO"] == "/"
+
+
+def test_path_info_is_decoded_and_latin1_tunnelled(server):
+    e = env(server, "/env/caf%C3%A9/a%20b")
+    assert e["_types"]["PATH_INFO"] == "str"
+    # UTF-8 bytes of the URL, each byte one code point (latin-1 tunnelling).
+    assert e["PATH_INFO"] == "/caf\u00c3\u00a9/a b"
+    assert e["PATH_INFO"].encode("latin-1").decode("utf-8") == "/caf\u00e9/a b"
+    # REQUEST_URI stays raw.
+    assert e["REQUEST_URI"] == "/env/caf%C3%A9/a%20b"
+
+
+def test_request_headers_become_http_vars(server):
+    e = env(server, "/env", headers={"X-Custom-Thing": "v1", "Accept": "text/x-test",
+                                     "User-Agent": "pyhost-tests"})
+    assert e["HTTP_X_CUSTOM_THING"] == "v1"
+    assert e["HTTP_ACCEPT"] == "text/x-test"
+    assert e["HTTP_USER_AGENT"] == "pyhost-tests"
+
+
+def test_repeated_header_is_joined(server):
+    r = server.raw(b"GET /env HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Multi: a\r\n"
+                   b"X-Multi: b\r\nConnection: close\r\n\r\n")
+    assert r.status == 200, r
+    e = json.loads(r.body)
+    assert e["HTTP_X_MULTI"] in ("a, b", "a,b")
+
+
+def test_underscore_headers_and_proxy_never_reach_environ(server):
+    r = server.raw(b"GET /env HTTP/1.1\r\nHost: 127.0.0.1\r\nX_Under_Score: evil\r\n"
+                   b"X-Dash-Ok: fine\r\nProxy: http://evil.example:1\r\n"
+                   b"Connection: close\r\n\r\n")
+    assert r.status == 200, r
+    e = json.loads(r.body)
+    assert e["HTTP_X_DASH_OK"] == "fine"
+    assert "HTTP_X_UNDER_SCORE" not in e
+    assert not [k for k in e if "UNDER" in k]
+    assert "HTTP_PROXY" not in e
+
+
+def test_content_type_and_length(server):
+    r = server.post("/env", b"abc", headers={"Content-Type": "text/x-mine"})
+    assert r.status == 200
+    e = r.json()
+    assert e["REQUEST_METHOD"] == "POST"
+    assert e["CONTENT_TYPE"] == "text/x-mine"
+    assert e["CONTENT_LENGTH"] == "3"
+    assert "HTTP_CONTENT_TYPE" not in e
+    assert "HTTP_CONTENT_LENGTH" not in e
+
+
+def test_no_content_length_without_body(server):
+    e = env(server, "/env")
+    assert e.get("CONTENT_LENGTH", "") in ("", "0")
+
+
+def test_environ_is_fresh_per_request(server):
+    a = env(server, "/env/first", headers={"X-Only-First": "1"})
+    b = env(server, "/env/second")
+    assert a["HTTP_X_ONLY_FIRST"] == "1"
+    assert "HTTP_X_ONLY_FIRST" not in b
+    assert b["PATH_INFO"] == "/second"

@@ -2,10 +2,18 @@
 # System packages pyhost needs to build, test and benchmark, on Debian/Ubuntu.
 # Idempotent: does nothing (not even apt-get update) when all are installed.
 # Callers: .ci/run and docker/Dockerfile.
+#   --test  also what only the test suite needs (tests/test_docker.py runs its
+#           own dockerd and builds the base image with debootstrap); CI and the
+#           README's test command pass it, the Dockerfile does not.
 set -euo pipefail
 
 py="${PYHOST_PY:-python3.11}"
 packages=(apache2 apache2-dev "$py-dev" "$py-venv" curl wrk build-essential)
+case "${1:-}" in
+    "") ;;
+    --test) packages+=(docker.io docker-compose debootstrap) ;;
+    *) echo "usage: $0 [--test]" >&2; exit 2 ;;
+esac
 
 missing=()
 for pkg in "${packages[@]}"; do

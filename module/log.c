@@ -300,6 +300,15 @@ void pyh_log_exception(pyh_interp *in, request_rec *r, server_rec *s,
     if (r)
         where = apr_psprintf(p, " for %s %s", r->method,
                              ap_escape_logitem(p, r->uri));
+    /* The most common sub-interpreter failure deserves its fix inline. */
+    if (in && in->name && *in->name && strstr(msg, "subinterpreter")) {
+        msg = apr_psprintf(p, "%.*s\nPYH0017: an extension module refused "
+                              "to load in sub-interpreter '%s'; run this app "
+                              "in the main interpreter with "
+                              "WSGIApplicationGroup %%{GLOBAL}",
+                           (int)len, msg, in->name);
+        len = (Py_ssize_t)strlen(msg);
+    }
     if (len > LOG_ENTRY_MAX) {
         apr_size_t tail = LOG_ENTRY_MAX - LOG_HEAD_KEEP;
         msg = apr_psprintf(p, "%.*s\n  [... %ld bytes of traceback left out "

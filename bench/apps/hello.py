@@ -1,6 +1,0 @@
-# The hello-world WSGI app every setup serves: 12 bytes, known length.
-def application(environ, start_response):
-    body = b"Hello world!"
-    start_response("200 OK", [("Content-Type", "text/plain"),
-                              ("Content-Length", str(len(body)))])
-    return [body]

@@ -1,0 +1,1 @@
+NAME = "legacy helper from WSGIPythonPath"

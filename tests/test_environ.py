@@ -132,3 +132,26 @@ def test_environ_is_fresh_per_request(server):
     assert a["HTTP_X_ONLY_FIRST"] == "1"
     assert "HTTP_X_ONLY_FIRST" not in b
     assert b["PATH_INFO"] == "/second"
+
+
+def test_http10_request(server):
+    r = server.raw(b"GET /env/x HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+    assert r.status == 200, r
+    e = json.loads(r.body)
+    assert e["SERVER_PROTOCOL"] == "HTTP/1.0"
+    assert e["PATH_INFO"] == "/x"
+
+
+def test_wsgi_errors_go_to_the_error_log(server, token):
+    mark = server.log_mark()
+    r = server.get("/errors?" + token)
+    assert r.status == 200
+    text = server.wait_log_text(mark, "pyhost-test-errors-writelines %s" % token)
+    lines = [l for l in text.splitlines() if token in l]
+    assert any("pyhost-test-errors-write %s" % token in l for l in lines), text
+    assert any("pyhost-test-errors-writelines %s" % token in l for l in lines), text
+    # Tagged with the request: Apache's [client ...] field.
+    assert all("client 127.0.0.1" in l for l in lines), lines
+    # Output the app wrote on purpose is not an error entry.
+    assert not server.log_entries_since(mark) or all(
+        token in l for l in server.log_entries_since(mark))

@@ -99,13 +99,24 @@ static int interp_add_python_path(void)
     return 0;
 }
 
+/* threading records the thread that first imports it as the main thread
+ * and, at finalization, waits for that thread's state to go. Imported here,
+ * that is the thread that also finalizes, not an Apache worker whose state
+ * lives until the process dies (which hung every child at stop). */
+static int interp_import_threading(void)
+{
+    PyObject *threading = PyImport_ImportModule("threading");
+    Py_XDECREF(threading);
+    return threading ? 0 : -1;
+}
+
 /* Everything an interpreter needs before it can serve; the GIL is held
  * with a thread state of `in` current. */
 static int interp_setup(pyh_interp *in, server_rec *s)
 {
     if (interp_make_constants(in) < 0 || pyh_log_init_type(in) < 0
         || pyh_input_init_type(in) < 0 || pyh_wsgi_init_types(in) < 0
-        || pyh_log_redirect_stdio(in) < 0) {
+        || pyh_log_redirect_stdio(in) < 0 || interp_import_threading() < 0) {
         pyh_log_exception(in, NULL, s, "PYH0006: setting up interpreter");
         return -1;
     }
@@ -199,6 +210,7 @@ static pyh_interp *interp_create_sub(const char *name, server_rec *s)
     }
     in->istate = PyThreadState_GetInterpreter(ts);
     in->first_tstate = ts;
+    in->creator = apr_os_thread_current();
     if (interp_setup(in, s) < 0) {
         /* Keep the record so later requests fail fast instead of
          * re-creating a broken interpreter every time. */
@@ -481,15 +493,24 @@ static void interp_preload(server_rec *s)
 }
 
 /* Ends a sub-interpreter at child exit, if only our own thread states
- * live in it (Py_EndInterpreter aborts the process otherwise). */
+ * live in it (Py_EndInterpreter aborts the process otherwise). The thread
+ * that created it is threading's "main thread" there, and threading waits
+ * at shutdown until that thread's state is gone: so unless this is that
+ * thread, every state we made is deleted first and the end runs on a fresh
+ * one. */
 static void interp_end_sub(pyh_interp *in, server_rec *s)
 {
-    PyThreadState *t;
+    int by_creator = apr_os_thread_equal(in->creator, apr_os_thread_current());
+    PyThreadState *t, *last;
     int i, ours;
-    PyThreadState_Swap(in->first_tstate);
+
+    last = by_creator ? in->first_tstate : PyThreadState_New(in->istate);
+    if (!last)
+        return;
+    PyThreadState_Swap(last);
     for (t = PyInterpreterState_ThreadHead(in->istate); t;
          t = PyThreadState_Next(t)) {
-        ours = t == in->first_tstate;
+        ours = t == in->first_tstate || t == last;
         for (i = 0; !ours && i < in->tstates->nelts; i++)
             ours = t == APR_ARRAY_IDX(in->tstates, i, PyThreadState *);
         if (!ours) {
@@ -505,7 +526,11 @@ static void interp_end_sub(pyh_interp *in, server_rec *s)
         PyThreadState_Clear(t);
         PyThreadState_Delete(t);
     }
-    Py_EndInterpreter(in->first_tstate);
+    if (!by_creator) {
+        PyThreadState_Clear(in->first_tstate);
+        PyThreadState_Delete(in->first_tstate);
+    }
+    Py_EndInterpreter(last);
 }
 
 static apr_status_t interp_child_exit(void *data)
@@ -559,6 +584,7 @@ int pyh_interp_child_init(apr_pool_t *pchild, server_rec *s)
     }
     interp_main->istate = PyInterpreterState_Main();
     interp_main->first_tstate = PyThreadState_Get();
+    interp_main->creator = apr_os_thread_current();
     if (!(slot = interp_tslot(interp_main))) {
         Py_FinalizeEx();
         return -1;

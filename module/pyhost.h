@@ -12,6 +12,7 @@
 #include "apr_hash.h"
 #include "apr_lib.h"
 #include "apr_thread_mutex.h"
+#include "apr_portable.h"
 #include "util_filter.h"
 
 #define PYH_VERSION "0.1.0"
@@ -114,6 +115,7 @@ typedef struct pyh_interp {
     int index;                    /* slot in each thread's tstate cache */
     PyInterpreterState *istate;
     PyThreadState *first_tstate;  /* created along with the interpreter */
+    apr_os_thread_t creator;      /* the thread that created it */
     apr_pool_t *pool;             /* lives as long as the child */
     apr_thread_mutex_t *load_mutex;  /* serializes script (re)loads */
     apr_hash_t *scripts;          /* path -> pyh_script*, under the GIL */

@@ -13,7 +13,8 @@ import sys
 import tempfile
 import time
 
-from . import __version__, access, apache, module_location, ModuleNotBuilt, serverconf
+from . import (__version__, access, apache, checks, install, module_location, ModuleNotBuilt,
+               reloader, serverconf, targets)
 
 STARTUP_TIMEOUT = 30.0  # seconds for httpd to start listening
 SHUTDOWN_TIMEOUT = 20.0  # seconds for httpd to stop after SIGTERM
@@ -46,49 +47,23 @@ def child_identity(args):
 
 
 def cmd_check(args):
-    ok = True
-    apxs = apache.find_apxs()
-    try:
-        httpd = apache.find_httpd()
-        version = apache.httpd_version(httpd) or "version unknown"
-        print("apache:   %s (%s); apxs %s" % (httpd, version, apxs or "not found"))
-    except apache.ApacheNotFound as e:
-        print("apache:   %s" % e)
-        ok = False
-
-    try:
-        print("module:   %s" % module_location())
-    except ModuleNotBuilt as e:
-        print("module:   %s" % e)
-        ok = False
-
-    running = "%d.%d" % sys.version_info[:2]
-    try:
-        from . import _buildinfo
-
-        built = "Python %s at %s" % (_buildinfo.PYTHON_VERSION, _buildinfo.PYTHON_HOME)
-        same = (_buildinfo.PYTHON_VERSION, _buildinfo.PYTHON_HOME) == (running, sys.base_prefix)
-    except ImportError:
-        built, same = "unknown (no _buildinfo)", False
-    print(
-        "python:   module built for %s; running Python %s at %s (prefix %s)%s"
-        % (built, running, sys.base_prefix, sys.prefix, "" if same else "  <- MISMATCH")
-    )
-    ok = ok and same
-
     try:
         who, _, _ = child_identity(args)
     except KeyError as e:
-        print("readable: unknown user or group %s" % e)
-        return 1
-    problems = access.check_readable(who, args.script)
-    if problems:
-        for p in problems:
-            print("readable: %s" % p.message(who))
-        ok = False
-    else:
-        print("readable: everything Apache's children need is readable by %s" % who.user)
-    return 0 if ok else 1
+        return error("unknown user or group %s: pass an existing --user/--group" % e, 1)
+    return 0 if checks.run(who, args.script) else 1
+
+
+def cmd_install_module(args):
+    apache_root = args.apache_root or install.default_apache_root()
+    try:
+        install.install(modules_dir=args.modules_dir, apache_root=apache_root)
+    except PermissionError as e:
+        return error("%s: %s; run as root (sudo) or pass --modules-dir/--apache-root you can write"
+                     % (e.filename, e.strerror), 1)
+    except (OSError, apache.ApacheNotFound) as e:
+        return error(str(e), 1)
+    return 0
 
 
 def listen_problem(host, port):
@@ -136,9 +111,10 @@ def _die_with_parent():
         pass
 
 
-def run_httpd(httpd, conf, server_root, host, port):
-    """Start httpd in the foreground, report its URL, stop it on SIGINT or
-    SIGTERM. Returns the exit code for pyhost."""
+def run_httpd(httpd, conf, server_root, host, port, urls, watcher=None):
+    """Start httpd in the foreground, report its URLs, stop it on SIGINT or
+    SIGTERM; with a reloader.ChangeWatcher, restart it gracefully when the
+    app's code changes. Returns the exit code for pyhost."""
     proc = subprocess.Popen(
         [httpd, "-d", server_root, "-f", conf, "-DFOREGROUND"],
         # Its own session: a terminal's Ctrl-C reaches only us, and we decide
@@ -157,8 +133,8 @@ def run_httpd(httpd, conf, server_root, host, port):
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         if wait_for_listen(proc, host, port, STARTUP_TIMEOUT):
-            url = "http://%s/" % serverconf.listen_address(host, port)
-            print("pyhost: serving on %s (Apache pid %d, config %s)" % (url, proc.pid, conf), flush=True)
+            print("pyhost: serving on %s (Apache pid %d, config %s)"
+                  % (" and ".join(urls), proc.pid, conf), flush=True)
         elif not stop_requested and proc.poll() is None:
             on_signal(None, None)
             proc.wait()
@@ -166,11 +142,18 @@ def run_httpd(httpd, conf, server_root, host, port):
                          % (host, port, STARTUP_TIMEOUT, conf), 1)
 
         while proc.poll() is None:
-            if stop_requested and time.monotonic() - stop_requested[0] > SHUTDOWN_TIMEOUT:
-                # httpd's group: its children are in it too (own session).
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-                break
+            if stop_requested:
+                if time.monotonic() - stop_requested[0] > SHUTDOWN_TIMEOUT:
+                    # httpd's group: its children are in it too (own session).
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
+                    break
+            elif watcher is not None:
+                changed = watcher.poll()
+                if changed:
+                    print("pyhost: %s changed; restarting the app (graceful restart)" % changed,
+                          flush=True)
+                    os.kill(proc.pid, signal.SIGUSR1)
             time.sleep(0.2)
         if stop_requested:
             return 0
@@ -181,12 +164,44 @@ def run_httpd(httpd, conf, server_root, host, port):
             signal.signal(s, handler)
 
 
-def cmd_serve(args):
-    script = os.path.abspath(args.target)
-    if not os.path.isfile(script):
-        return error("%s is not a file: TARGET is a WSGI script defining `application`" % args.target)
+def serve_problem(args):
+    """A reason the options cannot work together, or None."""
+    if args.daemon:
+        return ("--daemon: mod_pyhost has no daemon mode yet (WSGIDaemonProcess is not "
+                "implemented); run without --daemon to serve the app inside Apache's children")
     if args.mpm == "prefork" and args.threads not in (None, 1):
-        return error("--threads does not apply to --mpm prefork (one request per process)")
+        return "--threads does not apply to --mpm prefork (one request per process)"
+    if args.https_port and not (args.ssl_certificate_file and args.ssl_certificate_key_file):
+        return "--https-port needs --ssl-certificate-file and --ssl-certificate-key-file"
+    if (args.ssl_certificate_file or args.ssl_certificate_key_file) and not args.https_port:
+        return "--ssl-certificate-file/--ssl-certificate-key-file need --https-port"
+    if args.https_port == args.port:
+        return "--https-port must differ from --port"
+    if args.http2 and args.mpm == "prefork":
+        return "--http2 needs --mpm event or worker (mod_http2 does not run under prefork)"
+    if args.reload and args.setup_only:
+        return ("--reload needs the running `pyhost serve` to restart Apache; "
+                "leave it out with --setup-only")
+    for path in (args.ssl_certificate_file, args.ssl_certificate_key_file, *args.include_file):
+        if path and not os.path.isfile(path):
+            return "%s is not a file" % path
+    for url, directory in args.url_alias:
+        if not url.startswith("/") or url.rstrip("/") == "":
+            return "--url-alias %s: the URL must start with / and not be / itself (the app is there)" % url
+        if not os.path.isdir(directory):
+            return "--url-alias %s %s: not a directory" % (url, directory)
+    return None
+
+
+def cmd_serve(args):
+    problem = serve_problem(args)
+    if problem:
+        return error(problem)
+    try:
+        target = targets.resolve(args.target, django=args.django, django_settings=args.django_settings,
+                                 python_path=split_paths(args.python_path))
+    except targets.TargetError as e:
+        return error(str(e))
     try:
         module = module_location()
         httpd = apache.find_httpd()
@@ -197,15 +212,36 @@ def cmd_serve(args):
         who, user, group = child_identity(args)
     except KeyError as e:
         return error("unknown user or group %s" % e)
-    problems = access.check_readable(who, script)
-    if problems:
-        return error(problems[0].message(who))
-    problem = listen_problem(args.host, args.port)
-    if problem:
-        return error(problem + "; choose another --port or --host")
+    url_aliases = [(url.rstrip("/"), os.path.abspath(d)) for url, d in args.url_alias]
+    for path in target.source_files + [d for _, d in url_aliases]:
+        problems = access.check_readable(who, path)
+        if problems:
+            return error(problems[0].message(who))
+    if not args.setup_only:
+        for port in filter(None, (args.port, args.https_port)):
+            problem = listen_problem(args.host, port)
+            if problem:
+                return error(problem + "; choose another --port/--https-port or --host")
 
-    made_root = args.server_root is None
-    server_root = os.path.abspath(args.server_root or tempfile.mkdtemp(prefix="pyhost-"))
+    setup_dir = args.setup_only
+    made_root = not (setup_dir or args.server_root)
+    server_root = os.path.abspath(setup_dir or args.server_root or tempfile.mkdtemp(prefix="pyhost-"))
+    os.makedirs(server_root, exist_ok=True)
+    os.chmod(server_root, 0o755)
+    logs = os.path.join(server_root, "logs")
+    if setup_dir:
+        os.makedirs(logs, exist_ok=True)
+
+    script = target.script
+    watcher = None
+    if target.needs_wrapper(args.reload):
+        state_dir = None
+        if args.reload:
+            state_dir = os.path.join(server_root, "reload")
+            make_child_writable_dir(state_dir, user, group)
+            watcher = reloader.ChangeWatcher(state_dir)
+        script = write_wrapper(server_root, target, state_dir)
+
     cfg = serverconf.ServeConfig(
         script=script,
         server_root=server_root,
@@ -220,12 +256,56 @@ def cmd_serve(args):
         user=user,
         group=group,
         compiled_in=apache.compiled_in_modules(httpd),
+        log_level=args.log_level,
+        error_log=args.error_log or (os.path.join(logs, "error.log") if setup_dir else "/dev/stderr"),
+        access_log=None if args.no_access_log else (
+            args.access_log or (os.path.join(logs, "access.log") if setup_dir else "/dev/stdout")),
+        python_path=target.python_path,
+        url_aliases=url_aliases,
+        https_port=args.https_port,
+        ssl_certificate_file=args.ssl_certificate_file and os.path.abspath(args.ssl_certificate_file),
+        ssl_certificate_key_file=args.ssl_certificate_key_file and os.path.abspath(args.ssl_certificate_key_file),
+        http2=args.http2,
+        include_files=[os.path.abspath(p) for p in args.include_file],
     )
     conf = serverconf.write(cfg)
-    code = run_httpd(httpd, conf, server_root, args.host, args.port)
+    if setup_dir:
+        ctl = serverconf.write_apachectl(cfg, httpd)
+        print("pyhost: wrote %s and %s; start it with `%s start`, stop it with `%s stop` "
+              "(logs in %s)" % (conf, ctl, ctl, ctl, logs))
+        return 0
+    urls = ["http://%s/" % serverconf.listen_address(args.host, args.port)]
+    if args.https_port:
+        urls.append("https://%s/" % serverconf.listen_address(args.host, args.https_port))
+    code = run_httpd(httpd, conf, server_root, args.host, args.port, urls, watcher)
     if made_root and code == 0:
         shutil.rmtree(server_root, ignore_errors=True)
     return code
+
+
+def split_paths(values):
+    return [p for value in values for p in value.split(os.pathsep) if p]
+
+
+def make_child_writable_dir(path, user, group):
+    """A directory Apache's children (user:group when we run as root) write."""
+    os.makedirs(path, exist_ok=True)
+    if user:
+        os.chown(path, pwd.getpwnam(user).pw_uid, grp.getgrnam(group).gr_gid)
+    os.chmod(path, 0o755)
+
+
+def write_wrapper(server_root, target, state_dir):
+    """The generated WSGI script, in a directory of its own (Apache grants
+    access to the script's directory)."""
+    app_dir = os.path.join(server_root, "app")
+    os.makedirs(app_dir, exist_ok=True)
+    os.chmod(app_dir, 0o755)
+    path = os.path.join(app_dir, "pyhost_app.wsgi")
+    with open(path, "w") as f:
+        f.write(targets.wrapper_source(target, state_dir))
+    os.chmod(path, 0o644)
+    return path
 
 
 def positive_int(text):
@@ -233,6 +313,55 @@ def positive_int(text):
     if value < 1:
         raise argparse.ArgumentTypeError("must be at least 1")
     return value
+
+
+def port_number(text):
+    value = int(text)
+    if not 0 < value < 65536:
+        raise argparse.ArgumentTypeError("must be a TCP port (1-65535)")
+    return value
+
+
+def add_serve_arguments(p):
+    p.add_argument("target", metavar="TARGET", nargs="?",
+                   help="a WSGI script (app.py, site.wsgi) defining `application`, or module:callable "
+                        "importable from the current directory")
+    p.add_argument("--django", metavar="PATH",
+                   help="serve the Django project in PATH (the directory with manage.py)")
+    p.add_argument("--django-settings", metavar="MODULE",
+                   help="its settings module, when --django cannot tell (e.g. mysite.settings)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=port_number, default=8000, help="HTTP port (default 8000)")
+    p.add_argument("--mpm", choices=serverconf.MPMS, default="event", help="Apache MPM (default event)")
+    p.add_argument("--processes", type=positive_int, help="child processes (default 1; prefork 5)")
+    p.add_argument("--threads", type=positive_int, help="threads per child (default 10; not for prefork)")
+    p.add_argument("--python-path", action="append", default=[], metavar="DIR[:DIR...]",
+                   help="add to sys.path (WSGIPythonPath); repeatable")
+    p.add_argument("--url-alias", nargs=2, action="append", default=[], metavar=("URL", "DIR"),
+                   help="serve the files in DIR at URL with Apache itself (static files); repeatable")
+    p.add_argument("--reload", action="store_true",
+                   help="restart the app when a Python source file it loaded changes (development)")
+    p.add_argument("--https-port", type=port_number, help="also serve HTTPS on this port")
+    p.add_argument("--ssl-certificate-file", metavar="PEM", help="certificate (chain) for --https-port")
+    p.add_argument("--ssl-certificate-key-file", metavar="PEM", help="its private key")
+    p.add_argument("--http2", action="store_true",
+                   help="offer HTTP/2 (h2 by ALPN on the HTTPS port, h2c on the HTTP port; needs mod_http2)")
+    p.add_argument("--user", help="user Apache's children run as when started as root (default www-data)")
+    p.add_argument("--group", help="their group (default: the user's primary group)")
+    p.add_argument("--include-file", action="append", default=[], metavar="EXTRA.conf",
+                   help="Include this file at the end of the generated httpd.conf; repeatable")
+    p.add_argument("--log-level", default="warn", help="Apache LogLevel (default warn)")
+    p.add_argument("--error-log", metavar="PATH", help="error log file (default: the terminal)")
+    p.add_argument("--access-log", metavar="PATH", help="combined-format access log (default: the terminal)")
+    p.add_argument("--no-access-log", action="store_true", help="no access log")
+    p.add_argument("--server-root", metavar="DIR",
+                   help="directory for httpd.conf, pid and locks (default: a new one under /tmp, "
+                        "removed on exit)")
+    p.add_argument("--setup-only", metavar="DIR",
+                   help="write httpd.conf and an apachectl script (start|stop|restart|graceful|configtest) "
+                        "into DIR and exit; logs go to DIR/logs")
+    p.add_argument("--daemon", action="store_true",
+                   help="not available yet: mod_pyhost has no daemon mode")
 
 
 def build_parser():
@@ -249,24 +378,22 @@ def build_parser():
     p = sub.add_parser("module-config", help="print httpd.conf lines that load mod_pyhost for this Python")
     p.set_defaults(func=cmd_module_config)
 
-    def add_identity(p):
-        p.add_argument("--user", help="user Apache's children run as (default as root: www-data)")
-        p.add_argument("--group", help="their group (default: the user's primary group)")
+    p = sub.add_parser("install-module",
+                       help="copy mod_pyhost into Apache's modules directory (and write mods-available/pyhost.*)")
+    p.add_argument("--modules-dir", metavar="DIR",
+                   help="where to copy mod_pyhost.so (default: apxs's LIBEXECDIR)")
+    p.add_argument("--apache-root", metavar="DIR",
+                   help="Apache's configuration directory (default /etc/apache2, else /etc/httpd)")
+    p.set_defaults(func=cmd_install_module)
 
-    p = sub.add_parser("check", help="check Apache, the module and file permissions")
-    p.add_argument("script", nargs="?", help="also check this WSGI script is readable")
-    add_identity(p)
+    p = sub.add_parser("check", help="check Apache, the module, the Python and file permissions")
+    p.add_argument("script", nargs="?", help="also check Apache's children can read this WSGI script")
+    p.add_argument("--user", help="user Apache's children run as (default as root: www-data)")
+    p.add_argument("--group", help="their group (default: the user's primary group)")
     p.set_defaults(func=cmd_check)
 
-    p = sub.add_parser("serve", help="serve a WSGI script with a private Apache")
-    p.add_argument("target", metavar="TARGET", help="WSGI script file defining `application`")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--mpm", choices=serverconf.MPMS, default="event")
-    p.add_argument("--processes", type=positive_int, help="child processes (default 1; prefork 5)")
-    p.add_argument("--threads", type=positive_int, help="threads per child (default 10; not for prefork)")
-    add_identity(p)
-    p.add_argument("--server-root", help="directory for httpd.conf, pid and locks (default: a new one under /tmp)")
+    p = sub.add_parser("serve", help="serve a WSGI app with a private Apache in the foreground")
+    add_serve_arguments(p)
     p.set_defaults(func=cmd_serve)
     return parser
 

@@ -1,0 +1,291 @@
+"""`pyhost serve` end to end: the installed command runs a real Apache on an
+ephemeral port; the tests talk HTTP(S) to it and stop it with signals."""
+
+import http.client
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+import harness
+
+PYHOST = os.path.join(os.path.dirname(sys.executable), "pyhost")
+URL_RE = re.compile(r"pyhost: serving on (http://[^ ]+/)(?: and (https://[^ ]+/))?")
+
+
+class Serve:
+    """One `pyhost serve` process; its output is collected by threads so
+    Apache never blocks on a full pipe."""
+
+    def __init__(self, args, cwd=None):
+        self.args = [PYHOST, "serve", *args]
+        self.proc = subprocess.Popen(self.args, cwd=cwd, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+        self.out, self.err = [], []
+        self.readers = [threading.Thread(target=self._read, args=(s, buf), daemon=True)
+                        for s, buf in ((self.proc.stdout, self.out), (self.proc.stderr, self.err))]
+        for t in self.readers:
+            t.start()
+        self.url = self.https_url = None
+
+    @staticmethod
+    def _read(stream, buf):
+        for line in iter(stream.readline, b""):
+            buf.append(line.decode("utf-8", "replace"))
+
+    def output(self):
+        return "".join(self.out) + "".join(self.err)
+
+    def wait_url(self, timeout=30):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            m = URL_RE.search("".join(self.out))
+            if m:
+                self.url, self.https_url = m.group(1), m.group(2)
+                return self.url
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        self.stop()
+        pytest.fail("pyhost serve did not print its URL:\n%s" % self.output())
+
+    @property
+    def port(self):
+        return int(self.url.rstrip("/").rsplit(":", 1)[1])
+
+    def get(self, path, headers=None):
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=15)
+        try:
+            return harness.do_request(conn, "GET", path, headers=headers)
+        finally:
+            conn.close()
+
+    def stop(self, sig=signal.SIGINT, timeout=30):
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()  # pyhost's PDEATHSIG takes Apache down with it
+                self.proc.wait(10)
+        for t in self.readers:
+            t.join(5)
+        return self.proc.returncode
+
+
+@pytest.fixture
+def serve():
+    started = []
+
+    def start(*args, cwd=None):
+        s = Serve([str(a) for a in args], cwd=cwd)
+        started.append(s)
+        return s
+
+    yield start
+    for s in started:
+        s.stop()
+
+
+@pytest.fixture
+def app_copy(workspace, token):
+    """A private, world-readable copy of apps/serve_app (tests edit it)."""
+    path = os.path.join(workspace.root, "serve-app-" + token)
+    shutil.copytree(os.path.join(workspace.apps, "serve_app"), path)
+    harness._chmod_world_readable(path)
+    return path
+
+
+def processes_mentioning(text):
+    """pids whose command line contains text (Apache's: -d SERVER_ROOT)."""
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % pid, "rb") as f:
+                if text.encode() in f.read():
+                    found.append(int(pid))
+        except OSError:
+            continue
+    return found
+
+
+def test_serve_script_answers_logs_and_stops_clean(serve, app_copy, workspace, token):
+    root = os.path.join(workspace.root, "serve-root-" + token)
+    s = serve(os.path.join(app_copy, "webapp.py"), "--port", harness.free_port(),
+              "--server-root", root, "--processes", "2", "--threads", "2")
+    s.wait_url()
+    r = s.get("/hello?x=1", headers={"User-Agent": "ua-" + token})
+    assert r.status == 200, s.output()
+    # The script's directory is on sys.path: webhelper imports.
+    assert r.json() == {"message": "version-1", "script_name": "", "path_info": "/hello",
+                        "https": "http", "protocol": "HTTP/1.1"}
+    assert harness.wait_for(lambda: ("ua-" + token) in "".join(s.out), timeout=5), \
+        "no combined-format access log line on stdout:\n" + s.output()
+    line = next(l for l in s.out if "ua-" + token in l)
+    assert '"GET /hello?x=1 HTTP/1.1" 200' in line and '"-"' in line
+    apache_pids = processes_mentioning(root)
+    assert len(apache_pids) >= 2, "expected Apache's parent and children"
+
+    assert s.stop(signal.SIGINT) == 0, s.output()
+    assert harness.wait_for(lambda: not processes_mentioning(root), timeout=10), \
+        "stray Apache processes after SIGINT: %s" % processes_mentioning(root)
+
+
+def test_serve_sigterm_exits_zero(serve):
+    s = serve(os.path.join(harness.HERE, "..", "examples", "hello.py"), "--port", harness.free_port(),
+              "--mpm", "prefork", "--processes", "2")
+    s.wait_url()
+    assert s.get("/").body == b"Hello, world!\n"
+    assert s.stop(signal.SIGTERM) == 0, s.output()
+
+
+def test_serve_module_callable_reloads_edited_module(serve, app_copy):
+    s = serve("webapp:application", "--port", harness.free_port(), "--reload", cwd=app_copy)
+    s.wait_url()
+    assert s.get("/").json()["message"] == "version-1"
+    helper = os.path.join(app_copy, "webhelper.py")
+    with open(helper, "w") as f:
+        f.write('MESSAGE = "version-2"\n')
+
+    def seen():
+        try:
+            r = s.get("/")
+        except OSError:
+            return None
+        return r.status == 200 and r.json()["message"] == "version-2"
+
+    assert harness.wait_for(seen, timeout=20, interval=0.2), \
+        "edit of webhelper.py not picked up:\n" + s.output()
+    assert "webhelper.py changed" in "".join(s.out)
+    assert s.stop() == 0
+
+
+def test_serve_url_alias_static_files_by_apache(serve, app_copy):
+    s = serve(os.path.join(app_copy, "webapp.py"), "--port", harness.free_port(),
+              "--url-alias", "/static", os.path.join(app_copy, "static"))
+    s.wait_url()
+    r = s.get("/static/style.css")
+    assert r.status == 200 and r.body == b"body { color: teal; }\n"
+    assert r.header("Content-Type", "").startswith("text/css")
+    assert r.header("ETag"), "Apache's core file handler sets an ETag"
+    # Everything else, including a look-alike prefix, is the app's.
+    for path in ("/", "/staticfoo", "/app/static/style.css"):
+        j = s.get(path).json()
+        assert j["message"] == "version-1" and j["path_info"] == path and j["script_name"] == ""
+    assert s.get("/static/missing.css").status == 404
+
+
+def make_certificate(directory):
+    cert, key = os.path.join(directory, "cert.pem"), os.path.join(directory, "key.pem")
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", key, "-out", cert],
+        check=True, capture_output=True, timeout=60)
+    return cert, key
+
+
+@pytest.mark.skipif(not shutil.which("openssl"), reason="needs the openssl command")
+def test_serve_https_with_http2(serve, app_copy):
+    cert, key = make_certificate(app_copy)
+    https_port = harness.free_port()
+    s = serve(os.path.join(app_copy, "webapp.py"), "--port", harness.free_port(),
+              "--https-port", https_port, "--ssl-certificate-file", cert,
+              "--ssl-certificate-key-file", key, "--http2")
+    s.wait_url()
+    assert s.https_url == "https://127.0.0.1:%d/" % https_port
+
+    ctx = ssl.create_default_context(cafile=cert)
+    conn = http.client.HTTPSConnection("127.0.0.1", https_port, context=ctx, timeout=15)
+    try:
+        r = harness.do_request(conn, "GET", "/tls")
+    finally:
+        conn.close()
+    assert r.status == 200
+    assert r.json()["https"] in ("on", "https") and r.json()["path_info"] == "/tls"
+
+    # HTTP/2 is offered by ALPN on the TLS port.
+    ctx.set_alpn_protocols(["h2", "http/1.1"])
+    with socket.create_connection(("127.0.0.1", https_port), timeout=10) as raw:
+        with ctx.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+            assert tls.selected_alpn_protocol() == "h2"
+    assert s.get("/").status == 200  # plain HTTP still served
+    assert s.stop() == 0
+
+
+def test_serve_django_project(serve, workspace):
+    s = serve("--django", os.path.join(workspace.apps, "djproj"), "--port", harness.free_port())
+    s.wait_url()
+    r = s.get("/hello/")
+    assert r.status == 200, s.output()
+    assert r.body == b"hello from django path=/hello/"
+
+
+def test_setup_only_writes_config_that_passes_configtest(app_copy, workspace, token):
+    out = os.path.join(workspace.root, "setup-" + token)
+    port = harness.free_port()
+    p = subprocess.run([PYHOST, "serve", os.path.join(app_copy, "webapp.py"), "--port", str(port),
+                        "--setup-only", out, "--url-alias", "/static", os.path.join(app_copy, "static")],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    ctl = os.path.join(out, "apachectl")
+    assert os.access(ctl, os.X_OK)
+    t = subprocess.run([ctl, "configtest"], capture_output=True, text=True, timeout=60)
+    assert t.returncode == 0 and "Syntax OK" in t.stderr, t.stdout + t.stderr
+
+    # And it runs: apachectl start / stop on the generated config.
+    assert subprocess.run([ctl, "start"], timeout=60).returncode == 0
+    try:
+        def answer():
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+                return harness.do_request(conn, "GET", "/static/style.css")
+            except OSError:
+                return None
+        r = harness.wait_for(answer, timeout=20, interval=0.1)
+        assert r is not None and r.status == 200, "apachectl start did not serve"
+    finally:
+        subprocess.run([ctl, "stop"], timeout=60)
+    assert harness.wait_for(lambda: not processes_mentioning(out), timeout=15), \
+        "apachectl stop left processes running"
+    with open(os.path.join(out, "logs", "access.log")) as f:
+        assert "GET /static/style.css" in f.read()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--daemon"], "no daemon mode yet"),
+    (["--mpm", "prefork", "--threads", "4"], "--threads does not apply"),
+    (["--https-port", "8443"], "needs --ssl-certificate-file"),
+    (["--reload", "--setup-only", "/tmp/x"], "--reload needs"),
+])
+def test_serve_refuses_bad_options_in_one_line(args, message):
+    p = subprocess.run([PYHOST, "serve", os.path.join(harness.HERE, "..", "examples", "hello.py"), *args],
+                       capture_output=True, text=True, timeout=30)
+    assert p.returncode == 2 and message in p.stderr, p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1, p.stderr
+
+
+def test_serve_refuses_a_taken_port_and_a_missing_target():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        p = subprocess.run([PYHOST, "serve", os.path.join(harness.HERE, "..", "examples", "hello.py"),
+                            "--port", str(port)], capture_output=True, text=True, timeout=30)
+    assert p.returncode == 2 and "cannot listen on 127.0.0.1:%d" % port in p.stderr, p.stderr
+    p = subprocess.run([PYHOST, "serve", "nosuch.py"], capture_output=True, text=True, timeout=30)
+    assert p.returncode == 2 and "nosuch.py is not a file" in p.stderr
+    p = subprocess.run([PYHOST, "serve", "nosuchmodule:app"], capture_output=True, text=True,
+                       timeout=30, cwd="/tmp")
+    assert p.returncode == 2 and "module nosuchmodule is not found" in p.stderr

@@ -1,0 +1,150 @@
+"""`pyhost check`: a few lines on whether this machine can run pyhost, each
+either ok or a problem with what to do about it, in one line."""
+
+import os
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
+
+from . import ModuleNotBuilt, access, apache, module_location
+
+
+@dataclass
+class Line:
+    topic: str
+    ok: bool
+    text: str
+
+    def __str__(self):
+        return "%-8s %-4s %s" % (self.topic, "ok" if self.ok else "FAIL", self.text)
+
+
+def check_apache():
+    apxs = apache.find_apxs()
+    try:
+        httpd = apache.find_httpd()
+    except apache.ApacheNotFound as e:
+        return [Line("apache", False, str(e))], None
+    version = apache.httpd_version(httpd) or "version unknown"
+    if not apxs:
+        return [Line("apache", False, "%s (%s), but no apxs: install apache2-dev (Debian/Ubuntu) or "
+                     "httpd-devel (Fedora/RHEL) to build pyhost, or set APXS" % (httpd, version))], httpd
+    return [Line("apache", True, "%s (%s); apxs %s" % (httpd, version, apxs))], httpd
+
+
+def configured_mpm(httpd):
+    """(mpm, where it was found) or (None, why not)."""
+    try:
+        out = subprocess.run([httpd, "-V"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        out = ""
+    m = re.search(r"Server MPM:[ \t]*(\w+)", out)
+    if m:
+        return m.group(1).lower(), "httpd -V"
+    for root in ("/etc/apache2/mods-enabled", "/etc/httpd/conf.modules.d"):
+        try:
+            names = os.listdir(root)
+        except OSError:
+            continue
+        for name in sorted(names):
+            m = re.match(r"mpm_(\w+)\.load$", name)
+            if m:
+                return m.group(1), os.path.join(root, name)
+        for name in sorted(names):
+            path = os.path.join(root, name)
+            try:
+                with open(path) as f:
+                    m = re.search(r"^\s*LoadModule\s+mpm_(\w+)_module", f.read(), re.M)
+            except OSError:
+                continue
+            if m:
+                return m.group(1), path
+    return None, "no MPM in httpd -V, mods-enabled or conf.modules.d"
+
+
+def check_mpm(httpd):
+    if httpd is None:
+        return []
+    mpm, where = configured_mpm(httpd)
+    if mpm is None:
+        return [Line("mpm", True, "not determined (%s); `pyhost serve --mpm` picks its own" % where)]
+    note = " (one request per process: raise --processes / MaxRequestWorkers for concurrency)" \
+        if mpm == "prefork" else ""
+    return [Line("mpm", True, "%s, from %s%s" % (mpm, where, note))]
+
+
+def linked_libpython(path):
+    """(soname, resolved path or None) of the libpython the module links, or
+    None if ldd is unavailable or names none."""
+    try:
+        out = subprocess.run(["ldd", path], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    for line in out.splitlines():
+        m = re.match(r"\s*(libpython\S+)\s*=>\s*(\S+)", line)
+        if m:
+            return m.group(1), None if m.group(2) == "not" else m.group(2)
+    return None
+
+
+def check_module():
+    try:
+        path = module_location()
+    except ModuleNotBuilt as e:
+        return [Line("module", False, str(e))], None
+    linked = linked_libpython(path)
+    if linked and linked[1] is None:
+        return [Line("module", False, "%s needs %s, which the dynamic linker cannot find: install "
+                     "that Python's shared library or add its directory to /etc/ld.so.conf.d and run "
+                     "ldconfig" % (path, linked[0]))], path
+    text = path + (" (links %s)" % linked[1] if linked else "")
+    return [Line("module", True, text)], path
+
+
+def check_python(module_path):
+    running = "%d.%d" % sys.version_info[:2]
+    try:
+        from . import _buildinfo
+    except ImportError:
+        return [Line("python", False, "no build information next to the module: reinstall pyhost "
+                     "(`pip install --no-cache-dir pyhost`) with this Python")]
+    venv = " in venv %s" % sys.prefix if sys.prefix != sys.base_prefix else ""
+    if _buildinfo.PYTHON_VERSION != running:
+        return [Line("python", False, "module built for Python %s, this is Python %s%s: reinstall pyhost "
+                     "with this Python (`%s -m pip install --no-cache-dir --force-reinstall pyhost`)"
+                     % (_buildinfo.PYTHON_VERSION, running, venv, sys.executable))]
+    if os.path.realpath(_buildinfo.PYTHON_HOME) != os.path.realpath(sys.base_prefix):
+        return [Line("python", False, "module built against the Python at %s, this venv's Python is at %s: "
+                     "reinstall pyhost in this venv with --no-cache-dir so it links the right libpython"
+                     % (_buildinfo.PYTHON_HOME, sys.base_prefix))]
+    libver = module_path and linked_libpython(module_path)
+    if libver and ("python%s" % running) not in libver[0]:
+        return [Line("python", False, "module links %s but this is Python %s: reinstall pyhost with "
+                     "--no-cache-dir" % (libver[0], running))]
+    return [Line("python", True, "Python %s at %s%s, as the module was built for"
+                 % (running, sys.base_prefix, venv))]
+
+
+def check_readable(who, script):
+    problems = access.check_readable(who, script)
+    if problems:
+        return [Line("readable", False, p.message(who)) for p in problems]
+    what = "the app, " if script else ""
+    return [Line("readable", True, "%s can read %sthe venv and the Python install" % (who.user, what))]
+
+
+def run(who, script=None, out=sys.stdout):
+    """Print the check's lines; True if nothing failed."""
+    lines, httpd = check_apache()
+    lines += check_mpm(httpd)
+    module_lines, module_path = check_module()
+    lines += module_lines
+    lines += check_python(module_path)
+    if script and not os.path.exists(script):
+        lines.append(Line("app", False, "%s does not exist: give the path of your WSGI script" % script))
+        script = None
+    lines += check_readable(who, script)
+    for line in lines:
+        out.write("%s\n" % line)
+    return all(line.ok for line in lines)

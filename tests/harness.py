@@ -651,6 +651,7 @@ WSGIScriptAlias /chunked @APPS@/input.wsgi
 WSGIScriptAlias /noread @APPS@/noread.wsgi
 WSGIScriptAlias /out @APPS@/output.wsgi
 WSGIScriptAlias /bad @APPS@/bad.wsgi
+WSGIScriptAlias /badsub @APPS@/bad.wsgi application-group=alpha
 WSGIScriptAlias /errors @APPS@/errors.wsgi
 
 WSGIScriptAlias /callable/default @APPS@/callable.wsgi

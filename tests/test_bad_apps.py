@@ -104,3 +104,24 @@ def test_entries_name_the_request(server):
     assert len(entries) == 1
     # Logged against the request: Apache's [client ...] tag on the entry.
     assert "client 127.0.0.1" in entries[0], entries[0]
+
+
+@pytest.mark.parametrize("case", ["raises", "returns-str", "status-abc", "header-value-crlf",
+                                  "no-start-response", "start-twice"])
+def test_bad_app_in_sub_interpreter(server, case):
+    mark = server.log_mark()
+    r = get_raw(server, "/badsub/" + case)
+    assert r.status == 500, r
+    check_one_entry(server, mark, BEFORE_HEADERS[case])
+    r = server.get("/badsub/ok")
+    assert r.status == 200 and r.body == b"still serving"
+
+
+def test_bad_app_in_sub_interpreter_after_headers(server):
+    mark = server.log_mark()
+    r = get_raw(server, "/badsub/raises-after-headers")
+    assert r.status in (200, 500), r
+    if r.status == 200:
+        assert not r.complete
+    check_one_entry(server, mark, "pyhost-test-boom-mid-stream")
+    assert server.get("/badsub/ok").status == 200

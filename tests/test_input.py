@@ -156,3 +156,54 @@ def test_no_100_continue_when_app_does_not_read(server):
     assert not data.startswith(b"HTTP/1.1 100"), data
     assert r.interim == []
     assert r.status == 200
+
+
+@pytest.mark.parametrize("mode,expected", [
+    ("read_minus1", [BODY]),
+    ("readline_minus1", [BODY.split(b"\n")[0] + b"\n", BODY[BODY.index(b"\n") + 1:]]),
+    ("read_zero", [b"", BODY]),
+])
+def test_negative_and_zero_sizes(server, mode, expected):
+    res = post_input(server, mode)
+    assert [c.encode("latin-1") for c in res["chunks"]] == expected
+
+
+def test_body_arriving_slowly(server):
+    import time
+    parts = [b"slow-part-one;", b"slow-part-two;", b"slow-part-three"]
+    total = sum(map(len, parts))
+    with server.open_socket() as s:
+        s.sendall(b"POST /input?read HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n"
+                  b"Connection: close\r\n\r\n" % total)
+        for p in parts:
+            time.sleep(0.3)
+            s.sendall(p)
+        data = read_until_close(s, 10)
+    r = RawResponse(data)
+    assert r.status == 200, r
+    assert json.loads(r.body)["chunks"] == [b"".join(parts).decode()]
+
+
+def test_client_abort_mid_body(server):
+    # The client promises 100000 bytes, sends 10, and hangs up: the app's
+    # read fails, the request ends, the server keeps serving.
+    import time
+    mark = server.log_mark()
+    with server.open_socket() as s:
+        s.sendall(b"POST /input?read HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n"
+                  b"0123456789")
+        time.sleep(0.2)
+    time.sleep(0.5)
+    assert server.get("/bad/ok").status == 200
+    log = server.log_since(mark)
+    assert "exit signal" not in log and "Segmentation fault" not in log
+    # At most one entry for the aborted request (the app's read error).
+    assert len(server.log_entries_since(mark)) <= 1, server.log_entries_since(mark)
+
+
+def test_latin1_request_header_value(server):
+    r = server.raw(b"GET /env HTTP/1.1\r\nHost: x\r\nX-Latin: caf\xe9\r\n"
+                   b"Connection: close\r\n\r\n")
+    assert r.status == 200, r
+    e = json.loads(r.body)
+    assert e["HTTP_X_LATIN"] == "caf\u00e9"

@@ -49,6 +49,12 @@ def _read_all(inp, how):
         return [inp.read(3), inp.readline(), inp.read()]
     if how == "read_twice":
         return [inp.read(), inp.read(), inp.read(10)]
+    if how == "read_minus1":
+        return [inp.read(-1)]
+    if how == "readline_minus1":
+        return [inp.readline(-1), inp.read()]
+    if how == "read_zero":
+        return [inp.read(0), inp.read()]
     if how == "none":
         return []
     raise ValueError("unknown mode %r" % how)

@@ -155,7 +155,53 @@ def big(environ, start_response):
     return [bytes([i % 256]) * 65536 for i in range(32)]
 
 
+def cl_short(environ, start_response):
+    # Promises 100 bytes, delivers 5: the client must not wait forever.
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "100")])
+    return [b"short"]
+
+
+def cl_long(environ, start_response):
+    # Promises 5 bytes, offers 11: no more than 5 may go on the wire, or a
+    # keep-alive client reads garbage as its next response.
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "5")])
+    return [b"hello", b" world"]
+
+
+def empty(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain"), ("X-Empty", "yes")])
+    return []
+
+
+def no_content(environ, start_response):
+    start_response("204 No Content", [("X-No-Content", "yes")])
+    return []
+
+
+def echo_while_streaming(environ, start_response):
+    # Reads the request body only after start_response, from the generator.
+    start_response("200 OK", [("Content-Type", "application/octet-stream")])
+    inp = environ["wsgi.input"]
+    for _ in range(100000):
+        b = inp.read(4096)
+        if not b:
+            break
+        yield b
+
+
+def long_header(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain"), ("X-Long", "v" * 6000),
+                              ("X-CamelCase-Name", "kept")])
+    return [b"long header"]
+
+
 CASES = {
+    "/cl-short": cl_short,
+    "/cl-long": cl_long,
+    "/empty": empty,
+    "/no-content": no_content,
+    "/echo-streaming": echo_while_streaming,
+    "/long-header": long_header,
     "/write": write_callable,
     "/write-only": write_only,
     "/empty-first": empty_first,

@@ -691,6 +691,12 @@ WSGIScriptAlias /preload @APPS@/preload_check.wsgi application-group=%{GLOBAL}
 WSGIScriptAlias /pypath @APPS@/pypath.wsgi
 
 WSGIScriptAlias /reload/on @STATE@/reload_on.wsgi
+WSGIScriptAlias /reload/broken @STATE@/reload_broken.wsgi
+WSGIScriptAlias /missing @APPS@/does-not-exist.wsgi
+WSGIScriptAlias /import-raises @APPS@/import_raises.wsgi
+WSGIScriptAlias /no-callable @APPS@/no_callable.wsgi
+WSGIScriptAlias /callable/notcallable @APPS@/no_callable.wsgi callable-object=application_not_callable
+WSGIScriptAlias /printer @APPS@/printer.wsgi
 WSGIScriptAlias /reload/off @STATE@/reload_off.wsgi
 <Location /reload/off>
     WSGIScriptReloading Off
@@ -761,7 +767,7 @@ def prepare_scenario_state(ws):
     """Scripts the tests rewrite live in state/, not apps/."""
     with open(os.path.join(ws.apps, "reload_template.wsgi")) as f:
         text = f.read()
-    for name in ("reload_on.wsgi", "reload_off.wsgi"):
+    for name in ("reload_on.wsgi", "reload_off.wsgi", "reload_broken.wsgi"):
         p = ws.state_path(name)
         if not os.path.exists(p):
             with open(p, "w") as f:

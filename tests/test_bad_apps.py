@@ -125,3 +125,33 @@ def test_bad_app_in_sub_interpreter_after_headers(server):
         assert not r.complete
     check_one_entry(server, mark, "pyhost-test-boom-mid-stream")
     assert server.get("/badsub/ok").status == 200
+
+
+def test_missing_script_is_404(server):
+    mark = server.log_mark()
+    r = server.get("/missing")
+    assert r.status == 404
+    assert len(server.log_entries_since(mark)) <= 1
+    check_still_serving(server)
+
+
+def test_script_failing_at_import(server):
+    for _ in range(2):  # loading is retried, and fails the same way, each time
+        mark = server.log_mark()
+        r = server.get("/import-raises")
+        assert r.status == 500
+        check_one_entry(server, mark, "pyhost-test-import-time-failure")
+    check_still_serving(server)
+
+
+@pytest.mark.parametrize("path,name", [("/no-callable", "application"),
+                                       ("/callable/notcallable", "application_not_callable")])
+def test_missing_or_bad_callable(server, path, name):
+    mark = server.log_mark()
+    r = server.get(path)
+    assert r.status == 500
+    entries = server.wait_log_entries(mark, count=1, timeout=2)
+    assert len(entries) == 1, entries
+    # Names the callable, or at least says the problem is its callability.
+    assert name in entries[0] or "callable" in entries[0], entries[0]
+    check_still_serving(server)

@@ -249,3 +249,33 @@ def test_addhandler_wsgi_script(server):
     r = server.get("/addhandler/plain.txt")
     assert r.status == 200
     assert r.body == b"plain static text\n"
+
+
+def test_reloading_recovers_from_a_broken_edit(server, token):
+    path = server.ws.state_path("reload_broken.wsgi")
+    with open(path) as f:
+        good = f.read()
+    try:
+        rewrite_version(server, "reload_broken.wsgi", "good1" + token)
+        assert server.get("/reload/broken").text.startswith("good1" + token)
+        with open(path, "w") as f:
+            f.write(good.replace("def application", "def application(:  # syntax error\n"
+                                 "def unused"))
+        st = os.stat(path)
+        os.utime(path, (st.st_atime, st.st_mtime + 20))
+        mark = server.log_mark()
+        r = server.get("/reload/broken")
+        assert r.status == 500
+        entries = server.wait_log_entries(mark, count=1, timeout=2)
+        assert len(entries) == 1, entries
+        assert "SyntaxError" in server.log_since(mark)
+        with open(path, "w") as f:
+            f.write(good)
+        rewrite_version(server, "reload_broken.wsgi", "good2" + token)
+        st = os.stat(path)
+        os.utime(path, (st.st_atime, st.st_mtime + 30))
+        r = server.get("/reload/broken")
+        assert r.status == 200 and r.text.startswith("good2" + token), r
+    finally:
+        with open(path, "w") as f:
+            f.write(good)

@@ -155,3 +155,22 @@ def test_wsgi_errors_go_to_the_error_log(server, token):
     # Output the app wrote on purpose is not an error entry.
     assert not server.log_entries_since(mark) or all(
         token in l for l in server.log_entries_since(mark))
+
+
+def test_stdout_stderr_and_logging_reach_the_error_log(server, token):
+    mark = server.log_mark()
+    r = server.get("/printer?" + token)
+    assert r.status == 200 and r.body == b"printed"
+    text = server.wait_log_text(mark, "pyhost-test-logging %s" % token)
+    for what in ("stdout", "stderr", "logging"):
+        assert "pyhost-test-%s %s" % (what, token) in text, (what, text)
+
+
+import pytest  # noqa: E402
+
+
+@pytest.mark.parametrize("method", ["PUT", "DELETE", "OPTIONS", "PATCH", "PURGE"])
+def test_other_methods_reach_the_app(server, method):
+    r = server.request(method, "/env/m", body=b"x" if method in ("PUT", "PATCH") else None)
+    assert r.status == 200, r
+    assert r.json()["REQUEST_METHOD"] == method

@@ -1,16 +1,22 @@
-"""Side-by-side benchmarks: every setup is a real Apache on 127.0.0.1, driven
-by wrk in interleaved rounds (A B C A B C ...) so that machine noise hits all
-of them alike, and reported as a ratio to a C content handler measured in the
-same run (the ceiling for anything that runs inside Apache).
+"""Side-by-side benchmarks: every setup is started on 127.0.0.1, driven by
+wrk in interleaved rounds (A B C A B C ...) so that machine noise hits all
+of them alike, and reported as a ratio to a C content handler measured in
+the same run (the ceiling for anything that runs inside Apache).
 
-    python bench/run.py                      # default setups, 3 rounds of 5 s
-    python bench/run.py --smoke              # a few seconds, for CI
-    python bench/run.py --setups c,pyhost,mod_wsgi --rounds 5 --duration 10
+    /opt/pyhost/venv/bin/python bench/run.py            # everything, 3 rounds x 3 s
+    /opt/pyhost/venv/bin/python bench/run.py --smoke    # ~1 min, for CI
+    ... bench/run.py --setups c,pyhost,mod_wsgi --workloads hello,flask \\
+                     --modes keepalive --rounds 5 --duration 10
 
-Peers (mod_wsgi, gunicorn) come from a venv of the same Python; see --peers.
+pyhost is the module built into the venv running this script; every Python
+setup runs the same app file (bench/apps/app.py) with the same Python home
+(--peers, a venv of the same base Python holding mod-wsgi, gunicorn, uwsgi
+and flask; scripts/install-bench-peers.sh makes it). Setups whose pieces
+are missing are skipped with a note, never silently.
 """
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -26,8 +32,38 @@ import pyhost
 from pyhost import apache
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-
 DEFAULT_PEERS = "/opt/pyhost/peers"
+
+# Same shape for every server: 2 processes x 15 threads.
+PROCESSES, THREADS = 2, 15
+
+# name -> (URL path on the Python setups, wrk lua script or None, what it is)
+WORKLOADS = {
+    "hello": ("/hello", None, "12-byte body, known length"),
+    "flask": ("/flask", None, "Flask 'Hello world!' route"),
+    "64k": ("/64k", None, "64 KB body, known length"),
+    "file": ("/file", None, "5 MB file via wsgi.file_wrapper"),
+    "post": ("/echo", "post.lua", "1 MB POST body echoed back"),
+    "stream": ("/stream", None, "100 x 1 KB chunks, no length (streamed)"),
+}
+MODES = {"keepalive": [], "close": ["-H", "Connection: close"]}
+PY_WORKLOADS = tuple(WORKLOADS)
+
+ALL_SETUPS = ("c", "static", "pyhost", "pyhost_daemon", "mod_wsgi",
+              "mod_wsgi_daemon", "gunicorn", "gunicorn_proxy", "uwsgi")
+
+
+T0 = time.monotonic()
+
+
+def log(msg):
+    """Progress on stderr, so a slow or stuck step is visible."""
+    sys.stderr.write("[%6.1fs] %s\n" % (time.monotonic() - T0, msg))
+    sys.stderr.flush()
+
+
+class Skip(Exception):
+    """A setup that cannot run here; the message says why."""
 
 
 def free_port():
@@ -36,7 +72,7 @@ def free_port():
         return s.getsockname()[1]
 
 
-def wait_port(port, proc, timeout=20.0):
+def wait_port(port, proc, timeout=30.0):
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         if proc.poll() is not None:
@@ -49,168 +85,569 @@ def wait_port(port, proc, timeout=20.0):
     return False
 
 
-def build_c_handler(workdir):
-    """Compiles mod_bench_hello.c with apxs into workdir; returns the .so."""
-    src = os.path.join(workdir, "mod_bench_hello.c")
-    shutil.copy(os.path.join(HERE, "mod_bench_hello.c"), src)
-    subprocess.run([apache.find_apxs() or "apxs", "-c", src], cwd=workdir,
-                   check=True, capture_output=True)
-    return os.path.join(workdir, ".libs", "mod_bench_hello.so")
+def descendants(pid):
+    """pid's live descendants (not pid itself), from /proc."""
+    children = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % entry) as f:
+                stat = f.read()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry))
+    out, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+def proc_kb(pid, field):
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def stop_proc(proc, sig=signal.SIGTERM, timeout=20):
+    if proc and proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+# ---- setups -------------------------------------------------------------
+
+
+class Server:
+    """One process we start (Apache, gunicorn or uWSGI) and its children."""
+
+    def __init__(self, name, argv, port, log):
+        self.name, self.argv, self.port, self.log = name, argv, port, log
+        self.proc = None
+
+    def start(self):
+        log("start %s" % self.name)
+        with open(self.log + ".out", "ab") as out:
+            self.proc = subprocess.Popen(self.argv, stdout=out,
+                                         stderr=subprocess.STDOUT)
+        if not wait_port(self.port, self.proc):
+            self.stop()
+            tail = ""
+            for path in (self.log, self.log + ".out"):
+                if os.path.exists(path):
+                    tail += open(path, errors="replace").read()[-2000:]
+            raise RuntimeError("%s did not start:\n%s" % (self.name, tail))
+
+    def workers(self):
+        """The processes that serve requests: the children if there are
+        any (Apache, gunicorn, uWSGI masters only supervise)."""
+        kids = descendants(self.proc.pid) if self.proc else []
+        return kids or ([self.proc.pid] if self.proc else [])
+
+    def stop(self):
+        # Apache and gunicorn stop on SIGTERM; uWSGI wants SIGINT.
+        log("stop %s" % self.name)
+        stop_proc(self.proc, signal.SIGINT if "uwsgi" in self.argv[0]
+                  else signal.SIGTERM)
 
 
 class Setup:
-    """One Apache configured for one way of answering the workload."""
+    """A way of answering the workloads: one or more Servers; `port` is the
+    one wrk talks to."""
 
-    def __init__(self, name, workdir, modules_dir, body_lines, load_lines):
-        self.name = name
-        self.root = os.path.join(workdir, name)
-        self.port = free_port()
-        self.proc = None
-        os.makedirs(self.root, exist_ok=True)
-        os.chmod(self.root, 0o755)
-        user = ["User www-data", "Group www-data"] if os.geteuid() == 0 else []
-        compiled = apache.compiled_in_modules(apache.find_httpd())
-        loads = [
-            "LoadModule %s_module %s/mod_%s.so" % (m, modules_dir, m)
-            for m in ("mpm_event", "unixd", "authz_core", "log_config", "mime")
-            if m not in compiled
-        ]
-        self.conf = os.path.join(self.root, "httpd.conf")
-        with open(self.conf, "w") as f:
-            f.write("\n".join(loads + load_lines + user + [
-                "ServerRoot %s" % self.root,
-                "ServerName 127.0.0.1",
-                "Listen 127.0.0.1:%d" % self.port,
-                "PidFile %s/httpd.pid" % self.root,
-                "DefaultRuntimeDir %s" % self.root,
-                "Mutex file:%s default" % self.root,
-                "ErrorLog %s/error.log" % self.root,
-                "LogLevel warn",
-                "TypesConfig /etc/mime.types",
-                "StartServers 2", "ServerLimit 2", "ThreadsPerChild 15",
-                "ThreadLimit 15", "MaxRequestWorkers 30",
-                "MinSpareThreads 1", "MaxSpareThreads 30",
-                "KeepAlive On", "MaxKeepAliveRequests 0",
-                "<Directory %s>" % workdir, "Require all granted",
-                "</Directory>",
-            ] + body_lines) + "\n")
+    def __init__(self, name, servers, workloads, note=""):
+        self.name, self.servers, self.workloads = name, servers, workloads
+        self.port = servers[0].port
+        self.note = note
 
     def start(self):
-        self.proc = subprocess.Popen(
-            [apache.find_httpd(), "-f", self.conf, "-DFOREGROUND"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-        if not wait_port(self.port, self.proc):
-            self.stop()
-            log = os.path.join(self.root, "error.log")
-            tail = open(log).read()[-2000:] if os.path.exists(log) else ""
-            raise RuntimeError("%s did not start:\n%s" % (self.name, tail))
+        for s in reversed(self.servers):  # backends first
+            s.start()
 
     def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        for s in self.servers:
+            s.stop()
+
+    def workers(self):
+        return [pid for s in self.servers for pid in s.workers()]
 
 
-def make_setups(names, workdir, peers):
-    modules_dir = apache.find_modules_dir()
-    app = os.path.join(workdir, "apps", "hello.py")
-    made = []
-    for name in names:
-        if name == "c":
-            so = build_c_handler(workdir)
-            made.append(Setup(name, workdir, modules_dir,
-                              ["<Location /hello>", "SetHandler bench-hello",
-                               "</Location>"],
-                              ["LoadModule bench_hello_module %s" % so]))
-        elif name == "pyhost":
-            made.append(Setup(name, workdir, modules_dir,
-                              ["WSGIPythonHome %s" % sys.prefix,
-                               "WSGIScriptAlias /hello %s" % app],
-                              ["LoadModule pyhost_module %s"
-                               % pyhost.module_location()]))
-        elif name == "mod_wsgi":
-            express = os.path.join(peers, "bin", "mod_wsgi-express")
-            so = subprocess.run([express, "module-location"], check=True,
-                                capture_output=True, text=True).stdout.strip()
-            made.append(Setup(name, workdir, modules_dir,
-                              ["WSGIPythonHome %s" % peers,
-                               "WSGIApplicationGroup %{GLOBAL}",
-                               "WSGIScriptAlias /hello %s" % app],
-                              ["LoadModule wsgi_module %s" % so]))
-        else:
-            raise SystemExit("unknown setup %r" % name)
-    return made
+class Bench:
+    def __init__(self, workdir, peers):
+        self.workdir, self.peers = workdir, peers
+        self.apps = os.path.join(workdir, "apps")
+        self.app = os.path.join(self.apps, "app.py")
+        self.httpd = apache.find_httpd()
+        self.modules_dir = apache.find_modules_dir()
+        self.compiled = apache.compiled_in_modules(self.httpd)
+
+    # -- Apache ------------------------------------------------------------
+
+    def apache(self, name, body, loads=(), modules=()):
+        root = os.path.join(self.workdir, name)
+        os.makedirs(root, exist_ok=True)
+        os.chmod(root, 0o755)
+        port = free_port()
+        user = ["User www-data", "Group www-data"] if os.geteuid() == 0 else []
+        mods = ["LoadModule %s_module %s/mod_%s.so" % (m, self.modules_dir, m)
+                for m in ("mpm_event", "unixd", "authz_core", "log_config",
+                          "mime") + tuple(modules)
+                if m not in self.compiled]
+        conf = os.path.join(root, "httpd.conf")
+        with open(conf, "w") as f:
+            f.write("\n".join(mods + list(loads) + user + [
+                "ServerRoot %s" % root,
+                "ServerName 127.0.0.1",
+                "Listen 127.0.0.1:%d" % port,
+                "PidFile %s/httpd.pid" % root,
+                "DefaultRuntimeDir %s" % root,
+                "Mutex file:%s default" % root,
+                "ErrorLog %s/error.log" % root,
+                "LogLevel warn",
+                "TypesConfig /etc/mime.types",
+                "StartServers %d" % PROCESSES, "ServerLimit %d" % PROCESSES,
+                "ThreadsPerChild %d" % THREADS, "ThreadLimit %d" % THREADS,
+                "MaxRequestWorkers %d" % (PROCESSES * THREADS),
+                "MinSpareThreads 1",
+                "MaxSpareThreads %d" % (PROCESSES * THREADS),
+                "MaxConnectionsPerChild 0",
+                "KeepAlive On", "MaxKeepAliveRequests 0",
+                "EnableSendfile On",
+                "<Directory %s>" % self.workdir, "Require all granted",
+                "</Directory>",
+            ] + list(body)) + "\n")
+        return Server(name, [self.httpd, "-f", conf, "-DFOREGROUND"], port,
+                      os.path.join(root, "error.log")), conf
+
+    def config_test(self, conf):
+        res = subprocess.run([self.httpd, "-t", "-f", conf],
+                             capture_output=True, text=True, timeout=60)
+        return res.returncode == 0, (res.stdout + res.stderr).strip()
+
+    def mod_wsgi_so(self):
+        express = os.path.join(self.peers, "bin", "mod_wsgi-express")
+        if not os.path.exists(express):
+            raise Skip("no mod_wsgi-express in %s (run "
+                       "scripts/install-bench-peers.sh)" % self.peers)
+        return subprocess.run([express, "module-location"], check=True,
+                              capture_output=True, text=True,
+                              timeout=60).stdout.strip()
+
+    def peer_bin(self, name):
+        path = os.path.join(self.peers, "bin", name)
+        if not os.path.exists(path):
+            raise Skip("no %s in %s (run scripts/install-bench-peers.sh)"
+                       % (name, self.peers))
+        return path
+
+    # -- the setups ----------------------------------------------------------
+
+    def make(self, name):
+        return getattr(self, "setup_" + name)(name)
+
+    def setup_c(self, name):
+        src = os.path.join(self.workdir, "mod_bench_hello.c")
+        shutil.copy(os.path.join(HERE, "mod_bench_hello.c"), src)
+        subprocess.run([apache.find_apxs() or "apxs", "-c", src],
+                       cwd=self.workdir, check=True, capture_output=True,
+                       timeout=120)
+        so = os.path.join(self.workdir, ".libs", "mod_bench_hello.so")
+        srv, _ = self.apache(name, ["<Location /hello>",
+                                    "SetHandler bench-hello", "</Location>"],
+                             ["LoadModule bench_hello_module %s" % so])
+        return Setup(name, [srv], ("hello",))
+
+    def setup_static(self, name):
+        srv, _ = self.apache(name, [
+            "Alias /hello %s/hello.txt" % self.apps,
+            "Alias /file %s/5mb.bin" % self.apps,
+        ], modules=("alias",))
+        return Setup(name, [srv], ("hello", "file"))
+
+    def python_lines(self):
+        return ["WSGIPythonHome %s" % self.peers,
+                "WSGIApplicationGroup %{GLOBAL}"]
+
+    def setup_pyhost(self, name):
+        srv, _ = self.apache(name, self.python_lines() + [
+            "WSGIScriptAlias / %s" % self.app,
+        ], ["LoadModule pyhost_module %s" % pyhost.module_location()])
+        return Setup(name, [srv], PY_WORKLOADS)
+
+    def setup_pyhost_daemon(self, name):
+        # The hook for pyhost's daemon mode: the same lines as mod_wsgi's
+        # daemon setup. Until module/ accepts WSGIDaemonProcess, Apache's
+        # config test fails and the setup is skipped with that message.
+        srv, conf = self.apache(name, self.python_lines() + [
+            "WSGIDaemonProcess bench processes=%d threads=%d python-home=%s"
+            % (PROCESSES, THREADS, self.peers),
+            "WSGIProcessGroup bench",
+            "WSGIScriptAlias / %s" % self.app,
+        ], ["LoadModule pyhost_module %s" % pyhost.module_location()])
+        ok, out = self.config_test(conf)
+        if not ok:
+            raise Skip("pyhost has no daemon mode yet: %s"
+                       % out.splitlines()[-1][:120])
+        return Setup(name, [srv], PY_WORKLOADS)
+
+    def setup_mod_wsgi(self, name):
+        so = self.mod_wsgi_so()
+        srv, _ = self.apache(name, self.python_lines() + [
+            "WSGIEnableSendfile On",
+            "WSGIScriptAlias / %s" % self.app,
+        ], ["LoadModule wsgi_module %s" % so])
+        return Setup(name, [srv], PY_WORKLOADS)
+
+    def setup_mod_wsgi_daemon(self, name):
+        so = self.mod_wsgi_so()
+        root = os.path.join(self.workdir, name)
+        srv, _ = self.apache(name, self.python_lines() + [
+            "WSGIEnableSendfile On",
+            "WSGISocketPrefix %s/wsgi" % root,
+            "WSGIDaemonProcess bench processes=%d threads=%d python-home=%s"
+            % (PROCESSES, THREADS, self.peers),
+            "WSGIProcessGroup bench",
+            "WSGIScriptAlias / %s" % self.app,
+        ], ["LoadModule wsgi_module %s" % so])
+        return Setup(name, [srv], PY_WORKLOADS,
+                     note="Apache 2x15 threads relay to 2x15 daemon threads")
+
+    def gunicorn(self, name):
+        port = free_port()
+        log = os.path.join(self.workdir, name + ".log")
+        return Server(name, [
+            self.peer_bin("gunicorn"), "--chdir", self.apps,
+            "--workers", str(PROCESSES), "--threads", str(THREADS),
+            "--worker-class", "gthread", "--bind", "127.0.0.1:%d" % port,
+            "--keep-alive", "30", "--error-logfile", log, "app:application",
+        ], port, log)
+
+    def setup_gunicorn(self, name):
+        return Setup(name, [self.gunicorn(name)], PY_WORKLOADS,
+                     note="gthread worker, 2 x 15 threads")
+
+    def setup_gunicorn_proxy(self, name):
+        backend = self.gunicorn(name + "_backend")
+        srv, _ = self.apache(name, [
+            "ProxyPass / http://127.0.0.1:%d/ keepalive=On" % backend.port,
+            "ProxyPassReverse / http://127.0.0.1:%d/" % backend.port,
+        ], modules=("proxy", "proxy_http"))
+        return Setup(name, [srv, backend], PY_WORKLOADS,
+                     note="Apache mod_proxy_http -> gunicorn gthread 2x15")
+
+    def setup_uwsgi(self, name):
+        port = free_port()
+        log = os.path.join(self.workdir, name + ".log")
+        srv = Server(name, [
+            self.peer_bin("uwsgi"), "--http-socket", "127.0.0.1:%d" % port,
+            "--http-keepalive", "--wsgi-file", self.app,
+            "--master", "--processes", str(PROCESSES),
+            "--threads", str(THREADS), "--disable-logging",
+            "--need-app", "--die-on-term", "--logto", log,
+            "--home", self.peers,
+        ], port, log)
+        return Setup(name, [srv], PY_WORKLOADS,
+                     note="--http-socket, 2 processes x 15 threads")
 
 
-def wrk(port, duration, connections, threads):
-    out = subprocess.run(
-        ["wrk", "-t%d" % threads, "-c%d" % connections, "-d%ds" % duration,
-         "--latency", "http://127.0.0.1:%d/hello" % port],
-        check=True, capture_output=True, text=True,
-        timeout=duration + 30).stdout
-    rps = float(re.search(r"Requests/sec:\s*([\d.]+)", out).group(1))
+# ---- wrk ----------------------------------------------------------------
+
+
+def wrk(port, path, script, mode, duration, args, extra=()):
+    """One wrk run; returns a dict with rps, p99_ms and errors."""
+    cmd = ["wrk", "-t%d" % args.threads, "-c%d" % args.connections,
+           "-d%ds" % duration, "--latency", "--timeout", "10s"] + MODES[mode]
+    if script:
+        cmd += ["-s", os.path.join(HERE, script)]
+    cmd += ["http://127.0.0.1:%d%s" % (port, path)] + list(extra)
+    log("wrk %s %s :%d%s" % (mode, script or "", port, path))
+    out = subprocess.run(cmd, capture_output=True, text=True,
+                         timeout=duration + 60).stdout
+    m = re.search(r"Requests/sec:\s*([\d.]+)", out)
+    rps = float(m.group(1)) if m else 0.0
     m = re.search(r"99%\s+([\d.]+)(us|ms|s)\b", out)
     scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}
     p99 = float(m.group(1)) * scale[m.group(2)] if m else float("nan")
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    if errors:
-        raise RuntimeError("wrk saw %s error responses" % errors.group(1))
-    return rps, p99
+    errors = 0
+    m = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if m:
+        errors += int(m.group(1))
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), "
+                  r"timeout (\d+)", out)
+    if m:
+        # A read error is how wrk counts a server closing after the
+        # response on 'Connection: close'; only the others are failures.
+        errors += int(m.group(1)) + int(m.group(3)) + int(m.group(4))
+    m = re.search(r"(\d+) requests in", out)
+    total = int(m.group(1)) if m else 0
+    return {"rps": rps, "p99_ms": p99, "errors": errors, "requests": total}
 
 
-def main(argv=None):
+def leak_check(setup, requests, hello_rps, args):
+    """RSS of the serving processes before and after about `requests`
+    keep-alive hellos (wrk runs for a time, not a count: the duration comes
+    from the hello rate measured in the rounds, and the exact count done is
+    what the growth is divided by)."""
+    rate = hello_rps or 5000.0
+    seconds = lambda n: max(1, min(int(n / rate * 1.1) + 1, 300))
+    wrk(setup.port, "/hello", None, "keepalive", seconds(requests / 10), args)
+    before = sum(proc_kb(p, "VmRSS") for p in setup.workers())
+    res = wrk(setup.port, "/hello", None, "keepalive", seconds(requests), args)
+    after = sum(proc_kb(p, "VmRSS") for p in setup.workers())
+    return {"requests": res["requests"], "rss_before_kb": before,
+            "rss_after_kb": after,
+            "bytes_per_request": (after - before) * 1024.0
+            / max(res["requests"], 1)}
+
+
+# ---- the run ------------------------------------------------------------
+
+
+def parse_args(argv):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--setups", default="c,pyhost,mod_wsgi")
+    ap.add_argument("--setups", default=",".join(ALL_SETUPS))
+    ap.add_argument("--workloads", default=",".join(WORKLOADS))
+    ap.add_argument("--modes", default="keepalive,close")
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--duration", type=int, default=5, help="seconds per run")
+    ap.add_argument("--duration", type=int, default=3, help="seconds per run")
     ap.add_argument("--connections", type=int, default=16)
     ap.add_argument("--threads", type=int, default=2, help="wrk threads")
+    ap.add_argument("--leak-requests", type=int, default=200000,
+                    help="hellos for the memory-growth check (0: skip)")
     ap.add_argument("--peers", default=DEFAULT_PEERS,
-                    help="venv with mod-wsgi built for the same Python")
+                    help="venv of the same Python with mod-wsgi, gunicorn, "
+                         "uwsgi and flask")
+    ap.add_argument("--json", help="also write the results here")
     ap.add_argument("--smoke", action="store_true",
-                    help="one short round: checks that every setup runs")
+                    help="one 1-second round, keep-alive only (plus hello "
+                         "with close), small leak check: checks that every "
+                         "setup runs")
     args = ap.parse_args(argv)
     if args.smoke:
         args.rounds, args.duration = 1, 1
-    names = [n for n in args.setups.split(",") if n]
-    if "mod_wsgi" in names and not os.path.exists(
-            os.path.join(args.peers, "bin", "mod_wsgi-express")):
-        print("bench: no mod_wsgi in %s; skipping it" % args.peers)
-        names.remove("mod_wsgi")
+        args.leak_requests = min(args.leak_requests, 2000)
+    return args
 
+
+def cells(setups, args):
+    """(setup, workload, mode) in the order one round runs them."""
+    workloads = [w for w in args.workloads.split(",") if w]
+    modes = [m for m in args.modes.split(",") if m]
+    for w in workloads:
+        if w not in WORKLOADS:
+            raise SystemExit("unknown workload %r" % w)
+    out = []
+    for mode in modes:
+        for w in workloads:
+            if args.smoke and mode == "close" and w != "hello":
+                continue
+            out.append([(s, w, mode) for s in setups if w in s.workloads])
+    return out
+
+
+def run(args):
+    names = [n for n in args.setups.split(",") if n]
+    for n in names:
+        if n not in ALL_SETUPS:
+            raise SystemExit("unknown setup %r (have %s)"
+                             % (n, ", ".join(ALL_SETUPS)))
     workdir = tempfile.mkdtemp(prefix="pyhost-bench-")
     os.chmod(workdir, 0o755)
-    shutil.copytree(os.path.join(HERE, "apps"), os.path.join(workdir, "apps"))
+    apps = os.path.join(workdir, "apps")
+    shutil.copytree(os.path.join(HERE, "apps"), apps)
+    with open(os.path.join(apps, "5mb.bin"), "wb") as f:
+        f.write(os.urandom(5 * 1024 * 1024))
+    with open(os.path.join(apps, "hello.txt"), "wb") as f:
+        f.write(b"Hello world!")
     subprocess.run(["chmod", "-R", "a+rX", workdir], check=True)
-    setups = make_setups(names, workdir, args.peers)
-    results = {s.name: [] for s in setups}
+
+    bench = Bench(workdir, args.peers)
+    setups, skipped = [], {}
+    for n in names:
+        try:
+            setups.append(bench.make(n))
+        except Skip as e:
+            skipped[n] = str(e)
+    results = {}  # (setup, workload, mode) -> [run dicts]
+    rss, leaks = {}, {}
+    started = []
     try:
         for s in setups:
-            s.start()
-            wrk(s.port, 1, args.connections, args.threads)  # warm-up
+            try:
+                s.start()
+            except RuntimeError as e:
+                skipped[s.name] = "did not start: %s" % e
+                continue
+            started.append(s)
+        plan = cells(started, args)
+        if not args.smoke:  # warm-up: imports, caches, pools
+            for group in plan:
+                for s, w, mode in group:
+                    if mode == "keepalive":
+                        path, script, _ = WORKLOADS[w]
+                        wrk(s.port, path, script, mode, 1, args)
         for _ in range(args.rounds):
-            for s in setups:
-                results[s.name].append(
-                    wrk(s.port, args.duration, args.connections, args.threads))
+            for group in plan:
+                for s, w, mode in group:
+                    path, script, _ = WORKLOADS[w]
+                    results.setdefault((s.name, w, mode), []).append(
+                        wrk(s.port, path, script, mode, args.duration, args))
+        if args.leak_requests:
+            for s in started:
+                if "hello" in s.workloads and s.name not in ("c", "static"):
+                    runs = results.get((s.name, "hello", "keepalive"), [])
+                    rate = statistics.median([r["rps"] for r in runs] or [0])
+                    leaks[s.name] = leak_check(s, args.leak_requests, rate,
+                                               args)
+        for s in started:
+            pids = s.workers()
+            rss[s.name] = {"processes": len(pids),
+                           "peak_kb_max": max([proc_kb(p, "VmHWM")
+                                               for p in pids] or [0]),
+                           "peak_kb_sum": sum(proc_kb(p, "VmHWM")
+                                              for p in pids)}
     finally:
-        for s in setups:
+        for s in started:
             s.stop()
-    shutil.rmtree(workdir, ignore_errors=True)
+        shutil.rmtree(workdir, ignore_errors=True)
+    return {"setups": [s.name for s in started], "skipped": skipped,
+            "notes": {s.name: s.note for s in setups if s.note},
+            "results": results, "rss": rss, "leaks": leaks}
 
-    ceiling = statistics.median(r for r, _ in results["c"]) if "c" in results else None
-    print("workload hello (12 bytes), keep-alive, wrk -t%d -c%d, %d x %ds, "
-          "event MPM 2x15" % (args.threads, args.connections, args.rounds,
-                              args.duration))
-    print("%-10s %12s %10s %10s" % ("setup", "req/s (med)", "p99 ms", "vs C"))
-    for name, runs in results.items():
-        rps = statistics.median(r for r, _ in runs)
-        p99 = statistics.median(p for _, p in runs)
-        ratio = "%.2f" % (rps / ceiling) if ceiling else "-"
-        print("%-10s %12.0f %10.2f %10s" % (name, rps, p99, ratio))
+
+def summarize(report):
+    table = {}
+    for (name, w, mode), runs in report["results"].items():
+        table[(name, w, mode)] = {
+            "rps": statistics.median(r["rps"] for r in runs),
+            "p99_ms": statistics.median(r["p99_ms"] for r in runs),
+            "errors": sum(r["errors"] for r in runs),
+        }
+    return table
+
+
+def ratio(table, a, b, w, mode):
+    x, y = table.get((a, w, mode)), table.get((b, w, mode))
+    if not x or not y or not y["rps"]:
+        return None
+    return x["rps"] / y["rps"]
+
+
+def targets(table, report):
+    """The issue's targets, as (what, value, goal, met)."""
+    out = []
+
+    def add(what, value, goal, higher=True):
+        if value is None:
+            out.append((what, None, goal, None))
+        else:
+            out.append((what, value, goal,
+                        value >= goal if higher else value <= goal))
+
+    ka = "keepalive"
+    add("hello pyhost / C handler", ratio(table, "pyhost", "c", "hello", ka), 0.80)
+    add("hello pyhost / mod_wsgi", ratio(table, "pyhost", "mod_wsgi", "hello", ka), 2.0)
+    add("flask pyhost / mod_wsgi", ratio(table, "pyhost", "mod_wsgi", "flask", ka), 1.2)
+    add("5 MB file pyhost / static", ratio(table, "pyhost", "static", "file", ka), 0.9)
+    add("1 MB POST pyhost / mod_wsgi", ratio(table, "pyhost", "mod_wsgi", "post", ka), 1.0)
+    rss = report["rss"]
+    if "pyhost" in rss and "mod_wsgi" in rss and rss["mod_wsgi"]["peak_kb_max"]:
+        add("peak RSS per child pyhost / mod_wsgi",
+            rss["pyhost"]["peak_kb_max"] / rss["mod_wsgi"]["peak_kb_max"], 1.0,
+            higher=False)
+    leak = report["leaks"].get("pyhost")
+    if leak:
+        add("pyhost growth, bytes/request over %d" % leak["requests"],
+            leak["bytes_per_request"], 0.5, higher=False)
+    return out
+
+
+def print_report(report, args):
+    table = summarize(report)
+    setups = report["setups"]
+    print("pyhost bench: wrk -t%d -c%d, %d round(s) x %ds, interleaved; "
+          "event MPM %dx%d (gunicorn/uWSGI %dx%d); Python %s"
+          % (args.threads, args.connections, args.rounds, args.duration,
+             PROCESSES, THREADS, PROCESSES, THREADS,
+             sys.version.split()[0]))
+    print("'vs C' = req/s over the C handler's hello in the same connection "
+          "mode; 'vs mod_wsgi' = over mod_wsgi embedded, same workload")
+    for mode in [m for m in args.modes.split(",") if m]:
+        for w in [w for w in args.workloads.split(",") if w]:
+            rows = [(n, table[(n, w, mode)]) for n in setups
+                    if (n, w, mode) in table]
+            if not rows:
+                continue
+            print()
+            print("%s, %s (%s)" % (w, mode, WORKLOADS[w][2]))
+            print("  %-16s %11s %9s %7s %11s %7s" % (
+                "setup", "req/s (med)", "p99 ms", "vs C", "vs mod_wsgi",
+                "errors"))
+            for n, row in rows:
+                cbase = table.get(("c", "hello", mode))
+                vs_c = ("%.2f" % (row["rps"] / cbase["rps"])
+                        if cbase and cbase["rps"] else "-")
+                vw = ratio(table, n, "mod_wsgi", w, mode)
+                print("  %-16s %11.0f %9.2f %7s %11s %7d" % (
+                    n, row["rps"], row["p99_ms"], vs_c,
+                    "%.2f" % vw if vw is not None else "-", row["errors"]))
+    print()
+    print("peak RSS (VmHWM) of the serving processes over the whole run")
+    print("  %-16s %6s %14s %14s" % ("setup", "procs", "max/proc MB",
+                                     "sum MB"))
+    for n in setups:
+        r = report["rss"].get(n)
+        if r:
+            print("  %-16s %6d %14.1f %14.1f" % (
+                n, r["processes"], r["peak_kb_max"] / 1024.0,
+                r["peak_kb_sum"] / 1024.0))
+    if report["leaks"]:
+        print()
+        print("memory growth: RSS of the serving processes before/after N "
+              "keep-alive hellos (after a warm-up of N/10)")
+        for n, l in report["leaks"].items():
+            print("  %-16s %8d requests  %8.1f -> %8.1f MB  %+8.2f bytes/request"
+                  % (n, l["requests"], l["rss_before_kb"] / 1024.0,
+                     l["rss_after_kb"] / 1024.0, l["bytes_per_request"]))
+    for n, note in report["notes"].items():
+        print("note: %s: %s" % (n, note))
+    for n, why in report["skipped"].items():
+        print("skipped: %s: %s" % (n, why))
+    if not args.smoke:
+        print()
+        print("targets (issue #5)")
+        for what, value, goal, met in targets(table, report):
+            print("  %-44s %8s  goal %s %-5s %s" % (
+                what, "%.2f" % value if value is not None else "-",
+                ">=" if "RSS" not in what and "growth" not in what else "<=",
+                goal, {True: "met", False: "MISSED", None: "n/a"}[met]))
+    return table
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    report = run(args)
+    table = print_report(report, args)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({
+                "setups": report["setups"], "skipped": report["skipped"],
+                "results": [dict(setup=n, workload=w, mode=m, **v)
+                            for (n, w, m), v in table.items()],
+                "rss": report["rss"], "leaks": report["leaks"],
+            }, f, indent=1)
     return 0
 
 

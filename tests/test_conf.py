@@ -75,6 +75,21 @@ class SnippetApache(harness.Apache):
             .format(m, harness.apache_modules_dir()) for m in MORE_MODULES)
         return modules + "\n" + text
 
+    def wait_ready(self, timeout=30.0):
+        # The harness waits for /ping.txt; a snippet that mounts an app at /
+        # answers that URL itself (a 404 from Django is ready too).
+        deadline = harness.time.time() + timeout
+        while harness.time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise harness.ServerFailedToStart("apache exited with %s\n%s\n%s" % (
+                    self.proc.returncode, self._stdout_log(), self.error_log()[-5000:]))
+            try:
+                self.request("GET", "/ping.txt", timeout=2)
+                return
+            except (OSError, http.client.HTTPException):
+                harness.time.sleep(0.1)
+        raise harness.ServerFailedToStart("apache did not answer within %.0fs" % timeout)
+
     def render(self, ports):
         text = super().render(ports)
         text = text.replace('<Directory "%s">' % self.ws.root, '<Directory "%s">' % self.ws.docroot)

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# The peers bench/run.py compares pyhost with (mod_wsgi 6.x, gunicorn,
+# uWSGI, Flask), in their own venv made from the same system Python as
+# pyhost's venv, so every setup runs the same interpreter. Idempotent: what
+# is installed already is left alone. Callers: .ci/run, README.
+#
+# No wheel cache: mod_wsgi and uWSGI compile against the Python and Apache
+# found now, and a cached wheel may be linked to another Python.
+set -euo pipefail
+
+peers="${PYHOST_PEERS:-/opt/pyhost/peers}"
+python="/usr/bin/${PYHOST_PY:-python3.11}"
+
+if [ ! -x "$python" ]; then
+    echo "install-bench-peers: $python not found; run scripts/install-deps.sh first" >&2
+    exit 1
+fi
+
+umask 022
+want="$("$python" -c 'import sys; print(sys.base_prefix, sys.version_info[:2])')"
+have="$("$peers/bin/python" -c 'import sys; print(sys.base_prefix, sys.version_info[:2])' 2>/dev/null || true)"
+if [ "$have" != "$want" ]; then
+    echo "install-bench-peers: creating $peers with $python"
+    rm -rf "$peers"
+    mkdir -p "$(dirname "$peers")"
+    "$python" -m venv "$peers"
+fi
+
+pip=("$peers/bin/python" -m pip install --no-cache-dir --quiet)
+need=()
+"$peers/bin/python" -c 'import mod_wsgi.server' 2>/dev/null || need+=("mod-wsgi>=6,<7")
+"$peers/bin/python" -c 'import gunicorn' 2>/dev/null || need+=(gunicorn)
+"$peers/bin/python" -c 'import flask' 2>/dev/null || need+=(flask)
+if [ ${#need[@]} -gt 0 ]; then
+    echo "install-bench-peers: installing ${need[*]}"
+    "${pip[@]}" "${need[@]}"
+fi
+# uWSGI compiles from source (about a minute); if it cannot build here the
+# bench skips it and says so, so its failure does not fail the install.
+if [ ! -x "$peers/bin/uwsgi" ]; then
+    echo "install-bench-peers: building uwsgi"
+    "${pip[@]}" uwsgi || echo "install-bench-peers: uwsgi did not build; bench/run.py will skip it" >&2
+fi
+chmod -R a+rX "$peers"
+echo "install-bench-peers: ready: $peers"

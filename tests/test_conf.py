@@ -29,14 +29,6 @@ KEY = "/etc/ssl/private/example.org.key"
 # way a distribution's a2enmod would.
 MORE_MODULES = ("socache_shmcb", "ssl", "http2")
 
-# Apache's mod_alias should map `Alias /static/` before `WSGIScriptAlias /`
-# (mod_wsgi does); mod_pyhost's translate_name hook runs before mod_alias's,
-# so the app gets those URLs. Strict: when the module is fixed this fails,
-# and the mark is to be removed.
-STATIC_ALIAS_XFAIL = pytest.mark.xfail(
-    strict=True, reason="module: WSGIScriptAlias / shadows Alias /static/ (translate_name runs "
-                        "before mod_alias; mod_wsgi runs after it)")
-
 
 @pytest.fixture(scope="module")
 def tls_files(workspace):
@@ -162,7 +154,6 @@ def test_django_snippet_serves(snippet_server):
     assert r.status == 200 and r.body == b"hello from mysite", r
 
 
-@STATIC_ALIAS_XFAIL
 def test_django_snippet_static_files_by_apache(snippet_server):
     srv = _started(snippet_server, "django.conf")
     r = srv.get("/static/site.css")
@@ -175,7 +166,6 @@ def test_flask_snippet_serves(snippet_server):
     assert r.status == 200 and r.body == b"hello from flask"
 
 
-@STATIC_ALIAS_XFAIL
 def test_flask_snippet_static_files_by_apache(snippet_server):
     srv = _started(snippet_server, "flask-static.conf")
     r = srv.get("/static/style.css")

@@ -5,13 +5,14 @@ import os
 import signal
 import time
 
-from harness import CRASH_RE, LOG_ID_RE, wait_for
+from harness import CRASH_RE, LOG_ID_RE, RawResponse, read_until, read_until_close, wait_for
 
 SIMPLE = r"""
 WSGIScriptAlias /env @APPS@/env.wsgi
 WSGIScriptAlias /bad @APPS@/bad.wsgi
 WSGIScriptAlias /flask @APPS@/flask_app.wsgi
 WSGIScriptAlias /alpha @APPS@/groups.wsgi application-group=alpha
+WSGIScriptAlias /out @APPS@/output.wsgi
 """
 
 
@@ -104,3 +105,25 @@ def test_bad_python_home_is_reported(short_server, workspace):
     srv.stop()
     assert lines, "no PYH line naming %s" % home
     assert len(set(LOG_ID_RE.search(l).group(0) for l in lines)) == 1, lines
+
+
+def test_request_in_flight_survives_graceful_restart(short_server, mpm, workspace, token):
+    srv = short_server("inflight", mpm=mpm, extra=SIMPLE)
+    srv.start()
+    exercise(srv)
+    marker = workspace.state_path("stream-" + token)
+    with srv.open_socket() as s:
+        s.sendall(b"GET /out/stream?%s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+                  % token.encode())
+        data, found = read_until(s, b"first-chunk", timeout=5)
+        assert found, data
+        srv.graceful_restart()
+        # The old generation's child still holds our request; new ones serve.
+        exercise(srv)
+        open(marker, "w").close()
+        data += read_until_close(s, timeout=15)
+    r = RawResponse(data)
+    assert r.status == 200
+    assert r.complete and r.body == b"first-chunk\nsecond-chunk\n", r
+    assert srv.stop() == 0
+    assert not CRASH_RE.findall(srv.error_log())

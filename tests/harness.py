@@ -697,6 +697,7 @@ WSGIScriptAlias /import-raises @APPS@/import_raises.wsgi
 WSGIScriptAlias /no-callable @APPS@/no_callable.wsgi
 WSGIScriptAlias /callable/notcallable @APPS@/no_callable.wsgi callable-object=application_not_callable
 WSGIScriptAlias /printer @APPS@/printer.wsgi
+WSGIScriptAlias /stash @APPS@/stash.wsgi
 WSGIScriptAlias /reload/off @STATE@/reload_off.wsgi
 <Location /reload/off>
     WSGIScriptReloading Off

@@ -2,7 +2,11 @@
 once headers are out) and exactly one PYH error-log entry, and the server
 goes on serving."""
 
+import time
+
 import pytest
+
+from harness import CRASH_RE
 
 # case -> text the log must contain (the app's own exception message), or None
 BEFORE_HEADERS = {
@@ -24,6 +28,8 @@ BEFORE_HEADERS = {
     "no-start-response": None,
     "start-twice": None,
     "write-str": None,
+    "content-length-invalid": None,
+    "content-length-negative": None,
 }
 
 AFTER_HEADERS = {
@@ -155,3 +161,27 @@ def test_missing_or_bad_callable(server, path, name):
     # Names the callable, or at least says the problem is its callability.
     assert name in entries[0] or "callable" in entries[0], entries[0]
     check_still_serving(server)
+
+
+def test_request_objects_used_after_their_request(server):
+    from harness import do_request
+    for _attempt in range(5):
+        conn = server.connection()
+        try:
+            r1 = do_request(conn, "POST", "/stash/stash", body=b"body")
+            r2 = do_request(conn, "GET", "/stash/use")
+            r3 = do_request(conn, "GET", "/bad/ok")
+        finally:
+            conn.close()
+        assert r1.status == 200, r1
+        a, b = r1.json(), r2.json() if r2.status == 200 else None
+        if b is not None and b["pid"] == a["pid"] and b["stashed"]:
+            break
+        time.sleep(0.3)
+    assert r2.status == 200, "using stale request objects broke the request: %r" % r2
+    assert r3.status == 200
+    # Whatever each stale call did, the child survived it.
+    log = server.error_log()
+    assert not CRASH_RE.findall(log), CRASH_RE.findall(log)
+    # Stale objects must not write into another request's response.
+    assert b"stale write" not in r2.body

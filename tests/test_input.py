@@ -207,3 +207,20 @@ def test_latin1_request_header_value(server):
     assert r.status == 200, r
     e = json.loads(r.body)
     assert e["HTTP_X_LATIN"] == "caf\u00e9"
+
+
+@pytest.mark.parametrize("mode", ["read_huge", "readline_huge"])
+def test_huge_read_size_is_not_preallocated(server, mode):
+    res = post_input(server, mode)
+    assert joined(res) == BODY
+    r = server.request("POST", "/chunked?" + mode, body=iter([b"abc\n", b"def"]),
+                       encode_chunked=True, headers={"Transfer-Encoding": "chunked"})
+    assert r.status == 200, r
+    assert joined(r.json()) == b"abc\ndef"
+
+
+def test_very_long_line(server):
+    body = b"y" * (2 * 1024 * 1024) + b"\nshort\n"
+    res = post_input(server, "readline", body=body, timeout=60)
+    chunks = [c.encode("latin-1") for c in res["chunks"]]
+    assert [len(c) for c in chunks] == [2 * 1024 * 1024 + 1, 6]

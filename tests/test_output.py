@@ -254,3 +254,27 @@ def test_long_and_mixed_case_headers(server):
     assert r.status == 200, r
     assert r.header("X-Long") == "v" * 6000
     assert b"\r\nX-CamelCase-Name: kept\r\n" in r.raw
+
+
+def test_close_called_once_for_head(server, token):
+    r = server.raw(b"HEAD /out/closing?%s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+                   % token.encode())
+    assert r.status == 200, r
+    wait_for(lambda: close_lines(server, token), timeout=5)
+    time.sleep(0.3)
+    assert len(close_lines(server, token)) == 1, close_lines(server, token)
+
+
+def test_close_called_once_when_iteration_raises(server, token):
+    mark = server.log_mark()
+    r = server.raw(b"GET /out/closing-raises?%s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+                   % token.encode())
+    assert r.status in (200, 500), r
+    if r.status == 200:
+        assert not r.complete
+    wait_for(lambda: close_lines(server, token), timeout=5)
+    time.sleep(0.3)
+    assert close_lines(server, token) == ["closed produced=1"]
+    entries = server.wait_log_entries(mark, count=1, timeout=2)
+    assert len(entries) == 1, entries
+    assert "pyhost-test-boom-closing" in server.log_since(mark)

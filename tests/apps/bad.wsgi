@@ -123,7 +123,19 @@ def close_raises(environ, start_response):
     return Body()
 
 
+def content_length_invalid(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "abc")])
+    return [b"bad length"]
+
+
+def content_length_negative(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "-1")])
+    return [b"bad length"]
+
+
 CASES = {
+    "/content-length-invalid": content_length_invalid,
+    "/content-length-negative": content_length_negative,
     "/ok": ok,
     "/raises": raises,
     "/raises-after-start": raises_after_start,

@@ -55,6 +55,11 @@ def _read_all(inp, how):
         return [inp.readline(-1), inp.read()]
     if how == "read_zero":
         return [inp.read(0), inp.read()]
+    if how == "read_huge":
+        # A size far beyond the body must not be allocated up front.
+        return [inp.read(1 << 40)]
+    if how == "readline_huge":
+        return [inp.readline(1 << 40), inp.read()]
     if how == "none":
         return []
     raise ValueError("unknown mode %r" % how)

@@ -119,6 +119,18 @@ def closing(environ, start_response):
     return _Closing(_token(environ), 3, 10, 0)
 
 
+class _ClosingRaises(_Closing):
+    def __iter__(self):
+        self.produced += 1
+        yield b"before the error " * 1000
+        raise RuntimeError("pyhost-test-boom-closing")
+
+
+def closing_raises(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return _ClosingRaises(_token(environ), 0, 0, 0)
+
+
 def closing_slow(environ, start_response):
     # Up to 200 x 64 KiB over ~4 s: the client hangs up long before the end.
     start_response("200 OK", [("Content-Type", "application/octet-stream")])
@@ -215,6 +227,7 @@ CASES = {
     "/file-wrapper-bytesio": file_wrapper_bytesio,
     "/closing": closing,
     "/closing-slow": closing_slow,
+    "/closing-raises": closing_raises,
     "/stream": stream,
     "/stream-write": stream_write,
     "/big": big,

@@ -232,13 +232,16 @@ static void pyh_child_init(apr_pool_t *pchild, server_rec *s)
 
 static void pyh_register_hooks(apr_pool_t *p)
 {
-    static const char *const before_alias[] = {"mod_alias.c", NULL};
+    /* As mod_wsgi: Alias (e.g. /static/ under WSGIScriptAlias /) wins,
+     * and per-user or mass-virtual-host mapping comes after us. */
+    static const char *const after[] = {"mod_alias.c", NULL};
+    static const char *const before[] = {"mod_userdir.c", "mod_vhost_alias.c",
+                                         NULL};
     (void)p;
     ap_hook_pre_config(pyh_pre_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_post_config(pyh_post_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_child_init(pyh_child_init, NULL, NULL, APR_HOOK_MIDDLE);
-    ap_hook_translate_name(pyh_translate_name, NULL, before_alias,
-                           APR_HOOK_MIDDLE);
+    ap_hook_translate_name(pyh_translate_name, after, before, APR_HOOK_MIDDLE);
     ap_hook_handler(pyh_handler, NULL, NULL, APR_HOOK_MIDDLE);
 }
 

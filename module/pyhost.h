@@ -156,7 +156,8 @@ typedef struct pyh_request {
     const char *app_group;
     /* response */
     int started;                    /* start_response called */
-    int headers_sent;
+    int headers_sent;               /* status and headers are in r */
+    int passed;                     /* something went down the filters */
     int status;
     const char *status_line;
     apr_array_header_t *headers;    /* pyh_header, pending */

@@ -626,6 +626,7 @@ static int wsgi_pass(pyh_request *req)
 {
     request_rec *r = req->r;
     apr_status_t rv;
+    req->passed = 1;
     Py_BEGIN_ALLOW_THREADS
     rv = ap_pass_brigade(r->output_filters, req->obb);
     Py_END_ALLOW_THREADS
@@ -886,15 +887,20 @@ int pyh_wsgi_handle(pyh_interp *in, pyh_request *req, PyObject *app)
 done:
     if (rc < 0)
         pyh_log_exception(in, r, r->server, stage);
-    if (rc < 0 && req->headers_sent && !req->override_status) {
+    if (rc < 0 && req->passed) {
         wsgi_abort_response(req);
     }
     else if (rc < 0) {
-        /* Nothing was sent: Apache sends the error page. A body the app
-         * could not read deserves that failure's own status. */
+        /* Nothing reached the filters yet (a whole-list body is passed in
+         * one go at its end): drop what the app set and let Apache send
+         * the error page. A body the app could not read deserves that
+         * failure's own status. */
+        apr_brigade_cleanup(req->obb);
         status = req->input_status ? req->input_status
                                    : HTTP_INTERNAL_SERVER_ERROR;
         r->status = HTTP_OK;
+        r->status_line = NULL;
+        r->content_type = NULL;
         apr_table_clear(r->headers_out);
     }
     else if (req->override_status) {

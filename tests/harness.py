@@ -171,6 +171,7 @@ TypesConfig /etc/mime.types
 Timeout 20
 KeepAlive On
 KeepAliveTimeout 5
+MaxKeepAliveRequests 0
 GracefulShutdownTimeout 5
 {mpm_conf}
 DocumentRoot "{docroot}"

@@ -56,7 +56,7 @@ UP_TIMEOUT = 180
 
 # The kill test's load: bounded in count and in time.
 LOAD_WORKERS = 4
-LOAD_MAX_REQUESTS = 4000
+LOAD_MAX_REQUESTS = 20000
 LOAD_MAX_SECONDS = 30.0
 KILL_AFTER_SECONDS = 2.0  # of load before the kill
 LOAD_AFTER_NOTICED = 3.0  # seconds of load after the balancer noticed

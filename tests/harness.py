@@ -650,6 +650,11 @@ WSGIScriptAlias /chunked @APPS@/input.wsgi
     WSGIChunkedRequest On
 </Location>
 WSGIScriptAlias /noread @APPS@/noread.wsgi
+WSGIScriptAlias /limited @APPS@/input.wsgi
+<Location /limited>
+    LimitRequestBody 1000
+    WSGIChunkedRequest On
+</Location>
 WSGIScriptAlias /out @APPS@/output.wsgi
 WSGIScriptAlias /bad @APPS@/bad.wsgi
 WSGIScriptAlias /badsub @APPS@/bad.wsgi application-group=alpha

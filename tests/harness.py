@@ -7,6 +7,7 @@ any other module named by PYHOST_TEST_MODULE / PYHOST_TEST_MODULE_NAME, which
 lets the suite be pointed at mod_wsgi to check the tests themselves.
 """
 
+import atexit
 import http.client
 import json
 import os
@@ -31,6 +32,17 @@ CRASH_RE = re.compile(r"Segmentation fault|exit signal|AH00052|core dumped")
 
 # Every Apache this process created, in order, for the failure report.
 ALL_SERVERS = []
+
+
+def _stop_leftovers():
+    # A test run that dies between start and its fixture's teardown must not
+    # leave our Apaches behind: stop each one we started, by its pid.
+    for srv in ALL_SERVERS:
+        if srv.running():
+            srv.stop(timeout=10)
+
+
+atexit.register(_stop_leftovers)
 
 
 def find_apache():

@@ -185,3 +185,19 @@ def test_request_objects_used_after_their_request(server):
     assert not CRASH_RE.findall(log), CRASH_RE.findall(log)
     # Stale objects must not write into another request's response.
     assert b"stale write" not in r2.body
+
+
+@pytest.mark.parametrize("case", ["sys-exit", "keyboard-interrupt", "base-exception"])
+def test_base_exceptions_do_not_end_the_child(server, case, token):
+    import os
+    mark = server.log_mark()
+    r = get_raw(server, "/bad/%s?%s" % (case, token))
+    assert r.status == 500, r
+    check_one_entry(server, mark, None)
+    with open(server.ws.state_path("pid-" + token)) as f:
+        pid = int(f.read())
+    time.sleep(0.5)
+    assert os.path.exists("/proc/%d" % pid), "the child that ran the app exited"
+    with open("/proc/%d/status" % pid) as f:
+        assert "zombie" not in f.read()
+    check_still_serving(server)

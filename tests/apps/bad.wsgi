@@ -133,7 +133,36 @@ def content_length_negative(environ, start_response):
     return [b"bad length"]
 
 
+def _note_pid(environ):
+    import os
+    token = environ.get("QUERY_STRING", "")
+    if token.isalnum():
+        with open(os.path.join("@STATE_DIR@", "pid-" + token), "w") as f:
+            f.write(str(os.getpid()))
+
+
+def sys_exit(environ, start_response):
+    _note_pid(environ)
+    sys.exit(3)
+
+
+def keyboard_interrupt(environ, start_response):
+    _note_pid(environ)
+    raise KeyboardInterrupt("pyhost-test-keyboard-interrupt")
+
+
+def base_exception(environ, start_response):
+    _note_pid(environ)
+
+    class Custom(BaseException):
+        pass
+    raise Custom("pyhost-test-base-exception")
+
+
 CASES = {
+    "/sys-exit": sys_exit,
+    "/keyboard-interrupt": keyboard_interrupt,
+    "/base-exception": base_exception,
     "/content-length-invalid": content_length_invalid,
     "/content-length-negative": content_length_negative,
     "/ok": ok,

@@ -412,12 +412,9 @@ def test_image_serves_as_non_root_and_stops_promptly(dockerd, image):
             raise AssertionError("%s\n%s" % (e, dockerd.docker("logs", name, check=False).text))
         # Apache's parent is root (it starts Apache), its children are pyhost.
         pyhost_uid = int(dockerd.docker("exec", name, "id", "-u", "pyhost").text)
-        top = dockerd.docker("top", name, "-eo", "uid,comm").text.splitlines()[1:]
-        uids = sorted(int(line.split()[0]) for line in top if line.split()[1:] == ["apache2"])
+        top = dockerd.docker("top", name, "-eo", "pid,uid,comm").text.splitlines()[1:]
+        uids = sorted(int(line.split()[1]) for line in top if line.split()[2:] == ["apache2"])
         assert uids and uids[0] == 0 and uids[1:] and set(uids[1:]) == {pyhost_uid}, top
-        check = dockerd.docker("exec", name, "pyhost", "check", "--user", "pyhost",
-                               "/srv/app/hello.py", check=False)
-        assert check.returncode == 0, check.text
         t0 = time.monotonic()
         dockerd.docker("stop", "-t", "20", name)
         took = time.monotonic() - t0

@@ -127,3 +127,27 @@ def test_request_in_flight_survives_graceful_restart(short_server, mpm, workspac
     assert r.complete and r.body == b"first-chunk\nsecond-chunk\n", r
     assert srv.stop() == 0
     assert not CRASH_RE.findall(srv.error_log())
+
+
+def test_graceful_restart_applies_a_changed_config(short_server, mpm):
+    # New children start Python afresh with the new config: a new mount and a
+    # new WSGIPythonPath both take effect without a full stop.
+    srv = short_server("reconf", mpm=mpm, extra=SIMPLE)
+    srv.start()
+    assert srv.get("/pypath").status == 404
+    srv.extra = SIMPLE + ("WSGIPythonPath @APPS@/pylib1:@APPS@/pylib2\n"
+                          "WSGIScriptAlias /pypath @APPS@/pypath.wsgi\n")
+    srv.write_config(srv.ports)
+    srv.graceful_restart()
+    deadline = time.time() + 10
+    while True:  # old-generation children may still answer for a moment
+        r = srv.get("/pypath")
+        if r.status == 200 or time.time() > deadline:
+            break
+        time.sleep(0.1)
+    assert r.status == 200, r
+    assert r.json() == {"pyhost_test_mod1": "mod1", "pyhost_test_mod2": "mod2",
+                        "pyhost_test_mod3": "mod3"}
+    exercise(srv)
+    assert srv.stop() == 0
+    assert not CRASH_RE.findall(srv.error_log())

@@ -174,3 +174,22 @@ def test_other_methods_reach_the_app(server, method):
     r = server.request(method, "/env/m", body=b"x" if method in ("PUT", "PATCH") else None)
     assert r.status == 200, r
     assert r.json()["REQUEST_METHOD"] == method
+
+
+# Odd request targets, with what mod_wsgi 4.9 gives for each (checked by
+# pointing this suite at it): pyhost must split them the same way.
+@pytest.mark.parametrize("target,query,path_info", [
+    (b"/env?q=caf\xe9", "q=caf\u00e9", ""),
+    (b"/%65nv/a%3Fb", "", "/a?b"),
+    (b"//env//a", "", "/a"),
+    (b"/env/a/../b", "", "/b"),
+    (b"http://127.0.0.1/env/abs", "", "/abs"),
+])
+def test_odd_request_targets(server, target, query, path_info):
+    r = server.raw(b"GET " + target + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert r.status == 200, r
+    e = json.loads(r.body)
+    assert e["SCRIPT_NAME"] == "/env"
+    assert e["PATH_INFO"] == path_info
+    assert e["QUERY_STRING"] == query
+    assert e["REQUEST_URI"] == target.decode("latin-1")

@@ -2,9 +2,11 @@
 # System packages pyhost needs to build, test and benchmark, on Debian/Ubuntu.
 # Idempotent: does nothing (not even apt-get update) when all are installed.
 # Callers: .ci/run and docker/Dockerfile.
-#   --test  also what only the test suite needs (tests/test_docker.py runs its
-#           own dockerd and builds the base image with debootstrap); CI and the
-#           README's test command pass it, the Dockerfile does not.
+#   --test     also what only the test suite needs (tests/test_docker.py runs
+#              its own dockerd and builds the base image with debootstrap); CI
+#              and the README's test command pass it, the Dockerfile does not.
+#   --runtime  only what a venv built elsewhere needs to serve: the Dockerfile's
+#              final stage, which copies the venv from its build stage.
 set -euo pipefail
 
 py="${PYHOST_PY:-python3.11}"
@@ -12,7 +14,9 @@ packages=(apache2 apache2-dev "$py-dev" "$py-venv" curl wrk build-essential)
 case "${1:-}" in
     "") ;;
     --test) packages+=(docker.io docker-compose debootstrap) ;;
-    *) echo "usage: $0 [--test]" >&2; exit 2 ;;
+    # lib$py: the shared libpython mod_pyhost is linked to; curl: health checks.
+    --runtime) packages=(apache2 "$py" "lib$py" curl) ;;
+    *) echo "usage: $0 [--test | --runtime]" >&2; exit 2 ;;
 esac
 
 missing=()

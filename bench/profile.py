@@ -1,0 +1,147 @@
+"""Where a hello request's time goes: runs Apache single-process (-X) under
+valgrind's callgrind, counting instructions only inside
+ap_process_request (one request, start to finish), sends a bounded number
+of keep-alive hellos, and prints instructions per request and the top
+functions, for pyhost and for the C handler as the reference.
+
+    /opt/pyhost/venv/bin/python bench/profile.py            # c and pyhost
+    /opt/pyhost/venv/bin/python bench/profile.py --setups pyhost --requests 500
+
+Instruction counts are repeatable from run to run, unlike req/s. The raw
+callgrind files are kept under --out for callgrind_annotate / kcachegrind.
+"""
+
+import argparse
+import http.client
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import run as bench  # noqa: E402
+
+
+WARM = 50
+TOTAL = "PROGRAM TOTALS"
+# "  1,234 (12.34%)  file:function [object]" from callgrind_annotate
+LINE = re.compile(r"^\s*([\d,]+)\s+(?:\([\s\d.%]+\)\s+)?(\S.*)$")
+
+
+def drive(port, path, n):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    for _ in range(n):
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        body = resp.read()
+        if resp.status != 200:
+            raise RuntimeError("%s answered %d: %r" % (path, resp.status, body))
+    conn.close()
+
+
+def callgrind(b, name, n, out):
+    """Instruction counts per function for one run of n hellos (plus the
+    WARM ones every run makes), as {function: (self, inclusive)}."""
+    setup = b.make(name)
+    srv = setup.servers[0]
+    conf = srv.argv[srv.argv.index("-f") + 1]
+    cmd = ["valgrind", "--tool=callgrind", "--callgrind-out-file=" + out,
+           "--collect-atstart=no",
+           # reading the request, then handling it (the async variant is
+           # what the event MPM calls)
+           "--toggle-collect=ap_read_request",
+           "--toggle-collect=ap_process_async_request",
+           "--toggle-collect=ap_process_request", srv.argv[0], "-X", "-f", conf]
+    bench.log("callgrind %s: %d requests" % (name, n))
+    # callgrind writes the file at exit, after Apache has switched to its
+    # User: that user must own it already.
+    open(out, "w").close()
+    if os.geteuid() == 0:
+        shutil.chown(out, "www-data", "www-data")
+    with open(out + ".log", "w") as err:
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err)
+    try:
+        if not bench.wait_port(srv.port, proc, timeout=120):
+            raise RuntimeError("%s did not start under valgrind; see %s.log"
+                               % (name, out))
+        drive(srv.port, "/hello", WARM + n)
+    finally:
+        bench.stop_proc(proc, signal.SIGTERM, timeout=120)
+    costs = {}
+    for inclusive in ("no", "yes"):
+        ann = subprocess.run(["callgrind_annotate", "--threshold=100",
+                              "--inclusive=" + inclusive, out],
+                             capture_output=True, text=True,
+                             timeout=300).stdout
+        for line in ann.splitlines():
+            m = LINE.match(line)
+            if not m:
+                continue
+            fn = m.group(2).strip()
+            if "PROGRAM TOTALS" in fn:
+                fn = TOTAL
+            ir = int(m.group(1).replace(",", ""))
+            self_ir, inc_ir = costs.get(fn, (0, 0))
+            costs[fn] = (ir, inc_ir) if inclusive == "no" else (self_ir, ir)
+    return costs
+
+
+def profile(b, name, n, out_dir):
+    """Per-request instructions by function: the difference between a run
+    of n and a run of 2n requests, divided by n, so that startup, the
+    app's import and first-request caches drop out exactly (callgrind's
+    --zero needs vgdb, which cannot interrupt Apache blocked in epoll)."""
+    small = callgrind(b, name, n, os.path.join(out_dir, "%s.%d.out" % (name, n)))
+    big = callgrind(b, name, 2 * n,
+                    os.path.join(out_dir, "%s.%d.out" % (name, 2 * n)))
+    per = {}
+    for fn, (s2, i2) in big.items():
+        s1, i1 = small.get(fn, (0, 0))
+        per[fn] = ((s2 - s1) / float(n), (i2 - i1) / float(n))
+    return per
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--setups", default="c,pyhost")
+    ap.add_argument("--requests", type=int, default=1000,
+                    help="the small run; the big one is twice this")
+    ap.add_argument("--top", type=int, default=25)
+    ap.add_argument("--peers", default=bench.DEFAULT_PEERS)
+    ap.add_argument("--out", default="/tmp/pyhost-profile")
+    args = ap.parse_args(argv)
+    if not shutil.which("valgrind"):
+        raise SystemExit("profile: no valgrind (apt-get install valgrind)")
+    os.makedirs(args.out, exist_ok=True)
+    os.chmod(args.out, 0o1777)  # Apache -X writes it as its User (www-data)
+    workdir = tempfile.mkdtemp(prefix="pyhost-profile-")
+    os.chmod(workdir, 0o755)
+    shutil.copytree(os.path.join(bench.HERE, "apps"),
+                    os.path.join(workdir, "apps"))
+    subprocess.run(["chmod", "-R", "a+rX", workdir], check=True)
+    b = bench.Bench(workdir, args.peers)
+    try:
+        for name in [s for s in args.setups.split(",") if s]:
+            per = profile(b, name, args.requests, args.out)
+            total = per.pop(TOTAL, (0, 0))[0]
+            print("== %s: %.0f instructions per keep-alive hello in "
+                  "ap_read_request + ap_process_async_request (runs of %d and %d requests, "
+                  "differenced)" % (name, total, args.requests,
+                                    2 * args.requests))
+            for title, k in (("self", 0), ("inclusive", 1)):
+                print("-- top %d by %s instructions per request"
+                      % (args.top, title))
+                for fn, c in sorted(per.items(), key=lambda kv: -kv[1][k])[:args.top]:
+                    print("%10.0f %5.1f%%  %s" % (c[k], 100.0 * c[k] / total
+                                                 if total else 0, fn[:150]))
+            print()
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -27,6 +27,7 @@ import run as bench  # noqa: E402
 
 WARM = 50
 TOTAL = "PROGRAM TOTALS"
+PATH = ["/hello"]
 # "  1,234 (12.34%)  file:function [object]" from callgrind_annotate
 LINE = re.compile(r"^\s*([\d,]+)\s+(?:\([\s\d.%]+\)\s+)?(\S.*)$")
 
@@ -67,7 +68,7 @@ def callgrind(b, name, n, out):
         if not bench.wait_port(srv.port, proc, timeout=120):
             raise RuntimeError("%s did not start under valgrind; see %s.log"
                                % (name, out))
-        drive(srv.port, "/hello", WARM + n)
+        drive(srv.port, PATH[0], WARM + n)
     finally:
         bench.stop_proc(proc, signal.SIGTERM, timeout=120)
     costs = {}
@@ -110,9 +111,12 @@ def main(argv=None):
     ap.add_argument("--requests", type=int, default=1000,
                     help="the small run; the big one is twice this")
     ap.add_argument("--top", type=int, default=25)
+    ap.add_argument("--path", default="/hello",
+                    help="URL of bench/apps/app.py to profile (pyhost only)")
     ap.add_argument("--peers", default=bench.DEFAULT_PEERS)
     ap.add_argument("--out", default="/tmp/pyhost-profile")
     args = ap.parse_args(argv)
+    PATH[0] = args.path
     if not shutil.which("valgrind"):
         raise SystemExit("profile: no valgrind (apt-get install valgrind)")
     os.makedirs(args.out, exist_ok=True)
@@ -127,10 +131,11 @@ def main(argv=None):
         for name in [s for s in args.setups.split(",") if s]:
             per = profile(b, name, args.requests, args.out)
             total = per.pop(TOTAL, (0, 0))[0]
-            print("== %s: %.0f instructions per keep-alive hello in "
-                  "ap_read_request + ap_process_async_request (runs of %d and %d requests, "
-                  "differenced)" % (name, total, args.requests,
-                                    2 * args.requests))
+            print("== %s: %.0f instructions per keep-alive GET %s in "
+                  "ap_read_request + ap_process_async_request (runs of %d "
+                  "and %d requests, differenced)"
+                  % (name, total, args.path, args.requests,
+                     2 * args.requests))
             for title, k in (("self", 0), ("inclusive", 1)):
                 print("-- top %d by %s instructions per request"
                       % (args.top, title))

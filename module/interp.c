@@ -412,6 +412,14 @@ PyObject *pyh_script_callable(pyh_interp *in, request_rec *r,
                           path, callable);
         return NULL;
     }
+    if (!PyCallable_Check(app)) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
+                      "PYH0012: '%s' in WSGI script '%s' is a %s, not a "
+                      "callable; name the WSGI callable with "
+                      "WSGICallableObject or callable-object=",
+                      callable, path, Py_TYPE(app)->tp_name);
+        return NULL;
+    }
     return Py_NewRef(app);
 }
 

@@ -158,8 +158,9 @@ def test_missing_or_bad_callable(server, path, name):
     assert r.status == 500
     entries = server.wait_log_entries(mark, count=1, timeout=2)
     assert len(entries) == 1, entries
-    # Names the callable, or at least says the problem is its callability.
-    assert name in entries[0] or "callable" in entries[0], entries[0]
+    # Names the callable and the script it was looked up in.
+    assert "PYH0012" in entries[0] and name in entries[0], entries[0]
+    assert ".wsgi" in entries[0], entries[0]
     check_still_serving(server)
 
 

@@ -88,8 +88,7 @@ static int wsgi_parse_status(pyh_request *req, PyObject *status)
 
 static int wsgi_parse_headers(pyh_request *req, PyObject *headers)
 {
-    PyObject *seq;
-    Py_ssize_t n, i;
+    Py_ssize_t i;
     apr_array_header_t *out;
 
     if (!PyList_Check(headers)) {
@@ -98,13 +97,13 @@ static int wsgi_parse_headers(pyh_request *req, PyObject *headers)
                      Py_TYPE(headers)->tp_name);
         return -1;
     }
-    if (!(seq = PySequence_Tuple(headers)))
-        return -1;
-    n = PyTuple_GET_SIZE(seq);
-    out = apr_array_make(req->r->pool, (int)n + 1, sizeof(pyh_header));
+    out = apr_array_make(req->r->pool, (int)PyList_GET_SIZE(headers) + 1,
+                         sizeof(pyh_header));
     req->content_length = -1;
-    for (i = 0; i < n; i++) {
-        PyObject *item = PyTuple_GET_ITEM(seq, i);
+    /* Only an error message can run Python code here (a repr), and we
+     * stop right after it, so the list cannot change under the loop. */
+    for (i = 0; i < PyList_GET_SIZE(headers); i++) {
+        PyObject *item = PyList_GET_ITEM(headers, i);
         const char *name, *value;
         Py_ssize_t nlen, vlen, j;
         pyh_header *h;
@@ -113,20 +112,20 @@ static int wsgi_parse_headers(pyh_request *req, PyObject *headers)
             PyErr_Format(PyExc_TypeError,
                          "response header %R is not a (name, value) tuple",
                          item);
-            goto fail;
+            return -1;
         }
         if (!(name = wsgi_latin1(PyTuple_GET_ITEM(item, 0), &nlen,
                                  "header name"))
             || !(value = wsgi_latin1(PyTuple_GET_ITEM(item, 1), &vlen,
                                      "header value")))
-            goto fail;
+            return -1;
         for (j = 0; j < nlen; j++)
             if (!wsgi_is_tchar((unsigned char)name[j]))
                 break;
         if (!nlen || j < nlen) {
             PyErr_Format(PyExc_ValueError, "invalid header name %R",
                          PyTuple_GET_ITEM(item, 0));
-            goto fail;
+            return -1;
         }
         for (j = 0; j < vlen; j++)
             if (!wsgi_is_field_char((unsigned char)value[j]))
@@ -136,7 +135,7 @@ static int wsgi_parse_headers(pyh_request *req, PyObject *headers)
                          "value of header %R contains a control character "
                          "(CR, LF or NUL?)",
                          PyTuple_GET_ITEM(item, 0));
-            goto fail;
+            return -1;
         }
         h = apr_array_push(out);
         h->name = apr_pstrmemdup(req->r->pool, name, nlen);
@@ -148,16 +147,12 @@ static int wsgi_parse_headers(pyh_request *req, PyObject *headers)
                 || *end || req->content_length < 0 || end == h->value) {
                 PyErr_Format(PyExc_ValueError, "invalid Content-Length %R",
                              PyTuple_GET_ITEM(item, 1));
-                goto fail;
+                return -1;
             }
         }
     }
-    Py_DECREF(seq);
     req->headers = out;
     return 0;
-fail:
-    Py_DECREF(seq);
-    return -1;
 }
 
 static PyObject *wsgi_start_response(PyObject *self, PyObject *args,
@@ -195,7 +190,7 @@ static PyObject *wsgi_start_response(PyObject *self, PyObject *args,
     if (wsgi_parse_status(req, status) < 0 || wsgi_parse_headers(req, headers) < 0)
         return NULL;
     req->started = 1;
-    return PyObject_GetAttrString(self, "write");
+    return PyObject_GetAttr(self, req->interp->consts[PYH_C_WRITE]);
 }
 
 static int wsgi_send(pyh_request *req, const char *data, apr_size_t len,
@@ -836,6 +831,9 @@ static void wsgi_close(pyh_interp *in, pyh_request *req, PyObject *result)
 {
     PyObject *close, *res;
     pyh_err e;
+    /* Neither type has a close(); looking would build an AttributeError. */
+    if (PyList_CheckExact(result) || PyTuple_CheckExact(result))
+        return;
     pyh_err_take(&e);
     close = PyObject_GetAttr(result, in->consts[PYH_C_CLOSE]);
     if (!close) {
@@ -873,8 +871,8 @@ int pyh_wsgi_handle(pyh_interp *in, pyh_request *req, PyObject *app)
     req->errors_obj = pyh_log_new(in, req, APLOG_ERR);
     if (!req->request_obj || !req->input_obj || !req->errors_obj
         || !(environ = wsgi_environ(in, req))
-        || !(start_response = PyObject_GetAttrString(req->request_obj,
-                                                     "start_response"))) {
+        || !(start_response = PyObject_GetAttr(
+                 req->request_obj, in->consts[PYH_C_START_RESPONSE]))) {
         stage = "PYH0101: building the WSGI environ";
         goto done;
     }

@@ -12,20 +12,8 @@ repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="${PYHOST_VENV:-/opt/pyhost/venv}"
 python="/usr/bin/${PYHOST_PY:-python3.11}"
 
-if [ ! -x "$python" ]; then
-    echo "dev-env: $python not found; run scripts/install-deps.sh first" >&2
-    exit 1
-fi
-
-umask 022
-want="$("$python" -c 'import sys; print(sys.base_prefix, sys.version_info[:2])')"
-have="$("$venv/bin/python" -c 'import sys; print(sys.base_prefix, sys.version_info[:2])' 2>/dev/null || true)"
-if [ "$have" != "$want" ]; then
-    echo "dev-env: creating $venv with $python"
-    rm -rf "$venv"
-    mkdir -p "$(dirname "$venv")"
-    "$python" -m venv "$venv"
-fi
+. "$(dirname "${BASH_SOURCE[0]}")/venv-lib.sh"
+ensure_venv dev-env "$venv" "$python"
 
 "$venv/bin/python" -m pip install --quiet --upgrade pip
 # No wheel cache: a cached build of mod_pyhost may be linked to another

@@ -11,20 +11,8 @@ set -euo pipefail
 peers="${PYHOST_PEERS:-/opt/pyhost/peers}"
 python="/usr/bin/${PYHOST_PY:-python3.11}"
 
-if [ ! -x "$python" ]; then
-    echo "install-bench-peers: $python not found; run scripts/install-deps.sh first" >&2
-    exit 1
-fi
-
-umask 022
-want="$("$python" -c 'import sys; print(sys.base_prefix, sys.version_info[:2])')"
-have="$("$peers/bin/python" -c 'import sys; print(sys.base_prefix, sys.version_info[:2])' 2>/dev/null || true)"
-if [ "$have" != "$want" ]; then
-    echo "install-bench-peers: creating $peers with $python"
-    rm -rf "$peers"
-    mkdir -p "$(dirname "$peers")"
-    "$python" -m venv "$peers"
-fi
+. "$(dirname "${BASH_SOURCE[0]}")/venv-lib.sh"
+ensure_venv install-bench-peers "$peers" "$python"
 
 pip=("$peers/bin/python" -m pip install --no-cache-dir --quiet)
 need=()

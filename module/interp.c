@@ -52,7 +52,7 @@ static int interp_make_constants(pyh_interp *in)
         [PYH_C_HTTP] = "http", [PYH_C_HTTPS] = "https", [PYH_C_GET] = "GET",
         [PYH_C_HTTP11] = "HTTP/1.1", [PYH_C_HTTP10] = "HTTP/1.0",
         [PYH_C_PYHOST_VERSION] = PYH_VERSION, [PYH_C_CLOSE] = "close",
-        [PYH_C_FILENO] = "fileno", [PYH_C_READ] = "read",
+        [PYH_C_FILENO] = "fileno", [PYH_C_TELL] = "tell",
         [PYH_C_START_RESPONSE] = "start_response", [PYH_C_WRITE] = "write",
     };
     PyObject *traceback;

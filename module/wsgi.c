@@ -721,13 +721,29 @@ static int wsgi_send_item(pyh_request *req, PyObject *item, int flush)
                      (apr_size_t)PyBytes_GET_SIZE(item), flush);
 }
 
+/* filelike.<name>() as a non-negative integer, or -1 (nothing raised)
+ * when it has no such method or it fails: the caller then iterates. */
+static long long wsgi_call_offset(PyObject *filelike, PyObject *name)
+{
+    PyObject *res = PyObject_CallMethodNoArgs(filelike, name);
+    long long v = -1;
+    if (res) {
+        v = PyLong_AsLongLong(res);
+        Py_DECREF(res);
+    }
+    if (PyErr_Occurred()) {
+        PyErr_Clear();
+        v = -1;
+    }
+    return v < 0 ? -1 : v;
+}
+
 /* Sends a wsgi.file_wrapper of a regular file as a file bucket, from the
  * file's current position. 2: not a plain file, iterate it instead. */
 static int wsgi_send_file(pyh_request *req, file_wrapper_object *fw)
 {
     request_rec *r = req->r;
     core_dir_config *core = ap_get_core_module_config(r->per_dir_config);
-    PyObject *res;
     apr_file_t *af = NULL;
     apr_os_file_t fd;
     apr_off_t pos, length;
@@ -736,27 +752,15 @@ static int wsgi_send_file(pyh_request *req, file_wrapper_object *fw)
 
     if (!fw->filelike || !req->started)
         return 2;
-    if (!(res = PyObject_CallMethod(fw->filelike, "fileno", NULL))) {
-        PyErr_Clear();
+    fd = (apr_os_file_t)wsgi_call_offset(fw->filelike,
+                                         req->interp->consts[PYH_C_FILENO]);
+    if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
         return 2;
-    }
-    fd = (apr_os_file_t)PyLong_AsLong(res);
-    Py_DECREF(res);
-    if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-        PyErr_Clear();
-        return 2;
-    }
     /* tell() knows about data the file object has buffered. */
-    if (!(res = PyObject_CallMethod(fw->filelike, "tell", NULL))) {
-        PyErr_Clear();
+    pos = (apr_off_t)wsgi_call_offset(fw->filelike,
+                                      req->interp->consts[PYH_C_TELL]);
+    if (pos < 0)
         return 2;
-    }
-    pos = (apr_off_t)PyLong_AsLongLong(res);
-    Py_DECREF(res);
-    if (pos < 0 || PyErr_Occurred()) {
-        PyErr_Clear();
-        return 2;
-    }
     length = st.st_size > pos ? st.st_size - pos : 0;
     if (req->content_length >= 0 && length > req->content_length - req->body_sent)
         length = req->content_length - req->body_sent;

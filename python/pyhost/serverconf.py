@@ -113,18 +113,10 @@ def _mpm_lines(cfg):
     ]
 
 
-def _pcre_escape(text):
-    return "".join("\\" + c if c in ".^$*+?()[]{}|\\" else c for c in text)
-
-
 def _mount_lines(cfg):
-    if not cfg.url_aliases:
-        return ["WSGIScriptAlias / %s" % quote(cfg.script)]
-    # mod_pyhost maps WSGIScriptAlias before mod_alias runs, so a plain
-    # `WSGIScriptAlias /` would take the static URLs too: mount the app on
-    # every URL except them. A zero-length match keeps SCRIPT_NAME ''.
-    urls = "|".join(_pcre_escape(url) for url, _ in cfg.url_aliases)
-    return ["WSGIScriptAliasMatch %s %s" % (quote("^(?!(?:%s)(?:/|$))" % urls), quote(cfg.script))]
+    # Static URLs (--url-alias) still reach Apache: mod_alias maps before
+    # mod_pyhost's WSGIScriptAlias, as it does before mod_wsgi's.
+    return ["WSGIScriptAlias / %s" % quote(cfg.script)]
 
 
 def _static_lines(cfg):

@@ -245,3 +245,26 @@ def test_setenv_never_overrides_cgi_or_wsgi_keys(short_server):
         assert e["PATH_INFO"] == "/other"
         assert e["QUERY_STRING"] == ""
         assert e["mod_wsgi.application_group"] == ""
+
+
+# More mount points of one script than pyhost keeps environ templates for
+# (16 per interpreter), each visited twice in turn so that templates are
+# made, reused and dropped: every request must still see its own values.
+def test_many_mount_points_of_one_script(short_server):
+    srv = short_server("mounts", extra=(
+        "WSGIScriptAliasMatch ^/m([0-9]+) @APPS@/env.wsgi\n"
+        "<LocationMatch ^/m1[0-9]>\n    SetEnv PYHOST_TEENS yes\n"
+        "    SetEnv SCRIPT_NAME forged\n</LocationMatch>\n"))
+    srv.start()
+    for round_ in range(2):
+        for i in list(range(25)) + [3, 3, 24, 0]:
+            e = env(srv, "/m%d/r%d?i=%d" % (i, round_, i),
+                    headers={"X-Round": str(round_)})
+            assert e["SCRIPT_NAME"] == "/m%d" % i, (i, e)
+            assert e["PATH_INFO"] == "/r%d" % round_
+            assert e["QUERY_STRING"] == "i=%d" % i
+            assert e["REQUEST_URI"] == "/m%d/r%d?i=%d" % (i, round_, i)
+            assert e["HTTP_X_ROUND"] == str(round_)
+            assert e.get("PYHOST_TEENS") == ("yes" if 10 <= i <= 19 else None)
+            assert e["wsgi.input"] == "<Input>", e["wsgi.input"]
+            assert e["SCRIPT_FILENAME"] == srv.ws.apps + "/env.wsgi"

@@ -614,6 +614,7 @@ static const enum pyh_key env_optional[] = {
 typedef struct pyh_env_template {
     struct pyh_env_template *next;
     PyObject *dict;
+    PyObject *last[ENV_OWN_N];      /* each own key's latest value */
     const char *fixed[ENV_FIXED_N]; /* copies in this block; NULL: absent */
 } pyh_env_template;
 
@@ -631,6 +632,9 @@ static int env_template_matches(const pyh_env_template *t,
 
 static void env_template_free(pyh_env_template *t)
 {
+    size_t i;
+    for (i = 0; i < ENV_OWN_N; i++)
+        Py_XDECREF(t->last[i]);
     Py_XDECREF(t->dict);
     free(t);
 }
@@ -746,6 +750,35 @@ static int env_add_table_except(PyObject *env, const apr_table_t *t,
     return 0;
 }
 
+/* One of the keys every request sets. Consecutive requests of a location
+ * often repeat a value (the client's address over a keep-alive connection,
+ * the method, a hot path): the template keeps each key's latest str and
+ * shares it while the bytes are equal, instead of decoding a new one. */
+static int env_set_own(PyObject *env, pyh_interp *in, pyh_request *req,
+                       pyh_env_template *t, size_t i)
+{
+    const char *v = req->vars[env_own[i].key];
+    size_t n = strlen(v);
+    PyObject *last = t->last[i], *o;
+
+    if (env_own[i].common >= 0) {
+        PyObject *c = in->consts[env_own[i].common];
+        if ((size_t)PyUnicode_GET_LENGTH(c) == n
+            && !memcmp(PyUnicode_1BYTE_DATA(c), v, n))
+            return PyDict_SetItem(env, in->keys[env_own[i].key], c);
+    }
+    if (last && (size_t)PyUnicode_GET_LENGTH(last) == n
+        && PyUnicode_KIND(last) == PyUnicode_1BYTE_KIND
+        && !memcmp(PyUnicode_1BYTE_DATA(last), v, n))
+        return PyDict_SetItem(env, in->keys[env_own[i].key], last);
+    if (!(o = PyUnicode_DecodeLatin1(v, (Py_ssize_t)n, NULL)))
+        return -1;
+    last = t->last[i];
+    t->last[i] = Py_NewRef(o);
+    Py_XDECREF(last);
+    return env_set_obj(env, in->keys[env_own[i].key], o);
+}
+
 /* environ from a template; NULL with nothing raised when this request
  * cannot use one (a key every request has is missing). */
 static PyObject *wsgi_environ_fast(pyh_interp *in, pyh_request *req)
@@ -763,7 +796,7 @@ static PyObject *wsgi_environ_fast(pyh_interp *in, pyh_request *req)
         || env_add_headers(in, req, env) < 0)
         goto fail;
     for (i = 0; i < ENV_OWN_N; i++)
-        if (env_set_var(env, in, req, env_own[i].key, env_own[i].common) < 0)
+        if (env_set_own(env, in, req, t, i) < 0)
             goto fail;
     for (i = 0; i < sizeof(env_optional) / sizeof(env_optional[0]); i++)
         if (env_set_var(env, in, req, env_optional[i], -1) < 0)

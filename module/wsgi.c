@@ -381,12 +381,17 @@ static int env_set(PyObject *env, PyObject *key, const char *value)
  * error) for headers that must not reach environ. */
 static PyObject *env_header_key(pyh_interp *in, const char *name, int pass_auth)
 {
-    PyObject *key = apr_hash_get(in->header_keys, name, APR_HASH_KEY_STRING);
+    PyObject *key, *cached;
     apr_size_t n = strlen(name), i;
     char buf[256];
 
+    PYH_LOCK(&in->lock); /* free-threaded builds; the GIL elsewhere */
+    key = apr_hash_get(in->header_keys, name, APR_HASH_KEY_STRING);
     if (key)
-        return Py_NewRef(key);
+        Py_INCREF(key);
+    PYH_UNLOCK(&in->lock);
+    if (key)
+        return key;
     if (!strcasecmp(name, "Content-Type") || !strcasecmp(name, "Content-Length")
         || !strcasecmp(name, "Proxy") /* httpoxy */
         || !strcasecmp(name, "Proxy-Authorization")
@@ -409,10 +414,13 @@ static PyObject *env_header_key(pyh_interp *in, const char *name, int pass_auth)
     buf[5 + n] = '\0';
     key = PyUnicode_InternFromString(buf);
     /* Authorization's key depends on a per-directory flag: not cached. */
-    if (key && apr_hash_count(in->header_keys) < WSGI_HEADER_KEYS_MAX
-        && strcasecmp(name, "Authorization")) {
-        apr_hash_set(in->header_keys, apr_pstrdup(in->pool, name),
-                     APR_HASH_KEY_STRING, Py_NewRef(key));
+    if (key && strcasecmp(name, "Authorization")) {
+        PYH_LOCK(&in->lock);
+        cached = apr_hash_get(in->header_keys, name, APR_HASH_KEY_STRING);
+        if (!cached && apr_hash_count(in->header_keys) < WSGI_HEADER_KEYS_MAX)
+            apr_hash_set(in->header_keys, apr_pstrdup(in->pool, name),
+                         APR_HASH_KEY_STRING, Py_NewRef(key));
+        PYH_UNLOCK(&in->lock);
     }
     return key;
 }

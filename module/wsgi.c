@@ -703,34 +703,116 @@ fail:
     return NULL;
 }
 
-/* The template for this request, found or made (most recently used first;
- * the least recently used one goes when there are too many); NULL with an
- * exception set on failure. The GIL of `in` is held. */
-static pyh_env_template *env_template_get(pyh_interp *in, pyh_request *req)
+/* What a request takes from a template, with its own references: the
+ * template's list and fields are shared by the interpreter's threads (the
+ * GIL guards them, or in->lock on a free-threaded build), so nothing of it
+ * is read outside that lock but this. `t` is only compared, never
+ * dereferenced, once the lock is released. */
+typedef struct {
+    pyh_env_template *t;
+    PyObject *dict;
+    PyObject *last[ENV_OWN_N];
+} env_snapshot;
+
+/* Under in->lock: t goes to the front and snap gets references. */
+static void env_template_take(pyh_interp *in, pyh_env_template **pp,
+                              pyh_env_template *t, env_snapshot *snap)
+{
+    size_t i;
+    if (pp != &in->env_templates) {
+        *pp = t->next;
+        t->next = in->env_templates;
+        in->env_templates = t;
+    }
+    snap->t = t;
+    snap->dict = Py_NewRef(t->dict);
+    for (i = 0; i < ENV_OWN_N; i++) {
+        snap->last[i] = t->last[i];
+        Py_XINCREF(snap->last[i]);
+    }
+}
+
+/* Under in->lock: the template matching these vars, or NULL. */
+static pyh_env_template *env_template_find(pyh_interp *in, const char *const *vars,
+                                           pyh_env_template ***where)
 {
     pyh_env_template **pp = &in->env_templates, *t;
     for (; (t = *pp); pp = &t->next) {
-        if (env_template_matches(t, req->vars)) {
-            if (pp != &in->env_templates) {
-                *pp = t->next;
-                t->next = in->env_templates;
-                in->env_templates = t;
-            }
+        if (env_template_matches(t, vars)) {
+            *where = pp;
             return t;
         }
-        if (!t->next && in->env_template_count >= ENV_TEMPLATES_MAX) {
-            *pp = NULL;
-            env_template_free(t);
-            in->env_template_count--;
-            break;
-        }
     }
-    if (!(t = env_template_new(in, req)))
-        return NULL;
-    t->next = in->env_templates;
-    in->env_templates = t;
-    in->env_template_count++;
-    return t;
+    return NULL;
+}
+
+/* Fills snap from the template for this request, found or made (most
+ * recently used first; the least recently used one goes when there are
+ * too many). -1 with an exception set on failure. */
+static int env_template_get(pyh_interp *in, pyh_request *req,
+                            env_snapshot *snap)
+{
+    pyh_env_template **pp, *t, *made, *evicted = NULL;
+
+    PYH_LOCK(&in->lock);
+    t = env_template_find(in, req->vars, &pp);
+    if (t)
+        env_template_take(in, pp, t, snap);
+    PYH_UNLOCK(&in->lock);
+    if (t)
+        return 0;
+    /* Python code runs here (a str's dealloc at worst): no lock held. */
+    if (!(made = env_template_new(in, req)))
+        return -1;
+    PYH_LOCK(&in->lock);
+    if ((t = env_template_find(in, req->vars, &pp))) {
+        env_template_take(in, pp, t, snap); /* another thread made it */
+        evicted = made;
+    }
+    else {
+        if (in->env_template_count >= ENV_TEMPLATES_MAX) {
+            for (pp = &in->env_templates; (*pp)->next; pp = &(*pp)->next)
+                ;
+            evicted = *pp;
+            *pp = NULL;
+            in->env_template_count--;
+        }
+        made->next = in->env_templates;
+        in->env_templates = made;
+        in->env_template_count++;
+        env_template_take(in, &in->env_templates, made, snap);
+    }
+    PYH_UNLOCK(&in->lock);
+    if (evicted)
+        env_template_free(evicted);
+    return 0;
+}
+
+/* A request decoded a new value of own key i: the template remembers it,
+ * if it is still listed (if a new template took a freed one's address,
+ * the value is still only shared after a byte comparison, so no harm). */
+static void env_template_remember(pyh_interp *in, pyh_env_template *t,
+                                  size_t i, PyObject *value)
+{
+    pyh_env_template *u;
+    PyObject *old = NULL;
+    PYH_LOCK(&in->lock);
+    for (u = in->env_templates; u && u != t; u = u->next)
+        ;
+    if (u) {
+        old = u->last[i];
+        u->last[i] = Py_NewRef(value);
+    }
+    PYH_UNLOCK(&in->lock);
+    Py_XDECREF(old);
+}
+
+static void env_snapshot_release(env_snapshot *snap)
+{
+    size_t i;
+    Py_XDECREF(snap->dict);
+    for (i = 0; i < ENV_OWN_N; i++)
+        Py_XDECREF(snap->last[i]);
 }
 
 /* Apache's variables from a template's point of view: those whose key the
@@ -763,11 +845,11 @@ static int env_add_table_except(PyObject *env, const apr_table_t *t,
  * the method, a hot path): the template keeps each key's latest str and
  * shares it while the bytes are equal, instead of decoding a new one. */
 static int env_set_own(PyObject *env, pyh_interp *in, pyh_request *req,
-                       pyh_env_template *t, size_t i)
+                       const env_snapshot *snap, size_t i)
 {
     const char *v = req->vars[env_own[i].key];
     size_t n = strlen(v);
-    PyObject *last = t->last[i], *o;
+    PyObject *last = snap->last[i], *o;
 
     if (env_own[i].common >= 0) {
         PyObject *c = in->consts[env_own[i].common];
@@ -781,9 +863,7 @@ static int env_set_own(PyObject *env, pyh_interp *in, pyh_request *req,
         return PyDict_SetItem(env, in->keys[env_own[i].key], last);
     if (!(o = PyUnicode_DecodeLatin1(v, (Py_ssize_t)n, NULL)))
         return -1;
-    last = t->last[i];
-    t->last[i] = Py_NewRef(o);
-    Py_XDECREF(last);
+    env_template_remember(in, snap->t, i, o);
     return env_set_obj(env, in->keys[env_own[i].key], o);
 }
 
@@ -791,20 +871,22 @@ static int env_set_own(PyObject *env, pyh_interp *in, pyh_request *req,
  * cannot use one (a key every request has is missing). */
 static PyObject *wsgi_environ_fast(pyh_interp *in, pyh_request *req)
 {
-    PyObject *env, **k = in->keys;
-    pyh_env_template *t;
+    PyObject *env = NULL, **k = in->keys;
+    env_snapshot snap;
     size_t i;
 
     for (i = 0; i < ENV_OWN_N; i++)
         if (!req->vars[env_own[i].key])
             return NULL;
-    if (!(t = env_template_get(in, req)) || !(env = PyDict_Copy(t->dict)))
-        return NULL;
-    if (env_add_table_except(env, req->r->subprocess_env, t->dict) < 0
+    memset(&snap, 0, sizeof(snap));
+    if (env_template_get(in, req, &snap) < 0
+        || !(env = PyDict_Copy(snap.dict)))
+        goto fail;
+    if (env_add_table_except(env, req->r->subprocess_env, snap.dict) < 0
         || env_add_headers(in, req, env) < 0)
         goto fail;
     for (i = 0; i < ENV_OWN_N; i++)
-        if (env_set_own(env, in, req, t, i) < 0)
+        if (env_set_own(env, in, req, &snap, i) < 0)
             goto fail;
     for (i = 0; i < sizeof(env_optional) / sizeof(env_optional[0]); i++)
         if (env_set_var(env, in, req, env_optional[i], -1) < 0)
@@ -812,9 +894,11 @@ static PyObject *wsgi_environ_fast(pyh_interp *in, pyh_request *req)
     if (PyDict_SetItem(env, k[PYH_K_WSGI_INPUT], req->input_obj) < 0
         || PyDict_SetItem(env, k[PYH_K_WSGI_ERRORS], req->errors_obj) < 0)
         goto fail;
+    env_snapshot_release(&snap);
     return env;
 fail:
-    Py_DECREF(env);
+    env_snapshot_release(&snap);
+    Py_XDECREF(env);
     return NULL;
 }
 

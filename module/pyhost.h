@@ -65,6 +65,10 @@ typedef struct {
     apr_array_header_t *python_path; /* const char * */
     apr_array_header_t *imports;     /* pyh_import */
     int restrict_embedded;
+    int per_interpreter_gil;  /* WSGIPerInterpreterGIL: named groups get
+                                 their own GIL (PEP 684, 3.12+) */
+    int free_threading;       /* WSGIFreeThreading: start a free-threaded
+                                 build with the GIL off (PEP 703) */
 } pyh_globals_t;
 
 extern pyh_globals_t pyh_globals;
@@ -117,10 +121,17 @@ typedef struct pyh_interp {
     PyInterpreterState *istate;
     PyThreadState *first_tstate;  /* created along with the interpreter */
     apr_os_thread_t creator;      /* the thread that created it */
-    apr_pool_t *pool;             /* lives as long as the child */
+    int own_gil;                  /* made with its own GIL (PEP 684) */
+    apr_pool_t *pool;             /* this interpreter's own (own allocator,
+                                     lives as long as the child): used
+                                     under its GIL and `lock` only */
+    pyh_lock lock;                /* with `pool`: scripts, header_keys and
+                                     pyh_script fields (free-threaded) */
     apr_thread_mutex_t *load_mutex;  /* serializes script (re)loads */
-    apr_hash_t *scripts;          /* path -> pyh_script*, under the GIL */
+    apr_hash_t *scripts;          /* path -> pyh_script* */
     apr_hash_t *header_keys;      /* header name -> PyObject HTTP_ key */
+    struct pyh_env_template *env_templates; /* wsgi.c; with `lock` */
+    int env_template_count;
     apr_array_header_t *tstates;  /* PyThreadState* made for threads */
     PyObject *keys[PYH_K_COUNT];
     PyObject *consts[PYH_C_COUNT];
@@ -155,6 +166,10 @@ typedef struct pyh_request {
     const char *script_name;
     const char *path_info;
     const char *app_group;
+    /* environ inputs (pyh_env_collect, or a daemon's relay frame): the
+     * string value of each string-valued key indexed by enum pyh_key, NULL
+     * when absent; they live at least as long as r->pool. */
+    const char *vars[PYH_K_COUNT];
     /* response */
     int started;                    /* start_response called */
     int headers_sent;               /* status and headers are in r */
@@ -184,6 +199,12 @@ typedef struct {
     const char *path_info;
 } pyh_route;
 
+/* Fill req->vars from request_rec and Apache calls; C only, no Python.
+ * Needs req->r, req->conf, req->script_name, req->path_info, req->app_group. */
+void pyh_env_collect(pyh_request *req);
+/* Runs the app. Builds environ only from req->vars, r->headers_in,
+ * r->subprocess_env and req->conf; collects req->vars first unless
+ * req->vars[PYH_K_REQUEST_METHOD] is already set (daemon mode). */
 int pyh_wsgi_handle(pyh_interp *in, pyh_request *req, PyObject *app);
 int pyh_wsgi_init_types(pyh_interp *in);
 

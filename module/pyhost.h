@@ -197,6 +197,10 @@ typedef struct pyh_request {
     const char *script_name;
     const char *path_info;
     const char *app_group;
+    /* environ inputs (pyh_env_collect, or a daemon's relay frame): the
+     * string value of each string-valued key indexed by enum pyh_key, NULL
+     * when absent; they live at least as long as r->pool. */
+    const char *vars[PYH_K_COUNT];
     /* response */
     int started;                    /* start_response called */
     int headers_sent;               /* status and headers are in r */
@@ -226,6 +230,12 @@ typedef struct {
     const char *path_info;
 } pyh_route;
 
+/* Fill req->vars from request_rec and Apache calls; C only, no Python.
+ * Needs req->r, req->conf, req->script_name, req->path_info, req->app_group. */
+void pyh_env_collect(pyh_request *req);
+/* Runs the app. Builds environ only from req->vars, r->headers_in,
+ * r->subprocess_env and req->conf; collects req->vars first unless
+ * req->vars[PYH_K_REQUEST_METHOD] is already set (daemon mode). */
 int pyh_wsgi_handle(pyh_interp *in, pyh_request *req, PyObject *app);
 int pyh_wsgi_init_types(pyh_interp *in);
 

@@ -478,73 +478,116 @@ static int wsgi_map_head(pyh_request *req)
     return 0;
 }
 
-static PyObject *wsgi_environ(pyh_interp *in, pyh_request *req)
+void pyh_env_collect(pyh_request *req)
 {
     request_rec *r = req->r;
     conn_rec *c = r->connection;
+    const char **v = req->vars;
+    const char *pg = req->conf.process_group;
+
+    v[PYH_K_REQUEST_METHOD] = wsgi_map_head(req) ? "GET" : r->method;
+    v[PYH_K_SCRIPT_NAME] = req->script_name;
+    v[PYH_K_PATH_INFO] = req->path_info;
+    v[PYH_K_QUERY_STRING] = r->args ? r->args : "";
+    v[PYH_K_CONTENT_TYPE] = apr_table_get(r->headers_in, "Content-Type");
+    v[PYH_K_CONTENT_LENGTH] = apr_table_get(r->headers_in, "Content-Length");
+    v[PYH_K_SERVER_NAME] = ap_get_server_name(r);
+    v[PYH_K_SERVER_PORT] = apr_itoa(r->pool, (int)ap_get_server_port(r));
+    v[PYH_K_SERVER_PROTOCOL] = r->protocol;
+    v[PYH_K_SERVER_SOFTWARE] = ap_get_server_banner();
+    v[PYH_K_SERVER_ADDR] = c->local_ip;
+    v[PYH_K_SERVER_ADMIN] = r->server->server_admin;
+    v[PYH_K_REMOTE_ADDR] = r->useragent_ip;
+    v[PYH_K_REMOTE_PORT] =
+        apr_itoa(r->pool, c->client_addr ? (int)c->client_addr->port : 0);
+    v[PYH_K_REMOTE_USER] = r->user;
+    v[PYH_K_AUTH_TYPE] = r->ap_auth_type;
+    v[PYH_K_REQUEST_URI] = r->unparsed_uri;
+    v[PYH_K_REQUEST_SCHEME] = ap_http_scheme(r);
+    v[PYH_K_SCRIPT_FILENAME] = r->filename;
+    v[PYH_K_DOCUMENT_ROOT] = ap_document_root(r);
+    v[PYH_K_CONTEXT_PREFIX] = ap_context_prefix(r);
+    v[PYH_K_CONTEXT_DOCUMENT_ROOT] = ap_context_document_root(r);
+    v[PYH_K_MODWSGI_PROCESS_GROUP] =
+        (!pg || !strcmp(pg, "%{GLOBAL}")) ? "" : pg;
+    v[PYH_K_MODWSGI_APPLICATION_GROUP] = req->app_group;
+    v[PYH_K_MODWSGI_CALLABLE_OBJECT] = req->conf.callable_object;
+    v[PYH_K_MODWSGI_SCRIPT_RELOADING] = req->conf.script_reloading ? "1" : "0";
+}
+
+/* A CGI variable from req->vars, when present; `common` is a constant for
+ * its most frequent value (or -1), shared instead of decoded anew. */
+static int env_set_var(PyObject *env, pyh_interp *in, pyh_request *req,
+                       enum pyh_key key, int common)
+{
+    const char *v = req->vars[key];
+    if (!v)
+        return 0;
+    if (common >= 0) {
+        PyObject *c = in->consts[common];
+        if (PyUnicode_GET_LENGTH(c) == (Py_ssize_t)strlen(v)
+            && !memcmp(PyUnicode_1BYTE_DATA(c), v, PyUnicode_GET_LENGTH(c)))
+            return PyDict_SetItem(env, in->keys[key], c);
+    }
+    return env_set(env, in->keys[key], v);
+}
+
+/* The string-valued keys env_set_var sets, with their common values. */
+static const struct {
+    enum pyh_key key;
+    int common;
+} env_vars[] = {
+    {PYH_K_REQUEST_METHOD, PYH_C_GET},
+    {PYH_K_SCRIPT_NAME, PYH_C_EMPTY},
+    {PYH_K_PATH_INFO, PYH_C_EMPTY},
+    {PYH_K_QUERY_STRING, PYH_C_EMPTY},
+    {PYH_K_CONTENT_TYPE, -1},
+    {PYH_K_CONTENT_LENGTH, -1},
+    {PYH_K_SERVER_NAME, -1},
+    {PYH_K_SERVER_PORT, -1},
+    {PYH_K_SERVER_PROTOCOL, PYH_C_HTTP11},
+    {PYH_K_SERVER_SOFTWARE, -1},
+    {PYH_K_SERVER_ADDR, -1},
+    {PYH_K_REMOTE_ADDR, -1},
+    {PYH_K_REMOTE_PORT, -1},
+    {PYH_K_REQUEST_URI, -1},
+    {PYH_K_SCRIPT_FILENAME, -1},
+    {PYH_K_DOCUMENT_ROOT, -1},
+    {PYH_K_CONTEXT_PREFIX, PYH_C_EMPTY},
+    {PYH_K_CONTEXT_DOCUMENT_ROOT, -1},
+    {PYH_K_REQUEST_SCHEME, PYH_C_HTTP},
+    {PYH_K_SERVER_ADMIN, -1},
+    {PYH_K_REMOTE_USER, -1},
+    {PYH_K_AUTH_TYPE, -1},
+    {PYH_K_MODWSGI_PROCESS_GROUP, PYH_C_EMPTY},
+    {PYH_K_MODWSGI_APPLICATION_GROUP, PYH_C_EMPTY},
+    {PYH_K_MODWSGI_CALLABLE_OBJECT, -1},
+    {PYH_K_MODWSGI_SCRIPT_RELOADING, -1},
+};
+
+/* environ from req->vars, r->headers_in, r->subprocess_env and req->conf
+ * only: in a daemon process nothing else of request_rec is real. */
+static PyObject *wsgi_environ(pyh_interp *in, pyh_request *req)
+{
     PyObject *env = PyDict_New(), **k = in->keys, **cst = in->consts;
-    const char *v;
-    char port[16];
+    const char *scheme = req->vars[PYH_K_REQUEST_SCHEME];
+    size_t i;
 
     if (!env)
         return NULL;
     /* Apache's own variables (SetEnv, mod_rewrite, mod_ssl, ...) first,
      * so that the CGI variables below always win. */
-    if (env_add_table(env, r->subprocess_env) < 0
+    if (env_add_table(env, req->r->subprocess_env) < 0
         || env_add_headers(in, req, env) < 0)
         goto fail;
-    if (wsgi_map_head(req) || !strcmp(r->method, "GET")) {
-        if (PyDict_SetItem(env, k[PYH_K_REQUEST_METHOD], cst[PYH_C_GET]) < 0)
+    for (i = 0; i < sizeof(env_vars) / sizeof(env_vars[0]); i++)
+        if (env_set_var(env, in, req, env_vars[i].key, env_vars[i].common) < 0)
             goto fail;
-    }
-    else if (env_set(env, k[PYH_K_REQUEST_METHOD], r->method) < 0)
-        goto fail;
-    if (env_set(env, k[PYH_K_SCRIPT_NAME], req->script_name) < 0
-        || env_set(env, k[PYH_K_PATH_INFO], req->path_info) < 0
-        || env_set(env, k[PYH_K_QUERY_STRING], r->args ? r->args : "") < 0)
-        goto fail;
-    if ((v = apr_table_get(r->headers_in, "Content-Type"))
-        && env_set(env, k[PYH_K_CONTENT_TYPE], v) < 0)
-        goto fail;
-    if ((v = apr_table_get(r->headers_in, "Content-Length"))
-        && env_set(env, k[PYH_K_CONTENT_LENGTH], v) < 0)
-        goto fail;
-    apr_snprintf(port, sizeof(port), "%u", ap_get_server_port(r));
-    if (env_set(env, k[PYH_K_SERVER_NAME], ap_get_server_name(r)) < 0
-        || env_set(env, k[PYH_K_SERVER_PORT], port) < 0)
-        goto fail;
-    if (!strcmp(r->protocol, "HTTP/1.1")) {
-        if (PyDict_SetItem(env, k[PYH_K_SERVER_PROTOCOL], cst[PYH_C_HTTP11]) < 0)
-            goto fail;
-    }
-    else if (env_set(env, k[PYH_K_SERVER_PROTOCOL], r->protocol) < 0)
-        goto fail;
-    apr_snprintf(port, sizeof(port), "%u",
-                 c->client_addr ? c->client_addr->port : 0);
-    if (env_set(env, k[PYH_K_SERVER_SOFTWARE], ap_get_server_banner()) < 0
-        || env_set(env, k[PYH_K_SERVER_ADDR], c->local_ip) < 0
-        || env_set(env, k[PYH_K_REMOTE_ADDR], r->useragent_ip) < 0
-        || env_set(env, k[PYH_K_REMOTE_PORT], port) < 0
-        || env_set(env, k[PYH_K_REQUEST_URI], r->unparsed_uri) < 0
-        || env_set(env, k[PYH_K_SCRIPT_FILENAME], r->filename) < 0
-        || env_set(env, k[PYH_K_DOCUMENT_ROOT], ap_document_root(r)) < 0
-        || env_set(env, k[PYH_K_CONTEXT_PREFIX], ap_context_prefix(r)) < 0
-        || env_set(env, k[PYH_K_CONTEXT_DOCUMENT_ROOT],
-                   ap_context_document_root(r)) < 0
-        || env_set(env, k[PYH_K_REQUEST_SCHEME], ap_http_scheme(r)) < 0
-        || PyDict_SetItem(env, k[PYH_K_GATEWAY_INTERFACE], cst[PYH_C_GATEWAY]) < 0)
-        goto fail;
-    if (r->server->server_admin
-        && env_set(env, k[PYH_K_SERVER_ADMIN], r->server->server_admin) < 0)
-        goto fail;
-    if (r->user && env_set(env, k[PYH_K_REMOTE_USER], r->user) < 0)
-        goto fail;
-    if (r->ap_auth_type && env_set(env, k[PYH_K_AUTH_TYPE], r->ap_auth_type) < 0)
-        goto fail;
-    if (PyDict_SetItem(env, k[PYH_K_WSGI_VERSION], cst[PYH_C_WSGI_VERSION]) < 0
+    if (PyDict_SetItem(env, k[PYH_K_GATEWAY_INTERFACE], cst[PYH_C_GATEWAY]) < 0
+        || PyDict_SetItem(env, k[PYH_K_WSGI_VERSION], cst[PYH_C_WSGI_VERSION]) < 0
         || PyDict_SetItem(env, k[PYH_K_WSGI_URL_SCHEME],
-                          cst[strcmp(ap_http_scheme(r), "https") ? PYH_C_HTTP
-                                                                  : PYH_C_HTTPS]) < 0
+                          cst[scheme && !strcmp(scheme, "https")
+                                  ? PYH_C_HTTPS : PYH_C_HTTP]) < 0
         || PyDict_SetItem(env, k[PYH_K_WSGI_INPUT], req->input_obj) < 0
         || PyDict_SetItem(env, k[PYH_K_WSGI_ERRORS], req->errors_obj) < 0
         || PyDict_SetItem(env, k[PYH_K_WSGI_MULTITHREAD], in->multithread) < 0
@@ -553,12 +596,6 @@ static PyObject *wsgi_environ(pyh_interp *in, pyh_request *req)
         || PyDict_SetItem(env, k[PYH_K_WSGI_FILE_WRAPPER],
                           (PyObject *)in->file_wrapper_type) < 0
         || PyDict_SetItem(env, k[PYH_K_WSGI_INPUT_TERMINATED], Py_True) < 0
-        || PyDict_SetItem(env, k[PYH_K_MODWSGI_PROCESS_GROUP], cst[PYH_C_EMPTY]) < 0
-        || env_set(env, k[PYH_K_MODWSGI_APPLICATION_GROUP], req->app_group) < 0
-        || env_set(env, k[PYH_K_MODWSGI_CALLABLE_OBJECT],
-                   req->conf.callable_object) < 0
-        || env_set(env, k[PYH_K_MODWSGI_SCRIPT_RELOADING],
-                   req->conf.script_reloading ? "1" : "0") < 0
         || PyDict_SetItem(env, k[PYH_K_PYHOST_VERSION],
                           cst[PYH_C_PYHOST_VERSION]) < 0)
         goto fail;
@@ -873,6 +910,8 @@ int pyh_wsgi_handle(pyh_interp *in, pyh_request *req, PyObject *app)
         ((request_object *)req->request_obj)->req = req;
     req->input_obj = pyh_input_new(in, req);
     req->errors_obj = pyh_log_new(in, req, APLOG_ERR);
+    if (!req->vars[PYH_K_REQUEST_METHOD])
+        pyh_env_collect(req);
     if (!req->request_obj || !req->input_obj || !req->errors_obj
         || !(environ = wsgi_environ(in, req))
         || !(start_response = PyObject_GetAttr(

@@ -7,17 +7,26 @@
 #              and the README's test command pass it, the Dockerfile does not.
 #   --runtime  only what a venv built elsewhere needs to serve: the Dockerfile's
 #              final stage, which copies the venv from its build stage.
+#   --matrix   also what scripts/matrix.sh needs: patchelf (scripts/host-pythons.sh),
+#              debootstrap (the sid root), and the headers CPython's build
+#              wants (scripts/build-python-ft.sh). Combines with --test.
 set -euo pipefail
 
 py="${PYHOST_PY:-python3.11}"
 packages=(apache2 apache2-dev "$py-dev" "$py-venv" curl wrk build-essential)
-case "${1:-}" in
-    "") ;;
-    --test) packages+=(docker.io docker-compose debootstrap) ;;
-    # lib$py: the shared libpython mod_pyhost is linked to; curl: health checks.
-    --runtime) packages=(apache2 "$py" "lib$py" curl) ;;
-    *) echo "usage: $0 [--test | --runtime]" >&2; exit 2 ;;
-esac
+for opt in "$@"; do
+    case "$opt" in
+        --test) packages+=(docker.io docker-compose debootstrap) ;;
+        --matrix) packages+=(patchelf debootstrap xz-utils pkg-config libssl-dev zlib1g-dev
+                             libffi-dev libbz2-dev liblzma-dev libsqlite3-dev libreadline-dev
+                             libexpat1-dev uuid-dev libgdbm-dev libncurses-dev) ;;
+        # lib$py: the shared libpython mod_pyhost is linked to; curl: health checks.
+        --runtime) packages=(apache2 "$py" "lib$py" curl) ;;
+        *) echo "usage: $0 [--test] [--matrix] | --runtime" >&2; exit 2 ;;
+    esac
+done
+# debootstrap may be asked for twice.
+mapfile -t packages < <(printf '%s\n' "${packages[@]}" | awk '!seen[$0]++')
 
 missing=()
 for pkg in "${packages[@]}"; do

@@ -193,3 +193,55 @@ def test_odd_request_targets(server, target, query, path_info):
     assert e["PATH_INFO"] == path_info
     assert e["QUERY_STRING"] == query
     assert e["REQUEST_URI"] == target.decode("latin-1")
+
+
+# Apache's variables (SetEnv, mod_rewrite, mod_ssl...) reach environ, but
+# never over a CGI variable pyhost sets or a wsgi.* key; a request header
+# wins over a SetEnv of the same HTTP_ name. A CGI variable this request
+# does not have (REMOTE_USER without auth) is left to SetEnv, as today.
+SETENV_CONF = """
+WSGIScriptAlias /plain @APPS@/env.wsgi
+WSGIScriptAlias /setenv @APPS@/env.wsgi application-group=%{GLOBAL}
+<Location /setenv>
+    SetEnv PYHOST_FROM_SETENV yes
+    SetEnv SERVER_NAME forged.example
+    SetEnv QUERY_STRING forged=1
+    SetEnv PATH_INFO /forged
+    SetEnv REQUEST_METHOD FORGED
+    SetEnv SCRIPT_FILENAME /forged.wsgi
+    SetEnv REMOTE_USER from-setenv
+    SetEnv HTTP_X_BOTH from-setenv
+    SetEnv wsgi.url_scheme forged
+    SetEnv mod_wsgi.application_group forged
+</Location>
+"""
+
+
+def test_setenv_never_overrides_cgi_or_wsgi_keys(short_server):
+    srv = short_server("setenv", extra=SETENV_CONF)
+    srv.start()
+    # Alternate the two locations of one script so that nothing one
+    # request's environ held can show up in the next one's.
+    for _ in range(3):
+        e = env(srv, "/setenv/p?q=1", headers={"X-Both": "from-header"})
+        assert e["PYHOST_FROM_SETENV"] == "yes"
+        assert e["SERVER_NAME"] in ("127.0.0.1", "localhost")
+        assert e["QUERY_STRING"] == "q=1"
+        assert e["PATH_INFO"] == "/p"
+        assert e["SCRIPT_NAME"] == "/setenv"
+        assert e["REQUEST_METHOD"] == "GET"
+        assert e["SCRIPT_FILENAME"] == srv.ws.apps + "/env.wsgi"
+        assert e["REMOTE_USER"] == "from-setenv"
+        assert e["HTTP_X_BOTH"] == "from-header"
+        assert e["wsgi.url_scheme"] == "http"
+        assert e["mod_wsgi.application_group"] == ""
+        assert e["mod_wsgi.process_group"] == ""
+        assert e["mod_wsgi.callable_object"] == "application"
+        assert e["mod_wsgi.script_reloading"] == "1"
+        e = env(srv, "/plain/other")
+        assert "PYHOST_FROM_SETENV" not in e
+        assert "REMOTE_USER" not in e and "HTTP_X_BOTH" not in e
+        assert e["SCRIPT_NAME"] == "/plain"
+        assert e["PATH_INFO"] == "/other"
+        assert e["QUERY_STRING"] == ""
+        assert e["mod_wsgi.application_group"] == ""

@@ -7,6 +7,7 @@
 #include "relay.h"
 
 #include "http_core.h"
+#include "http_main.h"
 #include "ap_listen.h"
 #include "ap_mpm.h"
 #include "mpm_common.h"
@@ -698,6 +699,8 @@ static void ds_fail_exit(void)
     _exit(1);
 }
 
+#include <execinfo.h>
+static void dbg_segv(int sig){ void *b[64]; int n=backtrace(b,64); backtrace_symbols_fd(b,n,2); signal(sig,SIG_DFL); raise(sig);}
 static int ds_setup_process(pyh_dproc *dp)
 {
     pyh_daemon *d = dp->d;
@@ -718,6 +721,7 @@ static int ds_setup_process(pyh_dproc *dp)
     sigaction(SIGPIPE, &sa, NULL);
     sa.sa_handler = SIG_DFL;
     sigaction(SIGCHLD, &sa, NULL);
+    signal(SIGSEGV, dbg_segv);
 
     ap_close_listeners();
     for (i = 0; i < pyh_globals.daemons->nelts; i++) {

@@ -547,6 +547,11 @@ static const char *cfg_daemon_process(cmd_parms *cmd, void *dconf,
     }
     if ((err = cfg_daemon_user(cmd, d)))
         return err;
+    if (d->uid == 0)
+        return apr_psprintf(cmd->pool,
+                            "WSGIDaemonProcess: refusing to run daemon group "
+                            "'%s' as root; set user= to an unprivileged user",
+                            d->name);
     d->index = pyh_globals.daemons->nelts;
     *(pyh_daemon **)apr_array_push(pyh_globals.daemons) = d;
     apr_hash_set(pyh_globals.daemons_by_name, d->name, APR_HASH_KEY_STRING, d);

@@ -194,7 +194,9 @@ static int daemon_make_socket(apr_pool_t *p, pyh_daemon *d, server_rec *s)
     sa.sun_family = AF_UNIX;
     strcpy(sa.sun_path, d->socket_path);
     unlink(d->socket_path);
-    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    /* Non-blocking: every process of the group waits on this socket, and
+     * the ones that lose the race for a connection must not block. */
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0
         || chmod(d->socket_path, 0600) < 0
         || (geteuid() == 0
@@ -212,13 +214,27 @@ static int daemon_make_socket(apr_pool_t *p, pyh_daemon *d, server_rec *s)
     return 0;
 }
 
+/* The MPM reaps children between one-second sleeps; a SIGCHLD handler
+ * (doing nothing) cuts that sleep short, so a daemon that died or recycled
+ * is replaced at once rather than up to a second later. */
+static void daemon_on_sigchld(int sig)
+{
+    (void)sig;
+}
+
 int pyh_daemon_start_all(apr_pool_t *pconf, server_rec *s)
 {
     apr_array_header_t *procs;
+    struct sigaction sa;
     int i, j;
 
     if (!pyh_globals.daemons->nelts)
         return OK;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = daemon_on_sigchld;
+    sa.sa_flags = SA_RESTART | SA_NOCLDSTOP;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGCHLD, &sa, NULL);
     if (apr_generate_random_bytes(pyh_relay_secret, sizeof(pyh_relay_secret))
         != APR_SUCCESS) {
         ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s,
@@ -259,6 +275,8 @@ void pyh_daemon_child_init(apr_pool_t *pchild, server_rec *s)
 {
     int i;
     (void)s;
+    if (pyh_globals.daemons->nelts)
+        signal(SIGCHLD, SIG_DFL); /* the parent's handler is not for us */
     for (i = 0; i < pyh_globals.daemons->nelts; i++) {
         pyh_daemon *d = APR_ARRAY_IDX(pyh_globals.daemons, i, pyh_daemon *);
         if (d->listen_fd >= 0) {
@@ -391,7 +409,8 @@ static void ds_goodbye(pyh_dconn *dc)
     ds_close_conn(dc);
 }
 
-static void ds_accept(void)
+/* Takes one pending connection; 0 when there was none. */
+static int ds_accept(void)
 {
     struct ucred cred;
     socklen_t len = sizeof(cred);
@@ -399,7 +418,7 @@ static void ds_accept(void)
     struct timeval tv;
     int fd = accept4(ds.d->listen_fd, NULL, NULL, SOCK_CLOEXEC);
     if (fd < 0)
-        return;
+        return 0;
     /* Only Apache's children (its User) or root may talk to us; the
      * socket's owner and mode already say so, this checks the peer. */
     if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0
@@ -409,7 +428,7 @@ static void ds_accept(void)
                      "uid %d",
                      ds.d->name, (int)cred.uid);
         close(fd);
-        return;
+        return 1;
     }
     tv.tv_sec = (time_t)apr_time_sec(ds.d->socket_timeout
                                          ? ds.d->socket_timeout
@@ -424,9 +443,13 @@ static void ds_accept(void)
             free(dc->rbuf);
         free(dc);
         close(fd);
-        return;
+        return 1;
     }
     dc->fd = fd;
+    ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, ds.s,
+                 "PYH0053: daemon process %d of group '%s' accepted a relay "
+                 "connection from pid %d",
+                 (int)getpid(), ds.d->name, (int)cred.pid);
     apr_thread_mutex_lock(ds.mutex);
     dc->all_next = ds.all;
     if (ds.all)
@@ -437,6 +460,7 @@ static void ds_accept(void)
     if (ds_arm(dc, EPOLL_CTL_ADD) < 0)
         ds_close_conn(dc);
     apr_thread_mutex_unlock(ds.mutex);
+    return 1;
 }
 
 static void ds_enqueue(pyh_dconn *dc)
@@ -699,8 +723,6 @@ static void ds_fail_exit(void)
     _exit(1);
 }
 
-#include <execinfo.h>
-static void dbg_segv(int sig){ void *b[64]; int n=backtrace(b,64); backtrace_symbols_fd(b,n,2); signal(sig,SIG_DFL); raise(sig);}
 static int ds_setup_process(pyh_dproc *dp)
 {
     pyh_daemon *d = dp->d;
@@ -721,7 +743,6 @@ static int ds_setup_process(pyh_dproc *dp)
     sigaction(SIGPIPE, &sa, NULL);
     sa.sa_handler = SIG_DFL;
     sigaction(SIGCHLD, &sa, NULL);
-    signal(SIGSEGV, dbg_segv);
 
     ap_close_listeners();
     for (i = 0; i < pyh_globals.daemons->nelts; i++) {
@@ -796,8 +817,8 @@ static void ds_dispatch(void)
                     ;
             }
             else if (!evs[i].data.ptr) {
-                if (listening)
-                    ds_accept();
+                while (listening && ds_accept())
+                    ;
             }
             else {
                 ds_enqueue(evs[i].data.ptr);

@@ -184,8 +184,10 @@ static int pyh_handler(request_rec *r)
                       missing);
         return HTTP_INTERNAL_SERVER_ERROR;
     }
-    if (daemon)
+    if (daemon) {
+        req->conf.process_group = daemon->name; /* %{ENV:x} resolved */
         return pyh_relay_request(r, req, daemon);
+    }
     if (!pyh_python_ready()) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
                       pyh_globals.restrict_embedded

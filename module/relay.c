@@ -514,11 +514,8 @@ static int relay_response(request_rec *r, pyh_request *req, pyh_daemon *d,
             apr_brigade_cleanup(bb);
         }
     }
-    /* The daemon went away or stopped answering. */
-    if (!headers && !frames && !body_asked && rv == APR_EOF) {
-        *retry = 1;
-        return OK;
-    }
+    /* The daemon went away or stopped answering. Not retried: it may have
+     * run the request before it died. */
     if (!headers) {
         int timeout = rv == APR_TIMEUP;
         ap_log_rerror(APLOG_MARK, APLOG_ERR, timeout ? 0 : rv, r,
@@ -887,7 +884,9 @@ int pyh_relay_refuse(pyh_dconn *dc, int status)
     return rc;
 }
 
-static PYH_THREAD_LOCAL apr_pool_t *relay_pool;
+/* Per worker thread: a long-lived pool holding the bucket allocator, and
+ * a request pool under it cleared for every request. */
+static PYH_THREAD_LOCAL apr_pool_t *relay_thread_pool, *relay_pool;
 static PYH_THREAD_LOCAL apr_bucket_alloc_t *relay_ba;
 
 /* A request_rec good for the WSGI adapter: pools, tables, the filters
@@ -960,15 +959,17 @@ int pyh_relay_serve(pyh_dconn *dc)
     pyh_q_fixed fx;
     pyh_interp *in;
     PyObject *app;
-    const char *v, *name = NULL;
+    const char *v, *name = NULL, *filename = NULL, *uri = NULL;
+    apr_table_t *headers_in, *subprocess_env;
     char *payload, *p, *end;
     uint32_t len;
     int kind, status = OK;
 
     if (!relay_pool) {
-        if (apr_pool_create(&relay_pool, NULL) != APR_SUCCESS)
+        if (apr_pool_create(&relay_thread_pool, NULL) != APR_SUCCESS
+            || apr_pool_create(&relay_pool, relay_thread_pool) != APR_SUCCESS)
             return -1;
-        relay_ba = apr_bucket_alloc_create(relay_pool);
+        relay_ba = apr_bucket_alloc_create(relay_thread_pool);
         relay_out_rec.filter_func.out_func = relay_out;
         relay_in_rec.filter_func.in_func = relay_in;
     }
@@ -989,33 +990,37 @@ int pyh_relay_serve(pyh_dconn *dc)
     req->conf.error_override = (fx.flags & PYH_Q_ERROR_OVERRIDE) != 0;
     req->conf.map_head_to_get = PYH_HEAD_OFF; /* decided by the child */
     req->app_group = "";
-    r = relay_make_request(relay_pool, &ctx, &fx, req);
-    r->headers_in = apr_table_make(relay_pool, 16);
-    r->subprocess_env = apr_table_make(relay_pool, 16);
+    headers_in = apr_table_make(relay_pool, 16);
+    subprocess_env = apr_table_make(relay_pool, 16);
     while ((kind = rec_next(&p, end, &v)) >= 0) {
         if (kind < PYH_K_COUNT)
             req->vars[kind] = v;
         else if (kind == PYH_R_HEADER_NAME || kind == PYH_R_ENV_NAME)
             name = v;
         else if (kind == PYH_R_HEADER_VALUE && name)
-            apr_table_addn(r->headers_in, name, v);
+            apr_table_addn(headers_in, name, v);
         else if (kind == PYH_R_ENV_VALUE && name)
-            apr_table_addn(r->subprocess_env, name, v);
+            apr_table_addn(subprocess_env, name, v);
         else if (kind == PYH_R_FILENAME)
-            r->filename = (char *)v;
+            filename = v;
         else if (kind == PYH_R_CALLABLE)
             req->conf.callable_object = v;
         else if (kind == PYH_R_APP_GROUP)
             req->app_group = v;
         else if (kind == PYH_R_URI)
-            r->uri = (char *)v;
+            uri = v;
     }
-    if (kind == -2 || !r->filename || !req->vars[PYH_K_REQUEST_METHOD]) {
+    if (kind == -2 || !filename || !req->vars[PYH_K_REQUEST_METHOD]) {
         ap_log_error(APLOG_MARK, APLOG_ERR, 0, ap_server_conf,
                      "PYH0064: malformed request frame in daemon process %d",
                      (int)getpid());
         return -1;
     }
+    r = relay_make_request(relay_pool, &ctx, &fx, req);
+    r->headers_in = headers_in;
+    r->subprocess_env = subprocess_env;
+    r->filename = (char *)filename;
+    r->uri = (char *)uri;
     r->method = req->vars[PYH_K_REQUEST_METHOD];
     r->unparsed_uri = (char *)req->vars[PYH_K_REQUEST_URI];
     r->args = (char *)req->vars[PYH_K_QUERY_STRING];

@@ -25,6 +25,8 @@ void pyh_reset_globals(apr_pool_t *p)
     pyh_globals.daemons = apr_array_make(p, 2, sizeof(pyh_daemon *));
     pyh_globals.daemons_by_name = apr_hash_make(p);
     pyh_globals.socket_prefix = NULL;
+    pyh_globals.per_interpreter_gil = 0;
+    pyh_globals.free_threading = 0;
 }
 
 /* ---- create / merge ------------------------------------------------------ */
@@ -587,6 +589,32 @@ pyh_daemon *pyh_daemon_lookup(request_rec *r, const char *spec,
     return d;
 }
 
+/* WSGIPerInterpreterGIL and WSGIFreeThreading: process-wide (mod_wsgi 6's
+ * top-level scope); On is refused at startup by a Python that cannot. */
+static const char *cfg_gil_mode(cmd_parms *cmd, void *dconf, int on)
+{
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+    (void)dconf;
+    if (err)
+        return err;
+    if (cmd->info) {
+        if (on && !PYH_FREE_THREADED)
+            return "PYH0061: WSGIFreeThreading On needs a free-threaded "
+                   "Python (3.13t or newer, built with --disable-gil); this "
+                   "mod_pyhost is built for Python " PYH_PY_VERSION_STR " "
+                   PYH_BUILD_DESC;
+        pyh_globals.free_threading = on;
+    }
+    else {
+        if (on && !PYH_HAVE_OWN_GIL)
+            return "PYH0060: WSGIPerInterpreterGIL On needs Python 3.12 or "
+                   "newer (PEP 684); this mod_pyhost is built for Python "
+                   PYH_PY_VERSION_STR;
+        pyh_globals.per_interpreter_gil = on;
+    }
+    return NULL;
+}
+
 #define DIR_FLAG(name, field, help)                                    \
     AP_INIT_FLAG(name, cfg_set_flag,                                   \
                  (void *)APR_OFFSETOF(pyh_dir_conf, field),            \
@@ -642,6 +670,12 @@ const command_rec pyh_commands[] = {
     AP_INIT_TAKE1("WSGISocketPrefix", cfg_socket_prefix, NULL, RSRC_CONF,
                   "path prefix of the daemon groups' UNIX sockets (relative "
                   "to DefaultRuntimeDir)"),
+    AP_INIT_FLAG("WSGIPerInterpreterGIL", cfg_gil_mode, NULL, RSRC_CONF,
+                 "On: every named application group gets its own GIL "
+                 "(Python 3.12+); the main interpreter keeps the shared one"),
+    AP_INIT_FLAG("WSGIFreeThreading", cfg_gil_mode, "ft", RSRC_CONF,
+                 "On: run a free-threaded Python with the GIL disabled "
+                 "(default Off: the GIL stays on)"),
     {NULL}
 };
 
@@ -829,7 +863,7 @@ static const char *cfg_check_home(apr_pool_t *p, const char *home,
             prefix = b;
         }
     }
-    landmark = apr_pstrcat(p, prefix, "/lib/python" PYH_PY_VERSION_STR "/os.py",
+    landmark = apr_pstrcat(p, prefix, "/lib/" PYH_PY_LIBDIR_STR "/os.py",
                            NULL);
     if (!cfg_is_file(p, landmark)) {
         const char *other = cfg_installed_version(p, prefix);

@@ -132,13 +132,26 @@ static int interp_setup(pyh_interp *in, server_rec *s)
     return 0;
 }
 
+/* A record for a new interpreter; interp_mutex held (or startup). Its
+ * pool has an allocator of its own: interpreters with their own GIL, and
+ * the main one while interp_mutex holders allocate from interp_pool, use
+ * their pools at the same time, and an apr allocator has no lock. */
 static pyh_interp *interp_new_record(const char *name)
 {
     pyh_interp *in = apr_pcalloc(interp_pool, sizeof(*in));
+    apr_allocator_t *alloc;
+    if (apr_allocator_create(&alloc) != APR_SUCCESS)
+        return NULL;
+    if (apr_pool_create_ex(&in->pool, interp_pool, NULL, alloc)
+        != APR_SUCCESS) {
+        apr_allocator_destroy(alloc);
+        return NULL;
+    }
+    apr_allocator_owner_set(alloc, in->pool);
     in->name = apr_pstrdup(interp_pool, name);
-    in->pool = interp_pool;
-    in->scripts = apr_hash_make(interp_pool);
-    in->header_keys = apr_hash_make(interp_pool);
+    in->scripts = apr_hash_make(in->pool);
+    in->header_keys = apr_hash_make(in->pool);
+    /* pushed by any thread entering `in`, under interp_mutex */
     in->tstates = apr_array_make(interp_pool, 8, sizeof(PyThreadState *));
     if (apr_thread_mutex_create(&in->load_mutex, APR_THREAD_MUTEX_DEFAULT,
                                 interp_pool) != APR_SUCCESS)
@@ -201,19 +214,28 @@ static pyh_interp *interp_create_sub(const char *name, server_rec *s)
 {
     pyh_interp *in = interp_new_record(name);
     PyThreadState *ts, **slot;
+    const char *err;
 
     if (!in || interp_enter(interp_main) < 0)
         return NULL;
-    ts = Py_NewInterpreter();
-    if (!ts) {
+    in->own_gil = pyh_globals.per_interpreter_gil;
+    /* With its own GIL, CPython releases the main GIL here and the new
+     * interpreter's is held on return; else the shared one stays held. */
+    err = pyh_new_interpreter(&ts, in->own_gil);
+    if (err) {
         ap_log_error(APLOG_MARK, APLOG_ERR, 0, s,
                      "PYH0007: could not create the sub-interpreter for "
-                     "application group '%s'",
-                     name);
+                     "application group '%s'%s: %s",
+                     name, in->own_gil ? " with its own GIL" : "", err);
         PyEval_SaveThread();
         interp_all->nelts--;
         return NULL;
     }
+    if (in->own_gil)
+        ap_log_error(APLOG_MARK, APLOG_INFO, 0, s,
+                     "PYH0062: application group '%s' created with its own "
+                     "GIL (WSGIPerInterpreterGIL On)",
+                     name);
     in->istate = PyThreadState_GetInterpreter(ts);
     in->first_tstate = ts;
     in->creator = apr_os_thread_current();
@@ -347,35 +369,54 @@ static apr_time_t interp_script_mtime(request_rec *r, const char *path)
 
 /* Loads `path` into `in` unless a current copy is loaded; returns the
  * script record or NULL with a Python exception set. GIL held. */
+/* The loaded script for path if it is current, else NULL; in->lock held. */
+static pyh_script *interp_current(pyh_interp *in, const char *path,
+                                  apr_time_t mtime, int reloading,
+                                  pyh_script **any)
+{
+    pyh_script *sc = apr_hash_get(in->scripts, path, APR_HASH_KEY_STRING);
+    *any = sc;
+    return sc && (!reloading || sc->mtime == mtime) ? sc : NULL;
+}
+
 static pyh_script *interp_load(pyh_interp *in, request_rec *r,
                                const char *path, int reloading)
 {
     apr_time_t mtime = interp_script_mtime(r, path);
-    pyh_script *sc = apr_hash_get(in->scripts, path, APR_HASH_KEY_STRING);
-    PyObject *module;
+    pyh_script *sc, *cur;
+    PyObject *module, *old = NULL;
 
-    if (sc && (!reloading || sc->mtime == mtime))
-        return sc;
+    PYH_LOCK(&in->lock);
+    cur = interp_current(in, path, mtime, reloading, &sc);
+    PYH_UNLOCK(&in->lock);
+    if (cur)
+        return cur;
     Py_BEGIN_ALLOW_THREADS
     apr_thread_mutex_lock(in->load_mutex);
     Py_END_ALLOW_THREADS
-    sc = apr_hash_get(in->scripts, path, APR_HASH_KEY_STRING);
-    if (sc && (!reloading || sc->mtime == mtime)) {
+    PYH_LOCK(&in->lock);
+    cur = interp_current(in, path, mtime, reloading, &sc);
+    PYH_UNLOCK(&in->lock);
+    if (cur) {
         apr_thread_mutex_unlock(in->load_mutex);
-        return sc;
+        return cur;
     }
     module = interp_exec_script(path);
     if (module) {
+        if (sc && r)
+            ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
+                          "PYH0013: reloaded '%s' (modified)", path);
+        PYH_LOCK(&in->lock);
         if (!sc) {
             sc = apr_pcalloc(in->pool, sizeof(*sc));
             apr_hash_set(in->scripts, apr_pstrdup(in->pool, path),
                          APR_HASH_KEY_STRING, sc);
         }
-        if (sc->module && r)
-            ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
-                          "PYH0013: reloaded '%s' (modified)", path);
-        Py_XSETREF(sc->module, module);
+        old = sc->module;
+        sc->module = module;
         sc->mtime = mtime;
+        PYH_UNLOCK(&in->lock);
+        Py_XDECREF(old); /* may run Python code: not under in->lock */
     }
     apr_thread_mutex_unlock(in->load_mutex);
     return module ? sc : NULL;
@@ -386,7 +427,7 @@ PyObject *pyh_script_callable(pyh_interp *in, request_rec *r,
                               int reloading, int *http_status)
 {
     pyh_script *sc = interp_load(in, r, path, reloading);
-    PyObject *app;
+    PyObject *app, *module, *name = NULL, *old = NULL;
 
     *http_status = HTTP_INTERNAL_SERVER_ERROR;
     if (!sc) {
@@ -396,17 +437,30 @@ PyObject *pyh_script_callable(pyh_interp *in, request_rec *r,
                                        path));
         return NULL;
     }
-    if (!sc->callable_name
-        || strcmp(PyUnicode_AsUTF8(sc->callable_name), callable)) {
-        PyObject *name = PyUnicode_InternFromString(callable);
-        if (!name) {
+    /* A reload in another thread may replace sc's fields: take references
+     * under in->lock (free-threaded builds; the GIL elsewhere). */
+    PYH_LOCK(&in->lock);
+    module = Py_NewRef(sc->module);
+    if (sc->callable_name
+        && !strcmp(PyUnicode_AsUTF8(sc->callable_name), callable))
+        name = Py_NewRef(sc->callable_name);
+    PYH_UNLOCK(&in->lock);
+    if (!name) {
+        if (!(name = PyUnicode_InternFromString(callable))) {
+            Py_DECREF(module);
             pyh_log_exception(in, r, r->server, "PYH0008: out of memory");
             return NULL;
         }
-        Py_XSETREF(sc->callable_name, name);
+        PYH_LOCK(&in->lock);
+        old = sc->callable_name;
+        sc->callable_name = Py_NewRef(name);
+        PYH_UNLOCK(&in->lock);
+        Py_XDECREF(old);
     }
-    app = PyDict_GetItemWithError(PyModule_GetDict(sc->module),
-                                  sc->callable_name);
+    if (pyh_dict_get_ref(PyModule_GetDict(module), name, &app) < 0)
+        app = NULL;
+    Py_DECREF(name);
+    Py_DECREF(module);
     if (!app) {
         if (PyErr_Occurred())
             pyh_log_exception(in, r, r->server, "PYH0012: looking up callable");
@@ -424,9 +478,10 @@ PyObject *pyh_script_callable(pyh_interp *in, request_rec *r,
                       "callable; name the WSGI callable with "
                       "WSGICallableObject or callable-object=",
                       callable, path, Py_TYPE(app)->tp_name);
+        Py_DECREF(app);
         return NULL;
     }
-    return Py_NewRef(app);
+    return app;
 }
 
 /* ---- child start and exit ------------------------------------------------ */
@@ -471,6 +526,9 @@ static int interp_initialize(apr_pool_t *p, server_rec *s)
     else
         st = PyConfig_SetBytesString(&config, &config.home, home);
     if (interp_status_failed(st, &config, s, "home"))
+        return -1;
+    st = pyh_config_gil(&config, pyh_globals.free_threading);
+    if (interp_status_failed(st, &config, s, "gil"))
         return -1;
     st = Py_InitializeFromConfig(&config);
     if (interp_status_failed(st, &config, s, home))
@@ -517,8 +575,11 @@ static void interp_preload(server_rec *s)
  * that created it is threading's "main thread" there, and threading waits
  * at shutdown until that thread's state is gone: so unless this is that
  * thread, every state we made is deleted first and the end runs on a fresh
- * one. */
-static void interp_end_sub(pyh_interp *in, server_rec *s)
+ * one. Called and returns with main_ts current; an interpreter with its
+ * own GIL is entered by releasing the main GIL and taking its own (a plain
+ * PyThreadState_Swap does not switch GILs before 3.13). */
+static void interp_end_sub(pyh_interp *in, server_rec *s,
+                           PyThreadState *main_ts)
 {
     int by_creator = apr_os_thread_equal(in->creator, apr_os_thread_current());
     PyThreadState *t, *last;
@@ -527,7 +588,13 @@ static void interp_end_sub(pyh_interp *in, server_rec *s)
     last = by_creator ? in->first_tstate : PyThreadState_New(in->istate);
     if (!last)
         return;
-    PyThreadState_Swap(last);
+    if (in->own_gil) {
+        PyEval_SaveThread();
+        PyEval_RestoreThread(last);
+    }
+    else {
+        PyThreadState_Swap(last);
+    }
     for (t = PyInterpreterState_ThreadHead(in->istate); t;
          t = PyThreadState_Next(t)) {
         ours = t == in->first_tstate || t == last;
@@ -538,6 +605,13 @@ static void interp_end_sub(pyh_interp *in, server_rec *s)
                          "PYH0015: application group '%s' still has threads "
                          "of its own at exit; not finalizing it",
                          in->name);
+            if (in->own_gil) {
+                PyEval_SaveThread();
+                PyEval_RestoreThread(main_ts);
+            }
+            else {
+                PyThreadState_Swap(main_ts);
+            }
             return;
         }
     }
@@ -551,6 +625,12 @@ static void interp_end_sub(pyh_interp *in, server_rec *s)
         PyThreadState_Delete(in->first_tstate);
     }
     Py_EndInterpreter(last);
+    /* No thread state is current now; the shared GIL is still held, an
+     * own GIL is gone with its interpreter. */
+    if (in->own_gil)
+        PyEval_RestoreThread(main_ts);
+    else
+        PyThreadState_Swap(main_ts);
 }
 
 static apr_status_t interp_child_exit(void *data)
@@ -568,8 +648,7 @@ static apr_status_t interp_child_exit(void *data)
     for (i = 1; i < interp_all->nelts; i++) {
         pyh_interp *in = APR_ARRAY_IDX(interp_all, i, pyh_interp *);
         if (in->istate)
-            interp_end_sub(in, s);
-        PyThreadState_Swap(main_ts);
+            interp_end_sub(in, s, main_ts);
     }
     if (Py_FinalizeEx() < 0)
         ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s,
@@ -624,6 +703,12 @@ int pyh_interp_process_init(apr_pool_t *pchild, server_rec *s, pyh_daemon *d)
         Py_FinalizeEx();
         return -1;
     }
+    if (PYH_FREE_THREADED)
+        ap_log_error(APLOG_MARK, APLOG_INFO, 0, s,
+                     "PYH0063: free-threaded Python " PYH_PY_VERSION_STR
+                     "t: the GIL is %s (WSGIFreeThreading %s)",
+                     pyh_gil_enabled() ? "on" : "off",
+                     pyh_globals.free_threading ? "On" : "Off");
     PyEval_SaveThread();
     interp_ready = 1;
     apr_pool_cleanup_register(pchild, s, interp_child_exit,

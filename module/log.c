@@ -97,9 +97,14 @@ static PyObject *log_write(PyObject *self, PyObject *arg)
                      Py_TYPE(arg)->tp_name);
         return NULL;
     }
+    int rc;
     if (!(data = PyUnicode_AsUTF8AndSize(arg, &n)))
         return NULL;
-    if (log_append(lo, data, n) < 0)
+    /* sys.stdout is one object for every thread of the interpreter */
+    PYH_BEGIN_CRITICAL_SECTION(self);
+    rc = log_append(lo, data, n);
+    PYH_END_CRITICAL_SECTION();
+    if (rc < 0)
         return NULL;
     return PyLong_FromSsize_t(PyUnicode_GetLength(arg));
 }
@@ -130,7 +135,9 @@ static PyObject *log_flush(PyObject *self, PyObject *unused)
     (void)unused;
     if (log_closed(lo))
         return NULL;
+    PYH_BEGIN_CRITICAL_SECTION(self);
     log_flush_buffer(lo);
+    PYH_END_CRITICAL_SECTION();
     Py_RETURN_NONE;
 }
 
@@ -300,13 +307,20 @@ void pyh_log_exception(pyh_interp *in, request_rec *r, server_rec *s,
     if (r)
         where = apr_psprintf(p, " for %s %s", r->method,
                              ap_escape_logitem(p, r->uri));
-    /* The most common sub-interpreter failure deserves its fix inline. */
-    if (in && in->name && *in->name && strstr(msg, "subinterpreter")) {
+    /* The most common sub-interpreter failure deserves its fix inline.
+     * CPython says "does not support loading in subinterpreters" or, with
+     * a per-interpreter GIL, "... per-interpreter GIL". */
+    if (in && in->name && *in->name
+        && (strstr(msg, "subinterpreter") || strstr(msg, "per-interpreter GIL"))) {
         msg = apr_psprintf(p, "%.*s\nPYH0017: an extension module refused "
-                              "to load in sub-interpreter '%s'; run this app "
-                              "in the main interpreter with "
-                              "WSGIApplicationGroup %%{GLOBAL}",
-                           (int)len, msg, in->name);
+                              "to load in sub-interpreter '%s'%s; run this "
+                              "app in the main interpreter with "
+                              "WSGIApplicationGroup %%{GLOBAL}%s",
+                           (int)len, msg, in->name,
+                           in->own_gil ? ", which has its own GIL" : "",
+                           in->own_gil ? " or let the groups share one GIL "
+                                         "with WSGIPerInterpreterGIL Off"
+                                       : "");
         len = (Py_ssize_t)strlen(msg);
     }
     if (len > LOG_ENTRY_MAX) {

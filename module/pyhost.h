@@ -96,6 +96,10 @@ typedef struct {
     apr_array_header_t *daemons;     /* pyh_daemon * */
     apr_hash_t *daemons_by_name;
     const char *socket_prefix;       /* WSGISocketPrefix; NULL: default */
+    int per_interpreter_gil;  /* WSGIPerInterpreterGIL: named groups get
+                                 their own GIL (PEP 684, 3.12+) */
+    int free_threading;       /* WSGIFreeThreading: start a free-threaded
+                                 build with the GIL off (PEP 703) */
 } pyh_globals_t;
 
 extern pyh_globals_t pyh_globals;
@@ -156,10 +160,17 @@ typedef struct pyh_interp {
     PyInterpreterState *istate;
     PyThreadState *first_tstate;  /* created along with the interpreter */
     apr_os_thread_t creator;      /* the thread that created it */
-    apr_pool_t *pool;             /* lives as long as the child */
+    int own_gil;                  /* made with its own GIL (PEP 684) */
+    apr_pool_t *pool;             /* this interpreter's own (own allocator,
+                                     lives as long as the child): used
+                                     under its GIL and `lock` only */
+    pyh_lock lock;                /* with `pool`: scripts, header_keys and
+                                     pyh_script fields (free-threaded) */
     apr_thread_mutex_t *load_mutex;  /* serializes script (re)loads */
-    apr_hash_t *scripts;          /* path -> pyh_script*, under the GIL */
+    apr_hash_t *scripts;          /* path -> pyh_script* */
     apr_hash_t *header_keys;      /* header name -> PyObject HTTP_ key */
+    struct pyh_env_template *env_templates; /* wsgi.c; with `lock` */
+    int env_template_count;
     apr_array_header_t *tstates;  /* PyThreadState* made for threads */
     PyObject *keys[PYH_K_COUNT];
     PyObject *consts[PYH_C_COUNT];

@@ -155,7 +155,7 @@ static pyh_rconn *rc_connect(request_rec *r, pyh_daemon *d, int *status)
     }
     if (fd < 0) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, err, r,
-                      "PYH0060: cannot connect to daemon group '%s' at '%s' "
+                      "PYH0070: cannot connect to daemon group '%s' at '%s' "
                       "within connect-timeout; answering 503",
                       d->name, d->socket_path);
         *status = HTTP_SERVICE_UNAVAILABLE;
@@ -519,9 +519,9 @@ static int relay_response(request_rec *r, pyh_request *req, pyh_daemon *d,
     if (!headers) {
         int timeout = rv == APR_TIMEUP;
         ap_log_rerror(APLOG_MARK, APLOG_ERR, timeout ? 0 : rv, r,
-                      timeout ? "PYH0061: daemon group '%s' gave no response "
+                      timeout ? "PYH0071: daemon group '%s' gave no response "
                                 "within %s; answering 504"
-                              : "PYH0062: daemon group '%s' closed the "
+                              : "PYH0072: daemon group '%s' closed the "
                                 "connection before responding (the process "
                                 "died?); answering 502",
                       d->name,
@@ -531,7 +531,7 @@ static int relay_response(request_rec *r, pyh_request *req, pyh_daemon *d,
         return HTTP_BAD_GATEWAY;
     }
     ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r,
-                  "PYH0063: daemon group '%s' stopped in the middle of a "
+                  "PYH0073: daemon group '%s' stopped in the middle of a "
                   "response; cutting it",
                   d->name);
     apr_brigade_cleanup(bb);
@@ -568,7 +568,7 @@ int pyh_relay_request(request_rec *r, pyh_request *req, pyh_daemon *d)
             if (reused || attempt == 0)
                 continue;
             ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
-                          "PYH0062: could not send the request to daemon "
+                          "PYH0072: could not send the request to daemon "
                           "group '%s'; answering 502",
                           d->name);
             return HTTP_BAD_GATEWAY;
@@ -584,7 +584,7 @@ int pyh_relay_request(request_rec *r, pyh_request *req, pyh_daemon *d)
             return status;
     }
     ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
-                  "PYH0062: daemon group '%s' keeps closing connections; "
+                  "PYH0072: daemon group '%s' keeps closing connections; "
                   "answering 502",
                   d->name);
     return HTTP_BAD_GATEWAY;
@@ -859,7 +859,7 @@ static char *relay_read_request(pyh_dconn *dc, apr_pool_t *p, uint32_t *len)
         return NULL;
     if (!relay_secret_ok((const unsigned char *)payload)) {
         ap_log_error(APLOG_MARK, APLOG_ERR, 0, ap_server_conf,
-                     "PYH0064: daemon process %d refused a request that did "
+                     "PYH0074: daemon process %d refused a request that did "
                      "not come from its own Apache",
                      (int)getpid());
         dc->broken = 1;
@@ -1012,7 +1012,7 @@ int pyh_relay_serve(pyh_dconn *dc)
     }
     if (kind == -2 || !filename || !req->vars[PYH_K_REQUEST_METHOD]) {
         ap_log_error(APLOG_MARK, APLOG_ERR, 0, ap_server_conf,
-                     "PYH0064: malformed request frame in daemon process %d",
+                     "PYH0074: malformed request frame in daemon process %d",
                      (int)getpid());
         return -1;
     }

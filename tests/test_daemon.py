@@ -296,7 +296,7 @@ def test_socket_owner_mode_and_foreign_requests(short_server):
     s.sendall(struct.pack("=B3xI", ord("Q"), len(payload)) + payload)
     assert s.recv(100) == b""  # closed without an answer
     s.close()
-    assert "PYH0064" in srv.wait_log_text(mark, "PYH0064")
+    assert "PYH0074" in srv.wait_log_text(mark, "PYH0074")
     # Another user cannot connect at all (mode 0600, owned by www-data).
     pid = os.fork()
     if pid == 0:

@@ -1,0 +1,60 @@
+# Shows whether two requests run Python at the same moment, with no clock:
+# each request bumps its own counter in a shared mmap and watches the other's
+# counter, in a loop of plain bytecode that never releases the GIL (mmap item
+# access does not; the switch interval is set huge when the script loads, so
+# a waiting thread never asks for the GIL either). Under one shared GIL the
+# other counter cannot move while this loop runs; with a GIL per interpreter
+# (or none) it does. The loop is bounded by an iteration count.
+#   GET ?name=FILE&me=0|1   FILE: a 16-byte file under the state directory
+import json
+import mmap
+import os
+import sys
+
+STATE = "@STATE_DIR@"
+SEEN_ENOUGH = 1000
+LIMIT = 20_000_000
+
+sys.setswitchinterval(1000.0)
+
+
+def spin(m, me, other):
+    # m[me]: my counter; m[2 + me]: set once I have seen enough, after
+    # which I keep counting until the other has seen enough too.
+    seen = 0
+    last = m[other]
+    i = 0
+    while i < LIMIT and (seen < SEEN_ENOUGH or not m[2 + other]):
+        m[me] = (m[me] + 1) & 255
+        cur = m[other]
+        if cur != last:
+            seen += 1
+            last = cur
+            if seen == SEEN_ENOUGH:
+                m[2 + me] = 1
+        i += 1
+    return seen, i
+
+
+def application(environ, start_response):
+    q = dict(p.split("=", 1) for p in environ["QUERY_STRING"].split("&") if "=" in p)
+    if "warm" in q:  # load the script (and set the interval) only
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"warm"]
+    me = int(q["me"])
+    path = os.path.join(STATE, os.path.basename(q["name"]))
+    with open(path, "r+b") as f:
+        m = mmap.mmap(f.fileno(), 16)
+    try:
+        seen, iterations = spin(m, me, 1 - me)
+    finally:
+        m.close()
+    try:
+        gil = sys._is_gil_enabled()
+    except AttributeError:
+        gil = True
+    body = json.dumps({"seen": seen, "iterations": iterations,
+                       "gil_enabled": gil, "pid": os.getpid(),
+                       "token": getattr(sys, "pyhost_test_token", None)}).encode()
+    start_response("200 OK", [("Content-Type", "application/json")])
+    return [body]

@@ -560,3 +560,54 @@ def test_restart_replaces_daemons(short_server):
     wait_for(lambda: not any(alive(p) for p in old), timeout=20)
     assert info(srv)["pid"] not in old
     no_crash(srv)
+
+
+# ---- scripts in daemon processes ------------------------------------------------
+
+def test_import_script_preloads_into_daemon_group(short_server, workspace):
+    def preloaded():
+        return {f for f in os.listdir(workspace.state) if f.startswith("preload-")}
+    before = preloaded()
+    extra = ("WSGIImportScript @APPS@/preload.wsgi process-group=grp "
+             "application-group=%{GLOBAL}\n"
+             "WSGIScriptAlias /pre @APPS@/preload_check.wsgi process-group=grp\n")
+    srv = start(short_server, "processes=2 threads=2", extra)
+    wait_for(lambda: len(daemon_pids(srv)) == 2, timeout=15)
+    # Both daemon processes ran it at their start, before any request;
+    # Apache's own children did not (the import names the daemon group).
+    new = wait_for(lambda: len(preloaded() - before) >= 2 and preloaded() - before,
+                   timeout=15)
+    assert new, "WSGIImportScript did not run in the daemon processes"
+    pids = {int(f.split("-")[1]) for f in new}
+    assert pids == set(daemon_pids(srv)), (pids, daemon_pids(srv))
+    j = srv.get("/pre").json()
+    assert j["preloaded"] is not None and j["preloaded"]["pid"] == j["pid"]
+
+
+def test_script_reloading_in_daemon(short_server, workspace, token):
+    paths = {name: os.path.join(workspace.state, "daemon-%s-%s.wsgi" % (name, token))
+             for name in ("on", "off")}
+    with open(os.path.join(workspace.apps, "reload_template.wsgi")) as f:
+        text = f.read()
+
+    def write(version, bump):
+        for path in paths.values():
+            with open(path, "w") as f:
+                f.write(text.replace('VERSION = "v1"', 'VERSION = "%s"' % version))
+            os.chmod(path, 0o644)
+            st = os.stat(path)
+            os.utime(path, (st.st_atime, st.st_mtime + bump))
+    write("first", 0)
+    srv = start(short_server, "processes=1 threads=2",
+                "WSGIScriptAlias /r %s process-group=grp\n"
+                "WSGIScriptAlias /roff %s process-group=grp\n"
+                "<Location /roff>\n  WSGIScriptReloading Off\n</Location>\n"
+                % (paths["on"], paths["off"]))
+    r1 = srv.get("/r").text
+    assert r1.startswith("first pid=%d" % daemon_pids(srv)[0]), r1
+    assert srv.get("/roff").text.startswith("first")
+    write("second", 10)
+    r2 = srv.get("/r").text
+    assert r2.startswith("second"), r2
+    assert r2.split()[1] == r1.split()[1], "reloading must not restart the daemon"
+    assert srv.get("/roff").text.startswith("first"), "reloaded with WSGIScriptReloading Off"

@@ -172,11 +172,11 @@ static pyh_rconn *rc_connect(request_rec *r, pyh_daemon *d, int *status)
     return rc;
 }
 
-static pyh_rconn *rc_get(request_rec *r, pyh_daemon *d, int *reused,
-                         int *status)
+static pyh_rconn *rc_get(request_rec *r, pyh_daemon *d, int fresh,
+                         int *reused, int *status)
 {
     pyh_rconn *rc = NULL;
-    if (d->idle_mutex) {
+    if (d->idle_mutex && !fresh) {
         apr_thread_mutex_lock(d->idle_mutex);
         while ((rc = d->idle)) {
             d->idle = rc->next;
@@ -262,6 +262,13 @@ static apr_status_t rc_read(pyh_rconn *rc, char *dest, apr_size_t n,
             n -= have;
             continue;
         }
+        /* The answer is rarely there already: wait first, then read, so
+         * a request costs no failed read(). */
+        {
+            apr_status_t rv = rc_wait(rc->fd, POLLIN, timeout);
+            if (rv)
+                return rv;
+        }
         if (n >= PYH_RELAY_CHUNK) {
             got = read(rc->fd, dest, n);
             if (got > 0) {
@@ -280,15 +287,8 @@ static apr_status_t rc_read(pyh_rconn *rc, char *dest, apr_size_t n,
         }
         if (got == 0)
             return APR_EOF;
-        if (errno == EINTR)
-            continue;
-        if (errno != EAGAIN)
+        if (errno != EINTR && errno != EAGAIN)
             return errno;
-        {
-            apr_status_t rv = rc_wait(rc->fd, POLLIN, timeout);
-            if (rv)
-                return rv;
-        }
     }
     return APR_SUCCESS;
 }
@@ -553,12 +553,14 @@ int pyh_relay_request(request_rec *r, pyh_request *req, pyh_daemon *d)
     r->content_type = NULL;
     pyh_env_collect(req);
     q = relay_build_request(r, req, &qlen);
-    for (attempt = 0; attempt < 3; attempt++) {
+    /* A retry goes to a new connection: the listener hands it to a
+     * process that is not recycling. */
+    for (attempt = 0; attempt < 5; attempt++) {
         apr_interval_time_t timeout = d->socket_timeout ? d->socket_timeout
                                                         : r->server->timeout;
         int reused = 0, reusable = 0, retry = 0;
         struct iovec iov;
-        pyh_rconn *rc = rc_get(r, d, &reused, &status);
+        pyh_rconn *rc = rc_get(r, d, attempt > 0, &reused, &status);
         if (!rc)
             return status;
         iov.iov_base = q;

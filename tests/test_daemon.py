@@ -159,6 +159,7 @@ def no_crash(srv):
 
 # ---- directives ---------------------------------------------------------------
 
+@pytest.mark.core  # in the Python version matrix
 def test_request_runs_in_daemon_with_its_environ(short_server):
     srv = start(short_server, "processes=2 threads=4")
     d = info(srv, "/d/info?x=1", headers={"X-Test": "yes"})
@@ -206,6 +207,7 @@ def test_display_name_and_process_count(short_server):
     assert seen <= set(daemon_pids(srv))
 
 
+@pytest.mark.core  # in the Python version matrix
 def test_application_groups_inside_a_daemon(short_server):
     extra = ("WSGIScriptAlias /a %s process-group=grp application-group=one\n"
              "WSGIScriptAlias /b %s process-group=grp application-group=two\n"
@@ -329,6 +331,7 @@ def test_connections_are_reused(short_server):
     assert 1 <= accepted <= 4, accepted
 
 
+@pytest.mark.core  # in the Python version matrix
 def test_large_post_streams_both_ways(short_server):
     srv = start(short_server, "processes=1 threads=2")
     body = os.urandom(5 << 20)
@@ -379,6 +382,7 @@ def test_file_wrapper_and_head(short_server, workspace):
     assert h.status == 200 and h.body == b""
 
 
+@pytest.mark.core  # in the Python version matrix
 def test_app_errors_in_daemon(short_server):
     srv = start(short_server, "processes=1 threads=2",
                 "<Location /d/status>\n  WSGIErrorOverride On\n</Location>\n")
@@ -400,6 +404,7 @@ def test_app_errors_in_daemon(short_server):
 
 # ---- failures -------------------------------------------------------------------
 
+@pytest.mark.core  # in the Python version matrix
 def test_killed_daemon_costs_only_its_requests(short_server):
     srv = start(short_server, "processes=1 threads=4")
     victim = info(srv)["pid"]
@@ -564,6 +569,7 @@ def test_restart_replaces_daemons(short_server):
 
 # ---- scripts in daemon processes ------------------------------------------------
 
+@pytest.mark.core  # in the Python version matrix
 def test_import_script_preloads_into_daemon_group(short_server, workspace):
     def preloaded():
         return {f for f in os.listdir(workspace.state) if f.startswith("preload-")}
@@ -584,6 +590,7 @@ def test_import_script_preloads_into_daemon_group(short_server, workspace):
     assert j["preloaded"] is not None and j["preloaded"]["pid"] == j["pid"]
 
 
+@pytest.mark.core  # in the Python version matrix
 def test_script_reloading_in_daemon(short_server, workspace, token):
     paths = {name: os.path.join(workspace.state, "daemon-%s-%s.wsgi" % (name, token))
              for name in ("on", "off")}

@@ -172,23 +172,49 @@ static PyThreadState **interp_tslot(pyh_interp *in)
     return &interp_tcache[in->index];
 }
 
-/* Takes the GIL in `in` on this thread. For the main interpreter the
- * thread's state is made through PyGILState, so extensions that call
- * PyGILState_Ensure on this thread find the same state. */
+/* The main interpreter's state for this thread, made through PyGILState so
+ * that extensions calling PyGILState_Ensure on this thread find it. The
+ * first thread state made on a thread becomes its PyGILState state, so this
+ * must come before any sub-interpreter's (else PyGILState_Ensure would hand
+ * back a state of that sub-interpreter, and main's requests would run in
+ * it); if it still did, a plain state of the main interpreter is used. No
+ * GIL held; returns with none held. */
+static PyThreadState *interp_main_tstate(void)
+{
+    PyGILState_STATE g = PyGILState_Ensure(); /* kept: the state is cached */
+    PyThreadState *ts = PyThreadState_Get();
+    if (PyThreadState_GetInterpreter(ts) != interp_main->istate) {
+        PyGILState_Release(g);
+        if (!(ts = PyThreadState_New(interp_main->istate)))
+            return NULL;
+        apr_thread_mutex_lock(interp_mutex);
+        *(PyThreadState **)apr_array_push(interp_main->tstates) = ts;
+        apr_thread_mutex_unlock(interp_mutex);
+        return ts;
+    }
+    PyEval_SaveThread();
+    return ts;
+}
+
+/* Takes the GIL in `in` on this thread (its own GIL, or the shared one). */
 static int interp_enter(pyh_interp *in)
 {
-    PyThreadState **slot = interp_tslot(in);
+    PyThreadState **slot = interp_tslot(in), **mslot;
     if (!slot)
         return -1;
     if (*slot) {
         PyEval_RestoreThread(*slot);
         return 0;
     }
+    if (!(mslot = interp_tslot(interp_main)))
+        return -1;
+    if (!*mslot && !(*mslot = interp_main_tstate()))
+        return -1;
     if (in == interp_main) {
-        PyGILState_Ensure(); /* never released: the state stays cached */
-        *slot = PyThreadState_Get();
+        PyEval_RestoreThread(*mslot);
         return 0;
     }
+    slot = interp_tslot(in); /* the cache may have moved */
     if (!(*slot = PyThreadState_New(in->istate)))
         return -1;
     apr_thread_mutex_lock(interp_mutex);

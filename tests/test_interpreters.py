@@ -148,6 +148,41 @@ def test_groups_with_own_gil_keep_separate_module_state(short_server):
     assert_clean(srv)
 
 
+@pytest.mark.parametrize("own_gil", [
+    "Off", pytest.param("On", marks=needs_own_gil)])
+def test_main_after_a_group_on_the_same_thread(short_server, own_gil):
+    # One worker thread, and alpha made at child start (WSGIImportScript),
+    # so the worker's first thread state is alpha's. CPython binds a
+    # thread's first state for PyGILState, so main's request, given what
+    # PyGILState_Ensure returns, ran inside alpha (and main's objects then
+    # failed with "descriptor 'write' for 'pyhost.Request' objects doesn't
+    # apply to a 'pyhost.Request' object").
+    srv = short_server("thread-order", extra="WSGIPerInterpreterGIL %s\n" % own_gil + """
+StartServers 1
+ServerLimit 1
+ThreadsPerChild 1
+ThreadLimit 1
+MinSpareThreads 1
+MaxSpareThreads 2
+MaxRequestWorkers 1
+WSGIScriptAlias /grp/alpha @APPS@/groups.wsgi application-group=alpha
+WSGIScriptAlias /grp/main @APPS@/groups.wsgi application-group=%{GLOBAL}
+WSGIScriptAlias /env @APPS@/env.wsgi application-group=%{GLOBAL}
+WSGIImportScript @APPS@/groups.wsgi application-group=alpha
+""")
+    srv.start()
+    alpha = srv.get("/grp/alpha").json()
+    main = srv.get("/grp/main").json()
+    assert alpha["pid"] == main["pid"]
+    assert alpha["token"] != main["token"], (alpha, main)
+    assert main["main"] in (True, None) and alpha["main"] in (False, None), (alpha, main)
+    assert srv.get("/env").status == 200  # the request type of main is main's
+    assert srv.get("/grp/alpha").json()["token"] == alpha["token"]
+    assert srv.get("/grp/main").json()["token"] == main["token"]
+    srv.stop()
+    assert_clean(srv)
+
+
 def build_singlephase(workspace):
     src_dir = os.path.join(workspace.apps, "singlephase")
     cc = shutil.which(sysconfig.get_config_var("CC").split()[0]) or shutil.which("cc")

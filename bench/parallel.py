@@ -146,15 +146,45 @@ def wrk(port, path, connections, duration, out):
     out.append((float(m.group(1)) if m else 0.0, int(bad.group(1)) if bad else 0))
 
 
-def load(port, parts, duration):
-    """Runs one wrk per (path, connections) at once; total req/s."""
+def children(pid):
+    kids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open("/proc/%s/stat" % entry) as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                kids.append(int(entry))
+    return kids
+
+
+def cpu_seconds(pids):
+    total = 0
+    for pid in pids:
+        try:
+            with open("/proc/%d/stat" % pid) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime + stime, ticks
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def load(port, parts, duration, pids=(), cpu=None):
+    """Runs one wrk per (path, connections) at once; total req/s. With
+    pids, appends to cpu the cores those processes kept busy meanwhile."""
     results = []
+    c0, t0 = cpu_seconds(pids), time.monotonic()
     threads = [threading.Thread(target=wrk, args=(port, p, c, duration, results))
                for p, c in parts]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
+    if cpu is not None:
+        cpu.append((cpu_seconds(pids) - c0) / (time.monotonic() - t0))
     if any(bad for _, bad in results):
         raise RuntimeError("non-2xx responses: %r" % results)
     return sum(rps for rps, _ in results)
@@ -186,6 +216,7 @@ def main():
     shutil.copy(os.path.join(HERE, "apps", "cpu.py"), os.path.join(workdir, "cpu.py"))
     os.chmod(os.path.join(workdir, "cpu.py"), 0o644)
     servers = {}
+    load0 = os.getloadavg()[0]
     try:
         for mode in args.modes.split(","):
             _, ok, why = MODES[mode]
@@ -200,24 +231,31 @@ def main():
                 load(srv.port, [(path, 1)], 1)
             servers[mode] = srv
         # Interleaved: round 1 of every mode and scenario, then round 2...
-        rps = {}
+        rps, cores = {}, {}
         for rnd in range(args.rounds):
             for mode, srv in servers.items():
                 for name, parts in scenarios(mode, args.connections):
-                    r = load(srv.port, parts, args.duration)
-                    log("round %d %s %s: %.1f req/s" % (rnd + 1, mode, name, r))
+                    busy = cores.setdefault((mode, name), [])
+                    r = load(srv.port, parts, args.duration,
+                             children(srv.proc.pid), busy)
+                    log("round %d %s %s: %.1f req/s, %.2f cores" % (
+                        rnd + 1, mode, name, r, busy[-1]))
                     rps.setdefault((mode, name), []).append(r)
-        print("Python %s%s, %d cores, Apache event 1 process x %d threads, "
-              "%d connections, %d x %d s rounds (median req/s)" % (
+        print("Python %s%s, %d cores (load average before: %.1f), Apache event "
+              "1 process x %d threads, %d connections, %d x %d s rounds "
+              "(median req/s; cores: CPU time of the Apache child / wall time)" % (
                   sysconfig.get_python_version(), "t" if FREE_THREADED else "",
-                  os.cpu_count(), args.threads, args.connections, args.rounds,
+                  os.cpu_count(), load0, args.threads, args.connections, args.rounds,
                   args.duration))
         for mode in servers:
             (n1, _), (n2, _) = scenarios(mode, args.connections)
             a = statistics.median(rps[(mode, n1)])
             b = statistics.median(rps[(mode, n2)])
-            print("  %-7s %-14s %8.1f   %-14s %8.1f   ratio %.2fx" % (
-                mode, n1, a, n2, b, b / a if a else float("nan")))
+            print("  %-7s %-14s %7.1f req/s %4.2f cores   %-14s %7.1f req/s "
+                  "%4.2f cores   ratio %.2fx" % (
+                      mode, n1, a, statistics.median(cores[(mode, n1)]),
+                      n2, b, statistics.median(cores[(mode, n2)]),
+                      b / a if a else float("nan")))
     finally:
         for srv in servers.values():
             srv.stop()

@@ -708,12 +708,12 @@ int pyh_interp_child_init(apr_pool_t *pchild, server_rec *s)
         Py_FinalizeEx();
         return -1;
     }
-    if (PYH_FREE_THREADED)
+    /* Asked for no GIL: say whether that is what Python did. */
+    if (pyh_globals.free_threading)
         ap_log_error(APLOG_MARK, APLOG_INFO, 0, s,
-                     "PYH0063: free-threaded Python " PYH_PY_VERSION_STR
-                     "t: the GIL is %s (WSGIFreeThreading %s)",
-                     pyh_gil_enabled() ? "on" : "off",
-                     pyh_globals.free_threading ? "On" : "Off");
+                     "PYH0063: WSGIFreeThreading On: free-threaded Python "
+                     PYH_PY_VERSION_STR "t started with the GIL %s",
+                     pyh_gil_enabled() ? "on" : "off");
     PyEval_SaveThread();
     interp_ready = 1;
     apr_pool_cleanup_register(pchild, s, interp_child_exit,

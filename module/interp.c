@@ -130,15 +130,17 @@ static int interp_setup(pyh_interp *in, server_rec *s)
 /* A record for a new interpreter; interp_mutex held (or startup). Its
  * pool has an allocator of its own: interpreters with their own GIL, and
  * the main one while interp_mutex holders allocate from interp_pool, use
- * their pools at the same time, and an apr allocator has no lock. */
+ * their pools at the same time, and an apr allocator has no lock. The pool
+ * is unmanaged: a subpool of the child's pool would be linked into that
+ * pool's list of children, which Apache's listener thread changes (for
+ * every connection's pool) with no lock; interp_child_exit destroys it. */
 static pyh_interp *interp_new_record(const char *name)
 {
     pyh_interp *in = apr_pcalloc(interp_pool, sizeof(*in));
     apr_allocator_t *alloc;
     if (apr_allocator_create(&alloc) != APR_SUCCESS)
         return NULL;
-    if (apr_pool_create_ex(&in->pool, interp_pool, NULL, alloc)
-        != APR_SUCCESS) {
+    if (apr_pool_create_unmanaged_ex(&in->pool, NULL, alloc) != APR_SUCCESS) {
         apr_allocator_destroy(alloc);
         return NULL;
     }
@@ -249,6 +251,7 @@ static pyh_interp *interp_create_sub(const char *name, server_rec *s)
                      "application group '%s'%s: %s",
                      name, in->own_gil ? " with its own GIL" : "", err);
         PyEval_SaveThread();
+        apr_pool_destroy(in->pool);
         interp_all->nelts--;
         return NULL;
     }
@@ -668,6 +671,8 @@ static apr_status_t interp_child_exit(void *data)
     if (Py_FinalizeEx() < 0)
         ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s,
                      "PYH0016: errors while finalizing Python at child exit");
+    for (i = 0; i < interp_all->nelts; i++)
+        apr_pool_destroy(APR_ARRAY_IDX(interp_all, i, pyh_interp *)->pool);
     return APR_SUCCESS;
 }
 

@@ -34,8 +34,12 @@ from pyhost import apache
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_PEERS = "/opt/pyhost/peers"
 
-# Same shape for every server: 2 processes x 15 threads.
+# Same shape for every server: 2 processes x 15 threads; gunicorn runs
+# gthread 2 workers x 8 threads, the comparison issue #4 (daemon mode) sets.
 PROCESSES, THREADS = 2, 15
+GUNICORN_THREADS = 8
+# pyhost's daemon process group, as issue #4's comparison writes it.
+DAEMON_GROUP = "pyhost-bench"
 
 # name -> (URL path on the Python setups, wrk lua script or None, what it is)
 WORKLOADS = {
@@ -287,20 +291,32 @@ class Bench:
         return Setup(name, [srv], PY_WORKLOADS)
 
     def setup_pyhost_daemon(self, name):
-        # The hook for pyhost's daemon mode: the same lines as mod_wsgi's
-        # daemon setup. Until module/ accepts WSGIDaemonProcess, Apache's
-        # config test fails and the setup is skipped with that message.
-        srv, conf = self.apache(name, self.python_lines() + [
-            "WSGIDaemonProcess bench processes=%d threads=%d python-home=%s"
-            % (PROCESSES, THREADS, self.peers),
-            "WSGIProcessGroup bench",
+        # The same lines as mod_wsgi's daemon setup. Whether the module
+        # takes WSGIDaemonProcess is asked of Apache (a config test of
+        # just the daemon lines), not assumed: while it is rejected, the
+        # setup is skipped with Apache's own message.
+        daemon = [
+            "WSGIDaemonProcess %s processes=%d threads=%d python-home=%s"
+            % (DAEMON_GROUP, PROCESSES, THREADS, self.peers),
+            "WSGIProcessGroup %s" % DAEMON_GROUP,
+        ]
+        load = ["LoadModule pyhost_module %s" % pyhost.module_location()]
+        _, probe = self.apache(name + "_probe", self.python_lines() + daemon,
+                               load)
+        ok, out = self.config_test(probe)
+        if not ok:
+            raise Skip("pyhost rejects WSGIDaemonProcess (no daemon mode in "
+                       "this build): %s" % out.splitlines()[-1][:120])
+        srv, conf = self.apache(name, self.python_lines() + daemon + [
             "WSGIScriptAlias / %s" % self.app,
-        ], ["LoadModule pyhost_module %s" % pyhost.module_location()])
+        ], load)
         ok, out = self.config_test(conf)
         if not ok:
-            raise Skip("pyhost has no daemon mode yet: %s"
+            raise Skip("pyhost daemon setup fails Apache's config test: %s"
                        % out.splitlines()[-1][:120])
-        return Setup(name, [srv], PY_WORKLOADS)
+        return Setup(name, [srv], PY_WORKLOADS,
+                     note="Apache 2x15 threads relay to 2x15 daemon threads "
+                          "(group %s)" % DAEMON_GROUP)
 
     def setup_mod_wsgi(self, name):
         so = self.mod_wsgi_so()
@@ -329,14 +345,15 @@ class Bench:
         log = os.path.join(self.workdir, name + ".log")
         return Server(name, [
             self.peer_bin("gunicorn"), "--chdir", self.apps,
-            "--workers", str(PROCESSES), "--threads", str(THREADS),
+            "--workers", str(PROCESSES), "--threads", str(GUNICORN_THREADS),
             "--worker-class", "gthread", "--bind", "127.0.0.1:%d" % port,
             "--keep-alive", "30", "--error-logfile", log, "app:application",
         ], port, log)
 
     def setup_gunicorn(self, name):
         return Setup(name, [self.gunicorn(name)], PY_WORKLOADS,
-                     note="gthread worker, 2 x 15 threads")
+                     note="gthread worker, %d x %d threads"
+                     % (PROCESSES, GUNICORN_THREADS))
 
     def setup_gunicorn_proxy(self, name):
         backend = self.gunicorn(name + "_backend")
@@ -345,7 +362,8 @@ class Bench:
             "ProxyPassReverse / http://127.0.0.1:%d/" % backend.port,
         ], modules=("proxy", "proxy_http"))
         return Setup(name, [srv, backend], PY_WORKLOADS,
-                     note="Apache mod_proxy_http -> gunicorn gthread 2x15")
+                     note="Apache mod_proxy_http -> gunicorn gthread %dx%d"
+                     % (PROCESSES, GUNICORN_THREADS))
 
     def setup_uwsgi(self, name):
         port = free_port()
@@ -571,6 +589,12 @@ def targets(table, report):
     if leak:
         add("pyhost growth, bytes/request over %d" % leak["requests"],
             leak["bytes_per_request"], 0.5, higher=False)
+    # issue #4 (daemon mode), when its setups ran
+    if ("pyhost_daemon", "hello", ka) in table:
+        add("#4 hello pyhost_daemon / mod_wsgi_daemon",
+            ratio(table, "pyhost_daemon", "mod_wsgi_daemon", "hello", ka), 2.0)
+        add("#4 hello pyhost_daemon / gunicorn",
+            ratio(table, "pyhost_daemon", "gunicorn", "hello", ka), 1.0)
     return out
 
 
@@ -578,10 +602,12 @@ def print_report(report, args):
     table = summarize(report)
     setups = report["setups"]
     print("pyhost bench: wrk -t%d -c%d, %d round(s) x %ds, interleaved; "
-          "event MPM %dx%d (gunicorn/uWSGI %dx%d); Python %s"
+          "event MPM %dx%d (gunicorn %dx%d gthread, uWSGI %dx%d); Python %s"
           % (args.threads, args.connections, args.rounds, args.duration,
-             PROCESSES, THREADS, PROCESSES, THREADS,
+             PROCESSES, THREADS, PROCESSES, GUNICORN_THREADS, PROCESSES,
+             THREADS,
              sys.version.split()[0]))
+    print("pyhost module: %s" % pyhost.module_location())
     print("'vs C' = req/s over the C handler's hello in the same connection "
           "mode; 'vs mod_wsgi' = over mod_wsgi embedded, same workload")
     for mode in [m for m in args.modes.split(",") if m]:
@@ -627,7 +653,7 @@ def print_report(report, args):
         print("skipped: %s: %s" % (n, why))
     if not args.smoke:
         print()
-        print("targets (issue #5)")
+        print("targets (issue #5; #4 when pyhost_daemon ran)")
         for what, value, goal, met in targets(table, report):
             print("  %-44s %8s  goal %s %-5s %s" % (
                 what, "%.2f" % value if value is not None else "-",

@@ -573,9 +573,338 @@ static const struct {
     {PYH_K_MODWSGI_SCRIPT_RELOADING, -1},
 };
 
-/* environ from req->vars, r->headers_in, r->subprocess_env and req->conf
- * only: in a daemon process nothing else of request_rec is real. */
-static PyObject *wsgi_environ(pyh_interp *in, pyh_request *req)
+/* ---- environ templates ----------------------------------------------------
+ * Most of environ is the same for every request of one script at one
+ * location: the server's name, port, address and software, the script's
+ * file and mount point, the document root, the mod_wsgi.* and constant
+ * wsgi.* keys. Each interpreter keeps a few template dicts holding those
+ * (and None in the slots of the per-request keys every request has), each
+ * with the C strings it was built from; a request whose strings compare
+ * equal starts from PyDict_Copy of the template (one memcpy of the key
+ * table, no hashing, no decoding, no resizing) and sets only its own keys.
+ * Built from req->vars alone, so a daemon's relayed requests use it too. */
+
+#define ENV_TEMPLATES_MAX 16
+
+/* String keys whose values are fixed per template (compared per request),
+ * the ones most likely to differ first. */
+static const enum pyh_key env_fixed[] = {
+    PYH_K_SCRIPT_FILENAME, PYH_K_SCRIPT_NAME, PYH_K_SERVER_NAME,
+    PYH_K_SERVER_PORT, PYH_K_SERVER_ADDR, PYH_K_MODWSGI_APPLICATION_GROUP,
+    PYH_K_MODWSGI_CALLABLE_OBJECT, PYH_K_MODWSGI_SCRIPT_RELOADING,
+    PYH_K_MODWSGI_PROCESS_GROUP, PYH_K_REQUEST_SCHEME, PYH_K_DOCUMENT_ROOT,
+    PYH_K_CONTEXT_PREFIX, PYH_K_CONTEXT_DOCUMENT_ROOT, PYH_K_SERVER_ADMIN,
+    PYH_K_SERVER_SOFTWARE,
+};
+#define ENV_FIXED_N (sizeof(env_fixed) / sizeof(env_fixed[0]))
+
+/* Keys every request sets itself, over the template's None. */
+static const struct {
+    enum pyh_key key;
+    int common;
+} env_own[] = {
+    {PYH_K_REQUEST_METHOD, PYH_C_GET},
+    {PYH_K_PATH_INFO, PYH_C_EMPTY},
+    {PYH_K_QUERY_STRING, PYH_C_EMPTY},
+    {PYH_K_SERVER_PROTOCOL, PYH_C_HTTP11},
+    {PYH_K_REMOTE_ADDR, -1},
+    {PYH_K_REMOTE_PORT, -1},
+    {PYH_K_REQUEST_URI, -1},
+};
+#define ENV_OWN_N (sizeof(env_own) / sizeof(env_own[0]))
+
+/* Keys a request may or may not have: never in a template. */
+static const enum pyh_key env_optional[] = {
+    PYH_K_CONTENT_TYPE, PYH_K_CONTENT_LENGTH, PYH_K_REMOTE_USER,
+    PYH_K_AUTH_TYPE,
+};
+
+typedef struct pyh_env_template {
+    struct pyh_env_template *next;
+    PyObject *dict;
+    PyObject *last[ENV_OWN_N];      /* each own key's latest value */
+    const char *fixed[ENV_FIXED_N]; /* copies in this block; NULL: absent */
+} pyh_env_template;
+
+static int env_template_matches(const pyh_env_template *t,
+                                const char *const *vars)
+{
+    size_t i;
+    for (i = 0; i < ENV_FIXED_N; i++) {
+        const char *a = t->fixed[i], *b = vars[env_fixed[i]];
+        if (a != b && (!a || !b || strcmp(a, b)))
+            return 0;
+    }
+    return 1;
+}
+
+static void env_template_free(pyh_env_template *t)
+{
+    size_t i;
+    for (i = 0; i < ENV_OWN_N; i++)
+        Py_XDECREF(t->last[i]);
+    Py_XDECREF(t->dict);
+    free(t);
+}
+
+/* A new template for these vars, or NULL with an exception set. */
+static pyh_env_template *env_template_new(pyh_interp *in, pyh_request *req)
+{
+    PyObject *env, **k = in->keys, **cst = in->consts;
+    const char *scheme = req->vars[PYH_K_REQUEST_SCHEME];
+    size_t i, size = sizeof(pyh_env_template);
+    pyh_env_template *t;
+    char *p;
+
+    for (i = 0; i < ENV_FIXED_N; i++)
+        if (req->vars[env_fixed[i]])
+            size += strlen(req->vars[env_fixed[i]]) + 1;
+    if (!(t = calloc(1, size))) {
+        PyErr_NoMemory();
+        return NULL;
+    }
+    p = (char *)(t + 1);
+    for (i = 0; i < ENV_FIXED_N; i++) {
+        const char *v = req->vars[env_fixed[i]];
+        if (v) {
+            size_t n = strlen(v) + 1;
+            memcpy(p, v, n);
+            t->fixed[i] = p;
+            p += n;
+        }
+    }
+    if (!(env = t->dict = PyDict_New()))
+        goto fail;
+    for (i = 0; i < ENV_FIXED_N; i++)
+        if (t->fixed[i] && env_set(env, k[env_fixed[i]], t->fixed[i]) < 0)
+            goto fail;
+    for (i = 0; i < ENV_OWN_N; i++)
+        if (PyDict_SetItem(env, k[env_own[i].key], Py_None) < 0)
+            goto fail;
+    if (PyDict_SetItem(env, k[PYH_K_GATEWAY_INTERFACE], cst[PYH_C_GATEWAY]) < 0
+        || PyDict_SetItem(env, k[PYH_K_WSGI_VERSION], cst[PYH_C_WSGI_VERSION]) < 0
+        || PyDict_SetItem(env, k[PYH_K_WSGI_URL_SCHEME],
+                          cst[scheme && !strcmp(scheme, "https")
+                                  ? PYH_C_HTTPS : PYH_C_HTTP]) < 0
+        || PyDict_SetItem(env, k[PYH_K_WSGI_INPUT], Py_None) < 0
+        || PyDict_SetItem(env, k[PYH_K_WSGI_ERRORS], Py_None) < 0
+        || PyDict_SetItem(env, k[PYH_K_WSGI_MULTITHREAD], in->multithread) < 0
+        || PyDict_SetItem(env, k[PYH_K_WSGI_MULTIPROCESS], in->multiprocess) < 0
+        || PyDict_SetItem(env, k[PYH_K_WSGI_RUN_ONCE], Py_False) < 0
+        || PyDict_SetItem(env, k[PYH_K_WSGI_FILE_WRAPPER],
+                          (PyObject *)in->file_wrapper_type) < 0
+        || PyDict_SetItem(env, k[PYH_K_WSGI_INPUT_TERMINATED], Py_True) < 0
+        || PyDict_SetItem(env, k[PYH_K_PYHOST_VERSION],
+                          cst[PYH_C_PYHOST_VERSION]) < 0)
+        goto fail;
+    return t;
+fail:
+    env_template_free(t);
+    return NULL;
+}
+
+/* What a request takes from a template, with its own references: the
+ * template's list and fields are shared by the interpreter's threads (the
+ * GIL guards them, or in->lock on a free-threaded build), so nothing of it
+ * is read outside that lock but this. `t` is only compared, never
+ * dereferenced, once the lock is released. */
+typedef struct {
+    pyh_env_template *t;
+    PyObject *dict;
+    PyObject *last[ENV_OWN_N];
+} env_snapshot;
+
+/* Under in->lock: t goes to the front and snap gets references. */
+static void env_template_take(pyh_interp *in, pyh_env_template **pp,
+                              pyh_env_template *t, env_snapshot *snap)
+{
+    size_t i;
+    if (pp != &in->env_templates) {
+        *pp = t->next;
+        t->next = in->env_templates;
+        in->env_templates = t;
+    }
+    snap->t = t;
+    snap->dict = Py_NewRef(t->dict);
+    for (i = 0; i < ENV_OWN_N; i++) {
+        snap->last[i] = t->last[i];
+        Py_XINCREF(snap->last[i]);
+    }
+}
+
+/* Under in->lock: the template matching these vars, or NULL. */
+static pyh_env_template *env_template_find(pyh_interp *in, const char *const *vars,
+                                           pyh_env_template ***where)
+{
+    pyh_env_template **pp = &in->env_templates, *t;
+    for (; (t = *pp); pp = &t->next) {
+        if (env_template_matches(t, vars)) {
+            *where = pp;
+            return t;
+        }
+    }
+    return NULL;
+}
+
+/* Fills snap from the template for this request, found or made (most
+ * recently used first; the least recently used one goes when there are
+ * too many). -1 with an exception set on failure. */
+static int env_template_get(pyh_interp *in, pyh_request *req,
+                            env_snapshot *snap)
+{
+    pyh_env_template **pp, *t, *made, *evicted = NULL;
+
+    PYH_LOCK(&in->lock);
+    t = env_template_find(in, req->vars, &pp);
+    if (t)
+        env_template_take(in, pp, t, snap);
+    PYH_UNLOCK(&in->lock);
+    if (t)
+        return 0;
+    /* Python code runs here (a str's dealloc at worst): no lock held. */
+    if (!(made = env_template_new(in, req)))
+        return -1;
+    PYH_LOCK(&in->lock);
+    if ((t = env_template_find(in, req->vars, &pp))) {
+        env_template_take(in, pp, t, snap); /* another thread made it */
+        evicted = made;
+    }
+    else {
+        if (in->env_template_count >= ENV_TEMPLATES_MAX) {
+            for (pp = &in->env_templates; (*pp)->next; pp = &(*pp)->next)
+                ;
+            evicted = *pp;
+            *pp = NULL;
+            in->env_template_count--;
+        }
+        made->next = in->env_templates;
+        in->env_templates = made;
+        in->env_template_count++;
+        env_template_take(in, &in->env_templates, made, snap);
+    }
+    PYH_UNLOCK(&in->lock);
+    if (evicted)
+        env_template_free(evicted);
+    return 0;
+}
+
+/* A request decoded a new value of own key i: the template remembers it,
+ * if it is still listed (if a new template took a freed one's address,
+ * the value is still only shared after a byte comparison, so no harm). */
+static void env_template_remember(pyh_interp *in, pyh_env_template *t,
+                                  size_t i, PyObject *value)
+{
+    pyh_env_template *u;
+    PyObject *old = NULL;
+    PYH_LOCK(&in->lock);
+    for (u = in->env_templates; u && u != t; u = u->next)
+        ;
+    if (u) {
+        old = u->last[i];
+        u->last[i] = Py_NewRef(value);
+    }
+    PYH_UNLOCK(&in->lock);
+    Py_XDECREF(old);
+}
+
+static void env_snapshot_release(env_snapshot *snap)
+{
+    size_t i;
+    Py_XDECREF(snap->dict);
+    for (i = 0; i < ENV_OWN_N; i++)
+        Py_XDECREF(snap->last[i]);
+}
+
+/* Apache's variables from a template's point of view: those whose key the
+ * template holds are set by pyhost (CGI variables always win). */
+static int env_add_table_except(PyObject *env, const apr_table_t *t,
+                                PyObject *except)
+{
+    const apr_array_header_t *arr = apr_table_elts(t);
+    const apr_table_entry_t *e = (const apr_table_entry_t *)arr->elts;
+    int i, rc;
+    for (i = 0; i < arr->nelts; i++) {
+        PyObject *key;
+        if (!e[i].key || !e[i].val)
+            continue;
+        if (!(key = PyUnicode_DecodeLatin1(e[i].key, strlen(e[i].key), NULL)))
+            return -1;
+        rc = PyDict_Contains(except, key);
+        if (rc == 0)
+            rc = env_set_obj(env, key, PyUnicode_DecodeLatin1(
+                                           e[i].val, strlen(e[i].val), NULL));
+        Py_DECREF(key);
+        if (rc < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* One of the keys every request sets. Consecutive requests of a location
+ * often repeat a value (the client's address over a keep-alive connection,
+ * the method, a hot path): the template keeps each key's latest str and
+ * shares it while the bytes are equal, instead of decoding a new one. */
+static int env_set_own(PyObject *env, pyh_interp *in, pyh_request *req,
+                       const env_snapshot *snap, size_t i)
+{
+    const char *v = req->vars[env_own[i].key];
+    size_t n = strlen(v);
+    PyObject *last = snap->last[i], *o;
+
+    if (env_own[i].common >= 0) {
+        PyObject *c = in->consts[env_own[i].common];
+        if ((size_t)PyUnicode_GET_LENGTH(c) == n
+            && !memcmp(PyUnicode_1BYTE_DATA(c), v, n))
+            return PyDict_SetItem(env, in->keys[env_own[i].key], c);
+    }
+    if (last && (size_t)PyUnicode_GET_LENGTH(last) == n
+        && PyUnicode_KIND(last) == PyUnicode_1BYTE_KIND
+        && !memcmp(PyUnicode_1BYTE_DATA(last), v, n))
+        return PyDict_SetItem(env, in->keys[env_own[i].key], last);
+    if (!(o = PyUnicode_DecodeLatin1(v, (Py_ssize_t)n, NULL)))
+        return -1;
+    env_template_remember(in, snap->t, i, o);
+    return env_set_obj(env, in->keys[env_own[i].key], o);
+}
+
+/* environ from a template; NULL with nothing raised when this request
+ * cannot use one (a key every request has is missing). */
+static PyObject *wsgi_environ_fast(pyh_interp *in, pyh_request *req)
+{
+    PyObject *env = NULL, **k = in->keys;
+    env_snapshot snap;
+    size_t i;
+
+    for (i = 0; i < ENV_OWN_N; i++)
+        if (!req->vars[env_own[i].key])
+            return NULL;
+    memset(&snap, 0, sizeof(snap));
+    if (env_template_get(in, req, &snap) < 0
+        || !(env = PyDict_Copy(snap.dict)))
+        goto fail;
+    if (env_add_table_except(env, req->r->subprocess_env, snap.dict) < 0
+        || env_add_headers(in, req, env) < 0)
+        goto fail;
+    for (i = 0; i < ENV_OWN_N; i++)
+        if (env_set_own(env, in, req, &snap, i) < 0)
+            goto fail;
+    for (i = 0; i < sizeof(env_optional) / sizeof(env_optional[0]); i++)
+        if (env_set_var(env, in, req, env_optional[i], -1) < 0)
+            goto fail;
+    if (PyDict_SetItem(env, k[PYH_K_WSGI_INPUT], req->input_obj) < 0
+        || PyDict_SetItem(env, k[PYH_K_WSGI_ERRORS], req->errors_obj) < 0)
+        goto fail;
+    env_snapshot_release(&snap);
+    return env;
+fail:
+    env_snapshot_release(&snap);
+    Py_XDECREF(env);
+    return NULL;
+}
+
+/* environ key by key (no template): from req->vars, r->headers_in,
+ * r->subprocess_env and req->conf only. */
+static PyObject *wsgi_environ_full(pyh_interp *in, pyh_request *req)
 {
     PyObject *env = PyDict_New(), **k = in->keys, **cst = in->consts;
     const char *scheme = req->vars[PYH_K_REQUEST_SCHEME];
@@ -611,6 +940,16 @@ static PyObject *wsgi_environ(pyh_interp *in, pyh_request *req)
 fail:
     Py_DECREF(env);
     return NULL;
+}
+
+/* environ from req->vars, r->headers_in, r->subprocess_env and req->conf
+ * only: from a template when it can, else built key by key. */
+static PyObject *wsgi_environ(pyh_interp *in, pyh_request *req)
+{
+    PyObject *env = wsgi_environ_fast(in, req);
+    if (env || PyErr_Occurred())
+        return env;
+    return wsgi_environ_full(in, req);
 }
 
 /* ---- output -------------------------------------------------------------- */

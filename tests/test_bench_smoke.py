@@ -13,9 +13,11 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUN = os.path.join(REPO, "bench", "run.py")
 PEERS = os.environ.get("PYHOST_PEERS", "/opt/pyhost/peers")
 
-# Setups that may be skipped, and why that is not a failure here.
+# Setups that may be skipped, with the text their skip reason must hold:
+# pyhost_daemon only while Apache rejects WSGIDaemonProcess (run.py asks
+# Apache); once the module takes it, the daemon setup must run.
 MAY_SKIP = {
-    "pyhost_daemon": "pyhost's daemon mode is not written yet",
+    "pyhost_daemon": "rejects WSGIDaemonProcess",
 }
 
 
@@ -33,7 +35,7 @@ def test_bench_smoke(tmp_path):
     report = json.loads(out.read_text())
 
     unexpected = {n: why for n, why in report["skipped"].items()
-                  if n not in MAY_SKIP}
+                  if MAY_SKIP.get(n, "\0") not in why}
     assert not unexpected, "setups skipped: %s" % unexpected
 
     by_setup = {}

@@ -245,3 +245,71 @@ def test_setenv_never_overrides_cgi_or_wsgi_keys(short_server):
         assert e["PATH_INFO"] == "/other"
         assert e["QUERY_STRING"] == ""
         assert e["mod_wsgi.application_group"] == ""
+
+
+# More mount points of one script than pyhost keeps environ templates for
+# (16 per interpreter), each visited twice in turn so that templates are
+# made, reused and dropped: every request must still see its own values.
+def test_many_mount_points_of_one_script(short_server):
+    srv = short_server("mounts", extra=(
+        "WSGIScriptAliasMatch ^/m([0-9]+) @APPS@/env.wsgi\n"
+        "<LocationMatch ^/m1[0-9]>\n    SetEnv PYHOST_TEENS yes\n"
+        "    SetEnv SCRIPT_NAME forged\n</LocationMatch>\n"))
+    srv.start()
+    for round_ in range(2):
+        for i in list(range(25)) + [3, 3, 24, 0]:
+            e = env(srv, "/m%d/r%d?i=%d" % (i, round_, i),
+                    headers={"X-Round": str(round_)})
+            assert e["SCRIPT_NAME"] == "/m%d" % i, (i, e)
+            assert e["PATH_INFO"] == "/r%d" % round_
+            assert e["QUERY_STRING"] == "i=%d" % i
+            assert e["REQUEST_URI"] == "/m%d/r%d?i=%d" % (i, round_, i)
+            assert e["HTTP_X_ROUND"] == str(round_)
+            assert e.get("PYHOST_TEENS") == ("yes" if 10 <= i <= 19 else None)
+            assert e["wsgi.input"] == "<Input>", e["wsgi.input"]
+            assert e["SCRIPT_FILENAME"] == srv.ws.apps + "/env.wsgi"
+
+
+# Templates are shared by an interpreter's threads: concurrent requests to
+# more mount points than are kept (so templates are made, reused and
+# dropped while others read them) each see their own values. On a
+# free-threaded build this runs with the GIL off.
+def test_concurrent_requests_across_mount_points(short_server):
+    import sysconfig
+    import threading
+    ft = bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
+    srv = short_server("mounts-mt", extra=(
+        ("WSGIFreeThreading On\n" if ft else "")
+        + "StartServers 1\nServerLimit 1\nThreadLimit 8\nThreadsPerChild 8\n"
+          "MinSpareThreads 1\nMaxSpareThreads 8\nMaxRequestWorkers 8\n"
+          "WSGIScriptAliasMatch ^/m([0-9]+) @APPS@/env.wsgi\n"))
+    srv.start()
+    failures = []
+
+    def client(n):
+        # A new connection per request: the event MPM may close idle
+        # keep-alive connections while every worker is busy.
+        try:
+            for j in range(40):
+                i = (n * 7 + j * 3) % 21
+                path = "/m%d/c%d/%d?j=%d" % (i, n, j, j)
+                r = srv.get(path, headers={"X-Client": str(n)})
+                e = r.json()
+                want = {"SCRIPT_NAME": "/m%d" % i,
+                        "PATH_INFO": "/c%d/%d" % (n, j),
+                        "QUERY_STRING": "j=%d" % j, "REQUEST_URI": path,
+                        "HTTP_X_CLIENT": str(n)}
+                got = {k: e.get(k) for k in want}
+                if r.status != 200 or got != want:
+                    failures.append((r.status, want, got))
+                    return
+        except Exception as exc:  # reported below, not lost in a thread
+            failures.append(repr(exc))
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not any(t.is_alive() for t in threads)
+    assert not failures, failures[:3]

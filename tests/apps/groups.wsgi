@@ -14,9 +14,9 @@ def interp_info():
     info = {"pid": os.getpid(), "token": token, "main": None, "interp_id": None}
     try:
         try:
-            import _interpreters as si  # 3.13+: ids come as (id, whence)
+            import _interpreters as si  # 3.13+: get_current() is (id, whence)
         except ImportError:
-            import _xxsubinterpreters as si
+            import _xxsubinterpreters as si  # 3.12 and older: an id
         current, main = si.get_current(), si.get_main()
         if isinstance(current, tuple):
             current, main = current[0], main[0]

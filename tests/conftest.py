@@ -8,6 +8,26 @@ import pytest
 import harness
 
 
+# The core subset scripts/matrix.sh runs against every supported Python
+# (`pytest -m core`, under one MPM): every test in these modules, and any
+# other test marked @pytest.mark.core (or a module with pytestmark = core).
+CORE_MODULES = {"test_environ", "test_input", "test_output", "test_bad_apps",
+                "test_directives", "test_lifecycle", "test_embedding",
+                "test_interpreters"}
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "core: in the core subset the Python version matrix runs (scripts/matrix.sh)")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        module = os.path.splitext(os.path.basename(item.nodeid.split("::", 1)[0]))[0]
+        if module in CORE_MODULES:
+            item.add_marker(pytest.mark.core)
+
+
 def _selected_mpms():
     wanted = os.environ.get("PYHOST_TEST_MPMS")
     if not wanted:

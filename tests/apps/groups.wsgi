@@ -13,9 +13,15 @@ def interp_info():
         sys.pyhost_test_token = token
     info = {"pid": os.getpid(), "token": token, "main": None, "interp_id": None}
     try:
-        import _xxsubinterpreters as si
-        info["interp_id"] = int(si.get_current())
-        info["main"] = int(si.get_current()) == int(si.get_main())
+        try:
+            import _interpreters as si  # 3.13+: get_current() is (id, whence)
+        except ImportError:
+            import _xxsubinterpreters as si  # 3.12 and older: an id
+        current, main = si.get_current(), si.get_main()
+        if isinstance(current, tuple):
+            current, main = current[0], main[0]
+        info["interp_id"] = int(current)
+        info["main"] = int(current) == int(main)
     except Exception as e:  # not importable in this interpreter: unknown
         info["main_error"] = repr(e)
     return info

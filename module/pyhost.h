@@ -168,7 +168,7 @@ typedef struct pyh_interp {
                                      pyh_script fields (free-threaded) */
     apr_thread_mutex_t *load_mutex;  /* serializes script (re)loads */
     apr_hash_t *scripts;          /* path -> pyh_script* */
-    apr_hash_t *header_keys;      /* header name -> PyObject HTTP_ key */
+    apr_hash_t *header_keys;      /* header name -> env_header (wsgi.c) */
     struct pyh_env_template *env_templates; /* wsgi.c; with `lock` */
     int env_template_count;
     apr_array_header_t *tstates;  /* PyThreadState* made for threads */

@@ -89,6 +89,26 @@ def wait_port(port, proc, timeout=30.0):
     return False
 
 
+def warm_up(port, path, timeout=30.0):
+    """One request, retried until it succeeds: Apache answers before a
+    daemon process has started Python and loaded the app."""
+    import http.client
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            conn.request("GET", path)
+            resp = conn.getresponse()
+            resp.read()
+            conn.close()
+            if resp.status == 200:
+                return True
+        except OSError:
+            pass
+        time.sleep(0.1)
+    return False
+
+
 def descendants(pid):
     """pid's live descendants (not pid itself), from /proc."""
     children = {}
@@ -509,6 +529,7 @@ def run(args):
                 skipped[s.name] = "did not start: %s" % e
                 continue
             started.append(s)
+            warm_up(s.port, WORKLOADS[s.workloads[0]][0])
         plan = cells(started, args)
         if not args.smoke:  # warm-up: imports, caches, pools
             for group in plan:

@@ -427,6 +427,28 @@ def test_killed_daemon_costs_only_its_requests(short_server):
     assert "PYH0040" in srv.error_log()
 
 
+def test_segfault_in_app_costs_one_request(short_server):
+    srv = start(short_server, "processes=1 threads=4")
+    before = info(srv)["pid"]
+    mark = srv.log_mark()
+    assert srv.get("/d/segv").status == 502
+    assert "PYH0072" in srv.wait_log_text(mark, "PYH0072")
+    assert "signal 11" in srv.wait_log_text(mark, "PYH0040")
+    assert info(srv)["pid"] != before
+
+
+def test_socket_prefix(short_server, workspace, token):
+    d = os.path.join(workspace.root, "socks-" + token)
+    os.makedirs(d)
+    srv = start(short_server, "processes=1 threads=2",
+                "WSGISocketPrefix %s/relay\n" % d)
+    assert srv.get("/d/info").status == 200
+    socks = os.listdir(d)
+    assert len(socks) == 1 and socks[0].startswith("relay.") and socks[0].endswith(".sock")
+    srv.stop()
+    assert os.listdir(d) == []
+
+
 @pytest.mark.parametrize("mpm", MPMS)
 def test_kill_under_load(short_server, mpm):
     srv = start(short_server, "processes=2 threads=4", mpm=mpm)

@@ -120,6 +120,11 @@ def raises(environ, start_response):
     raise RuntimeError("pyhost-test-daemon-raises")
 
 
+def segv(environ, start_response):
+    import ctypes
+    ctypes.string_at(0)  # a crash in C code: SIGSEGV
+
+
 def status(environ, start_response):
     code = _query(environ).get("code", "404")
     start_response(code + " Custom", [("Content-Type", "text/plain")])
@@ -130,7 +135,7 @@ ROUTES = {
     "/info": info, "/sleep": sleep, "/spin": spin, "/echo": echo,
     "/stream": stream, "/slowstream": slowstream, "/file": sendfile,
     "/grow": grow, "/late-error": late_error, "/raises": raises,
-    "/status": status,
+    "/status": status, "/segv": segv,
 }
 
 

@@ -372,6 +372,7 @@ static int relay_apply_headers(request_rec *r, char *payload, apr_size_t len)
 /* Answers an R frame: up to `want` body bytes from the client. */
 static apr_status_t relay_send_body(request_rec *r, pyh_request *req,
                                     pyh_rconn *rc, uint32_t want,
+                                    char **bodybuf,
                                     apr_interval_time_t timeout)
 {
     apr_size_t got = 0;
@@ -379,7 +380,10 @@ static apr_status_t relay_send_body(request_rec *r, pyh_request *req,
     char *buf;
     if (want > PYH_RELAY_CHUNK)
         want = PYH_RELAY_CHUNK;
-    buf = apr_palloc(r->pool, want ? want : 1);
+    /* One buffer per request, however many reads the app makes. */
+    if (!*bodybuf)
+        *bodybuf = apr_palloc(r->pool, PYH_RELAY_CHUNK);
+    buf = *bodybuf;
     if (!req->input_eos && want)
         rv = pyh_input_fill(req, buf, want, &got);
     if (rv != APR_SUCCESS) {
@@ -403,6 +407,7 @@ static int relay_response(request_rec *r, pyh_request *req, pyh_daemon *d,
     apr_interval_time_t first_timeout = d->request_timeout ? d->request_timeout
                                                            : io_timeout;
     int headers = 0, frames = 0, body_asked = 0;
+    char *bodybuf = NULL;
     apr_off_t pending = 0;
     apr_status_t rv;
 
@@ -449,7 +454,7 @@ static int relay_response(request_rec *r, pyh_request *req, pyh_daemon *d,
                 if (len >= 4)
                     memcpy(&want, payload, 4);
                 body_asked = 1;
-                rv = relay_send_body(r, req, rc, want, io_timeout);
+                rv = relay_send_body(r, req, rc, want, &bodybuf, io_timeout);
                 break;
             }
             case PYH_F_HEADERS:

@@ -11,6 +11,7 @@ import pwd
 import signal
 import socket
 import struct
+import sys
 import threading
 import time
 
@@ -640,3 +641,62 @@ def test_script_reloading_in_daemon(short_server, workspace, token):
     assert r2.startswith("second"), r2
     assert r2.split()[1] == r1.split()[1], "reloading must not restart the daemon"
     assert srv.get("/roff").text.startswith("first"), "reloaded with WSGIScriptReloading Off"
+
+
+# ---- python-home of a daemon group ------------------------------------------------
+
+THIS = "%d.%d" % sys.version_info[:2]
+
+
+def _fake_home(workspace, name, version=None, mode=0o755):
+    home = os.path.join(workspace.root, name)
+    if version:
+        lib = os.path.join(home, "lib", "python" + version)
+        os.makedirs(lib, exist_ok=True)
+        open(os.path.join(lib, "os.py"), "w").close()
+    os.makedirs(home, exist_ok=True)
+    for d, _, files in os.walk(home):
+        os.chmod(d, 0o755)
+    os.chmod(home, mode)
+    return home
+
+
+def _daemon_startup_error(short_server, name, opts):
+    srv = short_server(name, extra=conf(opts))
+    srv.start(wait=False)
+    assert wait_for(lambda: not srv.running(), timeout=20), "Apache started"
+    lines = [l for l in srv.error_log().splitlines() if "PYH" in l]
+    assert len(lines) == 1, lines
+    return lines[0][lines[0].index("PYH"):]
+
+
+@pytest.mark.core
+def test_daemon_python_home_is_a_venv(short_server):
+    # The suite's own venv (python3 -m venv), named by python-home= only.
+    srv = short_server("dvenv", extra=conf("processes=1 threads=2 python-home=%s"
+                                           % sys.prefix), python_directives=False)
+    srv.start()
+    wait_for(lambda: daemon_pids(srv), timeout=15)
+    r = srv.get("/d/info")
+    assert r.status == 200, srv.error_log()[-2000:]
+    assert any(p.startswith(sys.prefix) for p in r.json()["path"]), r.json()["path"]
+
+
+def test_daemon_python_home_of_another_version(short_server, workspace):
+    home = _fake_home(workspace, "dhome-399", version="3.99")
+    assert _daemon_startup_error(
+        short_server, "dhome399", "python-home=%s" % home) == (
+        "PYH0002: WSGIDaemonProcess grp python-home '%s' is Python 3.99 but "
+        "mod_pyhost was built for Python %s; rebuild pyhost with that Python "
+        "(pip install pyhost) or point python-home= at a Python %s prefix or "
+        "venv" % (home, THIS, THIS))
+
+
+def test_daemon_python_home_unreadable_by_its_user(short_server, workspace):
+    home = _fake_home(workspace, "dhome-private", version=THIS, mode=0o700)
+    assert _daemon_startup_error(
+        short_server, "dprivate", "user=nobody python-home=%s" % home) == (
+        "PYH0003: WSGIDaemonProcess grp user 'nobody' cannot read the Python "
+        "installation '%s' ('%s' is mode 0700); use a Python or venv outside "
+        "it (e.g. /usr/bin/python3 -m venv /opt/venv) or grant that user read "
+        "access" % (home, home))

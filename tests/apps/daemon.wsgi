@@ -28,6 +28,7 @@ def info(environ, start_response):
         "groups": sorted(os.getgroups()),
         "cwd": os.getcwd(),
         "path": sys.path,
+        "prefix": sys.prefix,
         "count": _counter[0],
         "umask": os.umask(0o022),
         "lang": os.environ.get("LANG"),

@@ -79,6 +79,9 @@ def libpython_flags():
             "PYTHON_CONFIGURE_OPTS=--enable-shared)" % sys.executable
         )
     libdir = sysconfig.get_config_var("LIBDIR")
+    # LDVERSION carries the ABI flags: "3.14t" for a free-threaded build,
+    # whose library is libpython3.14t.so. Py_GIL_DISABLED comes with that
+    # build's pyconfig.h; module/compat.h handles the rest.
     ldversion = sysconfig.get_config_var("LDVERSION") or sysconfig.get_config_var(
         "VERSION"
     )
@@ -147,6 +150,8 @@ class BuildApacheModule(build_ext):
             f.write("PYTHON_HOME = %r\n" % sys.base_prefix)
             f.write("PYTHON_VERSION = %r\n" % ("%d.%d" % sys.version_info[:2]))
             f.write("LIBDIR = %r\n" % sysconfig.get_config_var("LIBDIR"))
+            f.write("FREE_THREADED = %r\n"
+                    % bool(sysconfig.get_config_var("Py_GIL_DISABLED")))
             f.write("APXS = %r\n" % getattr(self, "apxs", None))
 
 

@@ -19,6 +19,7 @@ static apr_thread_mutex_t *interp_mutex; /* guards the three above */
 static apr_pool_t *interp_pool;
 static int interp_multithread, interp_multiprocess;
 static int interp_ready;
+static pyh_daemon *interp_daemon;        /* NULL in Apache's children */
 
 /* Each Apache thread keeps one PyThreadState per interpreter it has run,
  * indexed by pyh_interp.index, so a request costs one GIL acquire. */
@@ -81,14 +82,18 @@ static int interp_make_constants(pyh_interp *in)
 /* site.addsitedir for each WSGIPythonPath entry, so .pth files apply. */
 static int interp_add_python_path(void)
 {
+    /* As mod_wsgi: WSGIPythonPath is for embedded mode, a daemon group
+     * has its own python-path. */
+    apr_array_header_t *path = interp_daemon ? interp_daemon->python_path
+                                             : pyh_globals.python_path;
     PyObject *site, *res;
     int i;
-    if (!pyh_globals.python_path->nelts)
+    if (!path->nelts)
         return 0;
     if (!(site = PyImport_ImportModule("site")))
         return -1;
-    for (i = 0; i < pyh_globals.python_path->nelts; i++) {
-        const char *dir = APR_ARRAY_IDX(pyh_globals.python_path, i, const char *);
+    for (i = 0; i < path->nelts; i++) {
+        const char *dir = APR_ARRAY_IDX(path, i, const char *);
         res = PyObject_CallMethod(site, "addsitedir", "s", dir);
         if (!res) {
             Py_DECREF(site);
@@ -130,15 +135,17 @@ static int interp_setup(pyh_interp *in, server_rec *s)
 /* A record for a new interpreter; interp_mutex held (or startup). Its
  * pool has an allocator of its own: interpreters with their own GIL, and
  * the main one while interp_mutex holders allocate from interp_pool, use
- * their pools at the same time, and an apr allocator has no lock. */
+ * their pools at the same time, and an apr allocator has no lock. The pool
+ * is unmanaged: a subpool of the child's pool would be linked into that
+ * pool's list of children, which Apache's listener thread changes (for
+ * every connection's pool) with no lock; interp_child_exit destroys it. */
 static pyh_interp *interp_new_record(const char *name)
 {
     pyh_interp *in = apr_pcalloc(interp_pool, sizeof(*in));
     apr_allocator_t *alloc;
     if (apr_allocator_create(&alloc) != APR_SUCCESS)
         return NULL;
-    if (apr_pool_create_ex(&in->pool, interp_pool, NULL, alloc)
-        != APR_SUCCESS) {
+    if (apr_pool_create_unmanaged_ex(&in->pool, NULL, alloc) != APR_SUCCESS) {
         apr_allocator_destroy(alloc);
         return NULL;
     }
@@ -172,23 +179,49 @@ static PyThreadState **interp_tslot(pyh_interp *in)
     return &interp_tcache[in->index];
 }
 
-/* Takes the GIL in `in` on this thread. For the main interpreter the
- * thread's state is made through PyGILState, so extensions that call
- * PyGILState_Ensure on this thread find the same state. */
+/* The main interpreter's state for this thread, made through PyGILState so
+ * that extensions calling PyGILState_Ensure on this thread find it. The
+ * first thread state made on a thread becomes its PyGILState state, so this
+ * must come before any sub-interpreter's (else PyGILState_Ensure would hand
+ * back a state of that sub-interpreter, and main's requests would run in
+ * it); if it still did, a plain state of the main interpreter is used. No
+ * GIL held; returns with none held. */
+static PyThreadState *interp_main_tstate(void)
+{
+    PyGILState_STATE g = PyGILState_Ensure(); /* kept: the state is cached */
+    PyThreadState *ts = PyThreadState_Get();
+    if (PyThreadState_GetInterpreter(ts) != interp_main->istate) {
+        PyGILState_Release(g);
+        if (!(ts = PyThreadState_New(interp_main->istate)))
+            return NULL;
+        apr_thread_mutex_lock(interp_mutex);
+        *(PyThreadState **)apr_array_push(interp_main->tstates) = ts;
+        apr_thread_mutex_unlock(interp_mutex);
+        return ts;
+    }
+    PyEval_SaveThread();
+    return ts;
+}
+
+/* Takes the GIL in `in` on this thread (its own GIL, or the shared one). */
 static int interp_enter(pyh_interp *in)
 {
-    PyThreadState **slot = interp_tslot(in);
+    PyThreadState **slot = interp_tslot(in), **mslot;
     if (!slot)
         return -1;
     if (*slot) {
         PyEval_RestoreThread(*slot);
         return 0;
     }
+    if (!(mslot = interp_tslot(interp_main)))
+        return -1;
+    if (!*mslot && !(*mslot = interp_main_tstate()))
+        return -1;
     if (in == interp_main) {
-        PyGILState_Ensure(); /* never released: the state stays cached */
-        *slot = PyThreadState_Get();
+        PyEval_RestoreThread(*mslot);
         return 0;
     }
+    slot = interp_tslot(in); /* the cache may have moved */
     if (!(*slot = PyThreadState_New(in->istate)))
         return -1;
     apr_thread_mutex_lock(interp_mutex);
@@ -223,6 +256,7 @@ static pyh_interp *interp_create_sub(const char *name, server_rec *s)
                      "application group '%s'%s: %s",
                      name, in->own_gil ? " with its own GIL" : "", err);
         PyEval_SaveThread();
+        apr_pool_destroy(in->pool);
         interp_all->nelts--;
         return NULL;
     }
@@ -496,8 +530,10 @@ static int interp_status_failed(PyStatus st, PyConfig *cfg, server_rec *s,
 
 static int interp_initialize(apr_pool_t *p, server_rec *s)
 {
-    const char *home = pyh_globals.python_home ? pyh_globals.python_home
-                                               : PYH_PYTHON_HOME;
+    const char *home = interp_daemon && interp_daemon->python_home
+                           ? interp_daemon->python_home
+                       : pyh_globals.python_home ? pyh_globals.python_home
+                                                 : PYH_PYTHON_HOME;
     char *argv[] = {"mod_pyhost"};
     apr_finfo_t fi;
     PyConfig config;
@@ -538,7 +574,11 @@ static void interp_preload(server_rec *s)
     for (i = 0; i < pyh_globals.imports->nelts; i++) {
         pyh_import *imp = &APR_ARRAY_IDX(pyh_globals.imports, i, pyh_import);
         const char *group = imp->application_group;
+        const char *here = interp_daemon ? interp_daemon->name : "";
         pyh_interp *in;
+        if (strcmp(imp->process_group, here)
+            && !(!*here && !strcmp(imp->process_group, "%{GLOBAL}")))
+            continue;
         if (!strcmp(group, "%{GLOBAL}"))
             group = "";
         else if (group[0] == '%' && group[1] == '{') {
@@ -642,16 +682,24 @@ static apr_status_t interp_child_exit(void *data)
     if (Py_FinalizeEx() < 0)
         ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s,
                      "PYH0016: errors while finalizing Python at child exit");
+    for (i = 0; i < interp_all->nelts; i++)
+        apr_pool_destroy(APR_ARRAY_IDX(interp_all, i, pyh_interp *)->pool);
     return APR_SUCCESS;
 }
 
 int pyh_interp_child_init(apr_pool_t *pchild, server_rec *s)
 {
+    if (pyh_globals.restrict_embedded)
+        return 0;
+    return pyh_interp_process_init(pchild, s, NULL);
+}
+
+int pyh_interp_process_init(apr_pool_t *pchild, server_rec *s, pyh_daemon *d)
+{
     int threaded = 0, threads = 1, daemons = 1;
     PyThreadState **slot;
 
-    if (pyh_globals.restrict_embedded)
-        return 0;
+    interp_daemon = d;
     interp_pool = pchild;
     if (apr_thread_mutex_create(&interp_mutex, APR_THREAD_MUTEX_DEFAULT,
                                 pchild) != APR_SUCCESS)
@@ -663,6 +711,10 @@ int pyh_interp_child_init(apr_pool_t *pchild, server_rec *s)
     ap_mpm_query(AP_MPMQ_MAX_DAEMONS, &daemons);
     interp_multithread = threaded != AP_MPMQ_NOT_SUPPORTED && threads > 1;
     interp_multiprocess = daemons > 1;
+    if (d) {
+        interp_multithread = d->threads > 1;
+        interp_multiprocess = d->processes > 1;
+    }
 
     if (interp_initialize(pchild, s) < 0)
         return -1;
@@ -682,12 +734,12 @@ int pyh_interp_child_init(apr_pool_t *pchild, server_rec *s)
         Py_FinalizeEx();
         return -1;
     }
-    if (PYH_FREE_THREADED)
+    /* Asked for no GIL: say whether that is what Python did. */
+    if (pyh_globals.free_threading)
         ap_log_error(APLOG_MARK, APLOG_INFO, 0, s,
-                     "PYH0063: free-threaded Python " PYH_PY_VERSION_STR
-                     "t: the GIL is %s (WSGIFreeThreading %s)",
-                     pyh_gil_enabled() ? "on" : "off",
-                     pyh_globals.free_threading ? "On" : "Off");
+                     "PYH0063: WSGIFreeThreading On: free-threaded Python "
+                     PYH_PY_VERSION_STR "t started with the GIL %s",
+                     pyh_gil_enabled() ? "on" : "off");
     PyEval_SaveThread();
     interp_ready = 1;
     apr_pool_cleanup_register(pchild, s, interp_child_exit,

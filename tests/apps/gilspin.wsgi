@@ -5,7 +5,7 @@
 # a waiting thread never asks for the GIL either). Under one shared GIL the
 # other counter cannot move while this loop runs; with a GIL per interpreter
 # (or none) it does. The loop is bounded by an iteration count.
-#   GET ?name=FILE&me=0|1   FILE: a 16-byte file under the state directory
+#   GET ?name=FILE&me=0|1[&limit=N]   FILE: a 16-byte file in the state dir
 import json
 import mmap
 import os
@@ -18,13 +18,13 @@ LIMIT = 20_000_000
 sys.setswitchinterval(1000.0)
 
 
-def spin(m, me, other):
+def spin(m, me, other, limit):
     # m[me]: my counter; m[2 + me]: set once I have seen enough, after
     # which I keep counting until the other has seen enough too.
     seen = 0
     last = m[other]
     i = 0
-    while i < LIMIT and (seen < SEEN_ENOUGH or not m[2 + other]):
+    while i < limit and (seen < SEEN_ENOUGH or not m[2 + other]):
         m[me] = (m[me] + 1) & 255
         cur = m[other]
         if cur != last:
@@ -46,7 +46,7 @@ def application(environ, start_response):
     with open(path, "r+b") as f:
         m = mmap.mmap(f.fileno(), 16)
     try:
-        seen, iterations = spin(m, me, 1 - me)
+        seen, iterations = spin(m, me, 1 - me, int(q.get("limit", LIMIT)))
     finally:
         m.close()
     try:

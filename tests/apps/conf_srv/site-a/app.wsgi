@@ -5,8 +5,14 @@ import os
 
 def interpreter():
     try:
-        import _xxsubinterpreters as si
-        return int(si.get_current()), int(si.get_current()) == int(si.get_main())
+        try:
+            import _interpreters as si  # 3.13+: ids come as (id, whence)
+        except ImportError:
+            import _xxsubinterpreters as si
+        current, main = si.get_current(), si.get_main()
+        if isinstance(current, tuple):
+            current, main = current[0], main[0]
+        return int(current), int(current) == int(main)
     except Exception:
         return None, None
 

@@ -40,7 +40,7 @@ junit="$(mktemp "${TMPDIR:-/tmp}/pyhost-matrix-$label.XXXXXX.xml")"
 status=0
 # shellcheck disable=SC2086
 (cd "$repo" && PYHOST_TEST_MPMS="$mpm" timeout "${PYHOST_MATRIX_TIMEOUT:-900}" \
-    "$venv/bin/python" -m pytest tests -m core -q -rfE -p no:cacheprovider \
+    "$venv/bin/python" -m pytest tests -m core -q -rfE -p no:cacheprovider --durations=5 \
     --junitxml="$junit" ${PYHOST_MATRIX_PYTEST_ARGS:-}) || status=$?
 read -r passed failed skipped < <("$venv/bin/python" - "$junit" <<'EOF' || echo "0 1 0"
 import sys

@@ -688,7 +688,14 @@ def print_report(report, args):
     return table
 
 
+def _exit_on_sigterm(signum, frame):
+    # SIGTERM (a timeout in the smoke test, a CI runner) unwinds through the
+    # finally blocks, which stop every server this run started.
+    raise SystemExit(128 + signum)
+
+
 def main(argv=None):
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     args = parse_args(argv)
     report = run(args)
     table = print_report(report, args)

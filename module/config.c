@@ -421,7 +421,7 @@ static const char *cfg_daemon_option(cmd_parms *cmd, pyh_daemon *d,
         {"socket-timeout", APR_OFFSETOF(pyh_daemon, socket_timeout)},
         {"queue-timeout", APR_OFFSETOF(pyh_daemon, queue_timeout)},
     };
-    apr_int64_t n;
+    apr_int64_t n = 0;
     const char *err;
     apr_size_t i;
 

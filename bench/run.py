@@ -89,6 +89,26 @@ def wait_port(port, proc, timeout=30.0):
     return False
 
 
+def warm_up(port, path, timeout=30.0):
+    """One request, retried until it succeeds: Apache answers before a
+    daemon process has started Python and loaded the app."""
+    import http.client
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            conn.request("GET", path)
+            resp = conn.getresponse()
+            resp.read()
+            conn.close()
+            if resp.status == 200:
+                return True
+        except OSError:
+            pass
+        time.sleep(0.1)
+    return False
+
+
 def descendants(pid):
     """pid's live descendants (not pid itself), from /proc."""
     children = {}
@@ -509,6 +529,7 @@ def run(args):
                 skipped[s.name] = "did not start: %s" % e
                 continue
             started.append(s)
+            warm_up(s.port, WORKLOADS[s.workloads[0]][0])
         plan = cells(started, args)
         if not args.smoke:  # warm-up: imports, caches, pools
             for group in plan:
@@ -548,8 +569,12 @@ def run(args):
 def summarize(report):
     table = {}
     for (name, w, mode), runs in report["results"].items():
+        rps = [r["rps"] for r in runs]
+        med = statistics.median(rps)
         table[(name, w, mode)] = {
-            "rps": statistics.median(r["rps"] for r in runs),
+            "rps": med,
+            # how far apart the rounds were: (max - min) / median
+            "spread": (max(rps) - min(rps)) / med if med else 0.0,
             "p99_ms": statistics.median(r["p99_ms"] for r in runs),
             "errors": sum(r["errors"] for r in runs),
         }
@@ -609,7 +634,8 @@ def print_report(report, args):
              sys.version.split()[0]))
     print("pyhost module: %s" % pyhost.module_location())
     print("'vs C' = req/s over the C handler's hello in the same connection "
-          "mode; 'vs mod_wsgi' = over mod_wsgi embedded, same workload")
+          "mode; 'vs mod_wsgi' = over mod_wsgi embedded, same workload; "
+          "'spread' = (max - min) / median req/s over the rounds")
     for mode in [m for m in args.modes.split(",") if m]:
         for w in [w for w in args.workloads.split(",") if w]:
             rows = [(n, table[(n, w, mode)]) for n in setups
@@ -618,16 +644,16 @@ def print_report(report, args):
                 continue
             print()
             print("%s, %s (%s)" % (w, mode, WORKLOADS[w][2]))
-            print("  %-16s %11s %9s %7s %11s %7s" % (
-                "setup", "req/s (med)", "p99 ms", "vs C", "vs mod_wsgi",
-                "errors"))
+            print("  %-16s %11s %7s %9s %7s %11s %7s" % (
+                "setup", "req/s (med)", "spread", "p99 ms", "vs C",
+                "vs mod_wsgi", "errors"))
             for n, row in rows:
                 cbase = table.get(("c", "hello", mode))
                 vs_c = ("%.2f" % (row["rps"] / cbase["rps"])
                         if cbase and cbase["rps"] else "-")
                 vw = ratio(table, n, "mod_wsgi", w, mode)
-                print("  %-16s %11.0f %9.2f %7s %11s %7d" % (
-                    n, row["rps"], row["p99_ms"], vs_c,
+                print("  %-16s %11.0f %6.0f%% %9.2f %7s %11s %7d" % (
+                    n, row["rps"], 100 * row["spread"], row["p99_ms"], vs_c,
                     "%.2f" % vw if vw is not None else "-", row["errors"]))
     print()
     print("peak RSS (VmHWM) of the serving processes over the whole run")

@@ -9,6 +9,7 @@
 #include "apr_file_info.h"
 #include "apr_file_io.h"
 
+#include <errno.h>
 #include <grp.h>
 #include <pwd.h>
 #include <sys/stat.h>
@@ -21,6 +22,9 @@ void pyh_reset_globals(apr_pool_t *p)
     pyh_globals.python_path = apr_array_make(p, 2, sizeof(const char *));
     pyh_globals.imports = apr_array_make(p, 2, sizeof(pyh_import));
     pyh_globals.restrict_embedded = 0;
+    pyh_globals.daemons = apr_array_make(p, 2, sizeof(pyh_daemon *));
+    pyh_globals.daemons_by_name = apr_hash_make(p);
+    pyh_globals.socket_prefix = NULL;
     pyh_globals.per_interpreter_gil = 0;
     pyh_globals.free_threading = 0;
 }
@@ -103,17 +107,18 @@ static const char *cfg_on_off(cmd_parms *cmd, const char *opt,
     return NULL;
 }
 
-/* Daemon process groups are a separate feature; until a group can be
- * defined, anything but embedded mode is refused at startup. */
+/* A process group is %{GLOBAL} (embedded), %{ENV:variable} or the name
+ * of a WSGIDaemonProcess, which may come later in the file: names are
+ * checked in post_config (pyh_check_process_groups). */
 static const char *cfg_check_process_group(cmd_parms *cmd, const char *v)
 {
-    if (!*v || !strcmp(v, "%{GLOBAL}"))
-        return NULL;
-    return apr_psprintf(cmd->pool,
-                        "%s: process group '%s' is not defined (daemon "
-                        "process groups are not available in this build; "
-                        "use %%{GLOBAL} for embedded mode)",
-                        cmd->cmd->name, v);
+    if (v[0] == '%' && strcmp(v, "%{GLOBAL}")
+        && (strncmp(v, "%{ENV:", 6) || v[strlen(v) - 1] != '}'))
+        return apr_psprintf(cmd->pool,
+                            "%s: process group '%s': only %%{GLOBAL}, "
+                            "%%{ENV:variable} or a WSGIDaemonProcess name",
+                            cmd->cmd->name, v);
+    return NULL;
 }
 
 /* Parses name=value options shared by WSGIScriptAlias(Match) and
@@ -300,6 +305,290 @@ static const char *cfg_process_group(cmd_parms *cmd, void *dconf, const char *v)
     return NULL;
 }
 
+/* ---- WSGIDaemonProcess ------------------------------------------------------ */
+
+static const char *cfg_int_opt(cmd_parms *cmd, const char *name,
+                               const char *value, apr_int64_t min,
+                               apr_int64_t *out)
+{
+    char *end;
+    apr_int64_t v;
+    errno = 0;
+    v = apr_strtoi64(value, &end, 10);
+    if (!*value || *end || errno == ERANGE || v < min)
+        return apr_psprintf(cmd->pool,
+                            "WSGIDaemonProcess: %s=%s is not a whole number "
+                            ">= %" APR_INT64_T_FMT,
+                            name, value, min);
+    *out = v;
+    return NULL;
+}
+
+/* Seconds (whole or decimal, like mod_wsgi) as an interval. */
+static const char *cfg_secs_opt(cmd_parms *cmd, const char *name,
+                                const char *value, apr_interval_time_t *out)
+{
+    char *end;
+    double v;
+    errno = 0;
+    v = strtod(value, &end);
+    if (!*value || *end || errno || v < 0 || v > 31536000.0)
+        return apr_psprintf(cmd->pool,
+                            "WSGIDaemonProcess: %s=%s is not a number of "
+                            "seconds",
+                            name, value);
+    *out = (apr_interval_time_t)(v * APR_USEC_PER_SEC);
+    return NULL;
+}
+
+static const char *cfg_daemon_user(cmd_parms *cmd, pyh_daemon *d)
+{
+    struct passwd *pw;
+    struct group *gr;
+    char *end;
+    if (d->user) {
+        if (d->user[0] == '#') {
+            d->uid = (uid_t)strtoul(d->user + 1, &end, 10);
+            if (*end || !(pw = getpwuid(d->uid)))
+                return apr_psprintf(cmd->pool, "WSGIDaemonProcess %s: no "
+                                    "user with id %s", d->name, d->user + 1);
+        }
+        else if (!(pw = getpwnam(d->user))) {
+            return apr_psprintf(cmd->pool,
+                                "WSGIDaemonProcess %s: no such user '%s'",
+                                d->name, d->user);
+        }
+        d->user = apr_pstrdup(cmd->pool, pw->pw_name);
+        d->uid = pw->pw_uid;
+        if (!d->group)
+            d->gid = pw->pw_gid;
+        if (!d->home)
+            d->home = apr_pstrdup(cmd->pool, pw->pw_dir);
+    }
+    else {
+        d->user = ap_unixd_config.user_name;
+        d->uid = ap_unixd_config.user_id;
+        if (!d->group)
+            d->gid = ap_unixd_config.group_id;
+        if (!d->home && (pw = getpwuid(d->uid)))
+            d->home = apr_pstrdup(cmd->pool, pw->pw_dir);
+    }
+    if (d->group) {
+        if (d->group[0] == '#')
+            d->gid = (gid_t)strtoul(d->group + 1, &end, 10);
+        else if ((gr = getgrnam(d->group)))
+            d->gid = gr->gr_gid;
+        else
+            return apr_psprintf(cmd->pool,
+                                "WSGIDaemonProcess %s: no such group '%s'",
+                                d->name, d->group);
+    }
+    return NULL;
+}
+
+static const char *cfg_daemon_groups(cmd_parms *cmd, pyh_daemon *d,
+                                     const char *value)
+{
+    char *list = apr_pstrdup(cmd->pool, value), *g, *state;
+    d->groups = apr_array_make(cmd->pool, 4, sizeof(gid_t));
+    for (g = apr_strtok(list, ",", &state); g; g = apr_strtok(NULL, ",", &state)) {
+        struct group *gr = getgrnam(g);
+        if (!gr)
+            return apr_psprintf(cmd->pool,
+                                "WSGIDaemonProcess %s: supplementary-groups: "
+                                "no such group '%s'",
+                                d->name, g);
+        *(gid_t *)apr_array_push(d->groups) = gr->gr_gid;
+    }
+    return NULL;
+}
+
+/* One name=value option of WSGIDaemonProcess. */
+static const char *cfg_daemon_option(cmd_parms *cmd, pyh_daemon *d,
+                                     const char *name, const char *value)
+{
+    static const struct {
+        const char *name;
+        apr_size_t offset;
+    } secs[] = {
+        {"restart-interval", APR_OFFSETOF(pyh_daemon, restart_interval)},
+        {"inactivity-timeout", APR_OFFSETOF(pyh_daemon, inactivity_timeout)},
+        {"request-timeout", APR_OFFSETOF(pyh_daemon, request_timeout)},
+        {"graceful-timeout", APR_OFFSETOF(pyh_daemon, graceful_timeout)},
+        {"shutdown-timeout", APR_OFFSETOF(pyh_daemon, shutdown_timeout)},
+        {"startup-timeout", APR_OFFSETOF(pyh_daemon, startup_timeout)},
+        {"connect-timeout", APR_OFFSETOF(pyh_daemon, connect_timeout)},
+        {"socket-timeout", APR_OFFSETOF(pyh_daemon, socket_timeout)},
+        {"queue-timeout", APR_OFFSETOF(pyh_daemon, queue_timeout)},
+    };
+    apr_int64_t n;
+    const char *err;
+    apr_size_t i;
+
+    for (i = 0; i < sizeof(secs) / sizeof(secs[0]); i++)
+        if (!strcmp(name, secs[i].name))
+            return cfg_secs_opt(cmd, name, value,
+                                (apr_interval_time_t *)((char *)d
+                                                        + secs[i].offset));
+    if (!strcmp(name, "processes") || !strcmp(name, "threads")
+        || !strcmp(name, "listen-backlog")) {
+        if ((err = cfg_int_opt(cmd, name, value, 1, &n)))
+            return err;
+        if (n > 10000)
+            return apr_psprintf(cmd->pool, "WSGIDaemonProcess: %s=%s is too "
+                                "large", name, value);
+        if (name[0] == 'p')
+            d->processes = (int)n;
+        else if (name[0] == 't')
+            d->threads = (int)n;
+        else
+            d->listen_backlog = (int)n;
+    }
+    else if (!strcmp(name, "maximum-requests")) {
+        return cfg_int_opt(cmd, name, value, 0, &d->maximum_requests);
+    }
+    else if (!strcmp(name, "memory-limit")) {
+        return cfg_int_opt(cmd, name, value, 0, &d->memory_limit);
+    }
+    else if (!strcmp(name, "umask")) {
+        char *end;
+        long m = strtol(value, &end, 8);
+        if (!*value || *end || m < 0 || m > 0777)
+            return apr_psprintf(cmd->pool, "WSGIDaemonProcess: umask=%s is "
+                                "not an octal mode", value);
+        d->umask = (int)m;
+    }
+    else if (!strcmp(name, "user")) {
+        d->user = value;
+    }
+    else if (!strcmp(name, "group")) {
+        d->group = value;
+    }
+    else if (!strcmp(name, "supplementary-groups")) {
+        return cfg_daemon_groups(cmd, d, value);
+    }
+    else if (!strcmp(name, "home")) {
+        d->home = ap_server_root_relative(cmd->pool, value);
+    }
+    else if (!strcmp(name, "python-home")) {
+        d->python_home = ap_server_root_relative(cmd->pool, value);
+    }
+    else if (!strcmp(name, "python-path")) {
+        char *paths = apr_pstrdup(cmd->pool, value), *dir, *state;
+        for (dir = apr_strtok(paths, ":", &state); dir;
+             dir = apr_strtok(NULL, ":", &state))
+            *(const char **)apr_array_push(d->python_path) = dir;
+    }
+    else if (!strcmp(name, "display-name")) {
+        d->display_name = !strcmp(value, "%{GROUP}")
+                              ? apr_psprintf(cmd->pool, "(wsgi:%s)", d->name)
+                              : value;
+    }
+    else if (!strcmp(name, "lang")) {
+        d->lang = value;
+    }
+    else if (!strcmp(name, "locale")) {
+        d->locale = value;
+    }
+    else {
+        return apr_psprintf(
+            cmd->pool,
+            "WSGIDaemonProcess %s: unknown option '%s' (known: processes, "
+            "threads, user, group, supplementary-groups, umask, home, "
+            "python-home, python-path, display-name, lang, locale, "
+            "maximum-requests, restart-interval, inactivity-timeout, "
+            "request-timeout, graceful-timeout, shutdown-timeout, "
+            "startup-timeout, connect-timeout, socket-timeout, queue-timeout, "
+            "listen-backlog, memory-limit)",
+            d->name, name);
+    }
+    return NULL;
+}
+
+static const char *cfg_daemon_process(cmd_parms *cmd, void *dconf,
+                                      const char *args)
+{
+    const char *err = ap_check_cmd_context(cmd, NOT_IN_DIR_LOC_FILE);
+    pyh_daemon *d;
+    (void)dconf;
+    if (err)
+        return err;
+    d = apr_pcalloc(cmd->pool, sizeof(*d));
+    d->name = ap_getword_conf(cmd->pool, &args);
+    if (!*d->name || d->name[0] == '%')
+        return "WSGIDaemonProcess needs a group name (not starting with %)";
+    if (apr_hash_get(pyh_globals.daemons_by_name, d->name, APR_HASH_KEY_STRING))
+        return apr_psprintf(cmd->pool,
+                            "WSGIDaemonProcess %s: a group of that name is "
+                            "already defined",
+                            d->name);
+    d->server = cmd->server;
+    d->processes = 1;
+    d->threads = 15;
+    d->umask = -1;
+    d->listen_backlog = 100;
+    d->python_path = apr_array_make(cmd->pool, 2, sizeof(const char *));
+    d->graceful_timeout = apr_time_from_sec(15);
+    d->shutdown_timeout = apr_time_from_sec(5);
+    d->connect_timeout = apr_time_from_sec(15);
+    d->listen_fd = -1;
+    while (*args) {
+        const char *word = ap_getword_conf(cmd->pool, &args);
+        const char *eq = strchr(word, '=');
+        if (!*word)
+            break;
+        if (!eq || eq == word)
+            return apr_psprintf(cmd->pool,
+                                "WSGIDaemonProcess %s: option '%s' is not of "
+                                "the form name=value",
+                                d->name, word);
+        if ((err = cfg_daemon_option(cmd, d,
+                                     apr_pstrmemdup(cmd->pool, word, eq - word),
+                                     eq + 1)))
+            return err;
+    }
+    if ((err = cfg_daemon_user(cmd, d)))
+        return err;
+    if (d->uid == 0)
+        return apr_psprintf(cmd->pool,
+                            "WSGIDaemonProcess: refusing to run daemon group "
+                            "'%s' as root; set user= to an unprivileged user",
+                            d->name);
+    d->index = pyh_globals.daemons->nelts;
+    *(pyh_daemon **)apr_array_push(pyh_globals.daemons) = d;
+    apr_hash_set(pyh_globals.daemons_by_name, d->name, APR_HASH_KEY_STRING, d);
+    return NULL;
+}
+
+static const char *cfg_socket_prefix(cmd_parms *cmd, void *dconf, const char *v)
+{
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+    (void)dconf;
+    if (err)
+        return err;
+    pyh_globals.socket_prefix = ap_runtime_dir_relative(cmd->pool, v);
+    return NULL;
+}
+
+pyh_daemon *pyh_daemon_lookup(request_rec *r, const char *spec,
+                              const char **missing)
+{
+    pyh_daemon *d;
+    *missing = NULL;
+    if (!spec || !*spec || !strcmp(spec, "%{GLOBAL}"))
+        return NULL;
+    if (!strncmp(spec, "%{ENV:", 6)) {
+        const char *var = apr_pstrmemdup(r->pool, spec + 6, strlen(spec) - 7);
+        spec = apr_table_get(r->subprocess_env, var);
+        if (!spec || !*spec || !strcmp(spec, "%{GLOBAL}"))
+            return NULL;
+    }
+    d = apr_hash_get(pyh_globals.daemons_by_name, spec, APR_HASH_KEY_STRING);
+    if (!d)
+        *missing = spec;
+    return d;
+}
+
 /* WSGIPerInterpreterGIL and WSGIFreeThreading: process-wide (mod_wsgi 6's
  * top-level scope); On is refused at startup by a Python that cannot. */
 static const char *cfg_gil_mode(cmd_parms *cmd, void *dconf, int on)
@@ -375,6 +664,12 @@ const command_rec pyh_commands[] = {
     AP_INIT_FLAG("WSGIRestrictEmbedded", cfg_restrict_embedded, NULL,
                  RSRC_CONF,
                  "On: never start Python in Apache's own child processes"),
+    AP_INIT_RAW_ARGS("WSGIDaemonProcess", cfg_daemon_process, NULL, RSRC_CONF,
+                     "name [processes=N threads=N user=U group=G ...]: a "
+                     "group of daemon processes to run apps in"),
+    AP_INIT_TAKE1("WSGISocketPrefix", cfg_socket_prefix, NULL, RSRC_CONF,
+                  "path prefix of the daemon groups' UNIX sockets (relative "
+                  "to DefaultRuntimeDir)"),
     AP_INIT_FLAG("WSGIPerInterpreterGIL", cfg_gil_mode, NULL, RSRC_CONF,
                  "On: every named application group gets its own GIL "
                  "(Python 3.12+); the main interpreter keeps the shared one"),
@@ -406,10 +701,19 @@ static int cfg_user_may(const struct stat *st, uid_t uid, const gid_t *gids,
     return (int)(((st->st_mode >> shift) & 7) & (unsigned)mode) == mode;
 }
 
-/* Returns the first component of `path` that Apache's User cannot search
+/* Whose access the startup checks test, and how messages name things. */
+typedef struct {
+    const char *user;     /* NULL: don't check readability */
+    uid_t uid;
+    gid_t gid;
+    const char *who;      /* "Apache's User", "daemon group 'x' user" */
+    const char *setting;  /* "WSGIPythonHome", "python-home=" */
+} cfg_who;
+
+/* Returns the first component of `path` that the user cannot search
  * (or, for the path itself, read), or NULL when all is accessible. */
 static const char *cfg_unreadable_component(apr_pool_t *p, const char *path,
-                                            mode_t *mode_out)
+                                            const cfg_who *w, mode_t *mode_out)
 {
     gid_t gids[64];
     int ngids = 64;
@@ -417,11 +721,10 @@ static const char *cfg_unreadable_component(apr_pool_t *p, const char *path,
     char *slash = walk;
     struct stat st;
 
-    if (geteuid() != 0 || !ap_unixd_config.user_name)
+    if (geteuid() != 0 || !w->user)
         return NULL; /* children keep our own identity */
-    if (getgrouplist(ap_unixd_config.user_name, ap_unixd_config.group_id,
-                     gids, &ngids) < 0) {
-        gids[0] = ap_unixd_config.group_id;
+    if (getgrouplist(w->user, w->gid, gids, &ngids) < 0) {
+        gids[0] = w->gid;
         ngids = 1;
     }
     for (;;) {
@@ -434,7 +737,7 @@ static const char *cfg_unreadable_component(apr_pool_t *p, const char *path,
             int need = S_ISDIR(st.st_mode) ? X_OK : 0;
             if (last)
                 need |= R_OK;
-            if (!cfg_user_may(&st, ap_unixd_config.user_id, gids, ngids, need)) {
+            if (!cfg_user_may(&st, w->uid, gids, ngids, need)) {
                 *mode_out = st.st_mode & 07777;
                 return walk;
             }
@@ -485,18 +788,18 @@ static const char *cfg_pyvenv_value(apr_pool_t *p, const char *cfg,
 }
 
 static const char *cfg_unreadable_message(apr_pool_t *p, const char *what,
-                                          const char *path)
+                                          const char *path, const cfg_who *w)
 {
     mode_t mode = 0;
-    const char *blocked = cfg_unreadable_component(p, path, &mode);
+    const char *blocked = cfg_unreadable_component(p, path, w, &mode);
     if (!blocked)
         return NULL;
     return apr_psprintf(
         p,
-        "PYH0003: Apache's User '%s' cannot read %s '%s' ('%s' is mode %04o); "
+        "PYH0003: %s '%s' cannot read %s '%s' ('%s' is mode %04o); "
         "use a Python or venv outside it (e.g. /usr/bin/python3 -m venv "
         "/opt/venv) or grant that user read access",
-        ap_unixd_config.user_name, what, path, blocked, (unsigned)mode);
+        w->who, w->user, what, path, blocked, (unsigned)mode);
 }
 
 /* The X.Y of the first lib/pythonX.Y/os.py under prefix, or NULL. */
@@ -520,12 +823,10 @@ static const char *cfg_installed_version(apr_pool_t *p, const char *prefix)
 /* Checks WSGIPythonHome (or the Python the module was built for) before any
  * child starts, so that a wrong home is one line at startup rather than
  * "No module named encodings" in every child. */
-const char *pyh_check_python_home(apr_pool_t *p, server_rec *s)
+static const char *cfg_check_home(apr_pool_t *p, const char *home,
+                                  const char *what, const cfg_who *w)
 {
-    const char *home = pyh_globals.python_home;
-    const char *what = "WSGIPythonHome";
     const char *venv_cfg, *prefix, *msg, *landmark;
-    (void)s;
 
     if (!home) {
         home = PYH_PYTHON_HOME;
@@ -534,9 +835,9 @@ const char *pyh_check_python_home(apr_pool_t *p, server_rec *s)
     if (!ap_is_directory(p, home))
         return apr_psprintf(p,
                             "PYH0001: %s '%s' is not a directory; point "
-                            "WSGIPythonHome at a Python " PYH_PY_VERSION_STR
+                            "%s at a Python " PYH_PY_VERSION_STR
                             " prefix or venv",
-                            what, home);
+                            what, home, w->setting);
     prefix = home;
     venv_cfg = apr_pstrcat(p, home, "/pyvenv.cfg", NULL);
     if (cfg_is_file(p, venv_cfg)) {
@@ -553,7 +854,7 @@ const char *pyh_check_python_home(apr_pool_t *p, server_rec *s)
                                 "that venv (pip install pyhost) or use a "
                                 "Python " PYH_PY_VERSION_STR " venv",
                                 what, home, version);
-        if ((msg = cfg_unreadable_message(p, "the venv", home)))
+        if ((msg = cfg_unreadable_message(p, "the venv", home, w)))
             return msg;
         if (bin) {
             char *b = apr_pstrdup(p, bin), *slash = strrchr(b, '/');
@@ -571,16 +872,47 @@ const char *pyh_check_python_home(apr_pool_t *p, server_rec *s)
                                 "PYH0002: %s '%s' is Python %s but mod_pyhost "
                                 "was built for Python " PYH_PY_VERSION_STR
                                 "; rebuild pyhost with that Python (pip "
-                                "install pyhost) or point WSGIPythonHome at a "
+                                "install pyhost) or point %s at a "
                                 "Python " PYH_PY_VERSION_STR " prefix or venv",
-                                what, home, other);
+                                what, home, other, w->setting);
         return apr_psprintf(p,
                             "PYH0001: %s '%s' is not a Python installation "
-                            "(no %s); point WSGIPythonHome at the prefix of "
+                            "(no %s); point %s at the prefix of "
                             "Python " PYH_PY_VERSION_STR ", the Python "
                             "mod_pyhost was built for, or at a venv made "
                             "from it",
-                            what, home, landmark);
+                            what, home, landmark, w->setting);
     }
-    return cfg_unreadable_message(p, "the Python installation", prefix);
+    return cfg_unreadable_message(p, "the Python installation", prefix, w);
+}
+
+const char *pyh_check_python_home(apr_pool_t *p, server_rec *s)
+{
+    cfg_who w = {ap_unixd_config.user_name, ap_unixd_config.user_id,
+                 ap_unixd_config.group_id, "Apache's User", "WSGIPythonHome"};
+    const char *err;
+    int i;
+    (void)s;
+    if (!pyh_globals.restrict_embedded
+        && (err = cfg_check_home(p, pyh_globals.python_home, "WSGIPythonHome",
+                                 &w)))
+        return err;
+    for (i = 0; i < pyh_globals.daemons->nelts; i++) {
+        pyh_daemon *d = APR_ARRAY_IDX(pyh_globals.daemons, i, pyh_daemon *);
+        const char *home = d->python_home ? d->python_home
+                                          : pyh_globals.python_home;
+        w.user = d->user;
+        w.uid = d->uid;
+        w.gid = d->gid;
+        w.who = apr_psprintf(p, "WSGIDaemonProcess %s user", d->name);
+        w.setting = d->python_home ? "python-home=" : "WSGIPythonHome";
+        if ((err = cfg_check_home(p, home,
+                                  apr_psprintf(p, "WSGIDaemonProcess %s %s",
+                                               d->name,
+                                               d->python_home ? "python-home"
+                                                              : "WSGIPythonHome"),
+                                  &w)))
+            return err;
+    }
+    return NULL;
 }

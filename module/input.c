@@ -18,8 +18,8 @@ typedef struct {
 
 /* Reads at most `want` bytes into dest; *got == 0 with input_eos set
  * means end of body. Called without the GIL. */
-static apr_status_t input_fill(pyh_request *req, input_object *io, char *dest,
-                               apr_size_t want, apr_size_t *got)
+apr_status_t pyh_input_fill(pyh_request *req, char *dest, apr_size_t want,
+                            apr_size_t *got)
 {
     request_rec *r = req->r;
     apr_bucket *b;
@@ -61,6 +61,16 @@ static apr_status_t input_fill(pyh_request *req, input_object *io, char *dest,
         }
         apr_brigade_cleanup(req->ibb);
     }
+    return APR_SUCCESS;
+}
+
+/* pyh_input_fill, keeping count of the body bytes still expected. */
+static apr_status_t input_fill(pyh_request *req, input_object *io, char *dest,
+                               apr_size_t want, apr_size_t *got)
+{
+    apr_status_t rv = pyh_input_fill(req, dest, want, got);
+    if (rv != APR_SUCCESS)
+        return rv;
     if (io->remaining > 0)
         io->remaining -= (apr_off_t)*got < io->remaining ? (apr_off_t)*got
                                                          : io->remaining;

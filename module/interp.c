@@ -19,6 +19,7 @@ static apr_thread_mutex_t *interp_mutex; /* guards the three above */
 static apr_pool_t *interp_pool;
 static int interp_multithread, interp_multiprocess;
 static int interp_ready;
+static pyh_daemon *interp_daemon;        /* NULL in Apache's children */
 
 /* Each Apache thread keeps one PyThreadState per interpreter it has run,
  * indexed by pyh_interp.index, so a request costs one GIL acquire. */
@@ -81,14 +82,18 @@ static int interp_make_constants(pyh_interp *in)
 /* site.addsitedir for each WSGIPythonPath entry, so .pth files apply. */
 static int interp_add_python_path(void)
 {
+    /* As mod_wsgi: WSGIPythonPath is for embedded mode, a daemon group
+     * has its own python-path. */
+    apr_array_header_t *path = interp_daemon ? interp_daemon->python_path
+                                             : pyh_globals.python_path;
     PyObject *site, *res;
     int i;
-    if (!pyh_globals.python_path->nelts)
+    if (!path->nelts)
         return 0;
     if (!(site = PyImport_ImportModule("site")))
         return -1;
-    for (i = 0; i < pyh_globals.python_path->nelts; i++) {
-        const char *dir = APR_ARRAY_IDX(pyh_globals.python_path, i, const char *);
+    for (i = 0; i < path->nelts; i++) {
+        const char *dir = APR_ARRAY_IDX(path, i, const char *);
         res = PyObject_CallMethod(site, "addsitedir", "s", dir);
         if (!res) {
             Py_DECREF(site);
@@ -525,8 +530,10 @@ static int interp_status_failed(PyStatus st, PyConfig *cfg, server_rec *s,
 
 static int interp_initialize(apr_pool_t *p, server_rec *s)
 {
-    const char *home = pyh_globals.python_home ? pyh_globals.python_home
-                                               : PYH_PYTHON_HOME;
+    const char *home = interp_daemon && interp_daemon->python_home
+                           ? interp_daemon->python_home
+                       : pyh_globals.python_home ? pyh_globals.python_home
+                                                 : PYH_PYTHON_HOME;
     char *argv[] = {"mod_pyhost"};
     apr_finfo_t fi;
     PyConfig config;
@@ -567,7 +574,11 @@ static void interp_preload(server_rec *s)
     for (i = 0; i < pyh_globals.imports->nelts; i++) {
         pyh_import *imp = &APR_ARRAY_IDX(pyh_globals.imports, i, pyh_import);
         const char *group = imp->application_group;
+        const char *here = interp_daemon ? interp_daemon->name : "";
         pyh_interp *in;
+        if (strcmp(imp->process_group, here)
+            && !(!*here && !strcmp(imp->process_group, "%{GLOBAL}")))
+            continue;
         if (!strcmp(group, "%{GLOBAL}"))
             group = "";
         else if (group[0] == '%' && group[1] == '{') {
@@ -678,11 +689,17 @@ static apr_status_t interp_child_exit(void *data)
 
 int pyh_interp_child_init(apr_pool_t *pchild, server_rec *s)
 {
+    if (pyh_globals.restrict_embedded)
+        return 0;
+    return pyh_interp_process_init(pchild, s, NULL);
+}
+
+int pyh_interp_process_init(apr_pool_t *pchild, server_rec *s, pyh_daemon *d)
+{
     int threaded = 0, threads = 1, daemons = 1;
     PyThreadState **slot;
 
-    if (pyh_globals.restrict_embedded)
-        return 0;
+    interp_daemon = d;
     interp_pool = pchild;
     if (apr_thread_mutex_create(&interp_mutex, APR_THREAD_MUTEX_DEFAULT,
                                 pchild) != APR_SUCCESS)
@@ -694,6 +711,10 @@ int pyh_interp_child_init(apr_pool_t *pchild, server_rec *s)
     ap_mpm_query(AP_MPMQ_MAX_DAEMONS, &daemons);
     interp_multithread = threaded != AP_MPMQ_NOT_SUPPORTED && threads > 1;
     interp_multiprocess = daemons > 1;
+    if (d) {
+        interp_multithread = d->threads > 1;
+        interp_multiprocess = d->processes > 1;
+    }
 
     if (interp_initialize(pchild, s) < 0)
         return -1;

@@ -124,8 +124,10 @@ static int pyh_handler(request_rec *r)
         ap_get_module_config(r->per_dir_config, &pyhost_module);
     pyh_request *req;
     pyh_dir_conf conf;
+    pyh_daemon *daemon;
     pyh_interp *in;
     PyObject *app;
+    const char *missing;
     int status;
 
     if (!r->handler || (strcmp(r->handler, "wsgi-script")
@@ -172,6 +174,20 @@ static int pyh_handler(request_rec *r)
                       "WSGIChunkedRequest On for this location to accept it");
         return HTTP_LENGTH_REQUIRED;
     }
+    req->app_group = pyh_app_group(r, req->conf.application_group,
+                                   req->script_name);
+    daemon = pyh_daemon_lookup(r, req->conf.process_group, &missing);
+    if (missing) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
+                      "PYH0030: WSGIProcessGroup '%s': no WSGIDaemonProcess "
+                      "of that name",
+                      missing);
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    if (daemon) {
+        req->conf.process_group = daemon->name; /* %{ENV:x} resolved */
+        return pyh_relay_request(r, req, daemon);
+    }
     if (!pyh_python_ready()) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
                       pyh_globals.restrict_embedded
@@ -181,8 +197,6 @@ static int pyh_handler(request_rec *r)
                             "see the PYH0004 message logged at its start");
         return HTTP_INTERNAL_SERVER_ERROR;
     }
-    req->app_group = pyh_app_group(r, req->conf.application_group,
-                                   req->script_name);
     if (!(in = pyh_interp_acquire(req->app_group, r->server)))
         return HTTP_INTERNAL_SERVER_ERROR;
     req->interp = in;
@@ -205,24 +219,71 @@ static int pyh_pre_config(apr_pool_t *pconf, apr_pool_t *plog,
     return OK;
 }
 
+/* Process groups named statically (inline process-group=, and
+ * WSGIImportScript's) must exist; WSGIProcessGroup in a <Directory> is
+ * checked per request. */
+static const char *pyh_check_process_groups(apr_pool_t *p, server_rec *s)
+{
+    server_rec *v;
+    int i;
+    for (v = s; v; v = v->next) {
+        pyh_server_conf *sc =
+            ap_get_module_config(v->module_config, &pyhost_module);
+        for (i = 0; i < sc->aliases->nelts; i++) {
+            const pyh_alias *a = &APR_ARRAY_IDX(sc->aliases, i, pyh_alias);
+            const char *g = a->options.process_group;
+            if (g && g[0] != '%'
+                && !apr_hash_get(pyh_globals.daemons_by_name, g,
+                                 APR_HASH_KEY_STRING))
+                return apr_psprintf(p,
+                                    "PYH0030: WSGIScriptAlias %s: "
+                                    "process-group=%s names no "
+                                    "WSGIDaemonProcess",
+                                    a->location, g);
+        }
+    }
+    for (i = 0; i < pyh_globals.imports->nelts; i++) {
+        const pyh_import *imp = &APR_ARRAY_IDX(pyh_globals.imports, i, pyh_import);
+        const char *g = imp->process_group;
+        if (*g && g[0] != '%'
+            && !apr_hash_get(pyh_globals.daemons_by_name, g, APR_HASH_KEY_STRING))
+            return apr_psprintf(p,
+                                "PYH0030: WSGIImportScript %s: "
+                                "process-group=%s names no WSGIDaemonProcess",
+                                imp->script, g);
+    }
+    return NULL;
+}
+
 static int pyh_post_config(apr_pool_t *pconf, apr_pool_t *plog,
                            apr_pool_t *ptemp, server_rec *s)
 {
     const char *err;
-    (void)pconf;
+    server_rec *v;
+    int i = 0;
     (void)plog;
-    if (pyh_globals.restrict_embedded)
-        return OK;
-    if ((err = pyh_check_python_home(ptemp, s))) {
+    for (v = s; v; v = v->next) {
+        pyh_server_conf *sc =
+            ap_get_module_config(v->module_config, &pyhost_module);
+        sc->index = i++;
+    }
+    if ((err = pyh_check_process_groups(ptemp, s))
+        || (err = pyh_check_python_home(ptemp, s))) {
         /* Apache has pointed stderr at the error log by now: one entry. */
         ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s, "%s", err);
         return HTTP_INTERNAL_SERVER_ERROR;
     }
-    return OK;
+    /* The first configuration pass is only a check before Apache detaches;
+     * daemons start with the configuration that will run. */
+    if (ap_state_query(AP_SQ_CONFIG_GEN) == 0
+        || ap_state_query(AP_SQ_RUN_MODE) != AP_SQ_RM_NORMAL)
+        return OK;
+    return pyh_daemon_start_all(pconf, s);
 }
 
 static void pyh_child_init(apr_pool_t *pchild, server_rec *s)
 {
+    pyh_daemon_child_init(pchild, s);
     if (pyh_interp_child_init(pchild, s) < 0)
         ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s,
                      "PYH0004: Python could not start in this child (pid %d); "

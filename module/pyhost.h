@@ -57,7 +57,35 @@ typedef struct {
 
 typedef struct {
     apr_array_header_t *aliases; /* pyh_alias */
+    int index;                   /* position in the server list, for relay */
 } pyh_server_conf;
+
+/* A WSGIDaemonProcess group. Parsed in config.c; run by daemon.c. */
+typedef struct pyh_daemon {
+    const char *name;
+    int index;
+    server_rec *server;            /* where it was defined */
+    int processes, threads;
+    const char *user, *group;
+    uid_t uid;
+    gid_t gid;
+    apr_array_header_t *groups;    /* gid_t: supplementary-groups */
+    int umask;                     /* -1: unset */
+    const char *home, *python_home, *display_name, *lang, *locale;
+    apr_array_header_t *python_path; /* const char * */
+    apr_int64_t maximum_requests, memory_limit;
+    apr_interval_time_t restart_interval, inactivity_timeout, request_timeout,
+        graceful_timeout, shutdown_timeout, startup_timeout, connect_timeout,
+        socket_timeout, queue_timeout;
+    int listen_backlog;
+    /* set in post_config (parent), inherited by children and daemons */
+    const char *socket_path;
+    int listen_fd;
+    struct pyh_dproc *procs;       /* `processes` slots */
+    /* Apache child side: idle relay connections, reused across requests */
+    apr_thread_mutex_t *idle_mutex;
+    struct pyh_rconn *idle;
+} pyh_daemon;
 
 /* Process-wide settings (main server context only). Reset in pre_config. */
 typedef struct {
@@ -65,6 +93,9 @@ typedef struct {
     apr_array_header_t *python_path; /* const char * */
     apr_array_header_t *imports;     /* pyh_import */
     int restrict_embedded;
+    apr_array_header_t *daemons;     /* pyh_daemon * */
+    apr_hash_t *daemons_by_name;
+    const char *socket_prefix;       /* WSGISocketPrefix; NULL: default */
     int per_interpreter_gil;  /* WSGIPerInterpreterGIL: named groups get
                                  their own GIL (PEP 684, 3.12+) */
     int free_threading;       /* WSGIFreeThreading: start a free-threaded
@@ -82,8 +113,16 @@ void pyh_reset_globals(apr_pool_t *p);
 /* Resolve unset fields to defaults: overlay `over` on `base` into `out`. */
 void pyh_overlay_options(pyh_dir_conf *out, const pyh_dir_conf *base,
                          const pyh_dir_conf *over);
-/* Startup checks of the Python home and readability; NULL when fine. */
+/* Startup checks of a Python home (NULL: WSGIPythonHome or the built-in
+ * one) and its readability by uid/gid; NULL when fine. */
+const char *pyh_check_home_for(apr_pool_t *p, const char *home, uid_t uid,
+                               gid_t gid, const char *user, const char *what);
 const char *pyh_check_python_home(apr_pool_t *p, server_rec *s);
+/* The daemon group a process-group value names for r: NULL for embedded
+ * mode (%{GLOBAL} or unset); *missing set to the name when there is no
+ * such group. */
+pyh_daemon *pyh_daemon_lookup(request_rec *r, const char *spec,
+                              const char **missing);
 
 /* ---- interpreters (interp.c) -------------------------------------------- */
 
@@ -129,7 +168,7 @@ typedef struct pyh_interp {
                                      pyh_script fields (free-threaded) */
     apr_thread_mutex_t *load_mutex;  /* serializes script (re)loads */
     apr_hash_t *scripts;          /* path -> pyh_script* */
-    apr_hash_t *header_keys;      /* header name -> PyObject HTTP_ key */
+    apr_hash_t *header_keys;      /* header name -> env_header (wsgi.c) */
     struct pyh_env_template *env_templates; /* wsgi.c; with `lock` */
     int env_template_count;
     apr_array_header_t *tstates;  /* PyThreadState* made for threads */
@@ -141,6 +180,9 @@ typedef struct pyh_interp {
 } pyh_interp;
 
 int pyh_interp_child_init(apr_pool_t *pchild, server_rec *s);
+/* Starts Python in this process for daemon group d (NULL: an Apache child,
+ * embedded mode): d's python-home, python-path and WSGIImportScripts. */
+int pyh_interp_process_init(apr_pool_t *p, server_rec *s, pyh_daemon *d);
 int pyh_python_ready(void);
 /* Returns the interpreter for `group` with its GIL held by this thread,
  * creating it on first use, or NULL (logged) on failure. */
@@ -211,6 +253,28 @@ int pyh_wsgi_init_types(pyh_interp *in);
 int pyh_input_init_type(pyh_interp *in);
 PyObject *pyh_input_new(pyh_interp *in, pyh_request *req);
 void pyh_input_detach(PyObject *input);
+
+/* Reads at most `want` body bytes through r's input filters into dest,
+ * without the GIL; *got == 0 with req->input_eos set is the end. */
+apr_status_t pyh_input_fill(pyh_request *req, char *dest, apr_size_t want,
+                            apr_size_t *got);
+
+/* ---- daemon mode (daemon.c, relay.c) --------------------------------------- */
+
+/* Parent: make sockets, fork and supervise every group's processes. */
+int pyh_daemon_start_all(apr_pool_t *pconf, server_rec *s);
+/* Apache child: forget the daemons' listening sockets, make idle pools. */
+void pyh_daemon_child_init(apr_pool_t *pchild, server_rec *s);
+/* Apache child: relay r to group d; returns the handler's status. */
+int pyh_relay_request(request_rec *r, pyh_request *req, pyh_daemon *d);
+/* Daemon process: serve one request arriving on connection fd. Returns 0
+ * when the connection can take another request, -1 to close it. */
+struct pyh_dconn;
+int pyh_relay_serve(struct pyh_dconn *dc);
+/* Per-generation secret every request frame carries. */
+extern unsigned char pyh_relay_secret[16];
+/* The daemon group this process runs, NULL in Apache's children. */
+extern pyh_daemon *pyh_this_daemon;
 
 /* ---- logging (log.c) ------------------------------------------------------ */
 

@@ -377,28 +377,49 @@ static int env_set(PyObject *env, PyObject *key, const char *value)
                        PyUnicode_DecodeLatin1(value, strlen(value), NULL));
 }
 
-/* HTTP_ key for a request header name, cached per interpreter; NULL (no
- * error) for headers that must not reach environ. */
-static PyObject *env_header_key(pyh_interp *in, const char *name, int pass_auth)
+/* A request header name's environ key, cached per interpreter (in
+ * in->header_keys, never removed), with the latest value seen for it:
+ * clients repeat most header values request after request (Host,
+ * User-Agent, Accept...), so a value equal to the last one shares its str
+ * instead of decoding a new one. Both fields are read and written under
+ * in->lock (a no-op with a GIL). */
+typedef struct {
+    PyObject *key;
+    PyObject *last;   /* NULL, or a str of at most ENV_HEADER_LAST_MAX */
+    int secret;       /* Cookie: its value is not kept */
+} env_header;
+
+#define ENV_HEADER_LAST_MAX 128
+
+/* HTTP_ key for a request header name in *key (a new reference) and its
+ * cache entry in *cached (NULL when not cached); *key NULL (no error) for
+ * headers that must not reach environ. */
+static int env_header_key(pyh_interp *in, const char *name, int pass_auth,
+                          PyObject **key, env_header **cached)
 {
-    PyObject *key, *cached;
-    apr_size_t n = strlen(name), i;
+    apr_size_t n, i;
+    env_header *h;
     char buf[256];
 
     PYH_LOCK(&in->lock); /* free-threaded builds; the GIL elsewhere */
-    key = apr_hash_get(in->header_keys, name, APR_HASH_KEY_STRING);
-    if (key)
-        Py_INCREF(key);
+    h = apr_hash_get(in->header_keys, name, APR_HASH_KEY_STRING);
+    if (h)
+        Py_INCREF(h->key);
     PYH_UNLOCK(&in->lock);
-    if (key)
-        return key;
+    *cached = h;
+    if (h) {
+        *key = h->key;
+        return 0;
+    }
+    *key = NULL;
     if (!strcasecmp(name, "Content-Type") || !strcasecmp(name, "Content-Length")
         || !strcasecmp(name, "Proxy") /* httpoxy */
         || !strcasecmp(name, "Proxy-Authorization")
         || (!pass_auth && !strcasecmp(name, "Authorization")))
-        return NULL;
+        return 0;
+    n = strlen(name);
     if (n + 6 > sizeof(buf))
-        return NULL;
+        return 0;
     memcpy(buf, "HTTP_", 5);
     for (i = 0; i < n; i++) {
         unsigned char c = (unsigned char)name[i];
@@ -409,20 +430,57 @@ static PyObject *env_header_key(pyh_interp *in, const char *name, int pass_auth)
         else if (apr_isalnum(c))
             buf[5 + i] = (char)apr_toupper(c);
         else
-            return NULL;
+            return 0;
     }
     buf[5 + n] = '\0';
-    key = PyUnicode_InternFromString(buf);
-    /* Authorization's key depends on a per-directory flag: not cached. */
-    if (key && strcasecmp(name, "Authorization")) {
+    if (!(*key = PyUnicode_InternFromString(buf)))
+        return -1;
+    /* Authorization's key depends on a per-directory flag, and its value
+     * is a secret: neither is kept. */
+    if (strcasecmp(name, "Authorization")) {
         PYH_LOCK(&in->lock);
-        cached = apr_hash_get(in->header_keys, name, APR_HASH_KEY_STRING);
-        if (!cached && apr_hash_count(in->header_keys) < WSGI_HEADER_KEYS_MAX)
+        h = apr_hash_get(in->header_keys, name, APR_HASH_KEY_STRING);
+        if (!h && apr_hash_count(in->header_keys) < WSGI_HEADER_KEYS_MAX) {
+            h = apr_pcalloc(in->pool, sizeof(*h));
+            h->key = Py_NewRef(*key);
+            h->secret = !strcasecmp(name, "Cookie");
             apr_hash_set(in->header_keys, apr_pstrdup(in->pool, name),
-                         APR_HASH_KEY_STRING, Py_NewRef(key));
+                         APR_HASH_KEY_STRING, h);
+        }
+        *cached = h;
         PYH_UNLOCK(&in->lock);
     }
-    return key;
+    return 0;
+}
+
+/* The str for a header's value: the cached one when the bytes are equal,
+ * else a new one, which the cache then remembers. NULL with an exception
+ * set on failure. */
+static PyObject *env_header_value(pyh_interp *in, env_header *h,
+                                  const char *v)
+{
+    size_t n = strlen(v);
+    PyObject *last = NULL, *o;
+
+    if (!h || h->secret || n > ENV_HEADER_LAST_MAX)
+        return PyUnicode_DecodeLatin1(v, (Py_ssize_t)n, NULL);
+    PYH_LOCK(&in->lock);
+    last = h->last;
+    Py_XINCREF(last);
+    PYH_UNLOCK(&in->lock);
+    if (last && (size_t)PyUnicode_GET_LENGTH(last) == n
+        && PyUnicode_KIND(last) == PyUnicode_1BYTE_KIND
+        && !memcmp(PyUnicode_1BYTE_DATA(last), v, n))
+        return last;
+    Py_XDECREF(last);
+    if (!(o = PyUnicode_DecodeLatin1(v, (Py_ssize_t)n, NULL)))
+        return NULL;
+    PYH_LOCK(&in->lock);
+    last = h->last;
+    h->last = Py_NewRef(o);
+    PYH_UNLOCK(&in->lock);
+    Py_XDECREF(last);
+    return o;
 }
 
 static int env_add_table(PyObject *env, const apr_table_t *t)
@@ -453,20 +511,19 @@ static int env_add_headers(pyh_interp *in, pyh_request *req, PyObject *env)
     int i;
     for (i = 0; i < arr->nelts; i++) {
         PyObject *key;
+        env_header *h;
+        int rc;
         if (!e[i].key || !e[i].val)
             continue;
-        key = env_header_key(in, e[i].key, req->conf.pass_authorization);
-        if (!key) {
-            if (PyErr_Occurred())
-                return -1;
-            continue;
-        }
-        if (env_set_obj(env, key, PyUnicode_DecodeLatin1(
-                                      e[i].val, strlen(e[i].val), NULL)) < 0) {
-            Py_DECREF(key);
+        if (env_header_key(in, e[i].key, req->conf.pass_authorization, &key,
+                           &h) < 0)
             return -1;
-        }
+        if (!key)
+            continue;
+        rc = env_set_obj(env, key, env_header_value(in, h, e[i].val));
         Py_DECREF(key);
+        if (rc < 0)
+            return -1;
     }
     return 0;
 }

@@ -171,6 +171,41 @@ def test_serve_module_callable_reloads_edited_module(serve, app_copy):
     assert s.stop() == 0
 
 
+def test_serve_daemon_mode_with_reload(serve, app_copy, workspace, token):
+    root = os.path.join(workspace.root, "serve-daemon-" + token)
+    s = serve("webapp:application", "--port", harness.free_port(), "--server-root", root,
+              "--daemon", "--daemon-processes", "2", "--daemon-threads", "3", "--reload",
+              cwd=app_copy)
+    s.wait_url()
+
+    def daemons():
+        out = []
+        for pid in processes_mentioning(root):
+            try:
+                with open("/proc/%d/cmdline" % pid, "rb") as f:
+                    if f.read().startswith(b"(wsgi:pyhost)"):
+                        out.append(pid)
+            except OSError:
+                pass
+        return out
+    assert harness.wait_for(lambda: len(daemons()) == 2, timeout=15), s.output()
+    r = s.get("/")
+    assert r.status == 200 and r.json()["message"] == "version-1", s.output()
+    with open(os.path.join(app_copy, "webhelper.py"), "w") as f:
+        f.write('MESSAGE = "version-2"\n')
+
+    def seen():
+        try:
+            r = s.get("/")
+        except OSError:
+            return None
+        return r.status == 200 and r.json()["message"] == "version-2"
+    assert harness.wait_for(seen, timeout=20, interval=0.2), s.output()
+    assert s.stop(signal.SIGINT) == 0, s.output()
+    assert harness.wait_for(lambda: not processes_mentioning(root), timeout=10), \
+        "processes left after SIGINT: %s" % processes_mentioning(root)
+
+
 def test_serve_url_alias_static_files_by_apache(serve, app_copy):
     s = serve(os.path.join(app_copy, "webapp.py"), "--port", harness.free_port(),
               "--url-alias", "/static", os.path.join(app_copy, "static"))
@@ -264,7 +299,7 @@ def test_setup_only_writes_config_that_passes_configtest(app_copy, workspace, to
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--daemon"], "no daemon mode yet"),
+    (["--daemon-threads", "4"], "need --daemon"),
     (["--mpm", "prefork", "--threads", "4"], "--threads does not apply"),
     (["--https-port", "8443"], "needs --ssl-certificate-file"),
     (["--reload", "--setup-only", "/tmp/x"], "--reload needs"),

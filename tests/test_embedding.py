@@ -177,3 +177,30 @@ def test_home_the_apache_user_cannot_read(short_server, workspace):
         "('%s' is mode 0700); use a Python or venv outside it (e.g. "
         "/usr/bin/python3 -m venv /opt/venv) or grant that user read access"
         % (user, home, home))
+
+
+def test_uv_made_venv_as_python_home(short_server, workspace):
+    """A venv made by uv (its pyvenv.cfg says version_info, not version)
+    works as WSGIPythonHome, and as a daemon group's python-home=."""
+    uv = os.path.join(os.path.dirname(sys.executable), "uv")
+    if not os.path.exists(uv):
+        pytest.fail("uv is not installed in the test venv (pip install '.[test]')")
+    venv = os.path.join(workspace.root, "uv-venv")
+    base = os.path.realpath(os.path.join(sys.base_prefix, "bin", "python%s" % THIS))
+    subprocess.run([uv, "venv", "--no-python-downloads", "--python", base, venv],
+                   check=True, capture_output=True, timeout=120)
+    harness._chmod_world_readable(venv)
+    with open(os.path.join(venv, "pyvenv.cfg")) as f:
+        cfg = f.read()
+    assert "uv = " in cfg, cfg
+    srv = short_server("uvvenv", extra=(
+        "WSGIScriptAlias /e @APPS@/daemon.wsgi\n"
+        "WSGIDaemonProcess uvd processes=1 threads=2 python-home=%s\n"
+        "WSGIScriptAlias /d @APPS@/daemon.wsgi process-group=uvd\n" % venv),
+        python_home=venv)
+    srv.start()
+    for path in ("/e/info", "/d/info"):
+        r = wait_for(lambda: (lambda r: r if r.status == 200 else None)(srv.get(path)),
+                     timeout=15)
+        assert r is not None, srv.error_log()[-3000:]
+        assert r.json()["prefix"] == venv, r.json()

@@ -313,3 +313,17 @@ def test_concurrent_requests_across_mount_points(short_server):
         t.join(120)
     assert not any(t.is_alive() for t in threads)
     assert not failures, failures[:3]
+
+
+# Header values repeated from one request to the next share one str;
+# whatever changes must still show, byte for byte (latin-1 included).
+def test_header_values_follow_each_request(server):
+    values = [b"one", b"two", b"one", b"o" * 200, b"o" * 200, b"o" * 199 + b"p",
+              b"caf\xe9", b"caf\xe9", b"cafe", b"one"]
+    for v in values:
+        r = server.raw(b"GET /env HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Val: " + v
+                       + b"\r\nCookie: c=" + v + b"\r\nConnection: close\r\n\r\n")
+        assert r.status == 200, r
+        e = json.loads(r.body)
+        assert e["HTTP_X_VAL"] == v.decode("latin-1"), (v, e["HTTP_X_VAL"])
+        assert e["HTTP_COOKIE"] == "c=" + v.decode("latin-1")

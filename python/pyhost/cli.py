@@ -166,9 +166,8 @@ def run_httpd(httpd, conf, server_root, host, port, urls, watcher=None):
 
 def serve_problem(args):
     """A reason the options cannot work together, or None."""
-    if args.daemon:
-        return ("--daemon: mod_pyhost has no daemon mode yet (WSGIDaemonProcess is not "
-                "implemented); run without --daemon to serve the app inside Apache's children")
+    if (args.daemon_processes or args.daemon_threads) and not args.daemon:
+        return "--daemon-processes/--daemon-threads need --daemon"
     if args.mpm == "prefork" and args.threads not in (None, 1):
         return "--threads does not apply to --mpm prefork (one request per process)"
     if args.https_port and not (args.ssl_certificate_file and args.ssl_certificate_key_file):
@@ -267,6 +266,9 @@ def cmd_serve(args):
         ssl_certificate_key_file=args.ssl_certificate_key_file and os.path.abspath(args.ssl_certificate_key_file),
         http2=args.http2,
         include_files=[os.path.abspath(p) for p in args.include_file],
+        daemon=args.daemon,
+        daemon_processes=args.daemon_processes or 2,
+        daemon_threads=args.daemon_threads or 10,
     )
     conf = serverconf.write(cfg)
     if setup_dir:
@@ -361,7 +363,12 @@ def add_serve_arguments(p):
                    help="write httpd.conf and an apachectl script (start|stop|restart|graceful|configtest) "
                         "into DIR and exit; logs go to DIR/logs")
     p.add_argument("--daemon", action="store_true",
-                   help="not available yet: mod_pyhost has no daemon mode")
+                   help="run the app in its own daemon processes (WSGIDaemonProcess); Apache's "
+                        "children relay requests to them")
+    p.add_argument("--daemon-processes", type=int, metavar="N",
+                   help="daemon processes with --daemon (default 2)")
+    p.add_argument("--daemon-threads", type=int, metavar="N",
+                   help="threads per daemon process with --daemon (default 10)")
 
 
 def build_parser():

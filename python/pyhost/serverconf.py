@@ -41,6 +41,9 @@ class ServeConfig:
     http2: bool = False
     include_files: List[str] = field(default_factory=list)
     extra_directories: List[str] = field(default_factory=list)  # also granted
+    daemon: bool = False  # run the app in a WSGIDaemonProcess group
+    daemon_processes: int = 2
+    daemon_threads: int = 10
 
     def resolved_processes(self):
         if self.processes is not None:
@@ -117,6 +120,26 @@ def _mount_lines(cfg):
     # Static URLs (--url-alias) still reach Apache: mod_alias maps before
     # mod_pyhost's WSGIScriptAlias, as it does before mod_wsgi's.
     return ["WSGIScriptAlias / %s" % quote(cfg.script)]
+
+
+DAEMON_GROUP = "pyhost"
+
+
+def _daemon_lines(cfg):
+    """The app runs in its own processes; Apache's children only relay."""
+    opts = [
+        "processes=%d" % cfg.daemon_processes,
+        "threads=%d" % cfg.daemon_threads,
+        "display-name=%{GROUP}",
+        quote("python-home=" + cfg.python_home),
+    ]
+    if cfg.python_path:
+        opts.append(quote("python-path=" + ":".join(cfg.python_path)))
+    return [
+        "WSGIRestrictEmbedded On",
+        "WSGIDaemonProcess %s %s" % (DAEMON_GROUP, " ".join(opts)),
+        "WSGIProcessGroup %s" % DAEMON_GROUP,
+    ]
 
 
 def _static_lines(cfg):
@@ -200,7 +223,9 @@ def render(cfg):
     if cfg.https_port:
         lines += _tls_lines(cfg)
     lines.append("WSGIPythonHome %s" % quote(cfg.python_home))
-    if cfg.python_path:
+    if cfg.daemon:
+        lines += _daemon_lines(cfg)
+    elif cfg.python_path:
         lines.append("WSGIPythonPath %s" % quote(":".join(cfg.python_path)))
     lines += _mount_lines(cfg)
     lines.append("")

@@ -1,0 +1,927 @@
+/* daemon.c - WSGIDaemonProcess groups. In the httpd parent: each group's
+ * listening UNIX socket, forking its processes, restarting any that die,
+ * and stopping them with Apache. In a daemon process: dropping privileges,
+ * starting Python, and serving relayed requests with one dispatcher thread
+ * (epoll over the listener and idle connections), worker threads, and a
+ * watchdog that enforces timeouts and recycles the process. */
+#include "relay.h"
+
+#include "http_core.h"
+#include "http_main.h"
+#include "ap_listen.h"
+#include "ap_mpm.h"
+#include "mpm_common.h"
+#include "unixd.h"
+#include "apr_strings.h"
+#include "apr_thread_proc.h"
+#include "apr_thread_cond.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <locale.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/epoll.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <pthread.h>
+#include <unistd.h>
+
+unsigned char pyh_relay_secret[16];
+pyh_daemon *pyh_this_daemon;
+
+/* ==== parent: sockets, processes, supervision ============================== */
+
+/* The parent's record of one daemon process. malloc'd: it outlives the
+ * configuration pool when a restart retires it. */
+typedef struct pyh_dproc {
+    pyh_daemon *d;          /* NULL once retired (config pool is gone) */
+    int slot;
+    apr_proc_t proc;
+    char *name;             /* group name, for logs after retirement */
+    struct pyh_sock *sock;  /* the socket path it serves */
+    apr_time_t started;
+} pyh_dproc;
+
+/* A generation's socket path: unlinked when its last process is gone, so
+ * that old children finishing requests after a graceful restart can still
+ * connect to the old daemons. */
+typedef struct pyh_sock {
+    char *path;
+    int live;
+} pyh_sock;
+
+static apr_pool_t *daemon_pconf;
+
+static void daemon_release_sock(pyh_sock *sk)
+{
+    if (--sk->live > 0)
+        return;
+    unlink(sk->path);
+    free(sk->path);
+    free(sk);
+}
+
+static void daemon_spawn(pyh_dproc *dp);
+
+static void daemon_maintenance(int reason, void *data, apr_wait_t status)
+{
+    pyh_dproc *dp = data;
+    if (reason != APR_OC_REASON_DEATH && reason != APR_OC_REASON_LOST)
+        return;
+    apr_proc_other_child_unregister(dp);
+    if (!dp->d) {
+        daemon_release_sock(dp->sock);
+        free(dp->name);
+        free(dp);
+        return;
+    }
+    if (WIFSIGNALED(status))
+        ap_log_error(APLOG_MARK, APLOG_ERR, 0, ap_server_conf,
+                     "PYH0040: daemon process %d of group '%s' was killed by "
+                     "signal %d; starting a new one",
+                     (int)dp->proc.pid, dp->name, WTERMSIG(status));
+    else
+        ap_log_error(APLOG_MARK, APLOG_INFO, 0, ap_server_conf,
+                     "PYH0041: daemon process %d of group '%s' exited (%d); "
+                     "starting a new one",
+                     (int)dp->proc.pid, dp->name, WEXITSTATUS(status));
+    dp->proc.pid = 0;
+    daemon_spawn(dp);
+}
+
+static void daemon_main(pyh_dproc *dp) __attribute__((noreturn));
+
+static void daemon_spawn(pyh_dproc *dp)
+{
+    apr_status_t rv;
+    dp->started = apr_time_now();
+    rv = apr_proc_fork(&dp->proc, daemon_pconf);
+    if (rv == APR_INCHILD)
+        daemon_main(dp);
+    if (rv != APR_INPARENT) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, rv, ap_server_conf,
+                     "PYH0042: could not fork a daemon process for group '%s'",
+                     dp->name);
+        return;
+    }
+    apr_proc_other_child_register(&dp->proc, daemon_maintenance, dp, NULL,
+                                  ap_server_conf->process->pool);
+}
+
+/* pconf cleanup: a restart or stop retires this generation's daemons. They
+ * get SIGTERM and finish what their connections still bring; at a stop the
+ * parent waits for them (shutdown-timeout) and then kills what is left. */
+static apr_status_t daemon_parent_cleanup(void *data)
+{
+    apr_array_header_t *procs = data;
+    int exiting = ap_state_query(AP_SQ_MAIN_STATE) == AP_SQ_MS_EXITING;
+    apr_interval_time_t wait = 0;
+    apr_time_t until;
+    int i, left;
+
+    for (i = 0; i < procs->nelts; i++) {
+        pyh_dproc *dp = APR_ARRAY_IDX(procs, i, pyh_dproc *);
+        if (dp->d->shutdown_timeout > wait)
+            wait = dp->d->shutdown_timeout;
+        if (dp->d->listen_fd >= 0) {
+            close(dp->d->listen_fd);
+            dp->d->listen_fd = -1;
+        }
+        dp->d = NULL;
+        if (dp->proc.pid > 0)
+            kill(dp->proc.pid, SIGTERM);
+    }
+    if (!exiting)
+        return APR_SUCCESS;
+    until = apr_time_now() + wait + apr_time_from_sec(1);
+    do {
+        left = 0;
+        for (i = 0; i < procs->nelts; i++) {
+            pyh_dproc *dp = APR_ARRAY_IDX(procs, i, pyh_dproc *);
+            if (dp->proc.pid > 0) {
+                if (waitpid(dp->proc.pid, NULL, WNOHANG) == dp->proc.pid
+                    || (errno == ECHILD && kill(dp->proc.pid, 0) < 0)) {
+                    apr_proc_other_child_unregister(dp);
+                    dp->proc.pid = 0;
+                }
+                else {
+                    left++;
+                }
+            }
+        }
+        if (left)
+            apr_sleep(apr_time_from_msec(20));
+    } while (left && apr_time_now() < until);
+    for (i = 0; i < procs->nelts; i++) {
+        pyh_dproc *dp = APR_ARRAY_IDX(procs, i, pyh_dproc *);
+        if (dp->proc.pid > 0) {
+            ap_log_error(APLOG_MARK, APLOG_WARNING, 0, ap_server_conf,
+                         "PYH0043: daemon process %d of group '%s' did not "
+                         "stop in time; killing it",
+                         (int)dp->proc.pid, dp->name);
+            kill(dp->proc.pid, SIGKILL);
+            waitpid(dp->proc.pid, NULL, 0);
+            apr_proc_other_child_unregister(dp);
+        }
+        unlink(dp->sock->path);
+    }
+    return APR_SUCCESS;
+}
+
+static int daemon_make_socket(apr_pool_t *p, pyh_daemon *d, server_rec *s)
+{
+    const char *prefix = pyh_globals.socket_prefix
+                             ? pyh_globals.socket_prefix
+                             : ap_runtime_dir_relative(p, "pyhost");
+    struct sockaddr_un sa;
+    int fd;
+
+    d->socket_path = apr_psprintf(p, "%s.%d.%d.%d.sock", prefix, (int)getpid(),
+                                  ap_state_query(AP_SQ_CONFIG_GEN), d->index);
+    if (strlen(d->socket_path) >= sizeof(sa.sun_path)) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s,
+                     "PYH0044: daemon socket path '%s' is longer than %d "
+                     "bytes; set a shorter WSGISocketPrefix",
+                     d->socket_path, (int)sizeof(sa.sun_path) - 1);
+        return -1;
+    }
+    memset(&sa, 0, sizeof(sa));
+    sa.sun_family = AF_UNIX;
+    strcpy(sa.sun_path, d->socket_path);
+    unlink(d->socket_path);
+    /* Non-blocking: every process of the group waits on this socket, and
+     * the ones that lose the race for a connection must not block. */
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0
+        || chmod(d->socket_path, 0600) < 0
+        || (geteuid() == 0
+            && chown(d->socket_path, ap_unixd_config.user_id, (gid_t)-1) < 0)
+        || listen(fd, d->listen_backlog) < 0) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, errno, s,
+                     "PYH0044: cannot make daemon socket '%s' for group '%s'"
+                     " (WSGISocketPrefix sets its directory)",
+                     d->socket_path, d->name);
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    d->listen_fd = fd;
+    return 0;
+}
+
+/* The MPM reaps children between one-second sleeps; a SIGCHLD handler
+ * (doing nothing) cuts that sleep short, so a daemon that died or recycled
+ * is replaced at once rather than up to a second later. */
+static void daemon_on_sigchld(int sig)
+{
+    (void)sig;
+}
+
+int pyh_daemon_start_all(apr_pool_t *pconf, server_rec *s)
+{
+    apr_array_header_t *procs;
+    struct sigaction sa;
+    int i, j;
+
+    if (!pyh_globals.daemons->nelts)
+        return OK;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = daemon_on_sigchld;
+    sa.sa_flags = SA_RESTART | SA_NOCLDSTOP;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGCHLD, &sa, NULL);
+    if (apr_generate_random_bytes(pyh_relay_secret, sizeof(pyh_relay_secret))
+        != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s,
+                     "PYH0044: no random bytes for the daemon relay secret");
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    daemon_pconf = pconf;
+    procs = apr_array_make(pconf, 8, sizeof(pyh_dproc *));
+    apr_pool_cleanup_register(pconf, procs, daemon_parent_cleanup,
+                              apr_pool_cleanup_null);
+    for (i = 0; i < pyh_globals.daemons->nelts; i++) {
+        pyh_daemon *d = APR_ARRAY_IDX(pyh_globals.daemons, i, pyh_daemon *);
+        pyh_sock *sk;
+        if (daemon_make_socket(pconf, d, s) < 0)
+            return HTTP_INTERNAL_SERVER_ERROR;
+        sk = calloc(1, sizeof(*sk));
+        if (!sk || !(sk->path = strdup(d->socket_path)))
+            return HTTP_INTERNAL_SERVER_ERROR;
+        d->procs = apr_pcalloc(pconf, sizeof(pyh_dproc) * d->processes);
+        for (j = 0; j < d->processes; j++) {
+            pyh_dproc *dp = calloc(1, sizeof(*dp));
+            if (!dp || !(dp->name = strdup(d->name)))
+                return HTTP_INTERNAL_SERVER_ERROR;
+            dp->d = d;
+            dp->slot = j;
+            dp->sock = sk;
+            sk->live++;
+            *(pyh_dproc **)apr_array_push(procs) = dp;
+            daemon_spawn(dp);
+        }
+    }
+    return OK;
+}
+
+/* ==== Apache child ========================================================== */
+
+void pyh_daemon_child_init(apr_pool_t *pchild, server_rec *s)
+{
+    int i;
+    (void)s;
+    if (pyh_globals.daemons->nelts)
+        signal(SIGCHLD, SIG_DFL); /* the parent's handler is not for us */
+    for (i = 0; i < pyh_globals.daemons->nelts; i++) {
+        pyh_daemon *d = APR_ARRAY_IDX(pyh_globals.daemons, i, pyh_daemon *);
+        if (d->listen_fd >= 0) {
+            close(d->listen_fd);
+            d->listen_fd = -1;
+        }
+        d->idle = NULL;
+        if (apr_thread_mutex_create(&d->idle_mutex, APR_THREAD_MUTEX_DEFAULT,
+                                    pchild) != APR_SUCCESS)
+            d->idle_mutex = NULL;
+    }
+}
+
+/* ==== daemon process ======================================================== */
+
+enum { DS_RUNNING, DS_RECYCLING, DS_STOPPING, DS_EXIT };
+
+typedef struct {
+    apr_thread_t *thread;
+    unsigned long ident;        /* for PyThreadState_SetAsyncExc */
+    apr_time_t busy_since;      /* 0: idle */
+    pyh_interp *interp;         /* where the request runs */
+    int interrupted;
+} pyh_dworker;
+
+static struct {
+    pyh_daemon *d;
+    server_rec *s;
+    apr_pool_t *pool;
+    int epfd, wake[2];
+    apr_thread_mutex_t *mutex;  /* guards everything below */
+    apr_thread_cond_t *ready_cond;
+    pyh_dconn *ready_head, *ready_tail, *all;
+    int nconns, nqueued, nbusy;
+    int state;
+    const char *why;            /* reason for recycling */
+    apr_time_t started, state_since, last_active;
+    apr_int64_t requests;
+    int loaded_ok, load_failed;
+    pyh_dworker *workers;
+    apr_thread_t *watchdog;
+} ds;
+
+static PYH_THREAD_LOCAL pyh_dworker *ds_me;
+static volatile sig_atomic_t ds_signalled;
+
+static void ds_on_signal(int sig)
+{
+    int saved = errno;
+    ssize_t n;
+    (void)sig;
+    ds_signalled = 1;
+    n = write(ds.wake[1], "s", 1);
+    (void)n;
+    errno = saved;
+}
+
+static void ds_wake(void)
+{
+    ssize_t n = write(ds.wake[1], "w", 1);
+    (void)n;
+}
+
+/* Starts recycling (caller holds the mutex): no new connections, idle ones
+ * are closed with a goodbye, the process exits once the busy ones are done. */
+static void ds_recycle(const char *why)
+{
+    if (ds.state != DS_RUNNING)
+        return;
+    ds.state = DS_RECYCLING;
+    ds.state_since = apr_time_now();
+    ds.why = why;
+    ds_wake();
+}
+
+void pyh_daemon_busy(pyh_interp *in)
+{
+    if (!ds_me)
+        return;
+    ds_me->interp = in;
+    ds_me->interrupted = 0;
+    ds_me->busy_since = apr_time_now();
+}
+
+void pyh_daemon_idle(void)
+{
+    if (!ds_me)
+        return;
+    ds_me->busy_since = 0;
+    ds_me->interp = NULL;
+}
+
+void pyh_daemon_loaded(int ok)
+{
+    if (ok)
+        ds.loaded_ok = 1;
+    else
+        ds.load_failed = 1;
+}
+
+static void ds_close_conn(pyh_dconn *dc)
+{
+    /* caller holds the mutex */
+    if (dc->all_prev)
+        dc->all_prev->all_next = dc->all_next;
+    else
+        ds.all = dc->all_next;
+    if (dc->all_next)
+        dc->all_next->all_prev = dc->all_prev;
+    ds.nconns--;
+    close(dc->fd);
+    free(dc->rbuf);
+    free(dc->wbuf);
+    free(dc);
+}
+
+static int ds_arm(pyh_dconn *dc, int op)
+{
+    struct epoll_event ev;
+    ev.events = EPOLLIN | EPOLLONESHOT | EPOLLRDHUP;
+    ev.data.ptr = dc;
+    return epoll_ctl(ds.epfd, op, dc->fd, &ev);
+}
+
+static void ds_goodbye(pyh_dconn *dc)
+{
+    pyh_dconn_frame(dc, PYH_F_GOODBYE, NULL, 0);
+    pyh_dconn_flush(dc);
+    epoll_ctl(ds.epfd, EPOLL_CTL_DEL, dc->fd, NULL);
+    ds_close_conn(dc);
+}
+
+/* Takes one pending connection; 0 when there was none. */
+static int ds_accept(void)
+{
+    struct ucred cred;
+    socklen_t len = sizeof(cred);
+    pyh_dconn *dc;
+    struct timeval tv;
+    int fd = accept4(ds.d->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    /* Only Apache's children (its User) or root may talk to us; the
+     * socket's owner and mode already say so, this checks the peer. */
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0
+        || (cred.uid != 0 && cred.uid != ap_unixd_config.user_id)) {
+        ap_log_error(APLOG_MARK, APLOG_ERR, 0, ds.s,
+                     "PYH0050: daemon group '%s' refused a connection from "
+                     "uid %d",
+                     ds.d->name, (int)cred.uid);
+        close(fd);
+        return 1;
+    }
+    tv.tv_sec = (time_t)apr_time_sec(ds.d->socket_timeout
+                                         ? ds.d->socket_timeout
+                                         : ds.s->timeout);
+    tv.tv_usec = 0;
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    dc = calloc(1, sizeof(*dc));
+    if (!dc || !(dc->rbuf = malloc(PYH_RELAY_CHUNK))
+        || !(dc->wbuf = malloc(PYH_RELAY_CHUNK))) {
+        if (dc)
+            free(dc->rbuf);
+        free(dc);
+        close(fd);
+        return 1;
+    }
+    dc->fd = fd;
+    ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, ds.s,
+                 "PYH0053: daemon process %d of group '%s' accepted a relay "
+                 "connection from pid %d",
+                 (int)getpid(), ds.d->name, (int)cred.pid);
+    apr_thread_mutex_lock(ds.mutex);
+    dc->all_next = ds.all;
+    if (ds.all)
+        ds.all->all_prev = dc;
+    ds.all = dc;
+    ds.nconns++;
+    dc->state = PYH_DC_IDLE;
+    if (ds_arm(dc, EPOLL_CTL_ADD) < 0)
+        ds_close_conn(dc);
+    apr_thread_mutex_unlock(ds.mutex);
+    return 1;
+}
+
+static void ds_enqueue(pyh_dconn *dc)
+{
+    apr_thread_mutex_lock(ds.mutex);
+    dc->state = PYH_DC_QUEUED;
+    dc->queued = apr_time_now();
+    dc->next = NULL;
+    if (ds.ready_tail)
+        ds.ready_tail->next = dc;
+    else
+        ds.ready_head = dc;
+    ds.ready_tail = dc;
+    ds.nqueued++;
+    apr_thread_cond_signal(ds.ready_cond);
+    apr_thread_mutex_unlock(ds.mutex);
+}
+
+/* Requests that waited past queue-timeout for a free thread get 503. */
+static void ds_expire_queue(void)
+{
+    apr_time_t now = apr_time_now();
+    pyh_dconn *dc, *prev = NULL, *expired = NULL;
+
+    apr_thread_mutex_lock(ds.mutex);
+    for (dc = ds.ready_head; dc;) {
+        pyh_dconn *next = dc->next;
+        if (now - dc->queued > ds.d->queue_timeout) {
+            if (prev)
+                prev->next = next;
+            else
+                ds.ready_head = next;
+            if (ds.ready_tail == dc)
+                ds.ready_tail = prev;
+            ds.nqueued--;
+            dc->state = PYH_DC_BUSY;
+            dc->next = expired;
+            expired = dc;
+        }
+        else {
+            prev = dc;
+        }
+        dc = next;
+    }
+    apr_thread_mutex_unlock(ds.mutex);
+    while ((dc = expired)) {
+        int ok;
+        expired = dc->next;
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, ds.s,
+                     "PYH0051: daemon group '%s': a request waited more than "
+                     "queue-timeout for a free thread; answering 503",
+                     ds.d->name);
+        ok = pyh_relay_refuse(dc, HTTP_SERVICE_UNAVAILABLE) == 0;
+        apr_thread_mutex_lock(ds.mutex);
+        dc->state = PYH_DC_IDLE;
+        if (!ok || ds_arm(dc, EPOLL_CTL_MOD) < 0) {
+            epoll_ctl(ds.epfd, EPOLL_CTL_DEL, dc->fd, NULL);
+            ds_close_conn(dc);
+        }
+        apr_thread_mutex_unlock(ds.mutex);
+    }
+}
+
+static void *APR_THREAD_FUNC ds_worker(apr_thread_t *thread, void *data)
+{
+    pyh_dworker *w = data;
+    pyh_dconn *dc;
+    int keep;
+
+    ds_me = w;
+    w->ident = (unsigned long)pthread_self();
+    for (;;) {
+        apr_thread_mutex_lock(ds.mutex);
+        while (!ds.ready_head && ds.state != DS_EXIT)
+            apr_thread_cond_wait(ds.ready_cond, ds.mutex);
+        if (!ds.ready_head) {
+            apr_thread_mutex_unlock(ds.mutex);
+            break;
+        }
+        dc = ds.ready_head;
+        ds.ready_head = dc->next;
+        if (!ds.ready_head)
+            ds.ready_tail = NULL;
+        ds.nqueued--;
+        ds.nbusy++;
+        dc->state = PYH_DC_BUSY;
+        apr_thread_mutex_unlock(ds.mutex);
+
+        keep = pyh_relay_serve(dc) == 0 && !dc->broken;
+        pyh_daemon_idle();
+
+        apr_thread_mutex_lock(ds.mutex);
+        ds.nbusy--;
+        ds.requests++;
+        ds.last_active = apr_time_now();
+        if (ds.d->maximum_requests && ds.requests >= ds.d->maximum_requests)
+            ds_recycle("maximum-requests reached");
+        dc->state = PYH_DC_IDLE;
+        if (keep && ds.state == DS_RECYCLING) {
+            ds_goodbye(dc);
+        }
+        else if (!keep || ds_arm(dc, EPOLL_CTL_MOD) < 0) {
+            epoll_ctl(ds.epfd, EPOLL_CTL_DEL, dc->fd, NULL);
+            ds_close_conn(dc);
+        }
+        if (ds.state != DS_RUNNING)
+            ds_wake();
+        apr_thread_mutex_unlock(ds.mutex);
+    }
+    apr_thread_exit(thread, APR_SUCCESS);
+    return NULL;
+}
+
+static long ds_rss_bytes(void)
+{
+    long pages = 0, rss = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (!f)
+        return 0;
+    if (fscanf(f, "%ld %ld", &pages, &rss) != 2)
+        rss = 0;
+    fclose(f);
+    return rss * sysconf(_SC_PAGESIZE);
+}
+
+/* Interrupts requests past request-timeout with a TimeoutError raised in
+ * their thread; one that still runs after twice the timeout (stuck in C,
+ * e.g. a long sleep) recycles the process. */
+static void ds_check_requests(apr_time_t now)
+{
+    int i;
+    for (i = 0; i < ds.d->threads; i++) {
+        pyh_dworker *w = &ds.workers[i];
+        apr_time_t since = w->busy_since;
+        pyh_interp *in = w->interp;
+        if (!since || now - since < ds.d->request_timeout || !in)
+            continue;
+        if (!w->interrupted) {
+            w->interrupted = 1;
+            ap_log_error(APLOG_MARK, APLOG_ERR, 0, ds.s,
+                         "PYH0052: daemon group '%s': a request ran past "
+                         "request-timeout (%" APR_TIME_T_FMT " s); raising "
+                         "TimeoutError in its thread",
+                         ds.d->name, apr_time_sec(ds.d->request_timeout));
+            /* The worker marks itself idle with the GIL held, so under
+             * the GIL this cannot hit its next request. */
+            if ((in = pyh_interp_acquire(in->name, ds.s))) {
+                if (w->busy_since == since && w->interp == in)
+                    PyThreadState_SetAsyncExc(w->ident, PyExc_TimeoutError);
+                pyh_interp_release(in);
+            }
+        }
+        else if (now - since > 2 * ds.d->request_timeout) {
+            apr_thread_mutex_lock(ds.mutex);
+            ds_recycle("a request is stuck past request-timeout");
+            apr_thread_mutex_unlock(ds.mutex);
+        }
+    }
+}
+
+static void *APR_THREAD_FUNC ds_watchdog(apr_thread_t *thread, void *data)
+{
+    pyh_daemon *d = ds.d;
+    (void)data;
+    while (ds.state != DS_EXIT) {
+        apr_time_t now = apr_time_now();
+        const char *why = NULL;
+        apr_sleep(apr_time_from_msec(100));
+        if (d->request_timeout)
+            ds_check_requests(now);
+        apr_thread_mutex_lock(ds.mutex);
+        if (d->restart_interval && now - ds.started > d->restart_interval)
+            why = "restart-interval reached";
+        else if (d->inactivity_timeout && !ds.nbusy && !ds.nqueued
+                 && now - ds.last_active > d->inactivity_timeout)
+            why = "inactivity-timeout reached";
+        else if (d->memory_limit && ds_rss_bytes() > d->memory_limit)
+            why = "memory-limit exceeded";
+        else if (d->startup_timeout && !ds.loaded_ok && ds.load_failed
+                 && now - ds.started > d->startup_timeout)
+            why = "startup-timeout: the WSGI script did not load";
+        if (why)
+            ds_recycle(why);
+        apr_thread_mutex_unlock(ds.mutex);
+    }
+    apr_thread_exit(thread, APR_SUCCESS);
+    return NULL;
+}
+
+/* Drops to the group's user. Every call is checked: a daemon that could
+ * not shed root must not run (CVE-2014-0240, CVE-2014-8583). */
+static int ds_drop_privileges(pyh_daemon *d)
+{
+    const char *step;
+    if (geteuid() != 0) {
+        if (geteuid() == d->uid)
+            return 0;
+        step = "switch user: Apache was not started as root";
+        goto fail;
+    }
+    if (d->uid == 0) {
+        step = "run as root (set user= to an unprivileged user)";
+        goto fail;
+    }
+    step = "setgid";
+    if (setgid(d->gid) < 0)
+        goto fail;
+    step = "set supplementary groups";
+    if (d->groups && d->groups->nelts) {
+        if (setgroups((size_t)d->groups->nelts, (gid_t *)d->groups->elts) < 0)
+            goto fail;
+    }
+    else if (initgroups(d->user, d->gid) < 0) {
+        goto fail;
+    }
+    step = "setuid";
+    if (setuid(d->uid) < 0)
+        goto fail;
+    step = "verify the user switch";
+    if (getuid() != d->uid || geteuid() != d->uid || getgid() != d->gid
+        || getegid() != d->gid || setuid(0) == 0)
+        goto fail;
+    return 0;
+fail:
+    ap_log_error(APLOG_MARK, APLOG_CRIT, errno, ds.s,
+                 "PYH0045: daemon group '%s' (user '%s') could not %s; the "
+                 "process will not run",
+                 d->name, d->user, step);
+    return -1;
+}
+
+static void ds_set_title(pyh_daemon *d)
+{
+    const char *name = d->display_name;
+    process_rec *proc = ds.s->process;
+    if (!name)
+        return;
+    prctl(PR_SET_NAME, name, 0, 0, 0);
+    /* argv's strings are contiguous: overwrite them for ps(1). */
+    if (proc->argc > 0 && proc->argv[0]) {
+        char *start = (char *)proc->argv[0];
+        char *end = start + strlen(start);
+        int i;
+        for (i = 1; i < proc->argc; i++)
+            if (proc->argv[i] == end + 1)
+                end = (char *)proc->argv[i] + strlen(proc->argv[i]);
+        if (end > start) {
+            apr_size_t room = (apr_size_t)(end - start);
+            memset(start, 0, room);
+            memcpy(start, name, strlen(name) < room ? strlen(name) : room);
+        }
+    }
+}
+
+static void ds_fail_exit(void) __attribute__((noreturn));
+static void ds_fail_exit(void)
+{
+    /* The parent starts a replacement at once: slow a failing one down. */
+    apr_sleep(apr_time_from_sec(1));
+    _exit(1);
+}
+
+static int ds_setup_process(pyh_dproc *dp)
+{
+    pyh_daemon *d = dp->d;
+    struct sigaction sa;
+    sigset_t none;
+    int i;
+
+    prctl(PR_SET_PDEATHSIG, SIGTERM, 0, 0, 0);
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = ds_on_signal;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sa.sa_handler = SIG_IGN;
+    sigaction(SIGHUP, &sa, NULL);
+    sigaction(SIGUSR1, &sa, NULL);
+    sigaction(SIGPIPE, &sa, NULL);
+    sa.sa_handler = SIG_DFL;
+    sigaction(SIGCHLD, &sa, NULL);
+
+    ap_close_listeners();
+    for (i = 0; i < pyh_globals.daemons->nelts; i++) {
+        pyh_daemon *o = APR_ARRAY_IDX(pyh_globals.daemons, i, pyh_daemon *);
+        if (o != d && o->listen_fd >= 0) {
+            close(o->listen_fd);
+            o->listen_fd = -1;
+        }
+    }
+    ds_set_title(d);
+    if (ds_drop_privileges(d) < 0)
+        return -1;
+    if (d->umask >= 0)
+        umask((mode_t)d->umask);
+    if (d->home && chdir(d->home) < 0) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, errno, ds.s,
+                     "PYH0046: daemon group '%s': cannot change to home "
+                     "directory '%s'",
+                     d->name, d->home);
+        return -1;
+    }
+    if (d->lang)
+        setenv("LANG", d->lang, 1);
+    if (d->locale && !setlocale(LC_ALL, d->locale))
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, ds.s,
+                     "PYH0046: daemon group '%s': locale '%s' is not "
+                     "available",
+                     d->name, d->locale);
+    if (pipe2(ds.wake, O_CLOEXEC | O_NONBLOCK) < 0
+        || (ds.epfd = epoll_create1(EPOLL_CLOEXEC)) < 0)
+        return -1;
+    return 0;
+}
+
+static int ds_start_threads(void)
+{
+    apr_threadattr_t *attr;
+    int i;
+    if (apr_thread_mutex_create(&ds.mutex, APR_THREAD_MUTEX_DEFAULT, ds.pool)
+            != APR_SUCCESS
+        || apr_thread_cond_create(&ds.ready_cond, ds.pool) != APR_SUCCESS
+        || apr_threadattr_create(&attr, ds.pool) != APR_SUCCESS)
+        return -1;
+    ds.workers = apr_pcalloc(ds.pool, sizeof(pyh_dworker) * ds.d->threads);
+    for (i = 0; i < ds.d->threads; i++)
+        if (apr_thread_create(&ds.workers[i].thread, attr, ds_worker,
+                              &ds.workers[i], ds.pool) != APR_SUCCESS)
+            return -1;
+    return apr_thread_create(&ds.watchdog, attr, ds_watchdog, NULL, ds.pool)
+                   == APR_SUCCESS ? 0 : -1;
+}
+
+/* The dispatcher: accepts, and hands readable connections to workers. */
+static void ds_dispatch(void)
+{
+    struct epoll_event evs[64], ev;
+    int listening = 1, i, n;
+    char drain[64];
+
+    ev.events = EPOLLIN;
+    ev.data.ptr = &ds.wake;
+    epoll_ctl(ds.epfd, EPOLL_CTL_ADD, ds.wake[0], &ev);
+    ev.data.ptr = NULL;
+    epoll_ctl(ds.epfd, EPOLL_CTL_ADD, ds.d->listen_fd, &ev);
+
+    for (;;) {
+        int timeout = ds.d->queue_timeout || ds.state != DS_RUNNING ? 100 : 1000;
+        n = epoll_wait(ds.epfd, evs, 64, timeout);
+        for (i = 0; i < n; i++) {
+            if (evs[i].data.ptr == &ds.wake) {
+                while (read(ds.wake[0], drain, sizeof(drain)) > 0)
+                    ;
+            }
+            else if (!evs[i].data.ptr) {
+                while (listening && ds_accept())
+                    ;
+            }
+            else {
+                ds_enqueue(evs[i].data.ptr);
+            }
+        }
+        if (ds_signalled && ds.state != DS_STOPPING) {
+            apr_thread_mutex_lock(ds.mutex);
+            ds.state = DS_STOPPING;
+            ds.state_since = apr_time_now();
+            apr_thread_mutex_unlock(ds.mutex);
+        }
+        if (ds.d->queue_timeout && ds.ready_head)
+            ds_expire_queue();
+        if (ds.state == DS_RUNNING)
+            continue;
+
+        apr_thread_mutex_lock(ds.mutex);
+        if (ds.state == DS_RECYCLING) {
+            pyh_dconn *dc, *next;
+            if (listening) {
+                epoll_ctl(ds.epfd, EPOLL_CTL_DEL, ds.d->listen_fd, NULL);
+                listening = 0;
+                ap_log_error(APLOG_MARK, APLOG_INFO, 0, ds.s,
+                             "PYH0047: daemon process %d of group '%s' is "
+                             "recycling: %s",
+                             (int)getpid(), ds.d->name, ds.why);
+            }
+            for (dc = ds.all; dc; dc = next) {
+                next = dc->all_next;
+                if (dc->state == PYH_DC_IDLE)
+                    ds_goodbye(dc);
+            }
+            if ((!ds.nbusy && !ds.nqueued)
+                || apr_time_now() - ds.state_since > ds.d->graceful_timeout) {
+                apr_thread_mutex_unlock(ds.mutex);
+                return;
+            }
+        }
+        else if (ds.state == DS_STOPPING) {
+            /* Old children may still relay requests on their connections
+             * (a graceful restart); leave when they have all closed. */
+            if (!ds.nconns
+                || apr_time_now() - ds.state_since > ds.d->graceful_timeout) {
+                apr_thread_mutex_unlock(ds.mutex);
+                return;
+            }
+        }
+        apr_thread_mutex_unlock(ds.mutex);
+    }
+}
+
+static void daemon_main(pyh_dproc *dp)
+{
+    pyh_daemon *d = dp->d;
+    apr_status_t rv;
+    int i, busy;
+
+    memset(&ds, 0, sizeof(ds));
+    ds.d = d;
+    ds.s = ap_server_conf;
+    pyh_this_daemon = d;
+    ds.started = ds.last_active = apr_time_now();
+    ds.state = DS_RUNNING;
+    if (apr_pool_create(&ds.pool, daemon_pconf) != APR_SUCCESS)
+        ds_fail_exit();
+    if (ds_setup_process(dp) < 0)
+        ds_fail_exit();
+    if (pyh_interp_process_init(ds.pool, ds.s, d) < 0) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, 0, ds.s,
+                     "PYH0048: Python could not start in daemon process %d "
+                     "of group '%s'",
+                     (int)getpid(), d->name);
+        ds_fail_exit();
+    }
+    if (ds_start_threads() < 0) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, 0, ds.s,
+                     "PYH0048: daemon group '%s': could not start threads",
+                     d->name);
+        _exit(1);
+    }
+    ap_log_error(APLOG_MARK, APLOG_INFO, 0, ds.s,
+                 "PYH0049: daemon process %d of group '%s' ready (%d threads, "
+                 "user %s)",
+                 (int)getpid(), d->name, d->threads, d->user);
+    ds_dispatch();
+
+    /* Stop the workers; if one is stuck in the app, Python cannot be
+     * finalized safely: leave without it. */
+    apr_thread_mutex_lock(ds.mutex);
+    ds.state = DS_EXIT;
+    busy = ds.nbusy;
+    apr_thread_cond_broadcast(ds.ready_cond);
+    apr_thread_mutex_unlock(ds.mutex);
+    if (busy) {
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, ds.s,
+                     "PYH0047: daemon process %d of group '%s' exits with %d "
+                     "request(s) still running",
+                     (int)getpid(), d->name, busy);
+        _exit(0);
+    }
+    for (i = 0; i < d->threads; i++)
+        apr_thread_join(&rv, ds.workers[i].thread);
+    apr_thread_join(&rv, ds.watchdog);
+    apr_pool_destroy(ds.pool); /* finalizes Python */
+    _exit(0);
+}

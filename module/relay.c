@@ -1,0 +1,1069 @@
+/* relay.c - daemon mode's wire (see relay.h). The Apache child's side
+ * turns a request into one Q frame on a pooled UNIX connection, answers
+ * the daemon's body reads from the client and turns the daemon's frames
+ * back into a response. The daemon's side reads the frame into a small
+ * request_rec of its own whose output and input filters are this wire, and
+ * runs the app through the same WSGI adapter as embedded mode. */
+#include "relay.h"
+
+#include "http_core.h"
+#include "http_main.h"
+#include "http_protocol.h"
+#include "http_request.h"
+#include "apr_strings.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+/* ==== shared: records ======================================================= */
+
+static apr_size_t rec_size(const char *v)
+{
+    return v ? 5 + strlen(v) + 1 : 0;
+}
+
+static char *rec_put(char *p, int kind, const char *v)
+{
+    uint32_t len;
+    if (!v)
+        return p;
+    len = (uint32_t)strlen(v);
+    memcpy(p, &len, 4);
+    p[4] = (char)kind;
+    memcpy(p + 5, v, len + 1);
+    return p + 5 + len + 1;
+}
+
+static apr_size_t rec_table_size(const apr_table_t *t)
+{
+    const apr_array_header_t *arr = apr_table_elts(t);
+    const apr_table_entry_t *e = (const apr_table_entry_t *)arr->elts;
+    apr_size_t n = 0;
+    int i;
+    for (i = 0; i < arr->nelts; i++)
+        if (e[i].key && e[i].val)
+            n += rec_size(e[i].key) + rec_size(e[i].val);
+    return n;
+}
+
+static char *rec_put_table(char *p, const apr_table_t *t, int kind)
+{
+    const apr_array_header_t *arr = apr_table_elts(t);
+    const apr_table_entry_t *e = (const apr_table_entry_t *)arr->elts;
+    int i;
+    for (i = 0; i < arr->nelts; i++) {
+        if (!e[i].key || !e[i].val)
+            continue;
+        p = rec_put(p, kind, e[i].key);
+        p = rec_put(p, kind + 1, e[i].val);
+    }
+    return p;
+}
+
+/* Walks the records of a payload (NUL-terminated in place). Returns the
+ * next record's kind, or -1 at the end, -2 on a malformed payload. */
+static int rec_next(char **pp, char *end, const char **value)
+{
+    char *p = *pp;
+    uint32_t len;
+    if (p == end)
+        return -1;
+    if (end - p < 6)
+        return -2;
+    memcpy(&len, p, 4);
+    if ((apr_size_t)(end - p) < 5 + (apr_size_t)len + 1 || p[5 + len] != '\0')
+        return -2;
+    *value = p + 5;
+    *pp = p + 5 + len + 1;
+    return (unsigned char)p[4];
+}
+
+/* ==== Apache child side ===================================================== */
+
+typedef struct pyh_rconn {
+    int fd;
+    char *buf;
+    apr_size_t pos, len;
+    struct pyh_rconn *next;
+} pyh_rconn;
+
+static void rc_close(pyh_rconn *rc)
+{
+    if (rc->fd >= 0)
+        close(rc->fd);
+    free(rc->buf);
+    free(rc);
+}
+
+/* An idle connection is dead when it is readable: a live daemon never
+ * speaks first, so data (a goodbye) or EOF both mean "don't use". */
+static int rc_stale(pyh_rconn *rc)
+{
+    struct pollfd pfd;
+    pfd.fd = rc->fd;
+    pfd.events = POLLIN | POLLRDHUP;
+    pfd.revents = 0;
+    return rc->len > rc->pos || poll(&pfd, 1, 0) != 0;
+}
+
+static int rc_wait(int fd, short events, apr_interval_time_t timeout)
+{
+    struct pollfd pfd;
+    int n;
+    pfd.fd = fd;
+    pfd.events = events;
+    do {
+        pfd.revents = 0;
+        n = poll(&pfd, 1, timeout < 0 ? -1 : (int)(timeout / 1000));
+    } while (n < 0 && errno == EINTR);
+    if (n == 0)
+        return APR_TIMEUP;
+    return n < 0 ? errno : 0;
+}
+
+static pyh_rconn *rc_connect(request_rec *r, pyh_daemon *d, int *status)
+{
+    struct sockaddr_un sa;
+    apr_time_t until = apr_time_now() + d->connect_timeout;
+    pyh_rconn *rc;
+    int fd, err = 0;
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sun_family = AF_UNIX;
+    apr_cpystrn(sa.sun_path, d->socket_path, sizeof(sa.sun_path));
+    for (;;) {
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (fd < 0) {
+            err = errno;
+            break;
+        }
+        if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0)
+            break;
+        err = errno;
+        close(fd);
+        fd = -1;
+        /* EAGAIN: the backlog is full; ECONNREFUSED: nobody listens yet. */
+        if ((err != EAGAIN && err != ECONNREFUSED && err != EINTR)
+            || apr_time_now() >= until)
+            break;
+        apr_sleep(apr_time_from_msec(5));
+    }
+    if (fd < 0) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, err, r,
+                      "PYH0070: cannot connect to daemon group '%s' at '%s' "
+                      "within connect-timeout; answering 503",
+                      d->name, d->socket_path);
+        *status = HTTP_SERVICE_UNAVAILABLE;
+        return NULL;
+    }
+    rc = calloc(1, sizeof(*rc));
+    if (!rc || !(rc->buf = malloc(PYH_RELAY_CHUNK))) {
+        free(rc);
+        close(fd);
+        *status = HTTP_INTERNAL_SERVER_ERROR;
+        return NULL;
+    }
+    rc->fd = fd;
+    return rc;
+}
+
+static pyh_rconn *rc_get(request_rec *r, pyh_daemon *d, int fresh,
+                         int *reused, int *status)
+{
+    pyh_rconn *rc = NULL;
+    if (d->idle_mutex && !fresh) {
+        apr_thread_mutex_lock(d->idle_mutex);
+        while ((rc = d->idle)) {
+            d->idle = rc->next;
+            if (!rc_stale(rc))
+                break;
+            rc_close(rc);
+        }
+        apr_thread_mutex_unlock(d->idle_mutex);
+    }
+    *reused = rc != NULL;
+    return rc ? rc : rc_connect(r, d, status);
+}
+
+static void rc_put(pyh_daemon *d, pyh_rconn *rc)
+{
+    if (!d->idle_mutex) {
+        rc_close(rc);
+        return;
+    }
+    rc->pos = rc->len = 0;
+    apr_thread_mutex_lock(d->idle_mutex);
+    rc->next = d->idle;
+    d->idle = rc;
+    apr_thread_mutex_unlock(d->idle_mutex);
+}
+
+static apr_status_t rc_write(pyh_rconn *rc, struct iovec *iov, int n,
+                             apr_interval_time_t timeout)
+{
+    while (n > 0) {
+        ssize_t w = writev(rc->fd, iov, n);
+        if (w < 0) {
+            apr_status_t rv;
+            if (errno == EINTR)
+                continue;
+            if (errno != EAGAIN)
+                return errno;
+            if ((rv = rc_wait(rc->fd, POLLOUT, timeout)))
+                return rv;
+            continue;
+        }
+        while (n > 0 && (apr_size_t)w >= iov->iov_len) {
+            w -= (ssize_t)iov->iov_len;
+            iov++;
+            n--;
+        }
+        if (n > 0) {
+            iov->iov_base = (char *)iov->iov_base + w;
+            iov->iov_len -= (apr_size_t)w;
+        }
+    }
+    return APR_SUCCESS;
+}
+
+static apr_status_t rc_frame(pyh_rconn *rc, int type, const void *data,
+                             apr_size_t len, apr_interval_time_t timeout)
+{
+    unsigned char hdr[PYH_FRAME_HDR] = {0};
+    uint32_t l = (uint32_t)len;
+    struct iovec iov[2];
+    hdr[0] = (unsigned char)type;
+    memcpy(hdr + 4, &l, 4);
+    iov[0].iov_base = hdr;
+    iov[0].iov_len = PYH_FRAME_HDR;
+    iov[1].iov_base = (void *)data;
+    iov[1].iov_len = len;
+    return rc_write(rc, iov, len ? 2 : 1, timeout);
+}
+
+/* Reads exactly n bytes (buffered). */
+static apr_status_t rc_read(pyh_rconn *rc, char *dest, apr_size_t n,
+                            apr_interval_time_t timeout)
+{
+    while (n) {
+        apr_size_t have = rc->len - rc->pos;
+        ssize_t got;
+        if (have) {
+            if (have > n)
+                have = n;
+            memcpy(dest, rc->buf + rc->pos, have);
+            rc->pos += have;
+            dest += have;
+            n -= have;
+            continue;
+        }
+        /* The answer is rarely there already: wait first, then read, so
+         * a request costs no failed read(). */
+        {
+            apr_status_t rv = rc_wait(rc->fd, POLLIN, timeout);
+            if (rv)
+                return rv;
+        }
+        if (n >= PYH_RELAY_CHUNK) {
+            got = read(rc->fd, dest, n);
+            if (got > 0) {
+                dest += got;
+                n -= (apr_size_t)got;
+                continue;
+            }
+        }
+        else {
+            got = read(rc->fd, rc->buf, PYH_RELAY_CHUNK);
+            if (got > 0) {
+                rc->pos = 0;
+                rc->len = (apr_size_t)got;
+                continue;
+            }
+        }
+        if (got == 0)
+            return APR_EOF;
+        if (errno != EINTR && errno != EAGAIN)
+            return errno;
+    }
+    return APR_SUCCESS;
+}
+
+/* The Q frame: fixed fields, then records. */
+static char *relay_build_request(request_rec *r, pyh_request *req,
+                                 apr_size_t *len)
+{
+    pyh_server_conf *sconf =
+        ap_get_module_config(r->server->module_config, &pyhost_module);
+    apr_size_t n = PYH_FRAME_HDR + sizeof(pyh_q_fixed);
+    pyh_q_fixed fx;
+    uint32_t plen;
+    char *buf, *p;
+    int i;
+
+    for (i = 0; i < PYH_K_COUNT; i++)
+        n += rec_size(req->vars[i]);
+    n += rec_table_size(r->headers_in) + rec_table_size(r->subprocess_env)
+         + rec_size(r->filename) + rec_size(req->conf.callable_object)
+         + rec_size(req->app_group) + rec_size(r->uri);
+    p = buf = apr_palloc(r->pool, n);
+    memset(p, 0, PYH_FRAME_HDR);
+    p[0] = PYH_F_REQUEST;
+    plen = (uint32_t)(n - PYH_FRAME_HDR);
+    memcpy(p + 4, &plen, 4);
+    p += PYH_FRAME_HDR;
+    memcpy(fx.secret, pyh_relay_secret, sizeof(fx.secret));
+    fx.flags = (r->header_only ? PYH_Q_HEADER_ONLY : 0)
+               | (req->conf.script_reloading ? PYH_Q_RELOADING : 0)
+               | (req->conf.error_override ? PYH_Q_ERROR_OVERRIDE : 0)
+               | (req->conf.pass_authorization ? PYH_Q_PASS_AUTH : 0)
+               | (req->conf.chunked_request ? PYH_Q_CHUNKED : 0);
+    fx.server_index = sconf->index;
+    fx.script_mtime = r->finfo.mtime;
+    fx.request_time = r->request_time;
+    memcpy(p, &fx, sizeof(fx));
+    p += sizeof(fx);
+    for (i = 0; i < PYH_K_COUNT; i++)
+        p = rec_put(p, PYH_R_VAR + i, req->vars[i]);
+    p = rec_put_table(p, r->headers_in, PYH_R_HEADER_NAME);
+    p = rec_put_table(p, r->subprocess_env, PYH_R_ENV_NAME);
+    p = rec_put(p, PYH_R_FILENAME, r->filename);
+    p = rec_put(p, PYH_R_CALLABLE, req->conf.callable_object);
+    p = rec_put(p, PYH_R_APP_GROUP, req->app_group);
+    p = rec_put(p, PYH_R_URI, r->uri);
+    *len = n;
+    return buf;
+}
+
+/* Applies an H frame to r. */
+static int relay_apply_headers(request_rec *r, char *payload, apr_size_t len)
+{
+    pyh_h_fixed fx;
+    char *p = payload + sizeof(fx), *end = payload + len;
+    const char *v, *name = NULL;
+    int kind;
+    if (len < sizeof(fx))
+        return -1;
+    memcpy(&fx, payload, sizeof(fx));
+    r->status = fx.status;
+    while ((kind = rec_next(&p, end, &v)) >= 0) {
+        if (kind == PYH_R_STATUS_LINE)
+            r->status_line = v;
+        else if (kind == PYH_R_CONTENT_TYPE)
+            ap_set_content_type(r, v);
+        else if (kind == PYH_R_HEADER_NAME)
+            name = v;
+        else if (kind == PYH_R_HEADER_VALUE && name)
+            apr_table_addn(r->headers_out, name, v);
+    }
+    if (kind == -2)
+        return -1;
+    if (fx.content_length >= 0)
+        ap_set_content_length(r, fx.content_length);
+    if (fx.close_connection)
+        r->connection->keepalive = AP_CONN_CLOSE;
+    return 0;
+}
+
+/* Answers an R frame: up to `want` body bytes from the client. */
+static apr_status_t relay_send_body(request_rec *r, pyh_request *req,
+                                    pyh_rconn *rc, uint32_t want,
+                                    char **bodybuf,
+                                    apr_interval_time_t timeout)
+{
+    apr_size_t got = 0;
+    apr_status_t rv = APR_SUCCESS;
+    char *buf;
+    if (want > PYH_RELAY_CHUNK)
+        want = PYH_RELAY_CHUNK;
+    /* One buffer per request, however many reads the app makes. */
+    if (!*bodybuf)
+        *bodybuf = apr_palloc(r->pool, PYH_RELAY_CHUNK);
+    buf = *bodybuf;
+    if (!req->input_eos && want)
+        rv = pyh_input_fill(req, buf, want, &got);
+    if (rv != APR_SUCCESS) {
+        int32_t code = rv;
+        req->input_eos = 1;
+        return rc_frame(rc, PYH_F_BODY_ERROR, &code, sizeof(code), timeout);
+    }
+    return rc_frame(rc, PYH_F_BODY, buf, got, timeout);
+}
+
+/* Reads the daemon's response frames into r's output. Returns the
+ * handler's status; *reusable says whether rc may serve another request,
+ * *retry that nothing happened and the request may be sent again. */
+static int relay_response(request_rec *r, pyh_request *req, pyh_daemon *d,
+                          pyh_rconn *rc, int *reusable, int *retry)
+{
+    apr_bucket_alloc_t *ba = r->connection->bucket_alloc;
+    apr_bucket_brigade *bb = apr_brigade_create(r->pool, ba);
+    apr_interval_time_t io_timeout = d->socket_timeout ? d->socket_timeout
+                                                       : r->server->timeout;
+    apr_interval_time_t first_timeout = d->request_timeout ? d->request_timeout
+                                                           : io_timeout;
+    int headers = 0, frames = 0, body_asked = 0;
+    char *bodybuf = NULL;
+    apr_off_t pending = 0;
+    apr_status_t rv;
+
+    *reusable = 0;
+    *retry = 0;
+    for (;;) {
+        unsigned char hdr[PYH_FRAME_HDR];
+        uint32_t len;
+        char *payload = NULL;
+        rv = rc_read(rc, (char *)hdr, PYH_FRAME_HDR,
+                     headers ? io_timeout : first_timeout);
+        if (rv != APR_SUCCESS)
+            break;
+        memcpy(&len, hdr + 4, 4);
+        if (len > PYH_FRAME_MAX) {
+            rv = APR_EGENERAL;
+            break;
+        }
+        if (hdr[0] == PYH_F_GOODBYE && !frames && !body_asked) {
+            *retry = 1;
+            return OK;
+        }
+        frames++;
+        if (hdr[0] == PYH_F_DATA && len > 8192 && headers) {
+            /* Big body chunk: straight into a heap bucket. */
+            char *data = apr_bucket_alloc(len, ba);
+            if ((rv = rc_read(rc, data, len, io_timeout)) != APR_SUCCESS) {
+                apr_bucket_free(data);
+                break;
+            }
+            APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_heap_create(
+                                            data, len, apr_bucket_free, ba));
+            pending += len;
+        }
+        else {
+            if (len) {
+                payload = apr_palloc(r->pool, len);
+                if ((rv = rc_read(rc, payload, len, io_timeout)) != APR_SUCCESS)
+                    break;
+            }
+            switch (hdr[0]) {
+            case PYH_F_READ: {
+                uint32_t want = 0;
+                if (len >= 4)
+                    memcpy(&want, payload, 4);
+                body_asked = 1;
+                rv = relay_send_body(r, req, rc, want, &bodybuf, io_timeout);
+                break;
+            }
+            case PYH_F_HEADERS:
+                if (headers || relay_apply_headers(r, payload, len) < 0)
+                    rv = APR_EGENERAL;
+                headers = 1;
+                break;
+            case PYH_F_DATA:
+                if (!headers)
+                    rv = APR_EGENERAL;
+                else if (len) {
+                    apr_brigade_write(bb, NULL, NULL, payload, len);
+                    pending += len;
+                }
+                break;
+            case PYH_F_FLUSH:
+                APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_flush_create(ba));
+                pending = PYH_RELAY_CHUNK;
+                break;
+            case PYH_F_END:
+                APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_eos_create(ba));
+                rv = ap_pass_brigade(r->output_filters, bb);
+                *reusable = 1;
+                return OK;
+            case PYH_F_ABORT:
+                /* The app failed after its headers went out. */
+                r->connection->keepalive = AP_CONN_CLOSE;
+                APR_BRIGADE_INSERT_TAIL(bb, ap_bucket_error_create(
+                                                HTTP_BAD_GATEWAY, NULL,
+                                                r->pool, ba));
+                APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_eos_create(ba));
+                ap_pass_brigade(r->output_filters, bb);
+                *reusable = 1;
+                return OK;
+            case PYH_F_STATUS: {
+                int32_t status = HTTP_INTERNAL_SERVER_ERROR;
+                if (headers)
+                    rv = APR_EGENERAL;
+                if (len >= 4)
+                    memcpy(&status, payload, 4);
+                if (rv == APR_SUCCESS) {
+                    *reusable = 1;
+                    return status;
+                }
+                break;
+            }
+            default:
+                rv = APR_EGENERAL;
+            }
+            if (rv != APR_SUCCESS)
+                break;
+        }
+        if (pending >= PYH_RELAY_CHUNK) {
+            pending = 0;
+            if (ap_pass_brigade(r->output_filters, bb) != APR_SUCCESS
+                || r->connection->aborted) {
+                /* Client gone: drop the daemon connection, the app sees
+                 * its next write fail. */
+                apr_brigade_cleanup(bb);
+                return OK;
+            }
+            apr_brigade_cleanup(bb);
+        }
+    }
+    /* The daemon went away or stopped answering. Not retried: it may have
+     * run the request before it died. */
+    if (!headers) {
+        int timeout = rv == APR_TIMEUP;
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, timeout ? 0 : rv, r,
+                      timeout ? "PYH0071: daemon group '%s' gave no response "
+                                "within %s; answering 504"
+                              : "PYH0072: daemon group '%s' closed the "
+                                "connection before responding (the process "
+                                "died?); answering 502",
+                      d->name,
+                      d->request_timeout ? "request-timeout" : "socket-timeout");
+        if (timeout)
+            return HTTP_GATEWAY_TIME_OUT;
+        return HTTP_BAD_GATEWAY;
+    }
+    ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r,
+                  "PYH0073: daemon group '%s' stopped in the middle of a "
+                  "response; cutting it",
+                  d->name);
+    apr_brigade_cleanup(bb);
+    r->connection->keepalive = AP_CONN_CLOSE;
+    APR_BRIGADE_INSERT_TAIL(bb, ap_bucket_error_create(HTTP_BAD_GATEWAY, NULL,
+                                                       r->pool, ba));
+    APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_eos_create(ba));
+    ap_pass_brigade(r->output_filters, bb);
+    return OK;
+}
+
+int pyh_relay_request(request_rec *r, pyh_request *req, pyh_daemon *d)
+{
+    apr_size_t qlen;
+    char *q;
+    int attempt, status = OK;
+
+    /* mod_mime typed the script file; the response's type is the app's. */
+    r->content_type = NULL;
+    pyh_env_collect(req);
+    q = relay_build_request(r, req, &qlen);
+    /* A retry goes to a new connection: the listener hands it to a
+     * process that is not recycling. */
+    for (attempt = 0; attempt < 5; attempt++) {
+        apr_interval_time_t timeout = d->socket_timeout ? d->socket_timeout
+                                                        : r->server->timeout;
+        int reused = 0, reusable = 0, retry = 0;
+        struct iovec iov;
+        pyh_rconn *rc = rc_get(r, d, attempt > 0, &reused, &status);
+        if (!rc)
+            return status;
+        iov.iov_base = q;
+        iov.iov_len = qlen;
+        if (rc_write(rc, &iov, 1, timeout) != APR_SUCCESS) {
+            rc_close(rc);
+            if (reused || attempt == 0)
+                continue;
+            ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
+                          "PYH0072: could not send the request to daemon "
+                          "group '%s'; answering 502",
+                          d->name);
+            return HTTP_BAD_GATEWAY;
+        }
+        status = relay_response(r, req, d, rc, &reusable, &retry);
+        if (reusable)
+            rc_put(d, rc);
+        else
+            rc_close(rc);
+        /* Only a request the daemon never read is sent again: a goodbye
+         * from a recycling process or EOF on a pooled connection. */
+        if (!retry)
+            return status;
+    }
+    ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
+                  "PYH0072: daemon group '%s' keeps closing connections; "
+                  "answering 502",
+                  d->name);
+    return HTTP_BAD_GATEWAY;
+}
+
+/* ==== daemon side ========================================================== */
+
+int pyh_dconn_flush(pyh_dconn *dc)
+{
+    apr_size_t off = 0;
+    while (off < dc->wlen) {
+        ssize_t w = write(dc->fd, dc->wbuf + off, dc->wlen - off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            dc->broken = 1;
+            dc->wlen = 0;
+            return -1;
+        }
+        off += (apr_size_t)w;
+    }
+    dc->wlen = 0;
+    return 0;
+}
+
+int pyh_dconn_frame(pyh_dconn *dc, int type, const void *data, apr_size_t len)
+{
+    unsigned char hdr[PYH_FRAME_HDR] = {0};
+    uint32_t l = (uint32_t)len;
+    if (dc->broken)
+        return -1;
+    hdr[0] = (unsigned char)type;
+    memcpy(hdr + 4, &l, 4);
+    if (dc->wlen + PYH_FRAME_HDR + len > PYH_RELAY_CHUNK) {
+        if (pyh_dconn_flush(dc) < 0)
+            return -1;
+        if (PYH_FRAME_HDR + len > PYH_RELAY_CHUNK) {
+            struct iovec iov[2];
+            apr_size_t done = 0, total = PYH_FRAME_HDR + len;
+            iov[0].iov_base = hdr;
+            iov[0].iov_len = PYH_FRAME_HDR;
+            iov[1].iov_base = (void *)data;
+            iov[1].iov_len = len;
+            while (done < total) {
+                ssize_t w = writev(dc->fd, iov, 2);
+                if (w < 0 && errno == EINTR)
+                    continue;
+                if (w <= 0) {
+                    dc->broken = 1;
+                    return -1;
+                }
+                done += (apr_size_t)w;
+                if (done >= PYH_FRAME_HDR) {
+                    iov[0].iov_len = 0;
+                    iov[1].iov_base = (char *)data + (done - PYH_FRAME_HDR);
+                    iov[1].iov_len = total - done;
+                }
+                else {
+                    iov[0].iov_base = hdr + done;
+                    iov[0].iov_len = PYH_FRAME_HDR - done;
+                }
+            }
+            return 0;
+        }
+    }
+    memcpy(dc->wbuf + dc->wlen, hdr, PYH_FRAME_HDR);
+    if (len)
+        memcpy(dc->wbuf + dc->wlen + PYH_FRAME_HDR, data, len);
+    dc->wlen += PYH_FRAME_HDR + len;
+    return 0;
+}
+
+int pyh_dconn_read(pyh_dconn *dc, void *dest, apr_size_t n)
+{
+    char *d = dest;
+    while (n) {
+        apr_size_t have = dc->rlen - dc->rpos;
+        ssize_t got;
+        if (have) {
+            if (have > n)
+                have = n;
+            memcpy(d, dc->rbuf + dc->rpos, have);
+            dc->rpos += have;
+            d += have;
+            n -= have;
+            continue;
+        }
+        got = read(dc->fd, dc->rbuf, PYH_RELAY_CHUNK);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got <= 0) {
+            dc->broken = 1;
+            return -1;
+        }
+        dc->rpos = 0;
+        dc->rlen = (apr_size_t)got;
+    }
+    return 0;
+}
+
+typedef struct {
+    pyh_dconn *dc;
+    int headers_sent, ended;
+} relay_ctx;
+
+static int relay_send_headers(request_rec *r, relay_ctx *ctx)
+{
+    const apr_array_header_t *arr = apr_table_elts(r->headers_out);
+    const apr_table_entry_t *e = (const apr_table_entry_t *)arr->elts;
+    apr_size_t n = sizeof(pyh_h_fixed) + rec_size(r->status_line)
+                   + rec_size(r->content_type);
+    pyh_h_fixed fx;
+    const char *cl = NULL;
+    char *buf, *p;
+    int i;
+
+    for (i = 0; i < arr->nelts; i++) {
+        if (!e[i].key || !e[i].val)
+            continue;
+        if (!strcasecmp(e[i].key, "Content-Length"))
+            cl = e[i].val;
+        else
+            n += rec_size(e[i].key) + rec_size(e[i].val);
+    }
+    fx.status = r->status;
+    fx.close_connection = r->connection->keepalive == AP_CONN_CLOSE;
+    fx.content_length = cl ? apr_atoi64(cl) : -1;
+    p = buf = apr_palloc(r->pool, n);
+    memcpy(p, &fx, sizeof(fx));
+    p += sizeof(fx);
+    p = rec_put(p, PYH_R_STATUS_LINE, r->status_line);
+    p = rec_put(p, PYH_R_CONTENT_TYPE, r->content_type);
+    for (i = 0; i < arr->nelts; i++) {
+        if (!e[i].key || !e[i].val || !strcasecmp(e[i].key, "Content-Length"))
+            continue;
+        p = rec_put(p, PYH_R_HEADER_NAME, e[i].key);
+        p = rec_put(p, PYH_R_HEADER_VALUE, e[i].val);
+    }
+    ctx->headers_sent = 1;
+    return pyh_dconn_frame(ctx->dc, PYH_F_HEADERS, buf, n);
+}
+
+/* The daemon request's only output filter: buckets become frames. */
+static apr_status_t relay_out(ap_filter_t *f, apr_bucket_brigade *bb)
+{
+    relay_ctx *ctx = f->ctx;
+    request_rec *r = f->r;
+    apr_bucket *b;
+    int rc = 0;
+
+    for (b = APR_BRIGADE_FIRST(bb); rc == 0 && b != APR_BRIGADE_SENTINEL(bb);
+         b = APR_BUCKET_NEXT(b)) {
+        if (ctx->ended)
+            break;
+        if (AP_BUCKET_IS_ERROR(b)) {
+            rc = pyh_dconn_frame(ctx->dc, PYH_F_ABORT, NULL, 0);
+            ctx->ended = 1;
+            continue;
+        }
+        if (!ctx->headers_sent && (rc = relay_send_headers(r, ctx)) < 0)
+            break;
+        if (APR_BUCKET_IS_EOS(b)) {
+            rc = pyh_dconn_frame(ctx->dc, PYH_F_END, NULL, 0);
+            ctx->ended = 1;
+        }
+        else if (APR_BUCKET_IS_FLUSH(b)) {
+            rc = pyh_dconn_frame(ctx->dc, PYH_F_FLUSH, NULL, 0);
+            if (rc == 0)
+                rc = pyh_dconn_flush(ctx->dc);
+        }
+        else if (!APR_BUCKET_IS_METADATA(b)) {
+            const char *data;
+            apr_size_t len;
+            if (apr_bucket_read(b, &data, &len, APR_BLOCK_READ) != APR_SUCCESS)
+                rc = -1;
+            else if (len)
+                rc = pyh_dconn_frame(ctx->dc, PYH_F_DATA, data, len);
+        }
+    }
+    if (rc == 0 && ctx->ended)
+        rc = pyh_dconn_flush(ctx->dc);
+    if (rc < 0) {
+        r->connection->aborted = 1;
+        return APR_EPIPE;
+    }
+    return APR_SUCCESS;
+}
+
+/* The daemon request's input filter: asks the Apache child for body. */
+static apr_status_t relay_in(ap_filter_t *f, apr_bucket_brigade *bb,
+                             ap_input_mode_t mode, apr_read_type_e block,
+                             apr_off_t readbytes)
+{
+    relay_ctx *ctx = f->ctx;
+    pyh_dconn *dc = ctx->dc;
+    apr_bucket_alloc_t *ba = f->c->bucket_alloc;
+    unsigned char hdr[PYH_FRAME_HDR];
+    uint32_t want = readbytes > PYH_RELAY_CHUNK ? PYH_RELAY_CHUNK
+                                                : (uint32_t)readbytes;
+    uint32_t len;
+    char *data;
+    (void)mode;
+    (void)block;
+
+    if (pyh_dconn_frame(dc, PYH_F_READ, &want, sizeof(want)) < 0
+        || pyh_dconn_flush(dc) < 0 || pyh_dconn_read(dc, hdr, sizeof(hdr)) < 0)
+        return APR_ECONNABORTED;
+    memcpy(&len, hdr + 4, 4);
+    if (hdr[0] == PYH_F_BODY_ERROR && len == 4) {
+        int32_t code;
+        if (pyh_dconn_read(dc, &code, 4) < 0)
+            return APR_ECONNABORTED;
+        return (apr_status_t)code;
+    }
+    if (hdr[0] != PYH_F_BODY || len > want) {
+        dc->broken = 1;
+        return APR_EGENERAL;
+    }
+    if (!len) {
+        APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_eos_create(ba));
+        return APR_SUCCESS;
+    }
+    data = apr_bucket_alloc(len, ba);
+    if (pyh_dconn_read(dc, data, len) < 0) {
+        apr_bucket_free(data);
+        return APR_ECONNABORTED;
+    }
+    APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_heap_create(data, len,
+                                                       apr_bucket_free, ba));
+    return APR_SUCCESS;
+}
+
+static ap_filter_rec_t relay_out_rec = {
+    "PYHOST_RELAY_OUT", {NULL}, NULL, NULL, NULL, AP_FTYPE_NETWORK, 0, 0
+};
+static ap_filter_rec_t relay_in_rec = {
+    "PYHOST_RELAY_IN", {NULL}, NULL, NULL, NULL, AP_FTYPE_NETWORK, 0, 0
+};
+
+static server_rec *relay_server(int index)
+{
+    server_rec *s = ap_server_conf;
+    while (index-- > 0 && s->next)
+        s = s->next;
+    return s;
+}
+
+static int relay_secret_ok(const unsigned char *got)
+{
+    unsigned diff = 0;
+    apr_size_t i;
+    for (i = 0; i < sizeof(pyh_relay_secret); i++)
+        diff |= got[i] ^ pyh_relay_secret[i];
+    return diff == 0;
+}
+
+/* Reads one Q frame into the pool; NULL on a broken or foreign frame. */
+static char *relay_read_request(pyh_dconn *dc, apr_pool_t *p, uint32_t *len)
+{
+    unsigned char hdr[PYH_FRAME_HDR];
+    char *payload;
+    if (pyh_dconn_read(dc, hdr, sizeof(hdr)) < 0)
+        return NULL;
+    memcpy(len, hdr + 4, 4);
+    if (hdr[0] != PYH_F_REQUEST || *len < sizeof(pyh_q_fixed)
+        || *len > PYH_FRAME_MAX) {
+        dc->broken = 1;
+        return NULL;
+    }
+    payload = apr_palloc(p, *len);
+    if (pyh_dconn_read(dc, payload, *len) < 0)
+        return NULL;
+    if (!relay_secret_ok((const unsigned char *)payload)) {
+        ap_log_error(APLOG_MARK, APLOG_ERR, 0, ap_server_conf,
+                     "PYH0074: daemon process %d refused a request that did "
+                     "not come from its own Apache",
+                     (int)getpid());
+        dc->broken = 1;
+        return NULL;
+    }
+    return payload;
+}
+
+int pyh_relay_refuse(pyh_dconn *dc, int status)
+{
+    apr_pool_t *p;
+    uint32_t len;
+    int32_t st = status;
+    int rc = -1;
+    if (apr_pool_create(&p, NULL) != APR_SUCCESS)
+        return -1;
+    if (relay_read_request(dc, p, &len)
+        && pyh_dconn_frame(dc, PYH_F_STATUS, &st, sizeof(st)) == 0
+        && pyh_dconn_flush(dc) == 0)
+        rc = 0;
+    apr_pool_destroy(p);
+    return rc;
+}
+
+/* Per worker thread: a long-lived pool holding the bucket allocator, and
+ * a request pool under it cleared for every request. */
+static PYH_THREAD_LOCAL apr_pool_t *relay_thread_pool, *relay_pool;
+static PYH_THREAD_LOCAL apr_bucket_alloc_t *relay_ba;
+
+/* A request_rec good for the WSGI adapter: pools, tables, the filters
+ * above, and the fields wsgi.c, input.c and log.c read. */
+static request_rec *relay_make_request(apr_pool_t *p, relay_ctx *ctx,
+                                       const pyh_q_fixed *fx, pyh_request *req)
+{
+    conn_rec *c = apr_pcalloc(p, sizeof(*c));
+    request_rec *r = apr_pcalloc(p, sizeof(*r));
+    ap_filter_t *out = apr_pcalloc(p, sizeof(*out));
+    ap_filter_t *in = apr_pcalloc(p, sizeof(*in));
+    server_rec *s = relay_server(fx->server_index);
+    const char *port = req->vars[PYH_K_REMOTE_PORT];
+
+    c->pool = p;
+    c->base_server = s;
+    c->bucket_alloc = relay_ba;
+    c->client_ip = (char *)(req->vars[PYH_K_REMOTE_ADDR]
+                                ? req->vars[PYH_K_REMOTE_ADDR] : "-");
+    c->local_ip = (char *)(req->vars[PYH_K_SERVER_ADDR]
+                               ? req->vars[PYH_K_SERVER_ADDR] : "-");
+    c->client_addr = apr_pcalloc(p, sizeof(*c->client_addr));
+    c->client_addr->port = (apr_port_t)(port ? atoi(port) : 0);
+    c->local_addr = apr_pcalloc(p, sizeof(*c->local_addr));
+    c->notes = apr_table_make(p, 1);
+    c->keepalive = AP_CONN_UNKNOWN;
+    c->log = &s->log;
+    c->conn_config = ap_create_conn_config(p);
+
+    r->pool = p;
+    r->connection = c;
+    r->server = s;
+    r->log = &s->log;
+    r->request_time = fx->request_time;
+    r->useragent_ip = c->client_ip;
+    r->useragent_addr = c->client_addr;
+    r->method = req->vars[PYH_K_REQUEST_METHOD];
+    r->protocol = (char *)(req->vars[PYH_K_SERVER_PROTOCOL]
+                               ? req->vars[PYH_K_SERVER_PROTOCOL] : "HTTP/1.1");
+    r->header_only = (fx->flags & PYH_Q_HEADER_ONLY) != 0;
+    r->status = HTTP_OK;
+    r->headers_out = apr_table_make(p, 8);
+    r->err_headers_out = apr_table_make(p, 1);
+    r->notes = apr_table_make(p, 1);
+    r->per_dir_config = s->lookup_defaults;
+    r->request_config = ap_create_request_config(p);
+    r->finfo.filetype = APR_REG;
+    r->finfo.mtime = fx->script_mtime;
+
+    out->frec = &relay_out_rec;
+    out->ctx = ctx;
+    out->r = r;
+    out->c = c;
+    in->frec = &relay_in_rec;
+    in->ctx = ctx;
+    in->r = r;
+    in->c = c;
+    r->output_filters = r->proto_output_filters = out;
+    r->input_filters = r->proto_input_filters = in;
+    c->output_filters = out;
+    c->input_filters = in;
+    return r;
+}
+
+int pyh_relay_serve(pyh_dconn *dc)
+{
+    relay_ctx ctx = {dc, 0, 0};
+    pyh_request *req;
+    request_rec *r;
+    pyh_q_fixed fx;
+    pyh_interp *in;
+    PyObject *app;
+    const char *v, *name = NULL, *filename = NULL, *uri = NULL;
+    apr_table_t *headers_in, *subprocess_env;
+    char *payload, *p, *end;
+    uint32_t len;
+    int kind, status = OK;
+
+    if (!relay_pool) {
+        if (apr_pool_create(&relay_thread_pool, NULL) != APR_SUCCESS
+            || apr_pool_create(&relay_pool, relay_thread_pool) != APR_SUCCESS)
+            return -1;
+        relay_ba = apr_bucket_alloc_create(relay_thread_pool);
+        relay_out_rec.filter_func.out_func = relay_out;
+        relay_in_rec.filter_func.in_func = relay_in;
+    }
+    apr_pool_clear(relay_pool);
+    if (!(payload = relay_read_request(dc, relay_pool, &len)))
+        return -1;
+    memcpy(&fx, payload, sizeof(fx));
+    p = payload + sizeof(fx);
+    end = payload + len;
+
+    req = apr_pcalloc(relay_pool, sizeof(*req));
+    req->conf.callable_object = "application";
+    req->conf.application_group = "%{GLOBAL}";
+    req->conf.process_group = pyh_this_daemon->name;
+    req->conf.pass_authorization = (fx.flags & PYH_Q_PASS_AUTH) != 0;
+    req->conf.chunked_request = (fx.flags & PYH_Q_CHUNKED) != 0;
+    req->conf.script_reloading = (fx.flags & PYH_Q_RELOADING) != 0;
+    req->conf.error_override = (fx.flags & PYH_Q_ERROR_OVERRIDE) != 0;
+    req->conf.map_head_to_get = PYH_HEAD_OFF; /* decided by the child */
+    req->app_group = "";
+    headers_in = apr_table_make(relay_pool, 16);
+    subprocess_env = apr_table_make(relay_pool, 16);
+    while ((kind = rec_next(&p, end, &v)) >= 0) {
+        if (kind < PYH_K_COUNT)
+            req->vars[kind] = v;
+        else if (kind == PYH_R_HEADER_NAME || kind == PYH_R_ENV_NAME)
+            name = v;
+        else if (kind == PYH_R_HEADER_VALUE && name)
+            apr_table_addn(headers_in, name, v);
+        else if (kind == PYH_R_ENV_VALUE && name)
+            apr_table_addn(subprocess_env, name, v);
+        else if (kind == PYH_R_FILENAME)
+            filename = v;
+        else if (kind == PYH_R_CALLABLE)
+            req->conf.callable_object = v;
+        else if (kind == PYH_R_APP_GROUP)
+            req->app_group = v;
+        else if (kind == PYH_R_URI)
+            uri = v;
+    }
+    if (kind == -2 || !filename || !req->vars[PYH_K_REQUEST_METHOD]) {
+        ap_log_error(APLOG_MARK, APLOG_ERR, 0, ap_server_conf,
+                     "PYH0074: malformed request frame in daemon process %d",
+                     (int)getpid());
+        return -1;
+    }
+    r = relay_make_request(relay_pool, &ctx, &fx, req);
+    r->headers_in = headers_in;
+    r->subprocess_env = subprocess_env;
+    r->filename = (char *)filename;
+    r->uri = (char *)uri;
+    r->method = req->vars[PYH_K_REQUEST_METHOD];
+    r->unparsed_uri = (char *)req->vars[PYH_K_REQUEST_URI];
+    r->args = (char *)req->vars[PYH_K_QUERY_STRING];
+    if (!r->uri)
+        r->uri = r->unparsed_uri ? r->unparsed_uri : "/";
+    req->r = r;
+    req->script_name = req->vars[PYH_K_SCRIPT_NAME] ? req->vars[PYH_K_SCRIPT_NAME] : "";
+    req->path_info = req->vars[PYH_K_PATH_INFO] ? req->vars[PYH_K_PATH_INFO] : "";
+
+    if (!(in = pyh_interp_acquire(req->app_group, r->server))) {
+        status = HTTP_INTERNAL_SERVER_ERROR;
+    }
+    else {
+        req->interp = in;
+        pyh_daemon_busy(in);
+        app = pyh_script_callable(in, r, r->filename, req->conf.callable_object,
+                                  req->conf.script_reloading, &status);
+        pyh_daemon_loaded(app != NULL);
+        if (app) {
+            status = pyh_wsgi_handle(in, req, app);
+            Py_DECREF(app);
+        }
+        /* A TimeoutError the watchdog raised too late must not fire in
+         * this thread's next request. */
+        PyThreadState_SetAsyncExc((unsigned long)pthread_self(), NULL);
+        pyh_daemon_idle();
+        pyh_interp_release(in);
+    }
+    if (!ctx.ended) {
+        if (ctx.headers_sent || status == OK)
+            pyh_dconn_frame(dc, PYH_F_ABORT, NULL, 0);
+        else {
+            int32_t st = status;
+            pyh_dconn_frame(dc, PYH_F_STATUS, &st, sizeof(st));
+        }
+        pyh_dconn_flush(dc);
+    }
+    return dc->broken ? -1 : 0;
+}

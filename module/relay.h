@@ -1,0 +1,96 @@
+/* relay.h - the wire between an Apache child and a daemon process, and
+ * the daemon-side state that daemon.c (processes, threads) and relay.c
+ * (requests) share.
+ *
+ * A connection is a UNIX stream socket that the Apache child keeps open
+ * and reuses. Every message is a frame: an 8-byte header (type, flags,
+ * payload length) and the payload. Both ends run on one machine and one
+ * build, so integers are in host order.
+ *
+ *   Apache -> daemon   Q  request: secret, fixed fields, then records
+ *                      B  request body bytes (empty: end of body)
+ *                      X  request body read failed: apr_status_t
+ *   daemon -> Apache   H  status and headers     D  body bytes
+ *                      F  flush                   E  end of response
+ *                      A  abort (cut the client connection)
+ *                      S  no response: the handler returns this status
+ *                      R  send me at most N body bytes
+ *                      G  goodbye: the daemon closes this idle connection
+ *                         without having read anything after it
+ */
+#ifndef PYHOST_RELAY_H
+#define PYHOST_RELAY_H
+
+#include "pyhost.h"
+
+#include <stdint.h>
+
+#define PYH_FRAME_HDR 8
+#define PYH_FRAME_MAX (64 * 1024 * 1024) /* larger is a protocol error */
+#define PYH_RELAY_CHUNK 65536
+
+enum {
+    PYH_F_REQUEST = 'Q', PYH_F_BODY = 'B', PYH_F_BODY_ERROR = 'X',
+    PYH_F_HEADERS = 'H', PYH_F_DATA = 'D', PYH_F_FLUSH = 'F', PYH_F_END = 'E',
+    PYH_F_ABORT = 'A', PYH_F_STATUS = 'S', PYH_F_READ = 'R', PYH_F_GOODBYE = 'G'
+};
+
+/* Record kinds inside Q and H payloads: u32 length, u8 kind, bytes, NUL. */
+enum {
+    PYH_R_VAR = 0,           /* + enum pyh_key: 0 .. PYH_K_COUNT-1 */
+    PYH_R_HEADER_NAME = 100, PYH_R_HEADER_VALUE,
+    PYH_R_ENV_NAME, PYH_R_ENV_VALUE,
+    PYH_R_FILENAME, PYH_R_CALLABLE, PYH_R_APP_GROUP, PYH_R_URI,
+    PYH_R_STATUS_LINE, PYH_R_CONTENT_TYPE
+};
+
+/* Q flags */
+#define PYH_Q_HEADER_ONLY 1u
+#define PYH_Q_RELOADING 2u
+#define PYH_Q_ERROR_OVERRIDE 4u
+#define PYH_Q_PASS_AUTH 8u
+#define PYH_Q_CHUNKED 16u
+
+typedef struct {
+    unsigned char secret[16];
+    uint32_t flags;
+    int32_t server_index;
+    int64_t script_mtime;   /* apr_time_t the Apache child saw */
+    int64_t request_time;   /* r->request_time */
+} pyh_q_fixed;
+
+typedef struct {
+    int32_t status;
+    uint32_t close_connection;
+    int64_t content_length; /* -1: none */
+} pyh_h_fixed;
+
+/* A connection in the daemon. */
+typedef struct pyh_dconn {
+    int fd;
+    int state;                  /* PYH_DC_* */
+    char *rbuf;                 /* read buffer, PYH_RELAY_CHUNK */
+    apr_size_t rpos, rlen;
+    char *wbuf;                 /* frames waiting to be written */
+    apr_size_t wlen;
+    int broken;                 /* an I/O error: close after this request */
+    apr_time_t queued;          /* when it became readable */
+    struct pyh_dconn *next;     /* ready queue */
+    struct pyh_dconn *all_next, *all_prev;
+} pyh_dconn;
+
+enum { PYH_DC_IDLE, PYH_DC_QUEUED, PYH_DC_BUSY };
+
+/* Low-level I/O on a daemon connection (relay.c). */
+int pyh_dconn_read(pyh_dconn *dc, void *dest, apr_size_t n);
+int pyh_dconn_frame(pyh_dconn *dc, int type, const void *data, apr_size_t len);
+int pyh_dconn_flush(pyh_dconn *dc);
+/* Reads a Q frame and answers it with S `status` without running it. */
+int pyh_relay_refuse(pyh_dconn *dc, int status);
+
+/* Bookkeeping the watchdog reads (daemon.c). */
+void pyh_daemon_busy(pyh_interp *in);
+void pyh_daemon_idle(void);
+void pyh_daemon_loaded(int ok);
+
+#endif

@@ -89,6 +89,16 @@ static inline int pyh_gil_enabled(void)
 #endif
 }
 
+/* Declaring "no GIL needed": Py_mod_gil (a PyModuleDef slot) and
+ * PyUnstable_Module_SetGIL apply to extension modules loaded by import,
+ * whose import turns the GIL back on unless they declare it unused.
+ * mod_pyhost is no such module: Apache loads it, it embeds CPython, and
+ * what it gives Python are heap types (PyType_FromSpec) and plain modules
+ * (PyModule_New), which never re-enable the GIL; so the GIL mode is just
+ * -X gil below, and its own C state is guarded by pyh_lock and critical
+ * sections. tests/test_interpreters.py checks sys._is_gil_enabled() is
+ * False in a served app with WSGIFreeThreading On. */
+
 /* Chooses the process's GIL mode at Py_InitializeFromConfig (-X gil=0|1,
  * documented for free-threaded builds). Free-threaded builds run with the
  * GIL unless WSGIFreeThreading On asks otherwise, as mod_wsgi 6 does:

@@ -871,9 +871,10 @@ static const char *cfg_check_home(apr_pool_t *p, const char *home,
             return apr_psprintf(p,
                                 "PYH0002: %s '%s' is Python %s but mod_pyhost "
                                 "was built for Python " PYH_PY_VERSION_STR
-                                "; rebuild pyhost with that Python (pip "
-                                "install pyhost) or point %s at a "
-                                "Python " PYH_PY_VERSION_STR " prefix or venv",
+                                PYH_ABI_TAG "; rebuild pyhost with that "
+                                "Python (pip install pyhost) or point %s at a "
+                                "Python " PYH_PY_VERSION_STR PYH_ABI_TAG
+                                " prefix or venv",
                                 what, home, other, w->setting);
         return apr_psprintf(p,
                             "PYH0001: %s '%s' is not a Python installation "

@@ -7,6 +7,7 @@
 
 #include "ap_mpm.h"
 #include "http_request.h"
+#include "apr_atomic.h"
 #include "apr_strings.h"
 #include "apr_file_info.h"
 
@@ -20,6 +21,8 @@ static apr_pool_t *interp_pool;
 static int interp_multithread, interp_multiprocess;
 static int interp_ready;
 static pyh_daemon *interp_daemon;        /* NULL in Apache's children */
+/* Threads inside an interpreter right now (acquire .. release). */
+static volatile apr_uint32_t interp_busy;
 
 /* Each Apache thread keeps one PyThreadState per interpreter it has run,
  * indexed by pyh_interp.index, so a request costs one GIL acquire. */
@@ -235,6 +238,7 @@ void pyh_interp_release(pyh_interp *in)
 {
     (void)in;
     PyEval_SaveThread();
+    apr_atomic_dec32(&interp_busy);
 }
 
 /* Creates the sub-interpreter `name`; interp_mutex is held, the GIL not. */
@@ -300,7 +304,9 @@ pyh_interp *pyh_interp_acquire(const char *group, server_rec *s)
         if (!in)
             return NULL;
     }
+    apr_atomic_inc32(&interp_busy);
     if (interp_enter(in) < 0) {
+        apr_atomic_dec32(&interp_busy);
         ap_log_error(APLOG_MARK, APLOG_ERR, 0, s,
                      "PYH0008: out of memory making a Python thread state");
         return NULL;
@@ -671,6 +677,17 @@ static apr_status_t interp_child_exit(void *data)
     if (!interp_ready)
         return APR_SUCCESS;
     interp_ready = 0;
+    /* An ungraceful stop can leave worker threads inside the app, running
+     * on thread states that ending an interpreter would free under them
+     * (with their own GILs, even while we finalize). The process is
+     * exiting: leave Python as it is rather than crash it. */
+    if (apr_atomic_read32(&interp_busy)) {
+        ap_log_error(APLOG_MARK, APLOG_INFO, 0, s,
+                     "PYH0016: %u request(s) still inside Python at child "
+                     "exit; not finalizing Python",
+                     (unsigned)apr_atomic_read32(&interp_busy));
+        return APR_SUCCESS;
+    }
     if (interp_enter(interp_main) < 0)
         return APR_SUCCESS;
     main_ts = PyThreadState_Get();

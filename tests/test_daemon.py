@@ -12,6 +12,7 @@ import signal
 import socket
 import struct
 import sys
+import sysconfig
 import threading
 import time
 
@@ -646,6 +647,8 @@ def test_script_reloading_in_daemon(short_server, workspace, token):
 # ---- python-home of a daemon group ------------------------------------------------
 
 THIS = "%d.%d" % sys.version_info[:2]
+# The stdlib directory's version: "3.13t" on a free-threaded build.
+LIBV = THIS + ("t" if sysconfig.get_config_var("Py_GIL_DISABLED") else "")
 
 
 def _fake_home(workspace, name, version=None, mode=0o755):
@@ -689,11 +692,11 @@ def test_daemon_python_home_of_another_version(short_server, workspace):
         "PYH0002: WSGIDaemonProcess grp python-home '%s' is Python 3.99 but "
         "mod_pyhost was built for Python %s; rebuild pyhost with that Python "
         "(pip install pyhost) or point python-home= at a Python %s prefix or "
-        "venv" % (home, THIS, THIS))
+        "venv" % (home, LIBV, LIBV))
 
 
 def test_daemon_python_home_unreadable_by_its_user(short_server, workspace):
-    home = _fake_home(workspace, "dhome-private", version=THIS, mode=0o700)
+    home = _fake_home(workspace, "dhome-private", version=LIBV, mode=0o700)
     assert _daemon_startup_error(
         short_server, "dprivate", "user=nobody python-home=%s" % home) == (
         "PYH0003: WSGIDaemonProcess grp user 'nobody' cannot read the Python "

@@ -8,6 +8,7 @@ import os
 import stat
 import subprocess
 import sys
+import sysconfig
 
 import pytest
 
@@ -139,6 +140,8 @@ def _startup_error(short_server, name, home):
 
 
 THIS = "%d.%d" % sys.version_info[:2]
+# The stdlib directory's version: "3.13t" on a free-threaded build.
+LIBV = THIS + ("t" if sysconfig.get_config_var("Py_GIL_DISABLED") else "")
 
 
 def test_home_of_another_python_version(short_server, workspace):
@@ -147,7 +150,7 @@ def test_home_of_another_python_version(short_server, workspace):
         "PYH0002: WSGIPythonHome '%s' is Python 3.99 but mod_pyhost was built "
         "for Python %s; rebuild pyhost with that Python (pip install pyhost) "
         "or point WSGIPythonHome at a Python %s prefix or venv"
-        % (home, THIS, THIS))
+        % (home, LIBV, LIBV))
 
 
 def test_venv_of_another_python_version(short_server, workspace):
@@ -164,12 +167,12 @@ def test_home_that_is_not_a_python(short_server, workspace):
         "PYH0001: WSGIPythonHome '%s' is not a Python installation (no "
         "%s/lib/python%s/os.py); point WSGIPythonHome at the prefix of Python "
         "%s, the Python mod_pyhost was built for, or at a venv made from it"
-        % (home, home, THIS, THIS))
+        % (home, home, LIBV, THIS))
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run children as www-data")
 def test_home_the_apache_user_cannot_read(short_server, workspace):
-    home = _fake_home(workspace, "private-home", version=THIS, mode=0o700)
+    home = _fake_home(workspace, "private-home", version=LIBV, mode=0o700)
     user = harness.run_user().split()[1]
     assert stat.S_IMODE(os.stat(home).st_mode) == 0o700
     assert _startup_error(short_server, "private", home) == (

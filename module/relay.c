@@ -83,6 +83,19 @@ static int rec_next(char **pp, char *end, const char **value)
     return (unsigned char)p[4];
 }
 
+/* Moves up to n bytes buffered in buf[*pos, len) to dest; returns how
+ * many. Both ends read frames through a buffer like this. */
+static apr_size_t relay_take(const char *buf, apr_size_t *pos, apr_size_t len,
+                             char *dest, apr_size_t n)
+{
+    apr_size_t have = len - *pos;
+    if (have > n)
+        have = n;
+    memcpy(dest, buf + *pos, have);
+    *pos += have;
+    return have;
+}
+
 /* ==== Apache child side ===================================================== */
 
 typedef struct pyh_rconn {
@@ -251,13 +264,9 @@ static apr_status_t rc_read(pyh_rconn *rc, char *dest, apr_size_t n,
                             apr_interval_time_t timeout)
 {
     while (n) {
-        apr_size_t have = rc->len - rc->pos;
+        apr_size_t have = relay_take(rc->buf, &rc->pos, rc->len, dest, n);
         ssize_t got;
         if (have) {
-            if (have > n)
-                have = n;
-            memcpy(dest, rc->buf + rc->pos, have);
-            rc->pos += have;
             dest += have;
             n -= have;
             continue;
@@ -668,13 +677,9 @@ int pyh_dconn_read(pyh_dconn *dc, void *dest, apr_size_t n)
 {
     char *d = dest;
     while (n) {
-        apr_size_t have = dc->rlen - dc->rpos;
+        apr_size_t have = relay_take(dc->rbuf, &dc->rpos, dc->rlen, d, n);
         ssize_t got;
         if (have) {
-            if (have > n)
-                have = n;
-            memcpy(d, dc->rbuf + dc->rpos, have);
-            dc->rpos += have;
             d += have;
             n -= have;
             continue;

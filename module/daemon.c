@@ -36,26 +36,36 @@ pyh_daemon *pyh_this_daemon;
 
 /* ==== parent: sockets, processes, supervision ============================== */
 
-/* The parent's record of one daemon process. malloc'd: it outlives the
- * configuration pool when a restart retires it. */
+/* The parent's record of one daemon process of the current generation. */
 typedef struct pyh_dproc {
-    pyh_daemon *d;          /* NULL once retired (config pool is gone) */
+    pyh_daemon *d;
     int slot;
     apr_proc_t proc;
-    char *name;             /* group name, for logs after retirement */
+    int registered;         /* an APR "other child" (APR's unregister
+                               dereferences NULL for an unknown one) */
     struct pyh_sock *sock;  /* the socket path it serves */
-    apr_time_t started;
 } pyh_dproc;
 
 /* A generation's socket path: unlinked when its last process is gone, so
  * that old children finishing requests after a graceful restart can still
- * connect to the old daemons. */
+ * connect to the old daemons. malloc'd: it outlives the configuration. */
 typedef struct pyh_sock {
     char *path;
     int live;
 } pyh_sock;
 
+/* Daemons of earlier generations, still finishing their connections. They
+ * are handed to the MPM (ap_register_extra_mpm_process), which reaps them
+ * and kills them at a stop; nothing of ours that holds a function pointer
+ * survives a restart, because Apache unloads and reloads this module. */
+typedef struct pyh_retired {
+    pid_t pid;
+    pyh_sock *sock;
+    struct pyh_retired *next;
+} pyh_retired;
+
 static apr_pool_t *daemon_pconf;
+static pyh_retired *daemon_retired;
 
 static void daemon_release_sock(pyh_sock *sk)
 {
@@ -66,30 +76,51 @@ static void daemon_release_sock(pyh_sock *sk)
     free(sk);
 }
 
+/* Forgets retired daemons that are gone (reaped by the MPM), unlinking
+ * each generation's socket after its last process. */
+static void daemon_sweep_retired(int all)
+{
+    pyh_retired **pp = &daemon_retired;
+    while (*pp) {
+        pyh_retired *rt = *pp;
+        if (all || (kill(rt->pid, 0) < 0 && errno == ESRCH)) {
+            *pp = rt->next;
+            daemon_release_sock(rt->sock);
+            free(rt);
+        }
+        else {
+            pp = &rt->next;
+        }
+    }
+}
+
 static void daemon_spawn(pyh_dproc *dp);
 
 static void daemon_maintenance(int reason, void *data, apr_wait_t status)
 {
     pyh_dproc *dp = data;
-    if (reason != APR_OC_REASON_DEATH && reason != APR_OC_REASON_LOST)
-        return;
-    apr_proc_other_child_unregister(dp);
-    if (!dp->d) {
-        daemon_release_sock(dp->sock);
-        free(dp->name);
-        free(dp);
+    if (reason == APR_OC_REASON_UNREGISTER) {
+        dp->registered = 0; /* by us, or by pconf's cleanup */
         return;
     }
+    if (reason == APR_OC_REASON_RUNNING) {
+        daemon_sweep_retired(0); /* the MPM calls this every few seconds */
+        return;
+    }
+    if (reason != APR_OC_REASON_DEATH && reason != APR_OC_REASON_LOST)
+        return;
+    if (dp->registered)
+        apr_proc_other_child_unregister(dp);
     if (WIFSIGNALED(status))
         ap_log_error(APLOG_MARK, APLOG_ERR, 0, ap_server_conf,
                      "PYH0040: daemon process %d of group '%s' was killed by "
                      "signal %d; starting a new one",
-                     (int)dp->proc.pid, dp->name, WTERMSIG(status));
+                     (int)dp->proc.pid, dp->d->name, WTERMSIG(status));
     else
         ap_log_error(APLOG_MARK, APLOG_INFO, 0, ap_server_conf,
                      "PYH0041: daemon process %d of group '%s' exited (%d); "
                      "starting a new one",
-                     (int)dp->proc.pid, dp->name, WEXITSTATUS(status));
+                     (int)dp->proc.pid, dp->d->name, WEXITSTATUS(status));
     dp->proc.pid = 0;
     daemon_spawn(dp);
 }
@@ -99,23 +130,24 @@ static void daemon_main(pyh_dproc *dp) __attribute__((noreturn));
 static void daemon_spawn(pyh_dproc *dp)
 {
     apr_status_t rv;
-    dp->started = apr_time_now();
     rv = apr_proc_fork(&dp->proc, daemon_pconf);
     if (rv == APR_INCHILD)
         daemon_main(dp);
     if (rv != APR_INPARENT) {
         ap_log_error(APLOG_MARK, APLOG_CRIT, rv, ap_server_conf,
                      "PYH0042: could not fork a daemon process for group '%s'",
-                     dp->name);
+                     dp->d->name);
         return;
     }
     apr_proc_other_child_register(&dp->proc, daemon_maintenance, dp, NULL,
-                                  ap_server_conf->process->pool);
+                                  daemon_pconf);
+    dp->registered = 1;
 }
 
 /* pconf cleanup: a restart or stop retires this generation's daemons. They
- * get SIGTERM and finish what their connections still bring; at a stop the
- * parent waits for them (shutdown-timeout) and then kills what is left. */
+ * get SIGTERM and finish what their connections still bring; at a restart
+ * the MPM takes them over; at a stop the parent waits for them
+ * (shutdown-timeout) and then kills what is left. */
 static apr_status_t daemon_parent_cleanup(void *data)
 {
     apr_array_header_t *procs = data;
@@ -124,6 +156,8 @@ static apr_status_t daemon_parent_cleanup(void *data)
     apr_time_t until;
     int i, left;
 
+    /* The handler is in this module, which is about to be unloaded. */
+    signal(SIGCHLD, SIG_DFL);
     for (i = 0; i < procs->nelts; i++) {
         pyh_dproc *dp = APR_ARRAY_IDX(procs, i, pyh_dproc *);
         if (dp->d->shutdown_timeout > wait)
@@ -132,9 +166,27 @@ static apr_status_t daemon_parent_cleanup(void *data)
             close(dp->d->listen_fd);
             dp->d->listen_fd = -1;
         }
-        dp->d = NULL;
-        if (dp->proc.pid > 0)
-            kill(dp->proc.pid, SIGTERM);
+        if (dp->registered)
+            apr_proc_other_child_unregister(dp);
+        if (dp->proc.pid <= 0) {
+            daemon_release_sock(dp->sock);
+            continue;
+        }
+        kill(dp->proc.pid, SIGTERM);
+        if (!exiting) {
+            pyh_retired *rt = malloc(sizeof(*rt));
+            ap_register_extra_mpm_process(dp->proc.pid,
+                                          ap_state_query(AP_SQ_CONFIG_GEN));
+            if (rt) {
+                rt->pid = dp->proc.pid;
+                rt->sock = dp->sock;
+                rt->next = daemon_retired;
+                daemon_retired = rt;
+            }
+            else {
+                daemon_release_sock(dp->sock);
+            }
+        }
     }
     if (!exiting)
         return APR_SUCCESS;
@@ -145,13 +197,10 @@ static apr_status_t daemon_parent_cleanup(void *data)
             pyh_dproc *dp = APR_ARRAY_IDX(procs, i, pyh_dproc *);
             if (dp->proc.pid > 0) {
                 if (waitpid(dp->proc.pid, NULL, WNOHANG) == dp->proc.pid
-                    || (errno == ECHILD && kill(dp->proc.pid, 0) < 0)) {
-                    apr_proc_other_child_unregister(dp);
+                    || (kill(dp->proc.pid, 0) < 0 && errno == ESRCH))
                     dp->proc.pid = 0;
-                }
-                else {
+                else
                     left++;
-                }
             }
         }
         if (left)
@@ -163,13 +212,13 @@ static apr_status_t daemon_parent_cleanup(void *data)
             ap_log_error(APLOG_MARK, APLOG_WARNING, 0, ap_server_conf,
                          "PYH0043: daemon process %d of group '%s' did not "
                          "stop in time; killing it",
-                         (int)dp->proc.pid, dp->name);
+                         (int)dp->proc.pid, dp->d->name);
             kill(dp->proc.pid, SIGKILL);
             waitpid(dp->proc.pid, NULL, 0);
-            apr_proc_other_child_unregister(dp);
         }
-        unlink(dp->sock->path);
+        daemon_release_sock(dp->sock);
     }
+    daemon_sweep_retired(1); /* the MPM has reclaimed them by now */
     return APR_SUCCESS;
 }
 
@@ -242,6 +291,7 @@ int pyh_daemon_start_all(apr_pool_t *pconf, server_rec *s)
         return HTTP_INTERNAL_SERVER_ERROR;
     }
     daemon_pconf = pconf;
+    daemon_sweep_retired(0);
     procs = apr_array_make(pconf, 8, sizeof(pyh_dproc *));
     apr_pool_cleanup_register(pconf, procs, daemon_parent_cleanup,
                               apr_pool_cleanup_null);
@@ -253,11 +303,8 @@ int pyh_daemon_start_all(apr_pool_t *pconf, server_rec *s)
         sk = calloc(1, sizeof(*sk));
         if (!sk || !(sk->path = strdup(d->socket_path)))
             return HTTP_INTERNAL_SERVER_ERROR;
-        d->procs = apr_pcalloc(pconf, sizeof(pyh_dproc) * d->processes);
         for (j = 0; j < d->processes; j++) {
-            pyh_dproc *dp = calloc(1, sizeof(*dp));
-            if (!dp || !(dp->name = strdup(d->name)))
-                return HTTP_INTERNAL_SERVER_ERROR;
+            pyh_dproc *dp = apr_pcalloc(pconf, sizeof(*dp));
             dp->d = d;
             dp->slot = j;
             dp->sock = sk;

@@ -81,7 +81,6 @@ typedef struct pyh_daemon {
     /* set in post_config (parent), inherited by children and daemons */
     const char *socket_path;
     int listen_fd;
-    struct pyh_dproc *procs;       /* `processes` slots */
     /* Apache child side: idle relay connections, reused across requests */
     apr_thread_mutex_t *idle_mutex;
     struct pyh_rconn *idle;

@@ -10,6 +10,7 @@ import json
 import mmap
 import os
 import sys
+import time
 
 STATE = "@STATE_DIR@"
 SEEN_ENOUGH = 1000
@@ -36,6 +37,18 @@ def spin(m, me, other, limit):
     return seen, i
 
 
+def meet(m, me, other):
+    # Both requests start spinning together: a late start of one (a busy
+    # machine) would otherwise let the other finish its loop alone. Sleeping
+    # releases the GIL, so this works under a shared GIL too. Bounded: after
+    # ~10 s the spin runs anyway (and the test sees too little).
+    m[4 + me] = 1
+    for _ in range(10000):
+        if m[4 + other]:
+            return
+        time.sleep(0.001)
+
+
 def application(environ, start_response):
     q = dict(p.split("=", 1) for p in environ["QUERY_STRING"].split("&") if "=" in p)
     if "warm" in q:  # load the script (and set the interval) only
@@ -46,6 +59,7 @@ def application(environ, start_response):
     with open(path, "r+b") as f:
         m = mmap.mmap(f.fileno(), 16)
     try:
+        meet(m, me, 1 - me)
         seen, iterations = spin(m, me, 1 - me, int(q.get("limit", LIMIT)))
     finally:
         m.close()

@@ -469,6 +469,7 @@ static const char *cfg_daemon_option(cmd_parms *cmd, pyh_daemon *d,
     }
     else if (!strcmp(name, "home")) {
         d->home = ap_server_root_relative(cmd->pool, value);
+        d->home_given = 1;
     }
     else if (!strcmp(name, "python-home")) {
         d->python_home = ap_server_root_relative(cmd->pool, value);

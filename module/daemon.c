@@ -365,6 +365,7 @@ static struct {
     int loaded_ok, load_failed;
     pyh_dworker *workers;
     apr_thread_t *watchdog;
+    pid_t parent;               /* Apache's parent process */
 } ds;
 
 static PYH_THREAD_LOCAL pyh_dworker *ds_me;
@@ -777,7 +778,6 @@ static int ds_setup_process(pyh_dproc *dp)
     sigset_t none;
     int i;
 
-    prctl(PR_SET_PDEATHSIG, SIGTERM, 0, 0, 0);
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
     memset(&sa, 0, sizeof(sa));
@@ -802,9 +802,22 @@ static int ds_setup_process(pyh_dproc *dp)
     ds_set_title(d);
     if (ds_drop_privileges(d) < 0)
         return -1;
+    /* After the user switch: changing credentials clears it. And if the
+     * parent is already gone, there is nobody to serve. */
+    prctl(PR_SET_PDEATHSIG, SIGTERM, 0, 0, 0);
+    if (getppid() != ds.parent)
+        return -1;
     if (d->umask >= 0)
         umask((mode_t)d->umask);
-    if (d->home && chdir(d->home) < 0) {
+    /* The user's home is only a default: a system user's often does not
+     * exist (nobody: /nonexistent); then the daemon works in /. */
+    if (d->home && !d->home_given && chdir(d->home) < 0 && chdir("/") == 0) {
+        ap_log_error(APLOG_MARK, APLOG_INFO, errno, ds.s,
+                     "PYH0046: daemon group '%s': user %s's home '%s' is not "
+                     "usable; working in /",
+                     d->name, d->user, d->home);
+    }
+    else if (d->home && d->home_given && chdir(d->home) < 0) {
         ap_log_error(APLOG_MARK, APLOG_CRIT, errno, ds.s,
                      "PYH0046: daemon group '%s': cannot change to home "
                      "directory '%s'",
@@ -871,6 +884,8 @@ static void ds_dispatch(void)
                 ds_enqueue(evs[i].data.ptr);
             }
         }
+        if (getppid() != ds.parent)
+            ds_signalled = 1; /* Apache's parent died: stop as if told to */
         if (ds_signalled && ds.state != DS_STOPPING) {
             apr_thread_mutex_lock(ds.mutex);
             ds.state = DS_STOPPING;
@@ -924,6 +939,7 @@ static void daemon_main(pyh_dproc *dp)
     int i, busy;
 
     memset(&ds, 0, sizeof(ds));
+    ds.parent = getppid();
     ds.d = d;
     ds.s = ap_server_conf;
     pyh_this_daemon = d;

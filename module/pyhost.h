@@ -71,6 +71,7 @@ typedef struct pyh_daemon {
     gid_t gid;
     apr_array_header_t *groups;    /* gid_t: supplementary-groups */
     int umask;                     /* -1: unset */
+    int home_given;                /* home= was set (else the user's) */
     const char *home, *python_home, *display_name, *lang, *locale;
     apr_array_header_t *python_path; /* const char * */
     apr_int64_t maximum_requests, memory_limit;

@@ -703,3 +703,24 @@ def test_daemon_python_home_unreadable_by_its_user(short_server, workspace):
         "installation '%s' ('%s' is mode 0700); use a Python or venv outside "
         "it (e.g. /usr/bin/python3 -m venv /opt/venv) or grant that user read "
         "access" % (home, home))
+
+
+def test_daemons_exit_when_apache_parent_dies(short_server):
+    """Apache's parent killed outright (no cleanup of ours runs): its
+    daemons notice and leave instead of lingering as orphans."""
+    srv = start(short_server, "processes=2 threads=2 user=nobody")
+    wait_for(lambda: len(daemon_pids(srv)) == 2, timeout=15)
+    pids = daemon_pids(srv)
+    assert srv.get("/d/info").status == 200
+    os.kill(srv.proc.pid, signal.SIGKILL)
+    srv.proc.wait(10)
+    try:
+        assert wait_for(lambda: not any(alive(p) for p in pids), timeout=25), \
+            [p for p in pids if alive(p)]
+    finally:
+        # Apache's own children outlive a SIGKILLed parent for a while:
+        # they are in the session the harness started, so end them too.
+        try:
+            os.killpg(srv.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass

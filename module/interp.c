@@ -688,20 +688,6 @@ static apr_status_t interp_child_exit(void *data)
                      (unsigned)apr_atomic_read32(&interp_busy));
         return APR_SUCCESS;
     }
-#if PY_VERSION_HEX >= 0x030C0000
-    /* 3.12+ ends sub-interpreters differently, and children stopped with
-     * SIGTERM crashed now and then (3.12 own-GIL groups, 3.13 and 3.14
-     * shared ones) once groups existed; the cause is not pinned down (see
-     * issue 7). The process is exiting: with sub-interpreters, leave
-     * Python as it is. */
-    if (interp_all->nelts > 1) {
-        ap_log_error(APLOG_MARK, APLOG_INFO, 0, s,
-                     "PYH0018: not finalizing Python at child exit (%d "
-                     "application groups in sub-interpreters, Python 3.12+)",
-                     interp_all->nelts - 1);
-        return APR_SUCCESS;
-    }
-#endif
     if (interp_enter(interp_main) < 0)
         return APR_SUCCESS;
     main_ts = PyThreadState_Get();

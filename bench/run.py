@@ -249,6 +249,7 @@ class Bench:
                 "MaxConnectionsPerChild 0",
                 "KeepAlive On", "MaxKeepAliveRequests 0",
                 "EnableSendfile On",
+                "<Directory />", "AllowOverride None", "</Directory>",
                 "<Directory %s>" % self.workdir, "Require all granted",
                 "</Directory>",
             ] + list(body)) + "\n")

@@ -382,12 +382,10 @@ int pyh_input_init_type(pyh_interp *in)
     return in->input_type ? 0 : -1;
 }
 
-PyObject *pyh_input_new(pyh_interp *in, pyh_request *req)
+void pyh_input_attach(PyObject *input, pyh_request *req)
 {
-    input_object *io = PyObject_New(input_object, in->input_type);
+    input_object *io = (input_object *)input;
     const char *cl;
-    if (!io)
-        return NULL;
     io->req = req;
     io->remaining = -1;
     cl = apr_table_get(req->r->headers_in, "Content-Length");
@@ -399,6 +397,15 @@ PyObject *pyh_input_new(pyh_interp *in, pyh_request *req)
         else if (apr_strtoff(&n, cl, &end, 10) == APR_SUCCESS && !*end && n >= 0)
             io->remaining = n;
     }
+}
+
+PyObject *pyh_input_new(pyh_interp *in)
+{
+    input_object *io = PyObject_New(input_object, in->input_type);
+    if (!io)
+        return NULL;
+    io->req = NULL;
+    io->remaining = 0;
     return (PyObject *)io;
 }
 

@@ -511,7 +511,8 @@ class Apache:
         done with a connection, whose memory they free first; a worker
         finishing a connection (one a client just closed) at that moment
         makes the child dereference freed memory and die with SIGSEGV (an
-        Apache bug, reproduced without pyhost: see test_stop.py). Clients
+        Apache bug, reproduced without pyhost by tests/event_stop_repro.py;
+        test_stop.py fails without this wait). Clients
         here close their connections before a stop, so once no server-side
         socket is left (checked twice, a little apart) no worker is ending
         one. Returns True if that point was reached."""

@@ -435,10 +435,7 @@ static void ds_close_conn(pyh_dconn *dc)
     if (dc->all_next)
         dc->all_next->all_prev = dc->all_prev;
     ds.nconns--;
-    close(dc->fd);
-    free(dc->rbuf);
-    free(dc->wbuf);
-    free(dc);
+    pyh_dconn_free(dc);
 }
 
 static int ds_arm(pyh_dconn *dc, int op)
@@ -484,16 +481,10 @@ static int ds_accept(void)
     tv.tv_usec = 0;
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-    dc = calloc(1, sizeof(*dc));
-    if (!dc || !(dc->rbuf = malloc(PYH_RELAY_CHUNK))
-        || !(dc->wbuf = malloc(PYH_RELAY_CHUNK))) {
-        if (dc)
-            free(dc->rbuf);
-        free(dc);
+    if (!(dc = pyh_dconn_new(fd))) {
         close(fd);
         return 1;
     }
-    dc->fd = fd;
     ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, ds.s,
                  "PYH0053: daemon process %d of group '%s' accepted a relay "
                  "connection from pid %d",
@@ -599,6 +590,7 @@ static void *APR_THREAD_FUNC ds_worker(apr_thread_t *thread, void *data)
 
         keep = pyh_relay_serve(dc) == 0 && !dc->broken;
         pyh_daemon_idle();
+        pyh_dconn_idle(dc);
 
         apr_thread_mutex_lock(ds.mutex);
         ds.nbusy--;

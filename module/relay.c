@@ -13,6 +13,7 @@
 #include "apr_strings.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <poll.h>
 #include <pthread.h>
 #include <sys/socket.h>
@@ -608,6 +609,33 @@ int pyh_relay_request(request_rec *r, pyh_request *req, pyh_daemon *d)
 
 /* ==== daemon side ========================================================== */
 
+pyh_dconn *pyh_dconn_new(int fd)
+{
+    pyh_dconn *dc = malloc(sizeof(*dc));
+    if (!dc)
+        return NULL;
+    /* Everything but the read buffer, which is written before it is read. */
+    memset(dc, 0, offsetof(pyh_dconn, rbuf));
+    dc->fd = fd;
+    return dc;
+}
+
+void pyh_dconn_free(pyh_dconn *dc)
+{
+    close(dc->fd);
+    free(dc->wbuf);
+    free(dc);
+}
+
+void pyh_dconn_idle(pyh_dconn *dc)
+{
+    if (dc->wcap > PYH_DCONN_WBUF && !dc->wlen) {
+        free(dc->wbuf);
+        dc->wbuf = NULL;
+        dc->wcap = 0;
+    }
+}
+
 int pyh_dconn_flush(pyh_dconn *dc)
 {
     apr_size_t off = 0;
@@ -626,6 +654,62 @@ int pyh_dconn_flush(pyh_dconn *dc)
     return 0;
 }
 
+/* Makes room for `need` more bytes in the write buffer, growing it up to
+ * PYH_RELAY_CHUNK; -1 when they do not fit (or no memory). */
+static int dconn_reserve(pyh_dconn *dc, apr_size_t need)
+{
+    apr_size_t cap;
+    char *grown;
+    if (dc->wlen + need <= dc->wcap)
+        return 0;
+    if (dc->wlen + need > PYH_RELAY_CHUNK)
+        return -1;
+    cap = dc->wcap ? dc->wcap : PYH_DCONN_WBUF;
+    while (cap < dc->wlen + need)
+        cap *= 2;
+    if (cap > PYH_RELAY_CHUNK)
+        cap = PYH_RELAY_CHUNK;
+    if (!(grown = realloc(dc->wbuf, cap)))
+        return -1;
+    dc->wbuf = grown;
+    dc->wcap = cap;
+    return 0;
+}
+
+/* Writes one frame unbuffered (the write buffer must be empty). */
+static int dconn_write_frame(pyh_dconn *dc, unsigned char *hdr,
+                             const void *data, apr_size_t len)
+{
+    struct iovec iov[2];
+    apr_size_t done = 0, total = PYH_FRAME_HDR + len;
+    iov[0].iov_base = hdr;
+    iov[0].iov_len = PYH_FRAME_HDR;
+    iov[1].iov_base = (void *)data;
+    iov[1].iov_len = len;
+    while (done < total) {
+        ssize_t w = writev(dc->fd, iov, 2);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            dc->broken = 1;
+            return -1;
+        }
+        done += (apr_size_t)w;
+        if (done >= PYH_FRAME_HDR) {
+            iov[0].iov_len = 0;
+            iov[1].iov_base = (char *)data + (done - PYH_FRAME_HDR);
+            iov[1].iov_len = total - done;
+        }
+        else {
+            iov[0].iov_base = hdr + done;
+            iov[0].iov_len = PYH_FRAME_HDR - done;
+        }
+    }
+    return 0;
+}
+
+/* Frames are gathered in the write buffer until a flush or until it is
+ * full; one too large for it is written straight after the ones before. */
 int pyh_dconn_frame(pyh_dconn *dc, int type, const void *data, apr_size_t len)
 {
     unsigned char hdr[PYH_FRAME_HDR] = {0};
@@ -634,37 +718,11 @@ int pyh_dconn_frame(pyh_dconn *dc, int type, const void *data, apr_size_t len)
         return -1;
     hdr[0] = (unsigned char)type;
     memcpy(hdr + 4, &l, 4);
-    if (dc->wlen + PYH_FRAME_HDR + len > PYH_RELAY_CHUNK) {
+    if (dconn_reserve(dc, PYH_FRAME_HDR + len) < 0) {
         if (pyh_dconn_flush(dc) < 0)
             return -1;
-        if (PYH_FRAME_HDR + len > PYH_RELAY_CHUNK) {
-            struct iovec iov[2];
-            apr_size_t done = 0, total = PYH_FRAME_HDR + len;
-            iov[0].iov_base = hdr;
-            iov[0].iov_len = PYH_FRAME_HDR;
-            iov[1].iov_base = (void *)data;
-            iov[1].iov_len = len;
-            while (done < total) {
-                ssize_t w = writev(dc->fd, iov, 2);
-                if (w < 0 && errno == EINTR)
-                    continue;
-                if (w <= 0) {
-                    dc->broken = 1;
-                    return -1;
-                }
-                done += (apr_size_t)w;
-                if (done >= PYH_FRAME_HDR) {
-                    iov[0].iov_len = 0;
-                    iov[1].iov_base = (char *)data + (done - PYH_FRAME_HDR);
-                    iov[1].iov_len = total - done;
-                }
-                else {
-                    iov[0].iov_base = hdr + done;
-                    iov[0].iov_len = PYH_FRAME_HDR - done;
-                }
-            }
-            return 0;
-        }
+        if (dconn_reserve(dc, PYH_FRAME_HDR + len) < 0)
+            return dconn_write_frame(dc, hdr, data, len);
     }
     memcpy(dc->wbuf + dc->wlen, hdr, PYH_FRAME_HDR);
     if (len)
@@ -673,6 +731,9 @@ int pyh_dconn_frame(pyh_dconn *dc, int type, const void *data, apr_size_t len)
     return 0;
 }
 
+/* Reads exactly n bytes. Small reads go through the read buffer, which
+ * may take the start of what follows; a read of at least its size goes
+ * straight to dest once the buffer is empty, so never past the frame. */
 int pyh_dconn_read(pyh_dconn *dc, void *dest, apr_size_t n)
 {
     char *d = dest;
@@ -684,15 +745,24 @@ int pyh_dconn_read(pyh_dconn *dc, void *dest, apr_size_t n)
             n -= have;
             continue;
         }
-        got = read(dc->fd, dc->rbuf, PYH_RELAY_CHUNK);
+        if (n >= PYH_DCONN_RBUF)
+            got = read(dc->fd, d, n);
+        else
+            got = read(dc->fd, dc->rbuf, PYH_DCONN_RBUF);
         if (got < 0 && errno == EINTR)
             continue;
         if (got <= 0) {
             dc->broken = 1;
             return -1;
         }
-        dc->rpos = 0;
-        dc->rlen = (apr_size_t)got;
+        if (n >= PYH_DCONN_RBUF) {
+            d += got;
+            n -= (apr_size_t)got;
+        }
+        else {
+            dc->rpos = 0;
+            dc->rlen = (apr_size_t)got;
+        }
     }
     return 0;
 }

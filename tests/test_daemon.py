@@ -333,6 +333,38 @@ def test_connections_are_reused(short_server):
     assert 1 <= accepted <= 4, accepted
 
 
+def test_frames_of_every_size_on_one_reused_connection(short_server):
+    # The daemon's connection buffers start small and grow only for large
+    # frames (and shrink between requests): small, medium, buffer-sized and
+    # larger frames in turn, both ways, must all pass on one relay
+    # connection.
+    srv = start(short_server, "processes=1 threads=1", "LogLevel pyhost:debug\n")
+    conn = srv.connection(timeout=60)
+
+    def call(method, path, body=None, headers=None):
+        conn.request(method, path, body=body, headers=headers or {})
+        r = conn.getresponse()
+        return r.status, r.read()
+
+    assert call("GET", "/d/info")[0] == 200
+    accepted = srv.error_log().count("PYH0053")
+    assert accepted >= 1
+    # Request headers past the daemon's read buffer: a large Q frame.
+    big = {"X-Test": "t" * 7000}
+    big.update(("X-Pad-%d" % i, "p" * 7000) for i in range(3))
+    for size in (10, 5000, 20000, 65536 - 8, 65536, 200000, 100, 3 << 20, 1):
+        body = os.urandom(size)
+        status, got = call("POST", "/d/echo", body)
+        assert status == 200 and got == body, size
+        status, got = call("GET", "/d/info", headers=big)
+        assert status == 200 and json.loads(got)["x_test"] == big["X-Test"]
+        status, got = call("GET", "/d/stream?n=3000")
+        assert status == 200
+        assert got == b"".join(b"chunk %d\n" % i for i in range(3000))
+    assert srv.error_log().count("PYH0053") == accepted, "connection not reused"
+    no_crash(srv)
+
+
 @pytest.mark.core  # in the Python version matrix
 def test_large_post_streams_both_ways(short_server):
     srv = start(short_server, "processes=1 threads=2")

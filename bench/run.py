@@ -250,6 +250,7 @@ class Bench:
                 "MaxConnectionsPerChild 0",
                 "KeepAlive On", "MaxKeepAliveRequests 0",
                 "EnableSendfile On",
+                "<Directory />", "AllowOverride None", "</Directory>",
                 "<Directory %s>" % self.workdir, "Require all granted",
                 "</Directory>",
             ] + list(body)) + "\n")
@@ -574,6 +575,7 @@ def summarize(report):
         med = statistics.median(rps)
         table[(name, w, mode)] = {
             "rps": med,
+            "runs": rps,  # one per round, in round order
             # how far apart the rounds were: (max - min) / median
             "spread": (max(rps) - min(rps)) / med if med else 0.0,
             "p99_ms": statistics.median(r["p99_ms"] for r in runs),
@@ -582,10 +584,17 @@ def summarize(report):
     return table
 
 
-def ratio(table, a, b, w, mode):
-    x, y = table.get((a, w, mode)), table.get((b, w, mode))
+def ratio(table, a, b, w, mode, wb=None):
+    """a's req/s over b's (b's workload wb, default w): the median of the
+    per-round ratios. Round i of a and of b ran seconds apart, so each
+    pair saw the same machine; the median of the pairs is steadier than
+    the ratio of two medians taken from different rounds (on this 2-core
+    machine a cell can move 10-15% between rounds)."""
+    x, y = table.get((a, w, mode)), table.get((b, wb or w, mode))
     if not x or not y or not y["rps"]:
         return None
+    if len(x["runs"]) == len(y["runs"]) and all(y["runs"]):
+        return statistics.median(p / q for p, q in zip(x["runs"], y["runs"]))
     return x["rps"] / y["rps"]
 
 
@@ -636,6 +645,7 @@ def print_report(report, args):
     print("pyhost module: %s" % pyhost.module_location())
     print("'vs C' = req/s over the C handler's hello in the same connection "
           "mode; 'vs mod_wsgi' = over mod_wsgi embedded, same workload; "
+          "both the median of the per-round ratios; "
           "'spread' = (max - min) / median req/s over the rounds")
     for mode in [m for m in args.modes.split(",") if m]:
         for w in [w for w in args.workloads.split(",") if w]:
@@ -649,9 +659,8 @@ def print_report(report, args):
                 "setup", "req/s (med)", "spread", "p99 ms", "vs C",
                 "vs mod_wsgi", "errors"))
             for n, row in rows:
-                cbase = table.get(("c", "hello", mode))
-                vs_c = ("%.2f" % (row["rps"] / cbase["rps"])
-                        if cbase and cbase["rps"] else "-")
+                vc = ratio(table, n, "c", w, mode, wb="hello")
+                vs_c = "%.2f" % vc if vc is not None else "-"
                 vw = ratio(table, n, "mod_wsgi", w, mode)
                 print("  %-16s %11.0f %6.0f%% %9.2f %7s %11s %7d" % (
                     n, row["rps"], 100 * row["spread"], row["p99_ms"], vs_c,

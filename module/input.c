@@ -79,17 +79,24 @@ static apr_status_t input_fill(pyh_request *req, input_object *io, char *dest,
     return APR_SUCCESS;
 }
 
-/* input_fill with the GIL released; raises OSError on failure and keeps
+/* input_fill with the GIL released, until at least `least` bytes came or
+ * the body ended (one GIL release for a whole sized read, not one per
+ * ~8 KB that the filters hand over); raises OSError on failure and keeps
  * the HTTP status that failure deserves (413, 400, 408) for the handler. */
 static int input_pull(input_object *io, char *dest, apr_size_t want,
-                      apr_size_t *got)
+                      apr_size_t least, apr_size_t *got)
 {
     pyh_request *req = io->req;
-    apr_status_t rv;
+    apr_status_t rv = APR_SUCCESS;
+    apr_size_t n;
     char err[120];
 
+    *got = 0;
     Py_BEGIN_ALLOW_THREADS
-    rv = input_fill(req, io, dest, want, got);
+    do {
+        rv = input_fill(req, io, dest + *got, want - *got, &n);
+        *got += n;
+    } while (rv == APR_SUCCESS && *got < least && !req->input_eos);
     Py_END_ALLOW_THREADS
     if (rv == APR_SUCCESS)
         return 0;
@@ -141,7 +148,7 @@ static PyObject *input_read_sized(input_object *io, apr_size_t want)
     dest = PyBytes_AS_STRING(out);
     have = input_take(req, dest, want);
     while (have < want && !req->input_eos) {
-        if (input_pull(io, dest + have, want - have, &got) < 0) {
+        if (input_pull(io, dest + have, want - have, want - have, &got) < 0) {
             Py_DECREF(out);
             return NULL;
         }
@@ -174,7 +181,7 @@ static PyObject *input_read_all_unknown(input_object *io)
             }
             buf = grown;
         }
-        if (input_pull(io, buf + have, cap - have, &got) < 0) {
+        if (input_pull(io, buf + have, cap - have, 1, &got) < 0) {
             PyMem_Free(buf);
             return NULL;
         }
@@ -270,7 +277,7 @@ static PyObject *input_readline_impl(input_object *io, Py_ssize_t size)
         if (input_reserve(req, INPUT_LINE_CHUNK) < 0)
             return NULL;
         if (input_pull(io, req->ibuf + req->ibuf_len,
-                       req->ibuf_cap - req->ibuf_len, &got) < 0)
+                       req->ibuf_cap - req->ibuf_len, 1, &got) < 0)
             return NULL;
         req->ibuf_len += got;
     }
@@ -382,12 +389,10 @@ int pyh_input_init_type(pyh_interp *in)
     return in->input_type ? 0 : -1;
 }
 
-PyObject *pyh_input_new(pyh_interp *in, pyh_request *req)
+void pyh_input_attach(PyObject *input, pyh_request *req)
 {
-    input_object *io = PyObject_New(input_object, in->input_type);
+    input_object *io = (input_object *)input;
     const char *cl;
-    if (!io)
-        return NULL;
     io->req = req;
     io->remaining = -1;
     cl = apr_table_get(req->r->headers_in, "Content-Length");
@@ -399,6 +404,15 @@ PyObject *pyh_input_new(pyh_interp *in, pyh_request *req)
         else if (apr_strtoff(&n, cl, &end, 10) == APR_SUCCESS && !*end && n >= 0)
             io->remaining = n;
     }
+}
+
+PyObject *pyh_input_new(pyh_interp *in)
+{
+    input_object *io = PyObject_New(input_object, in->input_type);
+    if (!io)
+        return NULL;
+    io->req = NULL;
+    io->remaining = 0;
     return (PyObject *)io;
 }
 

@@ -238,6 +238,14 @@ PyObject *pyh_log_new(pyh_interp *in, pyh_request *req, int level)
     return (PyObject *)lo;
 }
 
+void pyh_log_attach(PyObject *log, pyh_request *req)
+{
+    log_object *lo = (log_object *)log;
+    lo->req = req;
+    lo->detached = 0;
+    lo->len = 0;
+}
+
 void pyh_log_detach(PyObject *log)
 {
     log_object *lo = (log_object *)log;

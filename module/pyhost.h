@@ -154,6 +154,8 @@ enum pyh_const {
 
 typedef struct pyh_script pyh_script;
 
+#define PYH_SPARE_REQUESTS 64
+
 typedef struct pyh_interp {
     const char *name;             /* "" for the main interpreter */
     int index;                    /* slot in each thread's tstate cache */
@@ -171,6 +173,10 @@ typedef struct pyh_interp {
     apr_hash_t *header_keys;      /* header name -> env_header (wsgi.c) */
     struct pyh_env_template *env_templates; /* wsgi.c; with `lock` */
     int env_template_count;
+    /* request objects (wsgi.c) nobody kept after their request, ready for
+     * the next one; with `lock` */
+    PyObject *spare_requests[PYH_SPARE_REQUESTS];
+    int spare_count;
     apr_array_header_t *tstates;  /* PyThreadState* made for threads */
     PyObject *keys[PYH_K_COUNT];
     PyObject *consts[PYH_C_COUNT];
@@ -230,7 +236,9 @@ typedef struct pyh_request {
     apr_size_t ibuf_cap, ibuf_pos, ibuf_len;
     int input_eos;
     int input_status;               /* HTTP status of a body read error */
-    /* Python objects handed to the app, detached at request end */
+    /* Python objects handed to the app, detached at request end: the
+     * request object (start_response's self, owned) and the wsgi.input
+     * and wsgi.errors it holds (borrowed from it) */
     PyObject *request_obj, *input_obj, *errors_obj;
 } pyh_request;
 
@@ -251,7 +259,10 @@ int pyh_wsgi_handle(pyh_interp *in, pyh_request *req, PyObject *app);
 int pyh_wsgi_init_types(pyh_interp *in);
 
 int pyh_input_init_type(pyh_interp *in);
-PyObject *pyh_input_new(pyh_interp *in, pyh_request *req);
+/* wsgi.input: made once, attached to a request, detached at its end (and
+ * possibly attached to a later one: see wsgi.c's request objects). */
+PyObject *pyh_input_new(pyh_interp *in);
+void pyh_input_attach(PyObject *input, pyh_request *req);
 void pyh_input_detach(PyObject *input);
 
 /* Reads at most `want` body bytes through r's input filters into dest,
@@ -281,6 +292,8 @@ extern pyh_daemon *pyh_this_daemon;
 int pyh_log_init_type(pyh_interp *in);
 /* A file-like object writing lines to the error log; req may be NULL. */
 PyObject *pyh_log_new(pyh_interp *in, pyh_request *req, int level);
+/* wsgi.errors: attach to a request (again), detach at its end. */
+void pyh_log_attach(PyObject *log, pyh_request *req);
 void pyh_log_detach(PyObject *log);
 /* Redirect sys.stdout and sys.stderr of this interpreter to the log. */
 int pyh_log_redirect_stdio(pyh_interp *in);

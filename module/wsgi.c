@@ -15,11 +15,19 @@
 
 #define WSGI_HEADER_KEYS_MAX 256
 
-/* ---- the request object: start_response and write ---------------------- */
+/* ---- the request object: start_response and write ----------------------
+ * One object per request in flight, with start_response and write bound
+ * to it and the request's wsgi.input and wsgi.errors. When its request
+ * ends and nothing outside holds any of them (the reference counts say
+ * so), the set goes to the interpreter's spares and serves a later
+ * request as it is: five objects neither made nor freed per request.
+ * Anything an app kept stays detached for good and raises when used. */
 
 typedef struct {
     PyObject_HEAD
     pyh_request *req;
+    PyObject *start_response, *write;  /* bound to this object */
+    PyObject *input, *errors;
 } request_object;
 
 static pyh_request *wsgi_live(PyObject *self)
@@ -155,17 +163,66 @@ static int wsgi_parse_headers(pyh_request *req, PyObject *headers)
     return 0;
 }
 
-static PyObject *wsgi_start_response(PyObject *self, PyObject *args,
-                                     PyObject *kwargs)
+/* start_response's arguments: (status, response_headers, exc_info=None),
+ * by position or by name. 0, or -1 with a TypeError. */
+static int wsgi_sr_args(PyObject *const *args, Py_ssize_t nargs,
+                        PyObject *kwnames, PyObject **out)
 {
-    static char *kwlist[] = {"status", "response_headers", "exc_info", NULL};
-    PyObject *status, *headers, *exc_info = Py_None;
+    static const char *const names[3] = {"status", "response_headers",
+                                         "exc_info"};
+    Py_ssize_t i, nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    int k;
+
+    if (nargs + nkw > 3) {
+        PyErr_Format(PyExc_TypeError,
+                     "start_response() takes at most 3 arguments (%zd given)",
+                     nargs + nkw);
+        return -1;
+    }
+    out[0] = out[1] = out[2] = NULL;
+    for (i = 0; i < nargs; i++)
+        out[i] = args[i];
+    for (i = 0; i < nkw; i++) {
+        PyObject *name = PyTuple_GET_ITEM(kwnames, i);
+        for (k = 0; k < 3; k++)
+            if (PyUnicode_CompareWithASCIIString(name, names[k]) == 0)
+                break;
+        if (k == 3) {
+            PyErr_Format(PyExc_TypeError,
+                         "start_response() got an unexpected keyword "
+                         "argument %R", name);
+            return -1;
+        }
+        if (out[k]) {
+            PyErr_Format(PyExc_TypeError,
+                         "start_response() got multiple values for "
+                         "argument '%s'", names[k]);
+            return -1;
+        }
+        out[k] = args[nargs + i];
+    }
+    for (k = 0; k < 2; k++) {
+        if (!out[k]) {
+            PyErr_Format(PyExc_TypeError,
+                         "start_response() missing required argument '%s'",
+                         names[k]);
+            return -1;
+        }
+    }
+    if (!out[2])
+        out[2] = Py_None;
+    return 0;
+}
+
+static PyObject *wsgi_start_response(PyObject *self, PyObject *const *args,
+                                     Py_ssize_t nargs, PyObject *kwnames)
+{
+    PyObject *a[3], *exc_info;
     pyh_request *req = wsgi_live(self);
 
-    if (!req || !PyArg_ParseTupleAndKeywords(args, kwargs, "OO|O:start_response",
-                                             kwlist, &status, &headers,
-                                             &exc_info))
+    if (!req || wsgi_sr_args(args, nargs, kwnames, a) < 0)
         return NULL;
+    exc_info = a[2];
     if (exc_info != Py_None) {
         if (req->headers_sent) {
             /* Too late to change the response: re-raise for the app. */
@@ -187,10 +244,10 @@ static PyObject *wsgi_start_response(PyObject *self, PyObject *args,
                         "exc_info");
         return NULL;
     }
-    if (wsgi_parse_status(req, status) < 0 || wsgi_parse_headers(req, headers) < 0)
+    if (wsgi_parse_status(req, a[0]) < 0 || wsgi_parse_headers(req, a[1]) < 0)
         return NULL;
     req->started = 1;
-    return PyObject_GetAttr(self, req->interp->consts[PYH_C_WRITE]);
+    return Py_NewRef(((request_object *)self)->write);
 }
 
 static int wsgi_send(pyh_request *req, const char *data, apr_size_t len,
@@ -221,23 +278,28 @@ static PyObject *wsgi_write(PyObject *self, PyObject *data)
     Py_RETURN_NONE;
 }
 
-static void wsgi_object_dealloc(PyObject *self)
+/* The bound methods hold the object, so it is freed only after
+ * wsgi_request_put has let go of them. */
+static void request_dealloc(PyObject *self)
 {
+    request_object *ro = (request_object *)self;
     PyTypeObject *tp = Py_TYPE(self);
+    Py_XDECREF(ro->input);
+    Py_XDECREF(ro->errors);
     tp->tp_free(self);
     Py_DECREF(tp);
 }
 
 static PyMethodDef request_methods[] = {
     {"start_response", (PyCFunction)(void (*)(void))wsgi_start_response,
-     METH_VARARGS | METH_KEYWORDS,
+     METH_FASTCALL | METH_KEYWORDS,
      "start_response(status, response_headers, exc_info=None)"},
     {"write", wsgi_write, METH_O, "write(bytes): send body data now"},
     {NULL, NULL, 0, NULL}
 };
 
 static PyType_Slot request_slots[] = {
-    {Py_tp_dealloc, wsgi_object_dealloc},
+    {Py_tp_dealloc, request_dealloc},
     {Py_tp_methods, request_methods},
     {0, NULL}
 };
@@ -246,6 +308,72 @@ static PyType_Spec request_spec = {
     "pyhost.Request", sizeof(request_object), 0, Py_TPFLAGS_DEFAULT,
     request_slots
 };
+
+/* A request object for req, a spare one when there is one; NULL with an
+ * exception set on failure. */
+static request_object *wsgi_request_get(pyh_interp *in, pyh_request *req)
+{
+    request_object *ro = NULL;
+
+    PYH_LOCK(&in->lock);
+    if (in->spare_count)
+        ro = (request_object *)in->spare_requests[--in->spare_count];
+    PYH_UNLOCK(&in->lock);
+    if (!ro) {
+        if (!(ro = PyObject_New(request_object, in->request_type)))
+            return NULL;
+        ro->req = NULL;
+        ro->start_response = ro->write = ro->errors = NULL;
+        if (!(ro->input = pyh_input_new(in))
+            || !(ro->errors = pyh_log_new(in, NULL, APLOG_ERR))
+            || !(ro->start_response = PyObject_GetAttr(
+                     (PyObject *)ro, in->consts[PYH_C_START_RESPONSE]))
+            || !(ro->write = PyObject_GetAttr((PyObject *)ro,
+                                              in->consts[PYH_C_WRITE]))) {
+            Py_CLEAR(ro->start_response);
+            Py_DECREF(ro);
+            return NULL;
+        }
+    }
+    ro->req = req;
+    pyh_input_attach(ro->input, req);
+    pyh_log_attach(ro->errors, req);
+    return ro;
+}
+
+/* Ends ro's request: its methods, input and errors raise from now on. */
+static void wsgi_request_detach(request_object *ro)
+{
+    ro->req = NULL;
+    pyh_input_detach(ro->input);
+    pyh_log_detach(ro->errors);
+}
+
+/* Lets go of a detached ro: it goes to the spares if this is the last
+ * reference to it and nobody holds its methods, input or errors (each of
+ * those is then referenced by ro alone, and ro by us and its two bound
+ * methods). */
+static void wsgi_request_put(pyh_interp *in, request_object *ro)
+{
+    PyObject *self = (PyObject *)ro;
+    int kept = 0;
+
+    if (Py_REFCNT(self) == 3 && Py_REFCNT(ro->start_response) == 1
+        && Py_REFCNT(ro->write) == 1 && Py_REFCNT(ro->input) == 1
+        && Py_REFCNT(ro->errors) == 1) {
+        PYH_LOCK(&in->lock);
+        if (in->spare_count < PYH_SPARE_REQUESTS) {
+            in->spare_requests[in->spare_count++] = self;
+            kept = 1;
+        }
+        PYH_UNLOCK(&in->lock);
+    }
+    if (kept)
+        return;
+    Py_CLEAR(ro->start_response);
+    Py_CLEAR(ro->write);
+    Py_DECREF(self);
+}
 
 /* ---- wsgi.file_wrapper ------------------------------------------------- */
 
@@ -630,6 +758,36 @@ static const struct {
     {PYH_K_MODWSGI_SCRIPT_RELOADING, -1},
 };
 
+/* The wsgi.* keys, GATEWAY_INTERFACE and pyhost.version. */
+static int env_set_wsgi(pyh_interp *in, PyObject *env, pyh_request *req,
+                        PyObject *input, PyObject *errors)
+{
+    PyObject **k = in->keys, **cst = in->consts;
+    const char *scheme = req->vars[PYH_K_REQUEST_SCHEME];
+    const struct {
+        enum pyh_key key;
+        PyObject *value;
+    } items[] = {
+        {PYH_K_GATEWAY_INTERFACE, cst[PYH_C_GATEWAY]},
+        {PYH_K_WSGI_VERSION, cst[PYH_C_WSGI_VERSION]},
+        {PYH_K_WSGI_URL_SCHEME,
+         cst[scheme && !strcmp(scheme, "https") ? PYH_C_HTTPS : PYH_C_HTTP]},
+        {PYH_K_WSGI_INPUT, input},
+        {PYH_K_WSGI_ERRORS, errors},
+        {PYH_K_WSGI_MULTITHREAD, in->multithread},
+        {PYH_K_WSGI_MULTIPROCESS, in->multiprocess},
+        {PYH_K_WSGI_RUN_ONCE, Py_False},
+        {PYH_K_WSGI_FILE_WRAPPER, (PyObject *)in->file_wrapper_type},
+        {PYH_K_WSGI_INPUT_TERMINATED, Py_True},
+        {PYH_K_PYHOST_VERSION, cst[PYH_C_PYHOST_VERSION]},
+    };
+    size_t i;
+    for (i = 0; i < sizeof(items) / sizeof(items[0]); i++)
+        if (PyDict_SetItem(env, k[items[i].key], items[i].value) < 0)
+            return -1;
+    return 0;
+}
+
 /* ---- environ templates ----------------------------------------------------
  * Most of environ is the same for every request of one script at one
  * location: the server's name, port, address and software, the script's
@@ -707,8 +865,7 @@ static void env_template_free(pyh_env_template *t)
 /* A new template for these vars, or NULL with an exception set. */
 static pyh_env_template *env_template_new(pyh_interp *in, pyh_request *req)
 {
-    PyObject *env, **k = in->keys, **cst = in->consts;
-    const char *scheme = req->vars[PYH_K_REQUEST_SCHEME];
+    PyObject *env, **k = in->keys;
     size_t i, size = sizeof(pyh_env_template);
     pyh_env_template *t;
     char *p;
@@ -738,21 +895,8 @@ static pyh_env_template *env_template_new(pyh_interp *in, pyh_request *req)
     for (i = 0; i < ENV_OWN_N; i++)
         if (PyDict_SetItem(env, k[env_own[i].key], Py_None) < 0)
             goto fail;
-    if (PyDict_SetItem(env, k[PYH_K_GATEWAY_INTERFACE], cst[PYH_C_GATEWAY]) < 0
-        || PyDict_SetItem(env, k[PYH_K_WSGI_VERSION], cst[PYH_C_WSGI_VERSION]) < 0
-        || PyDict_SetItem(env, k[PYH_K_WSGI_URL_SCHEME],
-                          cst[scheme && !strcmp(scheme, "https")
-                                  ? PYH_C_HTTPS : PYH_C_HTTP]) < 0
-        || PyDict_SetItem(env, k[PYH_K_WSGI_INPUT], Py_None) < 0
-        || PyDict_SetItem(env, k[PYH_K_WSGI_ERRORS], Py_None) < 0
-        || PyDict_SetItem(env, k[PYH_K_WSGI_MULTITHREAD], in->multithread) < 0
-        || PyDict_SetItem(env, k[PYH_K_WSGI_MULTIPROCESS], in->multiprocess) < 0
-        || PyDict_SetItem(env, k[PYH_K_WSGI_RUN_ONCE], Py_False) < 0
-        || PyDict_SetItem(env, k[PYH_K_WSGI_FILE_WRAPPER],
-                          (PyObject *)in->file_wrapper_type) < 0
-        || PyDict_SetItem(env, k[PYH_K_WSGI_INPUT_TERMINATED], Py_True) < 0
-        || PyDict_SetItem(env, k[PYH_K_PYHOST_VERSION],
-                          cst[PYH_C_PYHOST_VERSION]) < 0)
+    /* wsgi.input and wsgi.errors: each request sets its own */
+    if (env_set_wsgi(in, env, req, Py_None, Py_None) < 0)
         goto fail;
     return t;
 fail:
@@ -963,8 +1107,7 @@ fail:
  * r->subprocess_env and req->conf only. */
 static PyObject *wsgi_environ_full(pyh_interp *in, pyh_request *req)
 {
-    PyObject *env = PyDict_New(), **k = in->keys, **cst = in->consts;
-    const char *scheme = req->vars[PYH_K_REQUEST_SCHEME];
+    PyObject *env = PyDict_New();
     size_t i;
 
     if (!env)
@@ -977,21 +1120,7 @@ static PyObject *wsgi_environ_full(pyh_interp *in, pyh_request *req)
     for (i = 0; i < sizeof(env_vars) / sizeof(env_vars[0]); i++)
         if (env_set_var(env, in, req, env_vars[i].key, env_vars[i].common) < 0)
             goto fail;
-    if (PyDict_SetItem(env, k[PYH_K_GATEWAY_INTERFACE], cst[PYH_C_GATEWAY]) < 0
-        || PyDict_SetItem(env, k[PYH_K_WSGI_VERSION], cst[PYH_C_WSGI_VERSION]) < 0
-        || PyDict_SetItem(env, k[PYH_K_WSGI_URL_SCHEME],
-                          cst[scheme && !strcmp(scheme, "https")
-                                  ? PYH_C_HTTPS : PYH_C_HTTP]) < 0
-        || PyDict_SetItem(env, k[PYH_K_WSGI_INPUT], req->input_obj) < 0
-        || PyDict_SetItem(env, k[PYH_K_WSGI_ERRORS], req->errors_obj) < 0
-        || PyDict_SetItem(env, k[PYH_K_WSGI_MULTITHREAD], in->multithread) < 0
-        || PyDict_SetItem(env, k[PYH_K_WSGI_MULTIPROCESS], in->multiprocess) < 0
-        || PyDict_SetItem(env, k[PYH_K_WSGI_RUN_ONCE], Py_False) < 0
-        || PyDict_SetItem(env, k[PYH_K_WSGI_FILE_WRAPPER],
-                          (PyObject *)in->file_wrapper_type) < 0
-        || PyDict_SetItem(env, k[PYH_K_WSGI_INPUT_TERMINATED], Py_True) < 0
-        || PyDict_SetItem(env, k[PYH_K_PYHOST_VERSION],
-                          cst[PYH_C_PYHOST_VERSION]) < 0)
+    if (env_set_wsgi(in, env, req, req->input_obj, req->errors_obj) < 0)
         goto fail;
     return env;
 fail:
@@ -1232,11 +1361,47 @@ static int wsgi_send_file(pyh_request *req, file_wrapper_object *fw)
     return wsgi_finish(req);
 }
 
+#define WSGI_SMALL_BODY_ITEMS 8
+
+/* A list or tuple body: known whole, so one brigade, no flushes, and
+ * Apache can set Content-Length itself. The items must outlive the pass
+ * (it runs without the GIL, and another thread may change a list): a
+ * tuple keeps its own; a list's are held here. */
+static int wsgi_consume_sequence(pyh_request *req, PyObject *result)
+{
+    PyObject *small[WSGI_SMALL_BODY_ITEMS], *seq = NULL, **items;
+    Py_ssize_t i, n = PySequence_Fast_GET_SIZE(result);
+    int rc = 0;
+
+    if (PyTuple_CheckExact(result)) {
+        items = PySequence_Fast_ITEMS(result);
+    }
+    else if (n <= WSGI_SMALL_BODY_ITEMS) {
+        for (i = 0; i < n; i++)
+            small[i] = Py_NewRef(PyList_GET_ITEM(result, i));
+        items = small;
+    }
+    else {
+        if (!(seq = PySequence_Tuple(result)))
+            return -1;
+        n = PyTuple_GET_SIZE(seq);
+        items = PySequence_Fast_ITEMS(seq);
+    }
+    for (i = 0; rc == 0 && i < n; i++)
+        rc = wsgi_send_item(req, items[i], 0);
+    if (rc == 0)
+        rc = wsgi_finish(req);
+    if (items == small)
+        for (i = 0; i < n; i++)
+            Py_DECREF(small[i]);
+    Py_XDECREF(seq);
+    return rc;
+}
+
 /* Sends the app's iterable. 0: done; 1: client gone; -1: app error. */
 static int wsgi_consume(pyh_interp *in, pyh_request *req, PyObject *result)
 {
-    PyObject *seq, *it, *item;
-    Py_ssize_t i;
+    PyObject *it, *item;
     int rc = 0;
 
     if (Py_IS_TYPE(result, in->file_wrapper_type)) {
@@ -1245,18 +1410,8 @@ static int wsgi_consume(pyh_interp *in, pyh_request *req, PyObject *result)
             return rc;
         rc = 0;
     }
-    if (PyList_CheckExact(result) || PyTuple_CheckExact(result)) {
-        /* The whole body is known: one brigade, no flushes, and Apache can
-         * set Content-Length itself. The tuple keeps every item alive. */
-        if (!(seq = PySequence_Tuple(result)))
-            return -1;
-        for (i = 0; rc == 0 && i < PyTuple_GET_SIZE(seq); i++)
-            rc = wsgi_send_item(req, PyTuple_GET_ITEM(seq, i), 0);
-        if (rc == 0)
-            rc = wsgi_finish(req);
-        Py_DECREF(seq);
-        return rc;
-    }
+    if (PyList_CheckExact(result) || PyTuple_CheckExact(result))
+        return wsgi_consume_sequence(req, result);
     if (!(it = PyObject_GetIter(result)))
         return -1;
     while (rc == 0 && (item = PyIter_Next(it))) {
@@ -1299,7 +1454,8 @@ static void wsgi_close(pyh_interp *in, pyh_request *req, PyObject *result)
 int pyh_wsgi_handle(pyh_interp *in, pyh_request *req, PyObject *app)
 {
     request_rec *r = req->r;
-    PyObject *environ = NULL, *start_response = NULL, *result = NULL;
+    PyObject *environ = NULL, *result = NULL, *args[2];
+    request_object *ro;
     int rc = -1, status = OK;
     const char *stage = "PYH0100: exception in WSGI app";
 
@@ -1309,22 +1465,21 @@ int pyh_wsgi_handle(pyh_interp *in, pyh_request *req, PyObject *app)
     r->content_languages = NULL;
     req->content_length = -1;
     req->obb = apr_brigade_create(r->pool, r->connection->bucket_alloc);
-    req->request_obj = PyObject_New(PyObject, in->request_type);
-    if (req->request_obj)
-        ((request_object *)req->request_obj)->req = req;
-    req->input_obj = pyh_input_new(in, req);
-    req->errors_obj = pyh_log_new(in, req, APLOG_ERR);
+    if ((ro = wsgi_request_get(in, req))) {
+        req->request_obj = (PyObject *)ro;
+        req->input_obj = ro->input;
+        req->errors_obj = ro->errors;
+    }
     if (!req->vars[PYH_K_REQUEST_METHOD])
         pyh_env_collect(req);
-    if (!req->request_obj || !req->input_obj || !req->errors_obj
-        || !(environ = wsgi_environ(in, req))
-        || !(start_response = PyObject_GetAttr(
-                 req->request_obj, in->consts[PYH_C_START_RESPONSE]))) {
+    if (!ro || !(environ = wsgi_environ(in, req))) {
         stage = "PYH0101: building the WSGI environ";
         goto done;
     }
     pyh_current_request = req;
-    result = PyObject_CallFunctionObjArgs(app, environ, start_response, NULL);
+    args[0] = environ;
+    args[1] = ro->start_response;
+    result = PyObject_Vectorcall(app, args, 2, NULL);
     if (result) {
         rc = wsgi_consume(in, req, result);
         wsgi_close(in, req, result);
@@ -1352,17 +1507,13 @@ done:
         status = req->override_status;
     }
     pyh_current_request = NULL;
-    if (req->request_obj)
-        ((request_object *)req->request_obj)->req = NULL;
-    if (req->input_obj)
-        pyh_input_detach(req->input_obj);
-    if (req->errors_obj)
-        pyh_log_detach(req->errors_obj);
+    if (ro)
+        wsgi_request_detach(ro);
+    /* may run the app's code (a generator's finally): after the detach */
     Py_XDECREF(result);
-    Py_XDECREF(start_response);
     Py_XDECREF(environ);
-    Py_XDECREF(req->request_obj);
-    Py_XDECREF(req->input_obj);
-    Py_XDECREF(req->errors_obj);
+    if (ro)
+        wsgi_request_put(in, ro);
+    req->request_obj = req->input_obj = req->errors_obj = NULL;
     return status;
 }

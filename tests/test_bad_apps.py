@@ -2,6 +2,7 @@
 once headers are out) and exactly one PYH error-log entry, and the server
 goes on serving."""
 
+import json
 import time
 
 import pytest
@@ -30,6 +31,10 @@ BEFORE_HEADERS = {
     "write-str": None,
     "content-length-invalid": None,
     "content-length-negative": None,
+    "start-missing-headers": "missing required argument 'response_headers'",
+    "start-too-many": "takes at most 3 arguments (4 given)",
+    "start-unknown-keyword": "unexpected keyword argument 'exc'",
+    "start-duplicate-argument": "multiple values for argument 'status'",
 }
 
 AFTER_HEADERS = {
@@ -164,6 +169,12 @@ def test_missing_or_bad_callable(server, path, name):
     check_still_serving(server)
 
 
+def test_start_response_by_keyword(server):
+    r = server.get("/bad/keywords")
+    assert r.status == 200, r
+    assert r.body == b"keywords ok"
+
+
 def test_request_objects_used_after_their_request(server):
     from harness import do_request
     for _attempt in range(5):
@@ -186,6 +197,65 @@ def test_request_objects_used_after_their_request(server):
     assert not CRASH_RE.findall(log), CRASH_RE.findall(log)
     # Stale objects must not write into another request's response.
     assert b"stale write" not in r2.body
+
+
+def stash_then_use(server, stash_path):
+    """Stashes on one keep-alive connection, then uses the stash from the
+    same child; returns the use request's JSON."""
+    from harness import do_request
+    for _attempt in range(5):
+        conn = server.connection()
+        try:
+            r1 = do_request(conn, "POST", stash_path, body=b"body")
+            r2 = do_request(conn, "GET", "/stash/use")
+        finally:
+            conn.close()
+        assert r1.status == 200, r1
+        assert r2.status == 200, "using stale request objects broke the request: %r" % r2
+        a, b = r1.json(), r2.json()
+        if b["pid"] == a["pid"] and b["stashed"]:
+            return b
+        time.sleep(0.3)
+    pytest.fail("stash and use never ran in the same child")
+
+
+STALE = {  # what using each kept object after its request does
+    "input": {"input.read": "raised:ValueError", "input.readline": "raised:ValueError"},
+    "errors": {"errors.write": "raised:ValueError"},
+    "write": {"write": "raised:RuntimeError"},
+    "start_response": {"start_response": "raised:RuntimeError"},
+    "environ": {"environ": "ok:int", "environ.input.read": "raised:ValueError",
+                "environ.errors.write": "raised:ValueError"},
+}
+
+
+@pytest.mark.parametrize("kept", sorted(STALE))
+def test_a_kept_request_object_is_never_reused(server, kept):
+    # pyhost hands a finished request's objects to a later request when
+    # nothing kept them; keeping any one of them (or environ, which holds
+    # wsgi.input and wsgi.errors) must keep the whole set out of reuse.
+    b = stash_then_use(server, "/stash/stash?only=" + kept)
+    for k, v in STALE[kept].items():
+        assert b[k] == v, (k, b)
+    same = {k: v for k, v in b.items() if k.startswith("same.")}
+    assert same and not any(same.values()), b
+    assert b"stale write" not in json.dumps(b).encode()
+
+
+def test_request_objects_are_reused_when_nothing_kept_them(server):
+    # The other side of the test above: without it, that test could pass
+    # with no reuse at all. Sequential requests on one connection run in
+    # one child and one interpreter, so the second one gets the first
+    # one's objects back.
+    from harness import do_request
+    conn = server.connection()
+    try:
+        rs = [do_request(conn, "GET", "/stash/ids") for _ in range(3)]
+    finally:
+        conn.close()
+    docs = [r.json() for r in rs]
+    assert len({d["pid"] for d in docs}) == 1, docs
+    assert docs[2]["now"] == docs[2]["before"], docs
 
 
 @pytest.mark.parametrize("case", ["sys-exit", "keyboard-interrupt", "base-exception"])

@@ -159,6 +159,34 @@ def base_exception(environ, start_response):
     raise Custom("pyhost-test-base-exception")
 
 
+def start_missing_headers(environ, start_response):
+    start_response("200 OK")
+    return [b"unreachable"]
+
+
+def start_too_many(environ, start_response):
+    start_response("200 OK", [], None, 1)
+    return [b"unreachable"]
+
+
+def start_unknown_keyword(environ, start_response):
+    start_response("200 OK", [], exc=None)
+    return [b"unreachable"]
+
+
+def start_duplicate_argument(environ, start_response):
+    start_response("200 OK", [], status="200 OK")
+    return [b"unreachable"]
+
+
+def keywords(environ, start_response):
+    # PEP 3333 names the arguments; a caller may pass them by name.
+    start_response(status="200 OK",
+                   response_headers=[("Content-Type", "text/plain")],
+                   exc_info=None)
+    return [b"keywords ok"]
+
+
 CASES = {
     "/sys-exit": sys_exit,
     "/keyboard-interrupt": keyboard_interrupt,
@@ -166,6 +194,11 @@ CASES = {
     "/content-length-invalid": content_length_invalid,
     "/content-length-negative": content_length_negative,
     "/ok": ok,
+    "/start-missing-headers": start_missing_headers,
+    "/start-too-many": start_too_many,
+    "/start-unknown-keyword": start_unknown_keyword,
+    "/start-duplicate-argument": start_duplicate_argument,
+    "/keywords": keywords,
     "/raises": raises,
     "/raises-after-start": raises_after_start,
     "/returns-str": returns_str,

@@ -252,6 +252,9 @@ typedef struct {
 /* Fill req->vars from request_rec and Apache calls; C only, no Python.
  * Needs req->r, req->conf, req->script_name, req->path_info, req->app_group. */
 void pyh_env_collect(pyh_request *req);
+/* environ (environ.c) from req->vars, r->headers_in, r->subprocess_env,
+ * req->conf and req->input_obj/errors_obj; NULL with an exception set. */
+PyObject *pyh_environ(pyh_interp *in, pyh_request *req);
 /* Runs the app. Builds environ only from req->vars, r->headers_in,
  * r->subprocess_env and req->conf; collects req->vars first unless
  * req->vars[PYH_K_REQUEST_METHOD] is already set (daemon mode). */

@@ -110,7 +110,8 @@ def warm_up(port, path, timeout=30.0):
 
 
 def descendants(pid):
-    """pid's live descendants (not pid itself), from /proc."""
+    """pid's live descendants (not pid itself), from /proc. Also
+    tests/test_daemon.py's way of finding daemon processes."""
     children = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():

@@ -435,10 +435,7 @@ static void ds_close_conn(pyh_dconn *dc)
     if (dc->all_next)
         dc->all_next->all_prev = dc->all_prev;
     ds.nconns--;
-    close(dc->fd);
-    free(dc->rbuf);
-    free(dc->wbuf);
-    free(dc);
+    pyh_dconn_free(dc);
 }
 
 static int ds_arm(pyh_dconn *dc, int op)
@@ -484,16 +481,10 @@ static int ds_accept(void)
     tv.tv_usec = 0;
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-    dc = calloc(1, sizeof(*dc));
-    if (!dc || !(dc->rbuf = malloc(PYH_RELAY_CHUNK))
-        || !(dc->wbuf = malloc(PYH_RELAY_CHUNK))) {
-        if (dc)
-            free(dc->rbuf);
-        free(dc);
+    if (!(dc = pyh_dconn_new(fd))) {
         close(fd);
         return 1;
     }
-    dc->fd = fd;
     ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, ds.s,
                  "PYH0053: daemon process %d of group '%s' accepted a relay "
                  "connection from pid %d",
@@ -599,6 +590,7 @@ static void *APR_THREAD_FUNC ds_worker(apr_thread_t *thread, void *data)
 
         keep = pyh_relay_serve(dc) == 0 && !dc->broken;
         pyh_daemon_idle();
+        pyh_dconn_idle(dc);
 
         apr_thread_mutex_lock(ds.mutex);
         ds.nbusy--;
@@ -855,80 +847,104 @@ static int ds_start_threads(void)
                    == APR_SUCCESS ? 0 : -1;
 }
 
-/* The dispatcher: accepts, and hands readable connections to workers. */
-static void ds_dispatch(void)
+/* The dispatcher's epoll set: the wake pipe (data: &ds.wake), the
+ * listening socket (data: NULL) and, armed one-shot, the connections. */
+static void ds_watch(void)
 {
-    struct epoll_event evs[64], ev;
-    int listening = 1, i, n;
-    char drain[64];
-
+    struct epoll_event ev;
     ev.events = EPOLLIN;
     ev.data.ptr = &ds.wake;
     epoll_ctl(ds.epfd, EPOLL_CTL_ADD, ds.wake[0], &ev);
     ev.data.ptr = NULL;
     epoll_ctl(ds.epfd, EPOLL_CTL_ADD, ds.d->listen_fd, &ev);
+}
 
+static void ds_handle_events(struct epoll_event *evs, int n, int listening)
+{
+    char drain[64];
+    int i;
+    for (i = 0; i < n; i++) {
+        if (evs[i].data.ptr == &ds.wake) {
+            while (read(ds.wake[0], drain, sizeof(drain)) > 0)
+                ;
+        }
+        else if (!evs[i].data.ptr) {
+            while (listening && ds_accept())
+                ;
+        }
+        else {
+            ds_enqueue(evs[i].data.ptr);
+        }
+    }
+}
+
+/* A signal, or Apache's parent gone, means stop. */
+static void ds_check_stop(void)
+{
+    if (getppid() != ds.parent)
+        ds_signalled = 1; /* Apache's parent died: stop as if told to */
+    if (ds_signalled && ds.state != DS_STOPPING) {
+        apr_thread_mutex_lock(ds.mutex);
+        ds.state = DS_STOPPING;
+        ds.state_since = apr_time_now();
+        apr_thread_mutex_unlock(ds.mutex);
+    }
+}
+
+/* One step of recycling (caller holds the mutex): stop listening, say
+ * goodbye to idle connections; 1 when the process may leave. */
+static int ds_recycling_step(int *listening)
+{
+    pyh_dconn *dc, *next;
+    if (*listening) {
+        epoll_ctl(ds.epfd, EPOLL_CTL_DEL, ds.d->listen_fd, NULL);
+        *listening = 0;
+        ap_log_error(APLOG_MARK, APLOG_INFO, 0, ds.s,
+                     "PYH0047: daemon process %d of group '%s' is "
+                     "recycling: %s",
+                     (int)getpid(), ds.d->name, ds.why);
+    }
+    for (dc = ds.all; dc; dc = next) {
+        next = dc->all_next;
+        if (dc->state == PYH_DC_IDLE)
+            ds_goodbye(dc);
+    }
+    return (!ds.nbusy && !ds.nqueued)
+           || apr_time_now() - ds.state_since > ds.d->graceful_timeout;
+}
+
+/* Once not running: 1 when the dispatcher may return. */
+static int ds_winding_down(int *listening)
+{
+    int leave = 0;
+    apr_thread_mutex_lock(ds.mutex);
+    if (ds.state == DS_RECYCLING)
+        leave = ds_recycling_step(listening);
+    else if (ds.state == DS_STOPPING)
+        /* Old children may still relay requests on their connections
+         * (a graceful restart); leave when they have all closed. */
+        leave = !ds.nconns
+                || apr_time_now() - ds.state_since > ds.d->graceful_timeout;
+    apr_thread_mutex_unlock(ds.mutex);
+    return leave;
+}
+
+/* The dispatcher: accepts, and hands readable connections to workers. */
+static void ds_dispatch(void)
+{
+    struct epoll_event evs[64];
+    int listening = 1;
+
+    ds_watch();
     for (;;) {
         int timeout = ds.d->queue_timeout || ds.state != DS_RUNNING ? 100 : 1000;
-        n = epoll_wait(ds.epfd, evs, 64, timeout);
-        for (i = 0; i < n; i++) {
-            if (evs[i].data.ptr == &ds.wake) {
-                while (read(ds.wake[0], drain, sizeof(drain)) > 0)
-                    ;
-            }
-            else if (!evs[i].data.ptr) {
-                while (listening && ds_accept())
-                    ;
-            }
-            else {
-                ds_enqueue(evs[i].data.ptr);
-            }
-        }
-        if (getppid() != ds.parent)
-            ds_signalled = 1; /* Apache's parent died: stop as if told to */
-        if (ds_signalled && ds.state != DS_STOPPING) {
-            apr_thread_mutex_lock(ds.mutex);
-            ds.state = DS_STOPPING;
-            ds.state_since = apr_time_now();
-            apr_thread_mutex_unlock(ds.mutex);
-        }
+        int n = epoll_wait(ds.epfd, evs, 64, timeout);
+        ds_handle_events(evs, n, listening);
+        ds_check_stop();
         if (ds.d->queue_timeout && ds.ready_head)
             ds_expire_queue();
-        if (ds.state == DS_RUNNING)
-            continue;
-
-        apr_thread_mutex_lock(ds.mutex);
-        if (ds.state == DS_RECYCLING) {
-            pyh_dconn *dc, *next;
-            if (listening) {
-                epoll_ctl(ds.epfd, EPOLL_CTL_DEL, ds.d->listen_fd, NULL);
-                listening = 0;
-                ap_log_error(APLOG_MARK, APLOG_INFO, 0, ds.s,
-                             "PYH0047: daemon process %d of group '%s' is "
-                             "recycling: %s",
-                             (int)getpid(), ds.d->name, ds.why);
-            }
-            for (dc = ds.all; dc; dc = next) {
-                next = dc->all_next;
-                if (dc->state == PYH_DC_IDLE)
-                    ds_goodbye(dc);
-            }
-            if ((!ds.nbusy && !ds.nqueued)
-                || apr_time_now() - ds.state_since > ds.d->graceful_timeout) {
-                apr_thread_mutex_unlock(ds.mutex);
-                return;
-            }
-        }
-        else if (ds.state == DS_STOPPING) {
-            /* Old children may still relay requests on their connections
-             * (a graceful restart); leave when they have all closed. */
-            if (!ds.nconns
-                || apr_time_now() - ds.state_since > ds.d->graceful_timeout) {
-                apr_thread_mutex_unlock(ds.mutex);
-                return;
-            }
-        }
-        apr_thread_mutex_unlock(ds.mutex);
+        if (ds.state != DS_RUNNING && ds_winding_down(&listening))
+            return;
     }
 }
 

@@ -13,6 +13,7 @@
 #include "apr_strings.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <poll.h>
 #include <pthread.h>
 #include <sys/socket.h>
@@ -378,29 +379,204 @@ static int relay_apply_headers(request_rec *r, char *payload, apr_size_t len)
     return 0;
 }
 
-/* Answers an R frame: up to `want` body bytes from the client. */
-static apr_status_t relay_send_body(request_rec *r, pyh_request *req,
-                                    pyh_rconn *rc, uint32_t want,
-                                    char **bodybuf,
-                                    apr_interval_time_t timeout)
+/* What relay_response keeps while it reads one response. */
+typedef struct {
+    request_rec *r;
+    pyh_request *req;
+    pyh_daemon *d;
+    pyh_rconn *rc;
+    apr_bucket_alloc_t *ba;
+    apr_bucket_brigade *bb;
+    apr_interval_time_t io_timeout, first_timeout;
+    int headers, frames, body_asked;
+    char *bodybuf;              /* for R answers: one per request */
+    apr_off_t pending;          /* bytes in bb not passed on yet */
+    int done, status;           /* the response is over: the handler's status */
+} relay_resp;
+
+static void relay_resp_init(relay_resp *rs, request_rec *r, pyh_request *req,
+                            pyh_daemon *d, pyh_rconn *rc)
 {
+    memset(rs, 0, sizeof(*rs));
+    rs->r = r;
+    rs->req = req;
+    rs->d = d;
+    rs->rc = rc;
+    rs->ba = r->connection->bucket_alloc;
+    rs->bb = apr_brigade_create(r->pool, rs->ba);
+    rs->io_timeout = d->socket_timeout ? d->socket_timeout : r->server->timeout;
+    rs->first_timeout = d->request_timeout ? d->request_timeout
+                                           : rs->io_timeout;
+}
+
+/* Reads the next frame's header. */
+static apr_status_t relay_next_frame(relay_resp *rs, int *type, uint32_t *len)
+{
+    unsigned char hdr[PYH_FRAME_HDR];
+    apr_status_t rv = rc_read(rs->rc, (char *)hdr, PYH_FRAME_HDR,
+                              rs->headers ? rs->io_timeout : rs->first_timeout);
+    if (rv != APR_SUCCESS)
+        return rv;
+    *type = hdr[0];
+    memcpy(len, hdr + 4, 4);
+    return *len > PYH_FRAME_MAX ? APR_EGENERAL : APR_SUCCESS;
+}
+
+static apr_status_t relay_read_payload(relay_resp *rs, uint32_t len,
+                                       char **payload)
+{
+    *payload = NULL;
+    if (!len)
+        return APR_SUCCESS;
+    *payload = apr_palloc(rs->r->pool, len);
+    return rc_read(rs->rc, *payload, len, rs->io_timeout);
+}
+
+/* A big body chunk goes straight into a heap bucket. */
+static apr_status_t relay_big_data(relay_resp *rs, uint32_t len)
+{
+    char *data = apr_bucket_alloc(len, rs->ba);
+    apr_status_t rv = rc_read(rs->rc, data, len, rs->io_timeout);
+    if (rv != APR_SUCCESS) {
+        apr_bucket_free(data);
+        return rv;
+    }
+    APR_BRIGADE_INSERT_TAIL(rs->bb, apr_bucket_heap_create(data, len,
+                                                           apr_bucket_free,
+                                                           rs->ba));
+    rs->pending += len;
+    return APR_SUCCESS;
+}
+
+/* Answers an R frame: up to the asked number of body bytes from the
+ * client. */
+static apr_status_t relay_send_body(relay_resp *rs, const char *payload,
+                                    uint32_t len)
+{
+    uint32_t want = 0;
     apr_size_t got = 0;
     apr_status_t rv = APR_SUCCESS;
-    char *buf;
+    if (len >= 4)
+        memcpy(&want, payload, 4);
+    rs->body_asked = 1;
     if (want > PYH_RELAY_CHUNK)
         want = PYH_RELAY_CHUNK;
-    /* One buffer per request, however many reads the app makes. */
-    if (!*bodybuf)
-        *bodybuf = apr_palloc(r->pool, PYH_RELAY_CHUNK);
-    buf = *bodybuf;
-    if (!req->input_eos && want)
-        rv = pyh_input_fill(req, buf, want, &got);
+    if (!rs->bodybuf)
+        rs->bodybuf = apr_palloc(rs->r->pool, PYH_RELAY_CHUNK);
+    if (!rs->req->input_eos && want)
+        rv = pyh_input_fill(rs->req, rs->bodybuf, want, &got);
     if (rv != APR_SUCCESS) {
         int32_t code = rv;
-        req->input_eos = 1;
-        return rc_frame(rc, PYH_F_BODY_ERROR, &code, sizeof(code), timeout);
+        rs->req->input_eos = 1;
+        return rc_frame(rs->rc, PYH_F_BODY_ERROR, &code, sizeof(code),
+                        rs->io_timeout);
     }
-    return rc_frame(rc, PYH_F_BODY, buf, got, timeout);
+    return rc_frame(rs->rc, PYH_F_BODY, rs->bodybuf, got, rs->io_timeout);
+}
+
+/* Ends the response with a 502 error bucket: the client connection is
+ * cut after what went out already. */
+static void relay_cut(relay_resp *rs)
+{
+    rs->r->connection->keepalive = AP_CONN_CLOSE;
+    APR_BRIGADE_INSERT_TAIL(rs->bb, ap_bucket_error_create(HTTP_BAD_GATEWAY,
+                                                           NULL, rs->r->pool,
+                                                           rs->ba));
+    APR_BRIGADE_INSERT_TAIL(rs->bb, apr_bucket_eos_create(rs->ba));
+    ap_pass_brigade(rs->r->output_filters, rs->bb);
+}
+
+static apr_status_t relay_done(relay_resp *rs, int status)
+{
+    rs->done = 1;
+    rs->status = status;
+    return APR_SUCCESS;
+}
+
+/* Acts on one frame whose payload has been read. */
+static apr_status_t relay_frame(relay_resp *rs, int type, char *payload,
+                                uint32_t len)
+{
+    switch (type) {
+    case PYH_F_READ:
+        return relay_send_body(rs, payload, len);
+    case PYH_F_HEADERS: {
+        int bad = rs->headers || relay_apply_headers(rs->r, payload, len) < 0;
+        rs->headers = 1;
+        return bad ? APR_EGENERAL : APR_SUCCESS;
+    }
+    case PYH_F_DATA:
+        if (!rs->headers)
+            return APR_EGENERAL;
+        if (len) {
+            apr_brigade_write(rs->bb, NULL, NULL, payload, len);
+            rs->pending += len;
+        }
+        return APR_SUCCESS;
+    case PYH_F_FLUSH:
+        APR_BRIGADE_INSERT_TAIL(rs->bb, apr_bucket_flush_create(rs->ba));
+        rs->pending = PYH_RELAY_CHUNK;
+        return APR_SUCCESS;
+    case PYH_F_END:
+        APR_BRIGADE_INSERT_TAIL(rs->bb, apr_bucket_eos_create(rs->ba));
+        ap_pass_brigade(rs->r->output_filters, rs->bb);
+        return relay_done(rs, OK);
+    case PYH_F_ABORT:
+        /* The app failed after its headers went out. */
+        relay_cut(rs);
+        return relay_done(rs, OK);
+    case PYH_F_STATUS: {
+        int32_t status = HTTP_INTERNAL_SERVER_ERROR;
+        if (rs->headers)
+            return APR_EGENERAL;
+        if (len >= 4)
+            memcpy(&status, payload, 4);
+        return relay_done(rs, status);
+    }
+    default:
+        return APR_EGENERAL;
+    }
+}
+
+/* Passes the body gathered so far on once it is a chunk's worth (or was
+ * flushed); -1 when the client is gone. */
+static int relay_pass_pending(relay_resp *rs)
+{
+    apr_status_t rv;
+    if (rs->pending < PYH_RELAY_CHUNK)
+        return 0;
+    rs->pending = 0;
+    rv = ap_pass_brigade(rs->r->output_filters, rs->bb);
+    apr_brigade_cleanup(rs->bb);
+    return rv != APR_SUCCESS || rs->r->connection->aborted ? -1 : 0;
+}
+
+/* The daemon went away or stopped answering (rv). Not retried: it may
+ * have run the request before it died. */
+static int relay_failed(relay_resp *rs, apr_status_t rv)
+{
+    if (!rs->headers) {
+        int timeout = rv == APR_TIMEUP;
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, timeout ? 0 : rv, rs->r,
+                      timeout ? "PYH0071: daemon group '%s' gave no response "
+                                "within %s; answering 504"
+                              : "PYH0072: daemon group '%s' closed the "
+                                "connection before responding (the process "
+                                "died?); answering 502",
+                      rs->d->name,
+                      rs->d->request_timeout ? "request-timeout"
+                                             : "socket-timeout");
+        if (timeout)
+            return HTTP_GATEWAY_TIME_OUT;
+        return HTTP_BAD_GATEWAY;
+    }
+    ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, rs->r,
+                  "PYH0073: daemon group '%s' stopped in the middle of a "
+                  "response; cutting it",
+                  rs->d->name);
+    apr_brigade_cleanup(rs->bb);
+    relay_cut(rs);
+    return OK;
 }
 
 /* Reads the daemon's response frames into r's output. Returns the
@@ -409,152 +585,39 @@ static apr_status_t relay_send_body(request_rec *r, pyh_request *req,
 static int relay_response(request_rec *r, pyh_request *req, pyh_daemon *d,
                           pyh_rconn *rc, int *reusable, int *retry)
 {
-    apr_bucket_alloc_t *ba = r->connection->bucket_alloc;
-    apr_bucket_brigade *bb = apr_brigade_create(r->pool, ba);
-    apr_interval_time_t io_timeout = d->socket_timeout ? d->socket_timeout
-                                                       : r->server->timeout;
-    apr_interval_time_t first_timeout = d->request_timeout ? d->request_timeout
-                                                           : io_timeout;
-    int headers = 0, frames = 0, body_asked = 0;
-    char *bodybuf = NULL;
-    apr_off_t pending = 0;
+    relay_resp rs;
     apr_status_t rv;
 
+    relay_resp_init(&rs, r, req, d, rc);
     *reusable = 0;
     *retry = 0;
     for (;;) {
-        unsigned char hdr[PYH_FRAME_HDR];
+        int type;
         uint32_t len;
-        char *payload = NULL;
-        rv = rc_read(rc, (char *)hdr, PYH_FRAME_HDR,
-                     headers ? io_timeout : first_timeout);
-        if (rv != APR_SUCCESS)
+        char *payload;
+        if ((rv = relay_next_frame(&rs, &type, &len)) != APR_SUCCESS)
             break;
-        memcpy(&len, hdr + 4, 4);
-        if (len > PYH_FRAME_MAX) {
-            rv = APR_EGENERAL;
-            break;
-        }
-        if (hdr[0] == PYH_F_GOODBYE && !frames && !body_asked) {
+        if (type == PYH_F_GOODBYE && !rs.frames && !rs.body_asked) {
             *retry = 1;
             return OK;
         }
-        frames++;
-        if (hdr[0] == PYH_F_DATA && len > 8192 && headers) {
-            /* Big body chunk: straight into a heap bucket. */
-            char *data = apr_bucket_alloc(len, ba);
-            if ((rv = rc_read(rc, data, len, io_timeout)) != APR_SUCCESS) {
-                apr_bucket_free(data);
-                break;
-            }
-            APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_heap_create(
-                                            data, len, apr_bucket_free, ba));
-            pending += len;
+        rs.frames++;
+        if (type == PYH_F_DATA && len > 8192 && rs.headers)
+            rv = relay_big_data(&rs, len);
+        else if ((rv = relay_read_payload(&rs, len, &payload)) == APR_SUCCESS)
+            rv = relay_frame(&rs, type, payload, len);
+        if (rv != APR_SUCCESS)
+            break;
+        if (rs.done) {
+            *reusable = 1;
+            return rs.status;
         }
-        else {
-            if (len) {
-                payload = apr_palloc(r->pool, len);
-                if ((rv = rc_read(rc, payload, len, io_timeout)) != APR_SUCCESS)
-                    break;
-            }
-            switch (hdr[0]) {
-            case PYH_F_READ: {
-                uint32_t want = 0;
-                if (len >= 4)
-                    memcpy(&want, payload, 4);
-                body_asked = 1;
-                rv = relay_send_body(r, req, rc, want, &bodybuf, io_timeout);
-                break;
-            }
-            case PYH_F_HEADERS:
-                if (headers || relay_apply_headers(r, payload, len) < 0)
-                    rv = APR_EGENERAL;
-                headers = 1;
-                break;
-            case PYH_F_DATA:
-                if (!headers)
-                    rv = APR_EGENERAL;
-                else if (len) {
-                    apr_brigade_write(bb, NULL, NULL, payload, len);
-                    pending += len;
-                }
-                break;
-            case PYH_F_FLUSH:
-                APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_flush_create(ba));
-                pending = PYH_RELAY_CHUNK;
-                break;
-            case PYH_F_END:
-                APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_eos_create(ba));
-                rv = ap_pass_brigade(r->output_filters, bb);
-                *reusable = 1;
-                return OK;
-            case PYH_F_ABORT:
-                /* The app failed after its headers went out. */
-                r->connection->keepalive = AP_CONN_CLOSE;
-                APR_BRIGADE_INSERT_TAIL(bb, ap_bucket_error_create(
-                                                HTTP_BAD_GATEWAY, NULL,
-                                                r->pool, ba));
-                APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_eos_create(ba));
-                ap_pass_brigade(r->output_filters, bb);
-                *reusable = 1;
-                return OK;
-            case PYH_F_STATUS: {
-                int32_t status = HTTP_INTERNAL_SERVER_ERROR;
-                if (headers)
-                    rv = APR_EGENERAL;
-                if (len >= 4)
-                    memcpy(&status, payload, 4);
-                if (rv == APR_SUCCESS) {
-                    *reusable = 1;
-                    return status;
-                }
-                break;
-            }
-            default:
-                rv = APR_EGENERAL;
-            }
-            if (rv != APR_SUCCESS)
-                break;
-        }
-        if (pending >= PYH_RELAY_CHUNK) {
-            pending = 0;
-            if (ap_pass_brigade(r->output_filters, bb) != APR_SUCCESS
-                || r->connection->aborted) {
-                /* Client gone: drop the daemon connection, the app sees
-                 * its next write fail. */
-                apr_brigade_cleanup(bb);
-                return OK;
-            }
-            apr_brigade_cleanup(bb);
-        }
+        /* Client gone: drop the daemon connection, the app sees its next
+         * write fail. */
+        if (relay_pass_pending(&rs) < 0)
+            return OK;
     }
-    /* The daemon went away or stopped answering. Not retried: it may have
-     * run the request before it died. */
-    if (!headers) {
-        int timeout = rv == APR_TIMEUP;
-        ap_log_rerror(APLOG_MARK, APLOG_ERR, timeout ? 0 : rv, r,
-                      timeout ? "PYH0071: daemon group '%s' gave no response "
-                                "within %s; answering 504"
-                              : "PYH0072: daemon group '%s' closed the "
-                                "connection before responding (the process "
-                                "died?); answering 502",
-                      d->name,
-                      d->request_timeout ? "request-timeout" : "socket-timeout");
-        if (timeout)
-            return HTTP_GATEWAY_TIME_OUT;
-        return HTTP_BAD_GATEWAY;
-    }
-    ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r,
-                  "PYH0073: daemon group '%s' stopped in the middle of a "
-                  "response; cutting it",
-                  d->name);
-    apr_brigade_cleanup(bb);
-    r->connection->keepalive = AP_CONN_CLOSE;
-    APR_BRIGADE_INSERT_TAIL(bb, ap_bucket_error_create(HTTP_BAD_GATEWAY, NULL,
-                                                       r->pool, ba));
-    APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_eos_create(ba));
-    ap_pass_brigade(r->output_filters, bb);
-    return OK;
+    return relay_failed(&rs, rv);
 }
 
 int pyh_relay_request(request_rec *r, pyh_request *req, pyh_daemon *d)
@@ -608,6 +671,33 @@ int pyh_relay_request(request_rec *r, pyh_request *req, pyh_daemon *d)
 
 /* ==== daemon side ========================================================== */
 
+pyh_dconn *pyh_dconn_new(int fd)
+{
+    pyh_dconn *dc = malloc(sizeof(*dc));
+    if (!dc)
+        return NULL;
+    /* Everything but the read buffer, which is written before it is read. */
+    memset(dc, 0, offsetof(pyh_dconn, rbuf));
+    dc->fd = fd;
+    return dc;
+}
+
+void pyh_dconn_free(pyh_dconn *dc)
+{
+    close(dc->fd);
+    free(dc->wbuf);
+    free(dc);
+}
+
+void pyh_dconn_idle(pyh_dconn *dc)
+{
+    if (dc->wcap > PYH_DCONN_WBUF && !dc->wlen) {
+        free(dc->wbuf);
+        dc->wbuf = NULL;
+        dc->wcap = 0;
+    }
+}
+
 int pyh_dconn_flush(pyh_dconn *dc)
 {
     apr_size_t off = 0;
@@ -626,6 +716,62 @@ int pyh_dconn_flush(pyh_dconn *dc)
     return 0;
 }
 
+/* Makes room for `need` more bytes in the write buffer, growing it up to
+ * PYH_RELAY_CHUNK; -1 when they do not fit (or no memory). */
+static int dconn_reserve(pyh_dconn *dc, apr_size_t need)
+{
+    apr_size_t cap;
+    char *grown;
+    if (dc->wlen + need <= dc->wcap)
+        return 0;
+    if (dc->wlen + need > PYH_RELAY_CHUNK)
+        return -1;
+    cap = dc->wcap ? dc->wcap : PYH_DCONN_WBUF;
+    while (cap < dc->wlen + need)
+        cap *= 2;
+    if (cap > PYH_RELAY_CHUNK)
+        cap = PYH_RELAY_CHUNK;
+    if (!(grown = realloc(dc->wbuf, cap)))
+        return -1;
+    dc->wbuf = grown;
+    dc->wcap = cap;
+    return 0;
+}
+
+/* Writes one frame unbuffered (the write buffer must be empty). */
+static int dconn_write_frame(pyh_dconn *dc, unsigned char *hdr,
+                             const void *data, apr_size_t len)
+{
+    struct iovec iov[2];
+    apr_size_t done = 0, total = PYH_FRAME_HDR + len;
+    iov[0].iov_base = hdr;
+    iov[0].iov_len = PYH_FRAME_HDR;
+    iov[1].iov_base = (void *)data;
+    iov[1].iov_len = len;
+    while (done < total) {
+        ssize_t w = writev(dc->fd, iov, 2);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            dc->broken = 1;
+            return -1;
+        }
+        done += (apr_size_t)w;
+        if (done >= PYH_FRAME_HDR) {
+            iov[0].iov_len = 0;
+            iov[1].iov_base = (char *)data + (done - PYH_FRAME_HDR);
+            iov[1].iov_len = total - done;
+        }
+        else {
+            iov[0].iov_base = hdr + done;
+            iov[0].iov_len = PYH_FRAME_HDR - done;
+        }
+    }
+    return 0;
+}
+
+/* Frames are gathered in the write buffer until a flush or until it is
+ * full; one too large for it is written straight after the ones before. */
 int pyh_dconn_frame(pyh_dconn *dc, int type, const void *data, apr_size_t len)
 {
     unsigned char hdr[PYH_FRAME_HDR] = {0};
@@ -634,37 +780,11 @@ int pyh_dconn_frame(pyh_dconn *dc, int type, const void *data, apr_size_t len)
         return -1;
     hdr[0] = (unsigned char)type;
     memcpy(hdr + 4, &l, 4);
-    if (dc->wlen + PYH_FRAME_HDR + len > PYH_RELAY_CHUNK) {
+    if (dconn_reserve(dc, PYH_FRAME_HDR + len) < 0) {
         if (pyh_dconn_flush(dc) < 0)
             return -1;
-        if (PYH_FRAME_HDR + len > PYH_RELAY_CHUNK) {
-            struct iovec iov[2];
-            apr_size_t done = 0, total = PYH_FRAME_HDR + len;
-            iov[0].iov_base = hdr;
-            iov[0].iov_len = PYH_FRAME_HDR;
-            iov[1].iov_base = (void *)data;
-            iov[1].iov_len = len;
-            while (done < total) {
-                ssize_t w = writev(dc->fd, iov, 2);
-                if (w < 0 && errno == EINTR)
-                    continue;
-                if (w <= 0) {
-                    dc->broken = 1;
-                    return -1;
-                }
-                done += (apr_size_t)w;
-                if (done >= PYH_FRAME_HDR) {
-                    iov[0].iov_len = 0;
-                    iov[1].iov_base = (char *)data + (done - PYH_FRAME_HDR);
-                    iov[1].iov_len = total - done;
-                }
-                else {
-                    iov[0].iov_base = hdr + done;
-                    iov[0].iov_len = PYH_FRAME_HDR - done;
-                }
-            }
-            return 0;
-        }
+        if (dconn_reserve(dc, PYH_FRAME_HDR + len) < 0)
+            return dconn_write_frame(dc, hdr, data, len);
     }
     memcpy(dc->wbuf + dc->wlen, hdr, PYH_FRAME_HDR);
     if (len)
@@ -673,6 +793,9 @@ int pyh_dconn_frame(pyh_dconn *dc, int type, const void *data, apr_size_t len)
     return 0;
 }
 
+/* Reads exactly n bytes. Small reads go through the read buffer, which
+ * may take the start of what follows; a read of at least its size goes
+ * straight to dest once the buffer is empty, so never past the frame. */
 int pyh_dconn_read(pyh_dconn *dc, void *dest, apr_size_t n)
 {
     char *d = dest;
@@ -684,15 +807,24 @@ int pyh_dconn_read(pyh_dconn *dc, void *dest, apr_size_t n)
             n -= have;
             continue;
         }
-        got = read(dc->fd, dc->rbuf, PYH_RELAY_CHUNK);
+        if (n >= PYH_DCONN_RBUF)
+            got = read(dc->fd, d, n);
+        else
+            got = read(dc->fd, dc->rbuf, PYH_DCONN_RBUF);
         if (got < 0 && errno == EINTR)
             continue;
         if (got <= 0) {
             dc->broken = 1;
             return -1;
         }
-        dc->rpos = 0;
-        dc->rlen = (apr_size_t)got;
+        if (n >= PYH_DCONN_RBUF) {
+            d += got;
+            n -= (apr_size_t)got;
+        }
+        else {
+            dc->rpos = 0;
+            dc->rlen = (apr_size_t)got;
+        }
     }
     return 0;
 }
@@ -963,76 +1095,86 @@ static request_rec *relay_make_request(apr_pool_t *p, relay_ctx *ctx,
     return r;
 }
 
-int pyh_relay_serve(pyh_dconn *dc)
+/* Once per worker thread: its pools, bucket allocator and the filters'
+ * functions. */
+static int relay_thread_init(void)
 {
-    relay_ctx ctx = {dc, 0, 0};
-    pyh_request *req;
-    request_rec *r;
-    pyh_q_fixed fx;
-    pyh_interp *in;
-    PyObject *app;
-    const char *v, *name = NULL, *filename = NULL, *uri = NULL;
-    apr_table_t *headers_in, *subprocess_env;
-    char *payload, *p, *end;
-    uint32_t len;
-    int kind, status = OK;
-
-    if (!relay_pool) {
-        if (apr_pool_create(&relay_thread_pool, NULL) != APR_SUCCESS
-            || apr_pool_create(&relay_pool, relay_thread_pool) != APR_SUCCESS)
-            return -1;
-        relay_ba = apr_bucket_alloc_create(relay_thread_pool);
-        relay_out_rec.filter_func.out_func = relay_out;
-        relay_in_rec.filter_func.in_func = relay_in;
-    }
-    apr_pool_clear(relay_pool);
-    if (!(payload = relay_read_request(dc, relay_pool, &len)))
+    if (relay_pool)
+        return 0;
+    if (apr_pool_create(&relay_thread_pool, NULL) != APR_SUCCESS
+        || apr_pool_create(&relay_pool, relay_thread_pool) != APR_SUCCESS)
         return -1;
-    memcpy(&fx, payload, sizeof(fx));
-    p = payload + sizeof(fx);
-    end = payload + len;
+    relay_ba = apr_bucket_alloc_create(relay_thread_pool);
+    relay_out_rec.filter_func.out_func = relay_out;
+    relay_in_rec.filter_func.in_func = relay_in;
+    return 0;
+}
 
-    req = apr_pcalloc(relay_pool, sizeof(*req));
+/* What a Q frame's records say, beyond what goes into req. */
+typedef struct {
+    apr_table_t *headers_in, *subprocess_env;
+    const char *filename, *uri;
+} relay_q;
+
+/* Reads a Q payload's fixed fields and records into *fx, a new req and
+ * *q; NULL on a malformed frame. */
+static pyh_request *relay_parse_request(char *payload, uint32_t len,
+                                        pyh_q_fixed *fx, relay_q *q)
+{
+    pyh_request *req = apr_pcalloc(relay_pool, sizeof(*req));
+    char *p = payload + sizeof(*fx), *end = payload + len;
+    const char *v, *name = NULL;
+    int kind;
+
+    memcpy(fx, payload, sizeof(*fx));
     req->conf.callable_object = "application";
     req->conf.application_group = "%{GLOBAL}";
     req->conf.process_group = pyh_this_daemon->name;
-    req->conf.pass_authorization = (fx.flags & PYH_Q_PASS_AUTH) != 0;
-    req->conf.chunked_request = (fx.flags & PYH_Q_CHUNKED) != 0;
-    req->conf.script_reloading = (fx.flags & PYH_Q_RELOADING) != 0;
-    req->conf.error_override = (fx.flags & PYH_Q_ERROR_OVERRIDE) != 0;
+    req->conf.pass_authorization = (fx->flags & PYH_Q_PASS_AUTH) != 0;
+    req->conf.chunked_request = (fx->flags & PYH_Q_CHUNKED) != 0;
+    req->conf.script_reloading = (fx->flags & PYH_Q_RELOADING) != 0;
+    req->conf.error_override = (fx->flags & PYH_Q_ERROR_OVERRIDE) != 0;
     req->conf.map_head_to_get = PYH_HEAD_OFF; /* decided by the child */
     req->app_group = "";
-    headers_in = apr_table_make(relay_pool, 16);
-    subprocess_env = apr_table_make(relay_pool, 16);
+    q->headers_in = apr_table_make(relay_pool, 16);
+    q->subprocess_env = apr_table_make(relay_pool, 16);
+    q->filename = q->uri = NULL;
     while ((kind = rec_next(&p, end, &v)) >= 0) {
         if (kind < PYH_K_COUNT)
             req->vars[kind] = v;
         else if (kind == PYH_R_HEADER_NAME || kind == PYH_R_ENV_NAME)
             name = v;
         else if (kind == PYH_R_HEADER_VALUE && name)
-            apr_table_addn(headers_in, name, v);
+            apr_table_addn(q->headers_in, name, v);
         else if (kind == PYH_R_ENV_VALUE && name)
-            apr_table_addn(subprocess_env, name, v);
+            apr_table_addn(q->subprocess_env, name, v);
         else if (kind == PYH_R_FILENAME)
-            filename = v;
+            q->filename = v;
         else if (kind == PYH_R_CALLABLE)
             req->conf.callable_object = v;
         else if (kind == PYH_R_APP_GROUP)
             req->app_group = v;
         else if (kind == PYH_R_URI)
-            uri = v;
+            q->uri = v;
     }
-    if (kind == -2 || !filename || !req->vars[PYH_K_REQUEST_METHOD]) {
+    if (kind == -2 || !q->filename || !req->vars[PYH_K_REQUEST_METHOD]) {
         ap_log_error(APLOG_MARK, APLOG_ERR, 0, ap_server_conf,
                      "PYH0074: malformed request frame in daemon process %d",
                      (int)getpid());
-        return -1;
+        return NULL;
     }
-    r = relay_make_request(relay_pool, &ctx, &fx, req);
-    r->headers_in = headers_in;
-    r->subprocess_env = subprocess_env;
-    r->filename = (char *)filename;
-    r->uri = (char *)uri;
+    return req;
+}
+
+/* The daemon's request_rec for a parsed Q frame. */
+static void relay_request_rec(relay_ctx *ctx, const pyh_q_fixed *fx,
+                              pyh_request *req, const relay_q *q)
+{
+    request_rec *r = relay_make_request(relay_pool, ctx, fx, req);
+    r->headers_in = q->headers_in;
+    r->subprocess_env = q->subprocess_env;
+    r->filename = (char *)q->filename;
+    r->uri = (char *)q->uri;
     r->method = req->vars[PYH_K_REQUEST_METHOD];
     r->unparsed_uri = (char *)req->vars[PYH_K_REQUEST_URI];
     r->args = (char *)req->vars[PYH_K_QUERY_STRING];
@@ -1041,34 +1183,66 @@ int pyh_relay_serve(pyh_dconn *dc)
     req->r = r;
     req->script_name = req->vars[PYH_K_SCRIPT_NAME] ? req->vars[PYH_K_SCRIPT_NAME] : "";
     req->path_info = req->vars[PYH_K_PATH_INFO] ? req->vars[PYH_K_PATH_INFO] : "";
+}
 
-    if (!(in = pyh_interp_acquire(req->app_group, r->server))) {
-        status = HTTP_INTERNAL_SERVER_ERROR;
+/* Runs the app for req in its interpreter; the handler's status. */
+static int relay_run_app(pyh_request *req)
+{
+    request_rec *r = req->r;
+    pyh_interp *in;
+    PyObject *app;
+    int status = OK;
+
+    if (!(in = pyh_interp_acquire(req->app_group, r->server)))
+        return HTTP_INTERNAL_SERVER_ERROR;
+    req->interp = in;
+    pyh_daemon_busy(in);
+    app = pyh_script_callable(in, r, r->filename, req->conf.callable_object,
+                              req->conf.script_reloading, &status);
+    pyh_daemon_loaded(app != NULL);
+    if (app) {
+        status = pyh_wsgi_handle(in, req, app);
+        Py_DECREF(app);
     }
+    /* A TimeoutError the watchdog raised too late must not fire in
+     * this thread's next request. */
+    PyThreadState_SetAsyncExc((unsigned long)pthread_self(), NULL);
+    pyh_daemon_idle();
+    pyh_interp_release(in);
+    return status;
+}
+
+/* A response the app did not end: S with the status if nothing went
+ * out yet and there is an error to tell, A (cut) otherwise. */
+static void relay_finish(relay_ctx *ctx, int status)
+{
+    if (ctx->ended)
+        return;
+    if (ctx->headers_sent || status == OK)
+        pyh_dconn_frame(ctx->dc, PYH_F_ABORT, NULL, 0);
     else {
-        req->interp = in;
-        pyh_daemon_busy(in);
-        app = pyh_script_callable(in, r, r->filename, req->conf.callable_object,
-                                  req->conf.script_reloading, &status);
-        pyh_daemon_loaded(app != NULL);
-        if (app) {
-            status = pyh_wsgi_handle(in, req, app);
-            Py_DECREF(app);
-        }
-        /* A TimeoutError the watchdog raised too late must not fire in
-         * this thread's next request. */
-        PyThreadState_SetAsyncExc((unsigned long)pthread_self(), NULL);
-        pyh_daemon_idle();
-        pyh_interp_release(in);
+        int32_t st = status;
+        pyh_dconn_frame(ctx->dc, PYH_F_STATUS, &st, sizeof(st));
     }
-    if (!ctx.ended) {
-        if (ctx.headers_sent || status == OK)
-            pyh_dconn_frame(dc, PYH_F_ABORT, NULL, 0);
-        else {
-            int32_t st = status;
-            pyh_dconn_frame(dc, PYH_F_STATUS, &st, sizeof(st));
-        }
-        pyh_dconn_flush(dc);
-    }
+    pyh_dconn_flush(ctx->dc);
+}
+
+int pyh_relay_serve(pyh_dconn *dc)
+{
+    relay_ctx ctx = {dc, 0, 0};
+    pyh_request *req;
+    pyh_q_fixed fx;
+    relay_q q;
+    char *payload;
+    uint32_t len;
+
+    if (relay_thread_init() < 0)
+        return -1;
+    apr_pool_clear(relay_pool);
+    if (!(payload = relay_read_request(dc, relay_pool, &len))
+        || !(req = relay_parse_request(payload, len, &fx, &q)))
+        return -1;
+    relay_request_rec(&ctx, &fx, req, &q);
+    relay_finish(&ctx, relay_run_app(req));
     return dc->broken ? -1 : 0;
 }

@@ -65,21 +65,35 @@ typedef struct {
     int64_t content_length; /* -1: none */
 } pyh_h_fixed;
 
+/* A daemon connection's buffers are sized for the common small request:
+ * reads of at least PYH_DCONN_RBUF bytes (large frames) bypass the read
+ * buffer, and the write buffer starts at PYH_DCONN_WBUF, doubles up to
+ * PYH_RELAY_CHUNK only while a request's frames need it, and is given back
+ * when the connection goes idle. */
+#define PYH_DCONN_RBUF 8192
+#define PYH_DCONN_WBUF 4096
+
 /* A connection in the daemon. */
 typedef struct pyh_dconn {
     int fd;
     int state;                  /* PYH_DC_* */
-    char *rbuf;                 /* read buffer, PYH_RELAY_CHUNK */
-    apr_size_t rpos, rlen;
-    char *wbuf;                 /* frames waiting to be written */
-    apr_size_t wlen;
+    apr_size_t rpos, rlen;      /* unread bytes in rbuf */
+    char *wbuf;                 /* frames waiting to be written; NULL: none yet */
+    apr_size_t wlen, wcap;
     int broken;                 /* an I/O error: close after this request */
     apr_time_t queued;          /* when it became readable */
     struct pyh_dconn *next;     /* ready queue */
     struct pyh_dconn *all_next, *all_prev;
+    char rbuf[PYH_DCONN_RBUF];
 } pyh_dconn;
 
 enum { PYH_DC_IDLE, PYH_DC_QUEUED, PYH_DC_BUSY };
+
+/* A daemon connection on fd (NULL: no memory), and its end (closes fd). */
+pyh_dconn *pyh_dconn_new(int fd);
+void pyh_dconn_free(pyh_dconn *dc);
+/* Between requests: gives back a write buffer a large response grew. */
+void pyh_dconn_idle(pyh_dconn *dc);
 
 /* Low-level I/O on a daemon connection (relay.c). */
 int pyh_dconn_read(pyh_dconn *dc, void *dest, apr_size_t n);

@@ -37,6 +37,7 @@ import harness
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOCKERFILE = os.path.join(REPO, "docker", "Dockerfile")
 COMPOSE_FILE = os.path.join(REPO, "docker", "docker-compose.yml")
+APT_SOURCES = os.path.join(REPO, "scripts", "apt_sources.py")
 
 # docker.io's client: /usr/local/bin/docker may be a newer one without buildx.
 DOCKER = "/usr/bin/docker"
@@ -173,32 +174,43 @@ def _mounts_under(root):
     return found
 
 
-def debian_mirror(suite=SUITE):
+def debian_mirror(suite=SUITE, root="/"):
     """The URI this machine's apt uses for suite's main component (one-line
-    and deb822 sources), or None to let debootstrap pick its default."""
-    entries = []  # (types, uris, suites, components)
-    for path in sorted(glob.glob("/etc/apt/sources.list") + glob.glob("/etc/apt/sources.list.d/*.list")):
-        with open(path) as f:
-            for line in f:
-                line = re.sub(r"\[[^]]*\]", " ", line.split("#", 1)[0]).split()
-                if len(line) >= 4:
-                    entries.append(([line[0]], [line[1]], [line[2]], line[3:]))
-    for path in sorted(glob.glob("/etc/apt/sources.list.d/*.sources")):
-        with open(path) as f:
-            for stanza in re.split(r"\n\s*\n", f.read()):
-                fields = {}
-                for line in stanza.splitlines():
-                    m = re.match(r"([A-Za-z-]+):\s*(.*)", line)
-                    if m and not line.startswith("#"):
-                        fields[m.group(1).lower()] = m.group(2).split()
-                if fields.get("enabled", ["yes"])[0] == "no":
-                    continue
-                entries.append((fields.get("types", []), fields.get("uris", []),
-                                fields.get("suites", []), fields.get("components", [])))
-    for types, uris, suites, components in entries:
-        if "deb" in types and suite in suites and "main" in components and uris:
-            return uris[0]
-    return None
+    and deb822 sources), or None to let debootstrap pick its default. The
+    parser is scripts/apt_sources.py, which scripts/debian-lib.sh uses too."""
+    p = subprocess.run([sys.executable, APT_SOURCES, "--suite", suite, "--root", root],
+                       stdout=subprocess.PIPE, check=True, timeout=60)
+    return p.stdout.decode().strip() or None
+
+
+def test_apt_sources_parser(tmp_path):
+    # No dockerd needed: the mirror lookup debootstrap and the sid scripts
+    # rely on, on one-line and deb822 sources written here.
+    d = tmp_path / "etc" / "apt" / "sources.list.d"
+    d.mkdir(parents=True)
+    (tmp_path / "etc" / "apt" / "sources.list").write_text(
+        "# deb http://commented.example/debian bookworm main\n"
+        "deb-src http://src.example/debian bookworm main\n"
+        "deb [arch=amd64 signed-by=/k.gpg] http://sec.example/debian-security bookworm-security main\n"
+        "deb http://contrib.example/debian bookworm contrib\n")
+    (d / "a-third-party.list").write_text("deb http://vendor.example/apt nodistro main\n")
+    (d / "b-debian.sources").write_text(
+        "Types: deb\nURIs: http://off.example/debian\nSuites: bookworm\n"
+        "Components: main\nEnabled: no\n\n"
+        "Types: deb deb-src\nURIs: http://mirror.example/debian\n"
+        "Suites: bookworm bookworm-updates\nComponents: main contrib\n\n"
+        "Types: deb\nURIs: http://sid.example/debian\nSuites: sid\nComponents: main\n")
+    root = str(tmp_path)
+    assert debian_mirror("bookworm", root) == "http://mirror.example/debian"
+    assert debian_mirror("bookworm-security", root) == "http://sec.example/debian-security"
+    assert debian_mirror("sid", root) == "http://sid.example/debian"
+    assert debian_mirror("trixie", root) is None
+    # debian-lib.sh's debian_mirror (no suite): the first source for a
+    # Debian release, neither -security nor a third party's.
+    lib = os.path.join(REPO, "scripts", "debian-lib.sh")
+    p = subprocess.run(["bash", "-c", '. "$1"; debian_mirror --root "$2"', "-", lib, root],
+                       stdout=subprocess.PIPE, check=True, timeout=60)
+    assert p.stdout.decode() == "http://mirror.example/debian\n"
 
 
 def base_rootfs_tar(workdir):

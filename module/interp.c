@@ -677,10 +677,12 @@ static apr_status_t interp_child_exit(void *data)
     if (!interp_ready)
         return APR_SUCCESS;
     interp_ready = 0;
-    /* An ungraceful stop can leave worker threads inside the app, running
-     * on thread states that ending an interpreter would free under them
-     * (with their own GILs, even while we finalize). The process is
-     * exiting: leave Python as it is rather than crash it. */
+    /* A request can still be inside Python here: prefork runs the child's
+     * cleanups from its SIGTERM handler, on top of whatever the child was
+     * doing (event and worker join their worker threads first). Ending
+     * an interpreter would free thread states in use (with their own
+     * GILs, even while we finalize). The process is exiting: leave Python
+     * as it is rather than crash it. */
     if (apr_atomic_read32(&interp_busy)) {
         ap_log_error(APLOG_MARK, APLOG_INFO, 0, s,
                      "PYH0016: %u request(s) still inside Python at child "
@@ -688,20 +690,6 @@ static apr_status_t interp_child_exit(void *data)
                      (unsigned)apr_atomic_read32(&interp_busy));
         return APR_SUCCESS;
     }
-#if PY_VERSION_HEX >= 0x030C0000
-    /* 3.12+ ends sub-interpreters differently, and children stopped with
-     * SIGTERM crashed now and then (3.12 own-GIL groups, 3.13 and 3.14
-     * shared ones) once groups existed; the cause is not pinned down (see
-     * issue 7). The process is exiting: with sub-interpreters, leave
-     * Python as it is. */
-    if (interp_all->nelts > 1) {
-        ap_log_error(APLOG_MARK, APLOG_INFO, 0, s,
-                     "PYH0018: not finalizing Python at child exit (%d "
-                     "application groups in sub-interpreters, Python 3.12+)",
-                     interp_all->nelts - 1);
-        return APR_SUCCESS;
-    }
-#endif
     if (interp_enter(interp_main) < 0)
         return APR_SUCCESS;
     main_ts = PyThreadState_Get();

@@ -24,16 +24,6 @@ def exercise(srv):
     assert srv.get("/alpha").status == 200
 
 
-def settle():
-    """Lets the last requests' connections leave the worker threads before
-    an immediate (SIGTERM) stop. The event MPM's ungraceful child shutdown
-    closes the sockets worker threads still hold; children stopped right
-    after a burst of requests crashed there now and then (about 1 run in
-    30 in CI, on 3.11 too, in mod_mpm_event before any pyhost exit code;
-    see issue 7's note). What these tests check is pyhost's exit."""
-    time.sleep(1.0)
-
-
 def test_session_server_has_not_crashed(server):
     assert server.running()
     crashes = CRASH_RE.findall(server.error_log())
@@ -48,7 +38,6 @@ def test_graceful_restart_and_stop(short_server, mpm):
         srv.graceful_restart()
         exercise(srv)
     t0 = time.time()
-    settle()
     rc = srv.stop(signal.SIGTERM)
     took = time.time() - t0
     assert rc == 0, rc
@@ -136,7 +125,6 @@ def test_request_in_flight_survives_graceful_restart(short_server, mpm, workspac
     r = RawResponse(data)
     assert r.status == 200
     assert r.complete and r.body == b"first-chunk\nsecond-chunk\n", r
-    settle()
     assert srv.stop() == 0
     assert not CRASH_RE.findall(srv.error_log())
 
@@ -161,6 +149,5 @@ def test_graceful_restart_applies_a_changed_config(short_server, mpm):
     assert r.json() == {"pyhost_test_mod1": "mod1", "pyhost_test_mod2": "mod2",
                         "pyhost_test_mod3": "mod3"}
     exercise(srv)
-    settle()
     assert srv.stop() == 0
     assert not CRASH_RE.findall(srv.error_log())

@@ -15,7 +15,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import run as bench  # noqa: E402
@@ -52,11 +51,7 @@ def main(argv=None):
     ap.add_argument("--duration", type=int, default=3)
     ap.add_argument("--peers", default=bench.DEFAULT_PEERS)
     args = ap.parse_args(argv)
-    workdir = tempfile.mkdtemp(prefix="pyhost-cpu-")
-    os.chmod(workdir, 0o755)
-    shutil.copytree(os.path.join(bench.HERE, "apps"),
-                    os.path.join(workdir, "apps"))
-    subprocess.run(["chmod", "-R", "a+rX", workdir], check=True)
+    workdir = bench.make_workdir("pyhost-cpu-")
     b = bench.Bench(workdir, args.peers)
     setups, rows = [], []
     try:

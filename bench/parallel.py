@@ -38,6 +38,9 @@ import threading
 import time
 
 import pyhost
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import run as bench  # noqa: E402  (descendants)
 from pyhost import apache
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -146,20 +149,6 @@ def wrk(port, path, connections, duration, out):
     out.append((float(m.group(1)) if m else 0.0, int(bad.group(1)) if bad else 0))
 
 
-def children(pid):
-    kids = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open("/proc/%s/stat" % entry) as f:
-                    fields = f.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == pid:
-                kids.append(int(entry))
-    return kids
-
-
 def cpu_seconds(pids):
     total = 0
     for pid in pids:
@@ -237,7 +226,7 @@ def main():
                 for name, parts in scenarios(mode, args.connections):
                     busy = cores.setdefault((mode, name), [])
                     r = load(srv.port, parts, args.duration,
-                             children(srv.proc.pid), busy)
+                             bench.descendants(srv.proc.pid), busy)
                     log("round %d %s %s: %.1f req/s, %.2f cores" % (
                         rnd + 1, mode, name, r, busy[-1]))
                     rps.setdefault((mode, name), []).append(r)

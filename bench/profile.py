@@ -19,7 +19,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import run as bench  # noqa: E402
@@ -121,11 +120,7 @@ def main(argv=None):
         raise SystemExit("profile: no valgrind (apt-get install valgrind)")
     os.makedirs(args.out, exist_ok=True)
     os.chmod(args.out, 0o1777)  # Apache -X writes it as its User (www-data)
-    workdir = tempfile.mkdtemp(prefix="pyhost-profile-")
-    os.chmod(workdir, 0o755)
-    shutil.copytree(os.path.join(bench.HERE, "apps"),
-                    os.path.join(workdir, "apps"))
-    subprocess.run(["chmod", "-R", "a+rX", workdir], check=True)
+    workdir = bench.make_workdir("pyhost-profile-")
     b = bench.Bench(workdir, args.peers)
     try:
         for name in [s for s in args.setups.split(",") if s]:

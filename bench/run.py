@@ -497,21 +497,30 @@ def cells(setups, args):
     return out
 
 
+def make_workdir(prefix, files=False):
+    """A fresh directory holding a copy of bench/apps that Apache's User
+    can read (the checkout may be under /root); with files, also the 5 MB
+    file and the static hello the file and static workloads serve."""
+    workdir = tempfile.mkdtemp(prefix=prefix)
+    os.chmod(workdir, 0o755)
+    apps = os.path.join(workdir, "apps")
+    shutil.copytree(os.path.join(HERE, "apps"), apps)
+    if files:
+        with open(os.path.join(apps, "5mb.bin"), "wb") as f:
+            f.write(os.urandom(5 * 1024 * 1024))
+        with open(os.path.join(apps, "hello.txt"), "wb") as f:
+            f.write(b"Hello world!")
+    subprocess.run(["chmod", "-R", "a+rX", workdir], check=True)
+    return workdir
+
+
 def run(args):
     names = [n for n in args.setups.split(",") if n]
     for n in names:
         if n not in ALL_SETUPS:
             raise SystemExit("unknown setup %r (have %s)"
                              % (n, ", ".join(ALL_SETUPS)))
-    workdir = tempfile.mkdtemp(prefix="pyhost-bench-")
-    os.chmod(workdir, 0o755)
-    apps = os.path.join(workdir, "apps")
-    shutil.copytree(os.path.join(HERE, "apps"), apps)
-    with open(os.path.join(apps, "5mb.bin"), "wb") as f:
-        f.write(os.urandom(5 * 1024 * 1024))
-    with open(os.path.join(apps, "hello.txt"), "wb") as f:
-        f.write(b"Hello world!")
-    subprocess.run(["chmod", "-R", "a+rX", workdir], check=True)
+    workdir = make_workdir("pyhost-bench-", files=True)
 
     bench = Bench(workdir, args.peers)
     setups, skipped = [], {}

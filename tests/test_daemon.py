@@ -328,12 +328,26 @@ def test_socket_owner_mode_and_foreign_requests(short_server):
 
 def test_connections_are_reused(short_server):
     srv = start(short_server, "processes=1 threads=2", "LogLevel pyhost:debug\n")
-    conn = srv.connection()
+    conn, retried = srv.connection(), 0
     for _ in range(200):
-        conn.request("GET", "/d/info")
-        r = conn.getresponse()
+        try:
+            conn.request("GET", "/d/info")
+            r = conn.getresponse()
+        except http.client.RemoteDisconnected:
+            # Apache may close an idle client keep-alive connection just as
+            # it is reused (seen once in ~200 runs on a loaded machine; the
+            # request never reached Apache): HTTP clients retry such a
+            # request once on a new connection (RFC 9112, 9.3.1). What this
+            # test counts is the relay's connections, which that does not
+            # touch.
+            retried += 1
+            conn.close()
+            conn = srv.connection()
+            conn.request("GET", "/d/info")
+            r = conn.getresponse()
         r.read()
         assert r.status == 200
+    assert retried <= 1, retried
     accepted = srv.error_log().count("PYH0053")
     assert 1 <= accepted <= 4, accepted
 

@@ -662,3 +662,23 @@ PyObject *pyh_environ(pyh_interp *in, pyh_request *req)
         return env;
     return env_build_full(in, req);
 }
+
+/* Drops what the interpreter keeps for environs (templates, header keys
+ * and their last values) before it ends; its GIL is held. */
+void pyh_env_interp_clear(pyh_interp *in)
+{
+    apr_hash_index_t *hi;
+    pyh_env_template *t;
+
+    while ((t = in->env_templates)) {
+        in->env_templates = t->next;
+        env_template_free(t);
+    }
+    in->env_template_count = 0;
+    for (hi = apr_hash_first(NULL, in->header_keys); hi; hi = apr_hash_next(hi)) {
+        env_header *h = apr_hash_this_val(hi);
+        Py_CLEAR(h->key);
+        Py_CLEAR(h->last);
+    }
+    apr_hash_clear(in->header_keys);
+}

@@ -650,6 +650,7 @@ static void interp_end_sub(pyh_interp *in, server_rec *s,
             return;
         }
     }
+    pyh_wsgi_interp_clear(in);
     for (i = 0; i < in->tstates->nelts; i++) {
         t = APR_ARRAY_IDX(in->tstates, i, PyThreadState *);
         PyThreadState_Clear(t);
@@ -698,6 +699,7 @@ static apr_status_t interp_child_exit(void *data)
         if (in->istate)
             interp_end_sub(in, s, main_ts);
     }
+    pyh_wsgi_interp_clear(interp_main);
     if (Py_FinalizeEx() < 0)
         ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s,
                      "PYH0016: errors while finalizing Python at child exit");

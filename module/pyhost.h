@@ -255,6 +255,10 @@ void pyh_env_collect(pyh_request *req);
 /* environ (environ.c) from req->vars, r->headers_in, r->subprocess_env,
  * req->conf and req->input_obj/errors_obj; NULL with an exception set. */
 PyObject *pyh_environ(pyh_interp *in, pyh_request *req);
+void pyh_env_interp_clear(pyh_interp *in);
+/* Frees what wsgi.c and environ.c keep per interpreter; before it ends,
+ * with its GIL held. */
+void pyh_wsgi_interp_clear(pyh_interp *in);
 /* Runs the app. Builds environ only from req->vars, r->headers_in,
  * r->subprocess_env and req->conf; collects req->vars first unless
  * req->vars[PYH_K_REQUEST_METHOD] is already set (daemon mode). */

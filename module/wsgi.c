@@ -373,6 +373,20 @@ static void wsgi_request_put(pyh_interp *in, request_object *ro)
     Py_DECREF(self);
 }
 
+/* Frees the spare request objects (and the environ caches) of an
+ * interpreter about to end; its GIL is held. */
+void pyh_wsgi_interp_clear(pyh_interp *in)
+{
+    while (in->spare_count) {
+        request_object *ro =
+            (request_object *)in->spare_requests[--in->spare_count];
+        Py_CLEAR(ro->start_response);
+        Py_CLEAR(ro->write);
+        Py_DECREF(ro);
+    }
+    pyh_env_interp_clear(in);
+}
+
 /* ---- wsgi.file_wrapper ------------------------------------------------- */
 
 typedef struct {

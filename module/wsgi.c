@@ -598,6 +598,27 @@ static int wsgi_send(pyh_request *req, const char *data, apr_size_t len,
     return wsgi_pass(req);
 }
 
+/* A body larger than this, still in the app's memory (transient buckets),
+ * is written before the pass returns rather than left to the core output
+ * filter, which would copy whatever the socket does not take at once into
+ * buckets of its own (up to the whole body) and then write those. */
+#define WSGI_COPY_AVOID 65536
+
+/* Appends a FLUSH when the pending body is large and its length is known
+ * from Content-Length (without one, Apache's content-length filter must
+ * see the whole body before EOS to set the header, and a FLUSH would end
+ * that look early: the response would go chunked). */
+static void wsgi_flush_if_large(pyh_request *req)
+{
+    apr_off_t pending = 0;
+    if (req->content_length < 0
+        || apr_brigade_length(req->obb, 0, &pending) != APR_SUCCESS
+        || pending <= WSGI_COPY_AVOID)
+        return;
+    APR_BRIGADE_INSERT_TAIL(req->obb,
+                            apr_bucket_flush_create(req->r->connection->bucket_alloc));
+}
+
 /* Ends the response after the app's iterable is exhausted. */
 static int wsgi_finish(pyh_request *req)
 {
@@ -621,6 +642,7 @@ static int wsgi_finish(pyh_request *req)
                      req->body_sent, req->content_length);
         return -1;
     }
+    wsgi_flush_if_large(req);
     APR_BRIGADE_INSERT_TAIL(req->obb,
                             apr_bucket_eos_create(r->connection->bucket_alloc));
     return wsgi_pass(req);

@@ -438,6 +438,25 @@ def test_exc_info_after_headers_sent_caught_by_the_app(exc_server, kind, token):
     _check_process_intact(srv, pid, mark)
 
 
+@pytest.mark.parametrize("when", ["before", "after"])
+@pytest.mark.parametrize("what", ["none3", "ints"])
+def test_junk_in_the_error_state_is_reported_not_trusted(exc_server, what, when, token):
+    # A C extension (here ctypes) can leave any three objects in CPython's
+    # error state; the module's error handling takes them off to log them
+    # and must not treat a non-exception as an exception object.
+    srv = exc_server
+    mark = srv.log_mark()
+    r = _get(srv, "/excinfo/raw-restore/%s/%s" % (what, when), token)
+    pid = _served_by(srv, token)
+    assert b"must-not-be-sent" not in r.raw
+    if when == "before":
+        assert r.status == 500, r
+    else:
+        assert r.status == 200 and not r.complete, r
+    _check_entries(srv, mark, 1, "TypeError")
+    _check_process_intact(srv, pid, mark)
+
+
 def test_many_none_exc_info_requests_in_a_row(exc_server, token):
     # One such request could leave damage that only a later one trips on.
     srv = exc_server

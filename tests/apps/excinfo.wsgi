@@ -6,6 +6,9 @@
 #         after:  a second call once body data (and so the headers) went out
 #   caught  the app catches what start_response raises and reports its type
 #           in the body (only with "after", where start_response must raise)
+# /raw-restore/<what>/<when> is a C extension's bug, not an app's: it puts
+# junk in CPython's error state directly (PyErr_Restore through ctypes),
+# which the server's own error handling must survive.
 # /pid and /file (a wsgi.file_wrapper response) are the follow-up requests
 # that check the process that served a bad request is intact. Every request
 # given ?<token> writes its pid to state/pid-<token>.
@@ -92,6 +95,28 @@ def after(exc_info, start_response, caught=False):
     yield b"not-raised"
 
 
+RAW = {"none3": (None, None, None), "ints": (1, 2, 3)}
+
+
+def _raw_restore(what):
+    import ctypes
+    api = ctypes.pythonapi
+    objs = RAW[what]
+    for o in objs:  # PyErr_Restore steals a reference to each
+        api.Py_IncRef(ctypes.py_object(o))
+    api.PyErr_Restore.argtypes = [ctypes.py_object] * 3
+    api.PyErr_Restore.restype = None
+    api.PyErr_Restore(*objs)  # ctypes sees the error set and raises it
+
+
+def raw_restore(what, when, start_response):
+    if when == "after":
+        start_response("200 OK", HEADERS + [("X-Pid", str(os.getpid()))])
+        yield b"partial-" * 512
+    _raw_restore(what)
+    yield b"must-not-be-sent"
+
+
 def pid(environ, start_response):
     start_response("200 OK", HEADERS + [("X-Pid", str(os.getpid()))])
     return [str(os.getpid()).encode()]
@@ -112,6 +137,8 @@ def application(environ, start_response):
         return pid(environ, start_response)
     if parts == ["file"]:
         return file(environ, start_response)
+    if parts[0] == "raw-restore":
+        return raw_restore(parts[1], parts[2], start_response)
     kind, when = parts[0], parts[1]
     caught = parts[2:] == ["caught"]
     exc_info = KINDS[kind]()

@@ -119,12 +119,52 @@ static int interp_import_threading(void)
     return threading ? 0 : -1;
 }
 
+/* ---- protocols ------------------------------------------------------------ */
+
+/* The per-interpreter side of each protocol binding (as NGINX Unit's
+ * Python module has): interp.c reaches WSGI and ASGI only through this
+ * table, so a new binding is one row, not new calls here. init runs when
+ * an interpreter is set up, clear before it ends; both with its GIL. */
+typedef struct {
+    const char *name;
+    int (*interp_init)(pyh_interp *in);
+    void (*interp_clear)(pyh_interp *in);
+} interp_protocol;
+
+static int interp_wsgi_init(pyh_interp *in)
+{
+    return pyh_input_init_type(in) < 0 || pyh_wsgi_init_types(in) < 0 ? -1 : 0;
+}
+
+static const interp_protocol interp_protocols[] = {
+    {"WSGI", interp_wsgi_init, pyh_wsgi_interp_clear},
+};
+#define INTERP_PROTOCOLS \
+    ((int)(sizeof(interp_protocols) / sizeof(interp_protocols[0])))
+
+static int interp_protocols_init(pyh_interp *in)
+{
+    int i;
+    for (i = 0; i < INTERP_PROTOCOLS; i++)
+        if (interp_protocols[i].interp_init(in) < 0)
+            return -1;
+    return 0;
+}
+
+/* In reverse order of init: a later binding may use an earlier one's. */
+static void interp_protocols_clear(pyh_interp *in)
+{
+    int i;
+    for (i = INTERP_PROTOCOLS - 1; i >= 0; i--)
+        interp_protocols[i].interp_clear(in);
+}
+
 /* Everything an interpreter needs before it can serve; the GIL is held
  * with a thread state of `in` current. */
 static int interp_setup(pyh_interp *in, server_rec *s)
 {
     if (interp_make_constants(in) < 0 || pyh_log_init_type(in) < 0
-        || pyh_input_init_type(in) < 0 || pyh_wsgi_init_types(in) < 0
+        || interp_protocols_init(in) < 0
         || pyh_log_redirect_stdio(in) < 0 || interp_import_threading() < 0) {
         pyh_log_exception(in, NULL, s, "PYH0006: setting up interpreter");
         return -1;
@@ -650,7 +690,7 @@ static void interp_end_sub(pyh_interp *in, server_rec *s,
             return;
         }
     }
-    pyh_wsgi_interp_clear(in);
+    interp_protocols_clear(in);
     for (i = 0; i < in->tstates->nelts; i++) {
         t = APR_ARRAY_IDX(in->tstates, i, PyThreadState *);
         PyThreadState_Clear(t);
@@ -699,7 +739,7 @@ static apr_status_t interp_child_exit(void *data)
         if (in->istate)
             interp_end_sub(in, s, main_ts);
     }
-    pyh_wsgi_interp_clear(interp_main);
+    interp_protocols_clear(interp_main);
     if (Py_FinalizeEx() < 0)
         ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s,
                      "PYH0016: errors while finalizing Python at child exit");

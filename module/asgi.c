@@ -73,9 +73,13 @@ static pyh_asgi_xfer *asgi_take_completed(void *ctx)
     pthread_mutex_lock(&lp->qlock);
     list = lp->queue;
     lp->queue = NULL;
+    /* A worker may queue an xfer again as soon as the lock is released,
+     * rewriting `next`: the loop walks `taken_next`, which only this
+     * function writes. */
     for (x = list; x; x = x->next) {
         x->taken = x->completed;
         x->completed = 0;
+        x->taken_next = x->next;
     }
     pthread_mutex_unlock(&lp->qlock);
     return list;
@@ -401,9 +405,22 @@ static void asgi_abort_response(pyh_request *req)
     asgi_pass(req);
 }
 
+/* Drops what the app set before anything reached the filters, so that
+ * Apache sends its own error page; returns that page's status. */
+static int asgi_unsent_error(pyh_request *req)
+{
+    request_rec *r = req->r;
+    apr_brigade_cleanup(req->obb);
+    r->status = HTTP_OK;
+    r->status_line = NULL;
+    r->content_type = NULL;
+    apr_table_clear(r->headers_out);
+    return req->input_status ? req->input_status : HTTP_INTERNAL_SERVER_ERROR;
+}
+
 /* One SEND. Returns 0 to keep serving, 1 when the response is complete
- * or cannot go on (the worker leaves). */
-static int asgi_write(asgi_req *a, pyh_request *req)
+ * or cannot go on (the worker leaves, answering *status). */
+static int asgi_write(asgi_req *a, pyh_request *req, int *status)
 {
     request_rec *r = req->r;
     apr_bucket_alloc_t *ba = r->connection->bucket_alloc;
@@ -435,7 +452,10 @@ static int asgi_write(asgi_req *a, pyh_request *req)
                       " bytes but its Content-Length header says "
                       "%" APR_OFF_T_FMT "; response cut",
                       req->body_sent, req->content_length);
-        asgi_abort_response(req);
+        if (req->passed)
+            asgi_abort_response(req);
+        else
+            *status = asgi_unsent_error(req);
         return 1;
     }
     APR_BRIGADE_INSERT_TAIL(req->obb, apr_bucket_eos_create(ba));
@@ -485,12 +505,7 @@ static int asgi_done(asgi_req *a, pyh_request *req, int complete)
         asgi_abort_response(req);
         return OK;
     }
-    /* nothing reached the filters: Apache sends the error page */
-    r->status = HTTP_OK;
-    r->status_line = NULL;
-    r->content_type = NULL;
-    apr_table_clear(r->headers_out);
-    return req->input_status ? req->input_status : HTTP_INTERNAL_SERVER_ERROR;
+    return asgi_unsent_error(req);
 }
 
 /* Serves the loop's work until the request is over; no GIL. */
@@ -510,7 +525,7 @@ static int asgi_serve(asgi_req *a, pyh_request *req)
             bits |= PYH_ASGI_READ;
         }
         if (work & PYH_ASGI_SEND) {
-            if (asgi_write(a, req))
+            if (asgi_write(a, req, &status))
                 leave = 1;
             bits |= PYH_ASGI_SEND;
         }
@@ -522,7 +537,11 @@ static int asgi_serve(asgi_req *a, pyh_request *req)
             pthread_mutex_lock(&a->mu);
             a->worker_gone = 1;
             pthread_mutex_unlock(&a->mu);
-            bits |= PYH_ASGI_FINISHED;
+            /* Only with a SEND or READ completion, whose posted reference
+             * keeps the loop's request object (and so the xfer) alive until
+             * the loop has handled it; after a DONE the loop knows. */
+            if (bits)
+                bits |= PYH_ASGI_FINISHED;
         }
         if (bits)
             asgi_complete(a, bits);

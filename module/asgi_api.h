@@ -55,6 +55,7 @@ typedef struct pyh_asgi_xfer {
     unsigned completed;  /* bits waiting in the queue */
     unsigned taken;      /* bits take_completed handed to the loop */
     struct pyh_asgi_xfer *next;
+    struct pyh_asgi_xfer *taken_next; /* the list take_completed returned */
 } pyh_asgi_xfer;
 
 /* The request as the worker thread collected it for the scope. */

@@ -4156,7 +4156,7 @@ static __pyx_mstatetype * const __pyx_mstate_global = &__pyx_mstate_global_stati
 #define __pyx_kp_b_iso88591_A_F_G1_HA_HD_q_z_TWWXXY_IQ_Ja_M __pyx_string_tab[247]
 #define __pyx_kp_b_iso88591_A_T_4q_1_3c_c_5_q_V1_2Qha_q __pyx_string_tab[248]
 #define __pyx_kp_b_iso88591_A_t84t_WE_T_QR __pyx_string_tab[249]
-#define __pyx_kp_b_iso88591_A_A_Ct6_6_WAQ_a_4y_q_9_G4q_t7_uB __pyx_string_tab[250]
+#define __pyx_kp_b_iso88591_A_A_Ct6_6_WAQ_a_4_D_5_4y_q_9_G4q __pyx_string_tab[250]
 #define __pyx_kp_b_iso88591__6 __pyx_string_tab[251]
 #define __pyx_int_100 __pyx_number_tab[0]
 #define __pyx_int_999 __pyx_number_tab[1]
@@ -5008,7 +5008,7 @@ static void __pyx_f_6pyhost_5_asgi_4Loop_drain(struct __pyx_obj_6pyhost_5_asgi_L
  *             pass  # EAGAIN: a completion raced the last drain; take it anyway
  *         x = self.host.take_completed(self.host.ctx)             # <<<<<<<<<<<<<<
  *         while x != NULL:
- *             nxt = x.next
+ *             nxt = x.taken_next
 */
   __pyx_v_x = __pyx_v_self->host->take_completed(__pyx_v_self->host->ctx);
 
@@ -5016,7 +5016,7 @@ static void __pyx_f_6pyhost_5_asgi_4Loop_drain(struct __pyx_obj_6pyhost_5_asgi_L
  *             pass  # EAGAIN: a completion raced the last drain; take it anyway
  *         x = self.host.take_completed(self.host.ctx)
  *         while x != NULL:             # <<<<<<<<<<<<<<
- *             nxt = x.next
+ *             nxt = x.taken_next
  *             # alive: every queued completion holds a posted reference
 */
   while (1) {
@@ -5028,16 +5028,16 @@ static void __pyx_f_6pyhost_5_asgi_4Loop_drain(struct __pyx_obj_6pyhost_5_asgi_L
     /* "pyhost/_asgi.pyx":85
  *         x = self.host.take_completed(self.host.ctx)
  *         while x != NULL:
- *             nxt = x.next             # <<<<<<<<<<<<<<
+ *             nxt = x.taken_next             # <<<<<<<<<<<<<<
  *             # alive: every queued completion holds a posted reference
  *             req = <Request>x.owner
 */
-    __pyx_t_2 = __pyx_v_x->next;
+    __pyx_t_2 = __pyx_v_x->taken_next;
 
     __pyx_v_nxt = __pyx_t_2;
 
     /* "pyhost/_asgi.pyx":87
- *             nxt = x.next
+ *             nxt = x.taken_next
  *             # alive: every queued completion holds a posted reference
  *             req = <Request>x.owner             # <<<<<<<<<<<<<<
  *             req.completed(x.taken)
@@ -15314,11 +15314,13 @@ static PyObject *__pyx_pf_6pyhost_5_asgi_7Request_13finish(struct __pyx_obj_6pyh
   Py_ssize_t __pyx_t_6;
   int __pyx_t_7;
   int __pyx_t_8;
-  char const *__pyx_t_9;
+  int __pyx_t_9;
+  char const *__pyx_t_10;
   int __pyx_lineno = 0;
   const char *__pyx_filename = NULL;
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("finish", 0);
+  __Pyx_INCREF(__pyx_v_err);
 
   /* "pyhost/_asgi.pyx":512
  * 
@@ -15349,7 +15351,7 @@ static PyObject *__pyx_pf_6pyhost_5_asgi_7Request_13finish(struct __pyx_obj_6pyh
  *         where = "for %s %s" % (self.scope["method"],
  *                                self.scope["raw_path"].decode("latin-1"))             # <<<<<<<<<<<<<<
  *         msg = None
- *         if self.problem is not None:
+ *         if self.client_gone and isinstance(err, ClientDisconnected):
 */
   __pyx_t_2 = __Pyx_PyObject_Dict_GetItem(__pyx_v_self->scope, __pyx_mstate_global->__pyx_n_u_raw_path); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 515, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
@@ -15394,8 +15396,8 @@ static PyObject *__pyx_pf_6pyhost_5_asgi_7Request_13finish(struct __pyx_obj_6pyh
  *         where = "for %s %s" % (self.scope["method"],
  *                                self.scope["raw_path"].decode("latin-1"))
  *         msg = None             # <<<<<<<<<<<<<<
- *         if self.problem is not None:
- *             msg = "PYH0204: invalid ASGI message %s: %s" % (where, self.problem)
+ *         if self.client_gone and isinstance(err, ClientDisconnected):
+ *             err = None  # the client left: not the app's fault, nothing to log
 */
   __Pyx_INCREF(Py_None);
   __pyx_v_msg = ((PyObject*)Py_None);
@@ -15403,6 +15405,49 @@ static PyObject *__pyx_pf_6pyhost_5_asgi_7Request_13finish(struct __pyx_obj_6pyh
   /* "pyhost/_asgi.pyx":517
  *                                self.scope["raw_path"].decode("latin-1"))
  *         msg = None
+ *         if self.client_gone and isinstance(err, ClientDisconnected):             # <<<<<<<<<<<<<<
+ *             err = None  # the client left: not the app's fault, nothing to log
+ *         if self.problem is not None:
+*/
+  if (__pyx_v_self->client_gone) {
+  } else {
+
+    __pyx_t_8 = __pyx_v_self->client_gone;
+    goto __pyx_L4_bool_binop_done;
+  }
+  __Pyx_GetModuleGlobalName(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_ClientDisconnected); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 517, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_2);
+  __pyx_t_9 = PyObject_IsInstance(__pyx_v_err, __pyx_t_2); if (unlikely(__pyx_t_9 == ((int)-1))) __PYX_ERR(0, 517, __pyx_L1_error)
+  __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
+
+  __pyx_t_8 = __pyx_t_9;
+
+  __pyx_L4_bool_binop_done:;
+  if (__pyx_t_8) {
+
+
+    /* "pyhost/_asgi.pyx":518
+ *         msg = None
+ *         if self.client_gone and isinstance(err, ClientDisconnected):
+ *             err = None  # the client left: not the app's fault, nothing to log             # <<<<<<<<<<<<<<
+ *         if self.problem is not None:
+ *             msg = "PYH0204: invalid ASGI message %s: %s" % (where, self.problem)
+*/
+    __Pyx_INCREF(Py_None);
+    __Pyx_DECREF_SET(__pyx_v_err, Py_None);
+
+    /* "pyhost/_asgi.pyx":517
+ *                                self.scope["raw_path"].decode("latin-1"))
+ *         msg = None
+ *         if self.client_gone and isinstance(err, ClientDisconnected):             # <<<<<<<<<<<<<<
+ *             err = None  # the client left: not the app's fault, nothing to log
+ *         if self.problem is not None:
+*/
+  }
+
+  /* "pyhost/_asgi.pyx":519
+ *         if self.client_gone and isinstance(err, ClientDisconnected):
+ *             err = None  # the client left: not the app's fault, nothing to log
  *         if self.problem is not None:             # <<<<<<<<<<<<<<
  *             msg = "PYH0204: invalid ASGI message %s: %s" % (where, self.problem)
  *             if err is not None:
@@ -15411,14 +15456,14 @@ static PyObject *__pyx_pf_6pyhost_5_asgi_7Request_13finish(struct __pyx_obj_6pyh
   if (__pyx_t_8) {
 
 
-    /* "pyhost/_asgi.pyx":518
- *         msg = None
+    /* "pyhost/_asgi.pyx":520
+ *             err = None  # the client left: not the app's fault, nothing to log
  *         if self.problem is not None:
  *             msg = "PYH0204: invalid ASGI message %s: %s" % (where, self.problem)             # <<<<<<<<<<<<<<
  *             if err is not None:
  *                 msg += "\n" + _traceback(err)
 */
-    __pyx_t_2 = __Pyx_PyObject_FormatSimpleAndDecref(PyObject_Str(__pyx_v_self->problem), __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 518, __pyx_L1_error)
+    __pyx_t_2 = __Pyx_PyObject_FormatSimpleAndDecref(PyObject_Str(__pyx_v_self->problem), __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 520, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_2);
     __pyx_t_5[0] = __pyx_mstate_global->__pyx_kp_u_PYH0204_invalid_ASGI_message;
     __pyx_t_5[1] = __pyx_v_where;
@@ -15433,13 +15478,13 @@ static PyObject *__pyx_pf_6pyhost_5_asgi_7Request_13finish(struct __pyx_obj_6pyh
     __pyx_t_7 |= __Pyx_PyUnicode_KIND_04(__pyx_t_5[1]) | __Pyx_PyUnicode_KIND_04(__pyx_t_5[3]);
     #endif
     __pyx_t_4 = __Pyx_PyUnicode_Join(__pyx_t_5, 4, __pyx_t_6, __pyx_t_7);
-    if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 518, __pyx_L1_error)
+    if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 520, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
     __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
     __Pyx_DECREF_SET(__pyx_v_msg, ((PyObject*)__pyx_t_4));
     __pyx_t_4 = 0;
 
-    /* "pyhost/_asgi.pyx":519
+    /* "pyhost/_asgi.pyx":521
  *         if self.problem is not None:
  *             msg = "PYH0204: invalid ASGI message %s: %s" % (where, self.problem)
  *             if err is not None:             # <<<<<<<<<<<<<<
@@ -15450,25 +15495,25 @@ static PyObject *__pyx_pf_6pyhost_5_asgi_7Request_13finish(struct __pyx_obj_6pyh
     if (__pyx_t_8) {
 
 
-      /* "pyhost/_asgi.pyx":520
+      /* "pyhost/_asgi.pyx":522
  *             msg = "PYH0204: invalid ASGI message %s: %s" % (where, self.problem)
  *             if err is not None:
  *                 msg += "\n" + _traceback(err)             # <<<<<<<<<<<<<<
  *         elif err is not None:
  *             msg = "PYH0203: exception in ASGI app %s: %s" % (where, _traceback(err))
 */
-      __pyx_t_4 = __pyx_f_6pyhost_5_asgi__traceback(__pyx_v_err); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 520, __pyx_L1_error)
+      __pyx_t_4 = __pyx_f_6pyhost_5_asgi__traceback(__pyx_v_err); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 522, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_4);
-      __pyx_t_2 = __Pyx_PyUnicode_ConcatSafe(__pyx_mstate_global->__pyx_kp_u__2, __pyx_t_4); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 520, __pyx_L1_error)
+      __pyx_t_2 = __Pyx_PyUnicode_ConcatSafe(__pyx_mstate_global->__pyx_kp_u__2, __pyx_t_4); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 522, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_2);
       __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-      __pyx_t_4 = __Pyx_PyUnicode_Concat__Pyx_ReferenceSharing_OwnStrongReferenceInPlace(__pyx_v_msg, __pyx_t_2); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 520, __pyx_L1_error)
+      __pyx_t_4 = __Pyx_PyUnicode_Concat__Pyx_ReferenceSharing_OwnStrongReferenceInPlace(__pyx_v_msg, __pyx_t_2); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 522, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_4);
       __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
       __Pyx_DECREF_SET(__pyx_v_msg, ((PyObject*)__pyx_t_4));
       __pyx_t_4 = 0;
 
-      /* "pyhost/_asgi.pyx":519
+      /* "pyhost/_asgi.pyx":521
  *         if self.problem is not None:
  *             msg = "PYH0204: invalid ASGI message %s: %s" % (where, self.problem)
  *             if err is not None:             # <<<<<<<<<<<<<<
@@ -15477,17 +15522,17 @@ static PyObject *__pyx_pf_6pyhost_5_asgi_7Request_13finish(struct __pyx_obj_6pyh
 */
     }
 
-    /* "pyhost/_asgi.pyx":517
- *                                self.scope["raw_path"].decode("latin-1"))
- *         msg = None
+    /* "pyhost/_asgi.pyx":519
+ *         if self.client_gone and isinstance(err, ClientDisconnected):
+ *             err = None  # the client left: not the app's fault, nothing to log
  *         if self.problem is not None:             # <<<<<<<<<<<<<<
  *             msg = "PYH0204: invalid ASGI message %s: %s" % (where, self.problem)
  *             if err is not None:
 */
-    goto __pyx_L3;
+    goto __pyx_L6;
   }
 
-  /* "pyhost/_asgi.pyx":521
+  /* "pyhost/_asgi.pyx":523
  *             if err is not None:
  *                 msg += "\n" + _traceback(err)
  *         elif err is not None:             # <<<<<<<<<<<<<<
@@ -15498,16 +15543,16 @@ static PyObject *__pyx_pf_6pyhost_5_asgi_7Request_13finish(struct __pyx_obj_6pyh
   if (__pyx_t_8) {
 
 
-    /* "pyhost/_asgi.pyx":522
+    /* "pyhost/_asgi.pyx":524
  *                 msg += "\n" + _traceback(err)
  *         elif err is not None:
  *             msg = "PYH0203: exception in ASGI app %s: %s" % (where, _traceback(err))             # <<<<<<<<<<<<<<
  *         if not self.finished:
  *             x.done_status = done_status
 */
-    __pyx_t_4 = __pyx_f_6pyhost_5_asgi__traceback(__pyx_v_err); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 522, __pyx_L1_error)
+    __pyx_t_4 = __pyx_f_6pyhost_5_asgi__traceback(__pyx_v_err); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 524, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
-    __pyx_t_2 = __Pyx_PyUnicode_Unicode(__pyx_t_4); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 522, __pyx_L1_error)
+    __pyx_t_2 = __Pyx_PyUnicode_Unicode(__pyx_t_4); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 524, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_2);
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
     __pyx_t_5[0] = __pyx_mstate_global->__pyx_kp_u_PYH0203_exception_in_ASGI_app;
@@ -15523,13 +15568,13 @@ static PyObject *__pyx_pf_6pyhost_5_asgi_7Request_13finish(struct __pyx_obj_6pyh
     __pyx_t_7 |= __Pyx_PyUnicode_KIND_04(__pyx_t_5[1]) | __Pyx_PyUnicode_KIND_04(__pyx_t_5[3]);
     #endif
     __pyx_t_4 = __Pyx_PyUnicode_Join(__pyx_t_5, 4, __pyx_t_6, __pyx_t_7);
-    if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 522, __pyx_L1_error)
+    if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 524, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
     __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
     __Pyx_DECREF_SET(__pyx_v_msg, ((PyObject*)__pyx_t_4));
     __pyx_t_4 = 0;
 
-    /* "pyhost/_asgi.pyx":521
+    /* "pyhost/_asgi.pyx":523
  *             if err is not None:
  *                 msg += "\n" + _traceback(err)
  *         elif err is not None:             # <<<<<<<<<<<<<<
@@ -15537,9 +15582,9 @@ static PyObject *__pyx_pf_6pyhost_5_asgi_7Request_13finish(struct __pyx_obj_6pyh
  *         if not self.finished:
 */
   }
-  __pyx_L3:;
+  __pyx_L6:;
 
-  /* "pyhost/_asgi.pyx":523
+  /* "pyhost/_asgi.pyx":525
  *         elif err is not None:
  *             msg = "PYH0203: exception in ASGI app %s: %s" % (where, _traceback(err))
  *         if not self.finished:             # <<<<<<<<<<<<<<
@@ -15551,7 +15596,7 @@ static PyObject *__pyx_pf_6pyhost_5_asgi_7Request_13finish(struct __pyx_obj_6pyh
   if (__pyx_t_8) {
 
 
-    /* "pyhost/_asgi.pyx":524
+    /* "pyhost/_asgi.pyx":526
  *             msg = "PYH0203: exception in ASGI app %s: %s" % (where, _traceback(err))
  *         if not self.finished:
  *             x.done_status = done_status             # <<<<<<<<<<<<<<
@@ -15560,7 +15605,7 @@ static PyObject *__pyx_pf_6pyhost_5_asgi_7Request_13finish(struct __pyx_obj_6pyh
 */
     __pyx_v_x->done_status = __pyx_v_done_status;
 
-    /* "pyhost/_asgi.pyx":525
+    /* "pyhost/_asgi.pyx":527
  *         if not self.finished:
  *             x.done_status = done_status
  *             if msg is not None:             # <<<<<<<<<<<<<<
@@ -15571,7 +15616,7 @@ static PyObject *__pyx_pf_6pyhost_5_asgi_7Request_13finish(struct __pyx_obj_6pyh
     if (__pyx_t_8) {
 
 
-      /* "pyhost/_asgi.pyx":526
+      /* "pyhost/_asgi.pyx":528
  *             x.done_status = done_status
  *             if msg is not None:
  *                 data = msg.encode("utf-8", "replace")             # <<<<<<<<<<<<<<
@@ -15580,25 +15625,25 @@ static PyObject *__pyx_pf_6pyhost_5_asgi_7Request_13finish(struct __pyx_obj_6pyh
 */
       if (unlikely(__pyx_v_msg == Py_None)) {
         PyErr_Format(PyExc_AttributeError, "\047NoneType\047 object has no attribute \047%.30s\047", "encode");
-        __PYX_ERR(0, 526, __pyx_L1_error)
+        __PYX_ERR(0, 528, __pyx_L1_error)
       }
-      __pyx_t_4 = PyUnicode_AsEncodedString(__pyx_v_msg, __pyx_k_utf_8, __pyx_k_replace); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 526, __pyx_L1_error)
+      __pyx_t_4 = PyUnicode_AsEncodedString(__pyx_v_msg, __pyx_k_utf_8, __pyx_k_replace); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 528, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_4);
       __pyx_v_data = ((PyObject*)__pyx_t_4);
       __pyx_t_4 = 0;
 
-      /* "pyhost/_asgi.pyx":527
+      /* "pyhost/_asgi.pyx":529
  *             if msg is not None:
  *                 data = msg.encode("utf-8", "replace")
  *                 x.error = strdup(data)             # <<<<<<<<<<<<<<
  *             if self.lp.host.post(x, PYH_ASGI_DONE) == 0:
  *                 return  # the worker logs it, with its request
 */
-      __pyx_t_9 = __Pyx_PyBytes_AsString(__pyx_v_data); if (unlikely((!__pyx_t_9) && PyErr_Occurred())) __PYX_ERR(0, 527, __pyx_L1_error)
-      __pyx_v_x->error = strdup(__pyx_t_9);
+      __pyx_t_10 = __Pyx_PyBytes_AsString(__pyx_v_data); if (unlikely((!__pyx_t_10) && PyErr_Occurred())) __PYX_ERR(0, 529, __pyx_L1_error)
+      __pyx_v_x->error = strdup(__pyx_t_10);
 
 
-      /* "pyhost/_asgi.pyx":525
+      /* "pyhost/_asgi.pyx":527
  *         if not self.finished:
  *             x.done_status = done_status
  *             if msg is not None:             # <<<<<<<<<<<<<<
@@ -15607,7 +15652,7 @@ static PyObject *__pyx_pf_6pyhost_5_asgi_7Request_13finish(struct __pyx_obj_6pyh
 */
     }
 
-    /* "pyhost/_asgi.pyx":528
+    /* "pyhost/_asgi.pyx":530
  *                 data = msg.encode("utf-8", "replace")
  *                 x.error = strdup(data)
  *             if self.lp.host.post(x, PYH_ASGI_DONE) == 0:             # <<<<<<<<<<<<<<
@@ -15619,7 +15664,7 @@ static PyObject *__pyx_pf_6pyhost_5_asgi_7Request_13finish(struct __pyx_obj_6pyh
     if (__pyx_t_8) {
 
 
-      /* "pyhost/_asgi.pyx":529
+      /* "pyhost/_asgi.pyx":531
  *                 x.error = strdup(data)
  *             if self.lp.host.post(x, PYH_ASGI_DONE) == 0:
  *                 return  # the worker logs it, with its request             # <<<<<<<<<<<<<<
@@ -15636,7 +15681,7 @@ static PyObject *__pyx_pf_6pyhost_5_asgi_7Request_13finish(struct __pyx_obj_6pyh
       }
       goto __pyx_L0;
 
-      /* "pyhost/_asgi.pyx":528
+      /* "pyhost/_asgi.pyx":530
  *                 data = msg.encode("utf-8", "replace")
  *                 x.error = strdup(data)
  *             if self.lp.host.post(x, PYH_ASGI_DONE) == 0:             # <<<<<<<<<<<<<<
@@ -15645,7 +15690,7 @@ static PyObject *__pyx_pf_6pyhost_5_asgi_7Request_13finish(struct __pyx_obj_6pyh
 */
     }
 
-    /* "pyhost/_asgi.pyx":530
+    /* "pyhost/_asgi.pyx":532
  *             if self.lp.host.post(x, PYH_ASGI_DONE) == 0:
  *                 return  # the worker logs it, with its request
  *             free(x.error)             # <<<<<<<<<<<<<<
@@ -15654,7 +15699,7 @@ static PyObject *__pyx_pf_6pyhost_5_asgi_7Request_13finish(struct __pyx_obj_6pyh
 */
     free(__pyx_v_x->error);
 
-    /* "pyhost/_asgi.pyx":531
+    /* "pyhost/_asgi.pyx":533
  *                 return  # the worker logs it, with its request
  *             free(x.error)
  *             x.error = NULL             # <<<<<<<<<<<<<<
@@ -15663,7 +15708,7 @@ static PyObject *__pyx_pf_6pyhost_5_asgi_7Request_13finish(struct __pyx_obj_6pyh
 */
     __pyx_v_x->error = NULL;
 
-    /* "pyhost/_asgi.pyx":523
+    /* "pyhost/_asgi.pyx":525
  *         elif err is not None:
  *             msg = "PYH0203: exception in ASGI app %s: %s" % (where, _traceback(err))
  *         if not self.finished:             # <<<<<<<<<<<<<<
@@ -15672,7 +15717,7 @@ static PyObject *__pyx_pf_6pyhost_5_asgi_7Request_13finish(struct __pyx_obj_6pyh
 */
   }
 
-  /* "pyhost/_asgi.pyx":532
+  /* "pyhost/_asgi.pyx":534
  *             free(x.error)
  *             x.error = NULL
  *         if msg is not None:             # <<<<<<<<<<<<<<
@@ -15683,7 +15728,7 @@ static PyObject *__pyx_pf_6pyhost_5_asgi_7Request_13finish(struct __pyx_obj_6pyh
   if (__pyx_t_8) {
 
 
-    /* "pyhost/_asgi.pyx":533
+    /* "pyhost/_asgi.pyx":535
  *             x.error = NULL
  *         if msg is not None:
  *             _log(self.lp, LOG_ERR, msg + " (after the response was sent)")             # <<<<<<<<<<<<<<
@@ -15692,13 +15737,13 @@ static PyObject *__pyx_pf_6pyhost_5_asgi_7Request_13finish(struct __pyx_obj_6pyh
 */
     __pyx_t_4 = ((PyObject *)__pyx_v_self->lp);
     __Pyx_INCREF(__pyx_t_4);
-    __pyx_t_2 = __Pyx_PyUnicode_ConcatSafe(__pyx_v_msg, __pyx_mstate_global->__pyx_kp_u_after_the_response_was_sent); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 533, __pyx_L1_error)
+    __pyx_t_2 = __Pyx_PyUnicode_ConcatSafe(__pyx_v_msg, __pyx_mstate_global->__pyx_kp_u_after_the_response_was_sent); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 535, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_2);
-    __pyx_f_6pyhost_5_asgi__log(((struct __pyx_obj_6pyhost_5_asgi_Loop *)__pyx_t_4), __pyx_e_6pyhost_5_asgi_LOG_ERR, ((PyObject*)__pyx_t_2)); if (unlikely(PyErr_Occurred())) __PYX_ERR(0, 533, __pyx_L1_error)
+    __pyx_f_6pyhost_5_asgi__log(((struct __pyx_obj_6pyhost_5_asgi_Loop *)__pyx_t_4), __pyx_e_6pyhost_5_asgi_LOG_ERR, ((PyObject*)__pyx_t_2)); if (unlikely(PyErr_Occurred())) __PYX_ERR(0, 535, __pyx_L1_error)
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
     __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
 
-    /* "pyhost/_asgi.pyx":532
+    /* "pyhost/_asgi.pyx":534
  *             free(x.error)
  *             x.error = NULL
  *         if msg is not None:             # <<<<<<<<<<<<<<
@@ -15729,6 +15774,7 @@ static PyObject *__pyx_pf_6pyhost_5_asgi_7Request_13finish(struct __pyx_obj_6pyh
   __Pyx_XDECREF(__pyx_v_data);
   __Pyx_XDECREF(__pyx_v_where);
   __Pyx_XDECREF(__pyx_v_msg);
+  __Pyx_XDECREF(__pyx_v_err);
   __Pyx_XGIVEREF(__pyx_r);
   __Pyx_RefNannyFinishContext();
   return __pyx_r;
@@ -15938,7 +15984,7 @@ static PyObject *__pyx_pf_6pyhost_5_asgi_7Request_17__setstate_cython__(CYTHON_U
   return __pyx_r;
 }
 
-/* "pyhost/_asgi.pyx":536
+/* "pyhost/_asgi.pyx":538
  * 
  * 
  * def _start(Request req):             # <<<<<<<<<<<<<<
@@ -15985,32 +16031,32 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_req,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 536, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 538, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 536, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 538, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "_start", 0) < (0)) __PYX_ERR(0, 536, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "_start", 0) < (0)) __PYX_ERR(0, 538, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 1; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("_start", 1, 1, 1, i); __PYX_ERR(0, 536, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("_start", 1, 1, 1, i); __PYX_ERR(0, 538, __pyx_L3_error) }
       }
     } else if (unlikely(__pyx_nargs != 1)) {
       goto __pyx_L5_argtuple_error;
     } else {
       values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 536, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 538, __pyx_L3_error)
     }
     __pyx_v_req = ((struct __pyx_obj_6pyhost_5_asgi_Request *)values[0]);
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("_start", 1, 1, 1, __pyx_nargs); __PYX_ERR(0, 536, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("_start", 1, 1, 1, __pyx_nargs); __PYX_ERR(0, 538, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -16021,7 +16067,7 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   __Pyx_RefNannyFinishContext();
   return NULL;
   __pyx_L4_argument_unpacking_done:;
-  if (unlikely(!__Pyx_ArgTypeTest(((PyObject *)__pyx_v_req), __pyx_mstate_global->__pyx_ptype_6pyhost_5_asgi_Request, 1, "req", 0))) __PYX_ERR(0, 536, __pyx_L1_error)
+  if (unlikely(!__Pyx_ArgTypeTest(((PyObject *)__pyx_v_req), __pyx_mstate_global->__pyx_ptype_6pyhost_5_asgi_Request, 1, "req", 0))) __PYX_ERR(0, 538, __pyx_L1_error)
   __pyx_r = __pyx_pf_6pyhost_5_asgi_2_start(__pyx_self, __pyx_v_req);
 
   /* function exit code */
@@ -16054,7 +16100,7 @@ static PyObject *__pyx_pf_6pyhost_5_asgi_2_start(CYTHON_UNUSED PyObject *__pyx_s
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("_start", 0);
 
-  /* "pyhost/_asgi.pyx":537
+  /* "pyhost/_asgi.pyx":539
  * 
  * def _start(Request req):
  *     req.lp.loop.create_task(req.run())             # <<<<<<<<<<<<<<
@@ -16070,7 +16116,7 @@ static PyObject *__pyx_pf_6pyhost_5_asgi_2_start(CYTHON_UNUSED PyObject *__pyx_s
     PyObject *__pyx_callargs[2] = {__pyx_t_4, NULL};
     __pyx_t_3 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_run, __pyx_callargs+__pyx_t_5, (1-__pyx_t_5) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_4); __pyx_t_4 = 0;
-    if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 537, __pyx_L1_error)
+    if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 539, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_3);
   }
   __pyx_t_5 = 0;
@@ -16079,12 +16125,12 @@ static PyObject *__pyx_pf_6pyhost_5_asgi_2_start(CYTHON_UNUSED PyObject *__pyx_s
     __pyx_t_1 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_create_task, __pyx_callargs+__pyx_t_5, (2-__pyx_t_5) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_2); __pyx_t_2 = 0;
     __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 537, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 539, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
   }
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
 
-  /* "pyhost/_asgi.pyx":536
+  /* "pyhost/_asgi.pyx":538
  * 
  * 
  * def _start(Request req):             # <<<<<<<<<<<<<<
@@ -16108,7 +16154,7 @@ static PyObject *__pyx_pf_6pyhost_5_asgi_2_start(CYTHON_UNUSED PyObject *__pyx_s
   return __pyx_r;
 }
 
-/* "pyhost/_asgi.pyx":540
+/* "pyhost/_asgi.pyx":542
  * 
  * 
  * cdef dict _scope(const pyh_asgi_scope_in *sc):             # <<<<<<<<<<<<<<
@@ -16140,19 +16186,19 @@ static PyObject *__pyx_f_6pyhost_5_asgi__scope(pyh_asgi_scope_in const *__pyx_v_
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("_scope", 0);
 
-  /* "pyhost/_asgi.pyx":542
+  /* "pyhost/_asgi.pyx":544
  * cdef dict _scope(const pyh_asgi_scope_in *sc):
  *     cdef int i
  *     cdef list headers = []             # <<<<<<<<<<<<<<
  *     for i in range(sc.nheaders):
  *         headers.append((PyBytes_FromStringAndSize(sc.headers[i].name, sc.headers[i].name_len),
 */
-  __pyx_t_1 = PyList_New(0); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 542, __pyx_L1_error)
+  __pyx_t_1 = PyList_New(0); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 544, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
   __pyx_v_headers = ((PyObject*)__pyx_t_1);
   __pyx_t_1 = 0;
 
-  /* "pyhost/_asgi.pyx":543
+  /* "pyhost/_asgi.pyx":545
  *     cdef int i
  *     cdef list headers = []
  *     for i in range(sc.nheaders):             # <<<<<<<<<<<<<<
@@ -16166,73 +16212,73 @@ static PyObject *__pyx_f_6pyhost_5_asgi__scope(pyh_asgi_scope_in const *__pyx_v_
   for (__pyx_t_4 = 0; __pyx_t_4 < __pyx_t_3; __pyx_t_4+=1) {
     __pyx_v_i = __pyx_t_4;
 
-    /* "pyhost/_asgi.pyx":544
+    /* "pyhost/_asgi.pyx":546
  *     cdef list headers = []
  *     for i in range(sc.nheaders):
  *         headers.append((PyBytes_FromStringAndSize(sc.headers[i].name, sc.headers[i].name_len),             # <<<<<<<<<<<<<<
  *                         PyBytes_FromStringAndSize(sc.headers[i].value, sc.headers[i].value_len)))
  *     return {
 */
-    __pyx_t_1 = PyBytes_FromStringAndSize((__pyx_v_sc->headers[__pyx_v_i]).name, (__pyx_v_sc->headers[__pyx_v_i]).name_len); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 544, __pyx_L1_error)
+    __pyx_t_1 = PyBytes_FromStringAndSize((__pyx_v_sc->headers[__pyx_v_i]).name, (__pyx_v_sc->headers[__pyx_v_i]).name_len); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 546, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
 
-    /* "pyhost/_asgi.pyx":545
+    /* "pyhost/_asgi.pyx":547
  *     for i in range(sc.nheaders):
  *         headers.append((PyBytes_FromStringAndSize(sc.headers[i].name, sc.headers[i].name_len),
  *                         PyBytes_FromStringAndSize(sc.headers[i].value, sc.headers[i].value_len)))             # <<<<<<<<<<<<<<
  *     return {
  *         "type": "http",
 */
-    __pyx_t_5 = PyBytes_FromStringAndSize((__pyx_v_sc->headers[__pyx_v_i]).value, (__pyx_v_sc->headers[__pyx_v_i]).value_len); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 545, __pyx_L1_error)
+    __pyx_t_5 = PyBytes_FromStringAndSize((__pyx_v_sc->headers[__pyx_v_i]).value, (__pyx_v_sc->headers[__pyx_v_i]).value_len); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 547, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
 
-    /* "pyhost/_asgi.pyx":544
+    /* "pyhost/_asgi.pyx":546
  *     cdef list headers = []
  *     for i in range(sc.nheaders):
  *         headers.append((PyBytes_FromStringAndSize(sc.headers[i].name, sc.headers[i].name_len),             # <<<<<<<<<<<<<<
  *                         PyBytes_FromStringAndSize(sc.headers[i].value, sc.headers[i].value_len)))
  *     return {
 */
-    __pyx_t_6 = PyTuple_New(2); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 544, __pyx_L1_error)
+    __pyx_t_6 = PyTuple_New(2); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 546, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_6);
     __Pyx_GIVEREF(__pyx_t_1);
-    if (__Pyx_PyTuple_SET_ITEM(__pyx_t_6, 0, __pyx_t_1) != (0)) __PYX_ERR(0, 544, __pyx_L1_error);
+    if (__Pyx_PyTuple_SET_ITEM(__pyx_t_6, 0, __pyx_t_1) != (0)) __PYX_ERR(0, 546, __pyx_L1_error);
     __Pyx_GIVEREF(__pyx_t_5);
-    if (__Pyx_PyTuple_SET_ITEM(__pyx_t_6, 1, __pyx_t_5) != (0)) __PYX_ERR(0, 544, __pyx_L1_error);
+    if (__Pyx_PyTuple_SET_ITEM(__pyx_t_6, 1, __pyx_t_5) != (0)) __PYX_ERR(0, 546, __pyx_L1_error);
     __pyx_t_1 = 0;
     __pyx_t_5 = 0;
-    __pyx_t_7 = __Pyx_PyList_Append(__pyx_v_headers, __pyx_t_6); if (unlikely(__pyx_t_7 == ((int)-1))) __PYX_ERR(0, 544, __pyx_L1_error)
+    __pyx_t_7 = __Pyx_PyList_Append(__pyx_v_headers, __pyx_t_6); if (unlikely(__pyx_t_7 == ((int)-1))) __PYX_ERR(0, 546, __pyx_L1_error)
     __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
 
   }
 
 
-  /* "pyhost/_asgi.pyx":547
+  /* "pyhost/_asgi.pyx":549
  *                         PyBytes_FromStringAndSize(sc.headers[i].value, sc.headers[i].value_len)))
  *     return {
  *         "type": "http",             # <<<<<<<<<<<<<<
  *         "asgi": {"version": "3.0", "spec_version": "2.4"},
  *         "http_version": sc.http_version.decode("latin-1"),
 */
-  __pyx_t_6 = __Pyx_PyDict_NewPresized(13); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 547, __pyx_L1_error)
+  __pyx_t_6 = __Pyx_PyDict_NewPresized(13); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 549, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_6);
-  if (PyDict_SetItem(__pyx_t_6, __pyx_mstate_global->__pyx_n_u_type, __pyx_mstate_global->__pyx_n_u_http) < (0)) __PYX_ERR(0, 547, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_6, __pyx_mstate_global->__pyx_n_u_type, __pyx_mstate_global->__pyx_n_u_http) < (0)) __PYX_ERR(0, 549, __pyx_L1_error)
 
-  /* "pyhost/_asgi.pyx":548
+  /* "pyhost/_asgi.pyx":550
  *     return {
  *         "type": "http",
  *         "asgi": {"version": "3.0", "spec_version": "2.4"},             # <<<<<<<<<<<<<<
  *         "http_version": sc.http_version.decode("latin-1"),
  *         "method": sc.method.decode("latin-1"),
 */
-  __pyx_t_5 = __Pyx_PyDict_NewPresized(2); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 548, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_PyDict_NewPresized(2); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 550, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
-  if (PyDict_SetItem(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_version, __pyx_mstate_global->__pyx_kp_u_3_0) < (0)) __PYX_ERR(0, 548, __pyx_L1_error)
-  if (PyDict_SetItem(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_spec_version, __pyx_mstate_global->__pyx_kp_u_2_4) < (0)) __PYX_ERR(0, 548, __pyx_L1_error)
-  if (PyDict_SetItem(__pyx_t_6, __pyx_mstate_global->__pyx_n_u_asgi, __pyx_t_5) < (0)) __PYX_ERR(0, 547, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_version, __pyx_mstate_global->__pyx_kp_u_3_0) < (0)) __PYX_ERR(0, 550, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_spec_version, __pyx_mstate_global->__pyx_kp_u_2_4) < (0)) __PYX_ERR(0, 550, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_6, __pyx_mstate_global->__pyx_n_u_asgi, __pyx_t_5) < (0)) __PYX_ERR(0, 549, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
 
-  /* "pyhost/_asgi.pyx":549
+  /* "pyhost/_asgi.pyx":551
  *         "type": "http",
  *         "asgi": {"version": "3.0", "spec_version": "2.4"},
  *         "http_version": sc.http_version.decode("latin-1"),             # <<<<<<<<<<<<<<
@@ -16241,15 +16287,15 @@ static PyObject *__pyx_f_6pyhost_5_asgi__scope(pyh_asgi_scope_in const *__pyx_v_
 */
 
   __pyx_t_8 = __pyx_v_sc->http_version;
-  __pyx_t_9 = __Pyx_ssize_strlen(__pyx_t_8); if (unlikely(__pyx_t_9 == ((Py_ssize_t)-1))) __PYX_ERR(0, 549, __pyx_L1_error)
-  __pyx_t_5 = __Pyx_decode_c_string(__pyx_t_8, 0, __pyx_t_9, NULL, NULL, PyUnicode_DecodeLatin1); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 549, __pyx_L1_error)
+  __pyx_t_9 = __Pyx_ssize_strlen(__pyx_t_8); if (unlikely(__pyx_t_9 == ((Py_ssize_t)-1))) __PYX_ERR(0, 551, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_decode_c_string(__pyx_t_8, 0, __pyx_t_9, NULL, NULL, PyUnicode_DecodeLatin1); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 551, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
 
-  if (!(likely(PyUnicode_CheckExact(__pyx_t_5)) || __Pyx_RaiseUnexpectedTypeError("str", __pyx_t_5))) __PYX_ERR(0, 549, __pyx_L1_error)
-  if (PyDict_SetItem(__pyx_t_6, __pyx_mstate_global->__pyx_n_u_http_version, __pyx_t_5) < (0)) __PYX_ERR(0, 547, __pyx_L1_error)
+  if (!(likely(PyUnicode_CheckExact(__pyx_t_5)) || __Pyx_RaiseUnexpectedTypeError("str", __pyx_t_5))) __PYX_ERR(0, 551, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_6, __pyx_mstate_global->__pyx_n_u_http_version, __pyx_t_5) < (0)) __PYX_ERR(0, 549, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
 
-  /* "pyhost/_asgi.pyx":550
+  /* "pyhost/_asgi.pyx":552
  *         "asgi": {"version": "3.0", "spec_version": "2.4"},
  *         "http_version": sc.http_version.decode("latin-1"),
  *         "method": sc.method.decode("latin-1"),             # <<<<<<<<<<<<<<
@@ -16258,15 +16304,15 @@ static PyObject *__pyx_f_6pyhost_5_asgi__scope(pyh_asgi_scope_in const *__pyx_v_
 */
 
   __pyx_t_10 = __pyx_v_sc->method;
-  __pyx_t_9 = __Pyx_ssize_strlen(__pyx_t_10); if (unlikely(__pyx_t_9 == ((Py_ssize_t)-1))) __PYX_ERR(0, 550, __pyx_L1_error)
-  __pyx_t_5 = __Pyx_decode_c_string(__pyx_t_10, 0, __pyx_t_9, NULL, NULL, PyUnicode_DecodeLatin1); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 550, __pyx_L1_error)
+  __pyx_t_9 = __Pyx_ssize_strlen(__pyx_t_10); if (unlikely(__pyx_t_9 == ((Py_ssize_t)-1))) __PYX_ERR(0, 552, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_decode_c_string(__pyx_t_10, 0, __pyx_t_9, NULL, NULL, PyUnicode_DecodeLatin1); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 552, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
 
-  if (!(likely(PyUnicode_CheckExact(__pyx_t_5)) || __Pyx_RaiseUnexpectedTypeError("str", __pyx_t_5))) __PYX_ERR(0, 550, __pyx_L1_error)
-  if (PyDict_SetItem(__pyx_t_6, __pyx_mstate_global->__pyx_n_u_method, __pyx_t_5) < (0)) __PYX_ERR(0, 547, __pyx_L1_error)
+  if (!(likely(PyUnicode_CheckExact(__pyx_t_5)) || __Pyx_RaiseUnexpectedTypeError("str", __pyx_t_5))) __PYX_ERR(0, 552, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_6, __pyx_mstate_global->__pyx_n_u_method, __pyx_t_5) < (0)) __PYX_ERR(0, 549, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
 
-  /* "pyhost/_asgi.pyx":551
+  /* "pyhost/_asgi.pyx":553
  *         "http_version": sc.http_version.decode("latin-1"),
  *         "method": sc.method.decode("latin-1"),
  *         "scheme": sc.scheme.decode("latin-1"),             # <<<<<<<<<<<<<<
@@ -16275,72 +16321,72 @@ static PyObject *__pyx_f_6pyhost_5_asgi__scope(pyh_asgi_scope_in const *__pyx_v_
 */
 
   __pyx_t_11 = __pyx_v_sc->scheme;
-  __pyx_t_9 = __Pyx_ssize_strlen(__pyx_t_11); if (unlikely(__pyx_t_9 == ((Py_ssize_t)-1))) __PYX_ERR(0, 551, __pyx_L1_error)
-  __pyx_t_5 = __Pyx_decode_c_string(__pyx_t_11, 0, __pyx_t_9, NULL, NULL, PyUnicode_DecodeLatin1); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 551, __pyx_L1_error)
+  __pyx_t_9 = __Pyx_ssize_strlen(__pyx_t_11); if (unlikely(__pyx_t_9 == ((Py_ssize_t)-1))) __PYX_ERR(0, 553, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_decode_c_string(__pyx_t_11, 0, __pyx_t_9, NULL, NULL, PyUnicode_DecodeLatin1); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 553, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
 
-  if (!(likely(PyUnicode_CheckExact(__pyx_t_5)) || __Pyx_RaiseUnexpectedTypeError("str", __pyx_t_5))) __PYX_ERR(0, 551, __pyx_L1_error)
-  if (PyDict_SetItem(__pyx_t_6, __pyx_mstate_global->__pyx_n_u_scheme, __pyx_t_5) < (0)) __PYX_ERR(0, 547, __pyx_L1_error)
+  if (!(likely(PyUnicode_CheckExact(__pyx_t_5)) || __Pyx_RaiseUnexpectedTypeError("str", __pyx_t_5))) __PYX_ERR(0, 553, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_6, __pyx_mstate_global->__pyx_n_u_scheme, __pyx_t_5) < (0)) __PYX_ERR(0, 549, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
 
-  /* "pyhost/_asgi.pyx":552
+  /* "pyhost/_asgi.pyx":554
  *         "method": sc.method.decode("latin-1"),
  *         "scheme": sc.scheme.decode("latin-1"),
  *         "path": sc.path[:sc.path_len].decode("utf-8", "replace"),             # <<<<<<<<<<<<<<
  *         "raw_path": sc.raw_path[:sc.raw_path_len],
  *         "query_string": sc.query[:sc.query_len],
 */
-  __pyx_t_5 = __Pyx_decode_c_string(__pyx_v_sc->path, 0, __pyx_v_sc->path_len, NULL, __pyx_k_replace, PyUnicode_DecodeUTF8); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 552, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_decode_c_string(__pyx_v_sc->path, 0, __pyx_v_sc->path_len, NULL, __pyx_k_replace, PyUnicode_DecodeUTF8); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 554, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
-  if (PyDict_SetItem(__pyx_t_6, __pyx_mstate_global->__pyx_n_u_path, __pyx_t_5) < (0)) __PYX_ERR(0, 547, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_6, __pyx_mstate_global->__pyx_n_u_path, __pyx_t_5) < (0)) __PYX_ERR(0, 549, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
 
-  /* "pyhost/_asgi.pyx":553
+  /* "pyhost/_asgi.pyx":555
  *         "scheme": sc.scheme.decode("latin-1"),
  *         "path": sc.path[:sc.path_len].decode("utf-8", "replace"),
  *         "raw_path": sc.raw_path[:sc.raw_path_len],             # <<<<<<<<<<<<<<
  *         "query_string": sc.query[:sc.query_len],
  *         "root_path": sc.root_path[:sc.root_path_len].decode("utf-8", "replace"),
 */
-  __pyx_t_5 = __Pyx_PyBytes_FromStringAndSize(__pyx_v_sc->raw_path + 0, __pyx_v_sc->raw_path_len - 0); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 553, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_PyBytes_FromStringAndSize(__pyx_v_sc->raw_path + 0, __pyx_v_sc->raw_path_len - 0); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 555, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
-  if (PyDict_SetItem(__pyx_t_6, __pyx_mstate_global->__pyx_n_u_raw_path, __pyx_t_5) < (0)) __PYX_ERR(0, 547, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_6, __pyx_mstate_global->__pyx_n_u_raw_path, __pyx_t_5) < (0)) __PYX_ERR(0, 549, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
 
-  /* "pyhost/_asgi.pyx":554
+  /* "pyhost/_asgi.pyx":556
  *         "path": sc.path[:sc.path_len].decode("utf-8", "replace"),
  *         "raw_path": sc.raw_path[:sc.raw_path_len],
  *         "query_string": sc.query[:sc.query_len],             # <<<<<<<<<<<<<<
  *         "root_path": sc.root_path[:sc.root_path_len].decode("utf-8", "replace"),
  *         "headers": headers,
 */
-  __pyx_t_5 = __Pyx_PyBytes_FromStringAndSize(__pyx_v_sc->query + 0, __pyx_v_sc->query_len - 0); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 554, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_PyBytes_FromStringAndSize(__pyx_v_sc->query + 0, __pyx_v_sc->query_len - 0); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 556, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
-  if (PyDict_SetItem(__pyx_t_6, __pyx_mstate_global->__pyx_n_u_query_string, __pyx_t_5) < (0)) __PYX_ERR(0, 547, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_6, __pyx_mstate_global->__pyx_n_u_query_string, __pyx_t_5) < (0)) __PYX_ERR(0, 549, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
 
-  /* "pyhost/_asgi.pyx":555
+  /* "pyhost/_asgi.pyx":557
  *         "raw_path": sc.raw_path[:sc.raw_path_len],
  *         "query_string": sc.query[:sc.query_len],
  *         "root_path": sc.root_path[:sc.root_path_len].decode("utf-8", "replace"),             # <<<<<<<<<<<<<<
  *         "headers": headers,
  *         "client": (sc.client_host.decode("latin-1"), sc.client_port),
 */
-  __pyx_t_5 = __Pyx_decode_c_string(__pyx_v_sc->root_path, 0, __pyx_v_sc->root_path_len, NULL, __pyx_k_replace, PyUnicode_DecodeUTF8); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 555, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_decode_c_string(__pyx_v_sc->root_path, 0, __pyx_v_sc->root_path_len, NULL, __pyx_k_replace, PyUnicode_DecodeUTF8); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 557, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
-  if (PyDict_SetItem(__pyx_t_6, __pyx_mstate_global->__pyx_n_u_root_path, __pyx_t_5) < (0)) __PYX_ERR(0, 547, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_6, __pyx_mstate_global->__pyx_n_u_root_path, __pyx_t_5) < (0)) __PYX_ERR(0, 549, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
 
-  /* "pyhost/_asgi.pyx":556
+  /* "pyhost/_asgi.pyx":558
  *         "query_string": sc.query[:sc.query_len],
  *         "root_path": sc.root_path[:sc.root_path_len].decode("utf-8", "replace"),
  *         "headers": headers,             # <<<<<<<<<<<<<<
  *         "client": (sc.client_host.decode("latin-1"), sc.client_port),
  *         "server": (sc.server_host.decode("latin-1"), sc.server_port),
 */
-  if (PyDict_SetItem(__pyx_t_6, __pyx_mstate_global->__pyx_n_u_headers, __pyx_v_headers) < (0)) __PYX_ERR(0, 547, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_6, __pyx_mstate_global->__pyx_n_u_headers, __pyx_v_headers) < (0)) __PYX_ERR(0, 549, __pyx_L1_error)
 
-  /* "pyhost/_asgi.pyx":557
+  /* "pyhost/_asgi.pyx":559
  *         "root_path": sc.root_path[:sc.root_path_len].decode("utf-8", "replace"),
  *         "headers": headers,
  *         "client": (sc.client_host.decode("latin-1"), sc.client_port),             # <<<<<<<<<<<<<<
@@ -16349,26 +16395,26 @@ static PyObject *__pyx_f_6pyhost_5_asgi__scope(pyh_asgi_scope_in const *__pyx_v_
 */
 
   __pyx_t_12 = __pyx_v_sc->client_host;
-  __pyx_t_9 = __Pyx_ssize_strlen(__pyx_t_12); if (unlikely(__pyx_t_9 == ((Py_ssize_t)-1))) __PYX_ERR(0, 557, __pyx_L1_error)
-  __pyx_t_5 = __Pyx_decode_c_string(__pyx_t_12, 0, __pyx_t_9, NULL, NULL, PyUnicode_DecodeLatin1); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 557, __pyx_L1_error)
+  __pyx_t_9 = __Pyx_ssize_strlen(__pyx_t_12); if (unlikely(__pyx_t_9 == ((Py_ssize_t)-1))) __PYX_ERR(0, 559, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_decode_c_string(__pyx_t_12, 0, __pyx_t_9, NULL, NULL, PyUnicode_DecodeLatin1); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 559, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
 
-  if (!(likely(PyUnicode_CheckExact(__pyx_t_5)) || __Pyx_RaiseUnexpectedTypeError("str", __pyx_t_5))) __PYX_ERR(0, 557, __pyx_L1_error)
-  __pyx_t_1 = __Pyx_PyLong_From_int(__pyx_v_sc->client_port); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 557, __pyx_L1_error)
+  if (!(likely(PyUnicode_CheckExact(__pyx_t_5)) || __Pyx_RaiseUnexpectedTypeError("str", __pyx_t_5))) __PYX_ERR(0, 559, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyLong_From_int(__pyx_v_sc->client_port); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 559, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
-  __pyx_t_13 = PyTuple_New(2); if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 557, __pyx_L1_error)
+  __pyx_t_13 = PyTuple_New(2); if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 559, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_13);
   __Pyx_INCREF(__pyx_t_5);
   __Pyx_GIVEREF(__pyx_t_5);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_13, 0, __pyx_t_5) != (0)) __PYX_ERR(0, 557, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_13, 0, __pyx_t_5) != (0)) __PYX_ERR(0, 559, __pyx_L1_error);
   __Pyx_GIVEREF(__pyx_t_1);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_13, 1, __pyx_t_1) != (0)) __PYX_ERR(0, 557, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_13, 1, __pyx_t_1) != (0)) __PYX_ERR(0, 559, __pyx_L1_error);
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
   __pyx_t_1 = 0;
-  if (PyDict_SetItem(__pyx_t_6, __pyx_mstate_global->__pyx_n_u_client, __pyx_t_13) < (0)) __PYX_ERR(0, 547, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_6, __pyx_mstate_global->__pyx_n_u_client, __pyx_t_13) < (0)) __PYX_ERR(0, 549, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_13); __pyx_t_13 = 0;
 
-  /* "pyhost/_asgi.pyx":558
+  /* "pyhost/_asgi.pyx":560
  *         "headers": headers,
  *         "client": (sc.client_host.decode("latin-1"), sc.client_port),
  *         "server": (sc.server_host.decode("latin-1"), sc.server_port),             # <<<<<<<<<<<<<<
@@ -16377,35 +16423,35 @@ static PyObject *__pyx_f_6pyhost_5_asgi__scope(pyh_asgi_scope_in const *__pyx_v_
 */
 
   __pyx_t_14 = __pyx_v_sc->server_host;
-  __pyx_t_9 = __Pyx_ssize_strlen(__pyx_t_14); if (unlikely(__pyx_t_9 == ((Py_ssize_t)-1))) __PYX_ERR(0, 558, __pyx_L1_error)
-  __pyx_t_13 = __Pyx_decode_c_string(__pyx_t_14, 0, __pyx_t_9, NULL, NULL, PyUnicode_DecodeLatin1); if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 558, __pyx_L1_error)
+  __pyx_t_9 = __Pyx_ssize_strlen(__pyx_t_14); if (unlikely(__pyx_t_9 == ((Py_ssize_t)-1))) __PYX_ERR(0, 560, __pyx_L1_error)
+  __pyx_t_13 = __Pyx_decode_c_string(__pyx_t_14, 0, __pyx_t_9, NULL, NULL, PyUnicode_DecodeLatin1); if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 560, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_13);
 
-  if (!(likely(PyUnicode_CheckExact(__pyx_t_13)) || __Pyx_RaiseUnexpectedTypeError("str", __pyx_t_13))) __PYX_ERR(0, 558, __pyx_L1_error)
-  __pyx_t_1 = __Pyx_PyLong_From_int(__pyx_v_sc->server_port); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 558, __pyx_L1_error)
+  if (!(likely(PyUnicode_CheckExact(__pyx_t_13)) || __Pyx_RaiseUnexpectedTypeError("str", __pyx_t_13))) __PYX_ERR(0, 560, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyLong_From_int(__pyx_v_sc->server_port); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 560, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
-  __pyx_t_5 = PyTuple_New(2); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 558, __pyx_L1_error)
+  __pyx_t_5 = PyTuple_New(2); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 560, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
   __Pyx_INCREF(__pyx_t_13);
   __Pyx_GIVEREF(__pyx_t_13);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_5, 0, __pyx_t_13) != (0)) __PYX_ERR(0, 558, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_5, 0, __pyx_t_13) != (0)) __PYX_ERR(0, 560, __pyx_L1_error);
   __Pyx_GIVEREF(__pyx_t_1);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_5, 1, __pyx_t_1) != (0)) __PYX_ERR(0, 558, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_5, 1, __pyx_t_1) != (0)) __PYX_ERR(0, 560, __pyx_L1_error);
   __Pyx_DECREF(__pyx_t_13); __pyx_t_13 = 0;
   __pyx_t_1 = 0;
-  if (PyDict_SetItem(__pyx_t_6, __pyx_mstate_global->__pyx_n_u_server, __pyx_t_5) < (0)) __PYX_ERR(0, 547, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_6, __pyx_mstate_global->__pyx_n_u_server, __pyx_t_5) < (0)) __PYX_ERR(0, 549, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
 
-  /* "pyhost/_asgi.pyx":559
+  /* "pyhost/_asgi.pyx":561
  *         "client": (sc.client_host.decode("latin-1"), sc.client_port),
  *         "server": (sc.server_host.decode("latin-1"), sc.server_port),
  *         "extensions": {},             # <<<<<<<<<<<<<<
  *     }
  * 
 */
-  __pyx_t_5 = __Pyx_PyDict_NewPresized(0); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 559, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_PyDict_NewPresized(0); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 561, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
-  if (PyDict_SetItem(__pyx_t_6, __pyx_mstate_global->__pyx_n_u_extensions, __pyx_t_5) < (0)) __PYX_ERR(0, 547, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_6, __pyx_mstate_global->__pyx_n_u_extensions, __pyx_t_5) < (0)) __PYX_ERR(0, 549, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
   {
     PyObject *__pyx_temp;
@@ -16418,7 +16464,7 @@ static PyObject *__pyx_f_6pyhost_5_asgi__scope(pyh_asgi_scope_in const *__pyx_v_
   __pyx_t_6 = 0;
   goto __pyx_L0;
 
-  /* "pyhost/_asgi.pyx":540
+  /* "pyhost/_asgi.pyx":542
  * 
  * 
  * cdef dict _scope(const pyh_asgi_scope_in *sc):             # <<<<<<<<<<<<<<
@@ -16442,7 +16488,7 @@ static PyObject *__pyx_f_6pyhost_5_asgi__scope(pyh_asgi_scope_in const *__pyx_v_
   return __pyx_r;
 }
 
-/* "pyhost/_asgi.pyx":563
+/* "pyhost/_asgi.pyx":565
  * 
  * 
  * cdef int submit(object loop, object app, int lifespan, const char *name,             # <<<<<<<<<<<<<<
@@ -16471,7 +16517,7 @@ static int __pyx_f_6pyhost_5_asgi_submit(PyObject *__pyx_v_loop, PyObject *__pyx
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("submit", 0);
 
-  /* "pyhost/_asgi.pyx":565
+  /* "pyhost/_asgi.pyx":567
  * cdef int submit(object loop, object app, int lifespan, const char *name,
  *                 const pyh_asgi_scope_in *sc, pyh_asgi_xfer *x) except -1:
  *     cdef Loop lp = <Loop>loop             # <<<<<<<<<<<<<<
@@ -16483,7 +16529,7 @@ static int __pyx_f_6pyhost_5_asgi_submit(PyObject *__pyx_v_loop, PyObject *__pyx
   __pyx_v_lp = ((struct __pyx_obj_6pyhost_5_asgi_Loop *)__pyx_t_1);
   __pyx_t_1 = 0;
 
-  /* "pyhost/_asgi.pyx":567
+  /* "pyhost/_asgi.pyx":569
  *     cdef Loop lp = <Loop>loop
  *     cdef Request req
  *     if lifespan != LIFESPAN_OFF:             # <<<<<<<<<<<<<<
@@ -16495,7 +16541,7 @@ static int __pyx_f_6pyhost_5_asgi_submit(PyObject *__pyx_v_loop, PyObject *__pyx
   if (__pyx_t_2) {
 
 
-    /* "pyhost/_asgi.pyx":568
+    /* "pyhost/_asgi.pyx":570
  *     cdef Request req
  *     if lifespan != LIFESPAN_OFF:
  *         ls = lp.lifespans.get(id(app))             # <<<<<<<<<<<<<<
@@ -16504,7 +16550,7 @@ static int __pyx_f_6pyhost_5_asgi_submit(PyObject *__pyx_v_loop, PyObject *__pyx
 */
     if (unlikely(__pyx_v_lp->lifespans == Py_None)) {
       PyErr_Format(PyExc_AttributeError, "\047NoneType\047 object has no attribute \047%.30s\047", "get");
-      __PYX_ERR(0, 568, __pyx_L1_error)
+      __PYX_ERR(0, 570, __pyx_L1_error)
     }
     __pyx_t_3 = NULL;
     __pyx_t_4 = 1;
@@ -16512,16 +16558,16 @@ static int __pyx_f_6pyhost_5_asgi_submit(PyObject *__pyx_v_loop, PyObject *__pyx
       PyObject *__pyx_callargs[2] = {__pyx_t_3, __pyx_v_app};
       __pyx_t_1 = __Pyx_PyObject_FastCall((PyObject*)__pyx_builtin_id, __pyx_callargs+__pyx_t_4, (2-__pyx_t_4) | (__pyx_t_4*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_3); __pyx_t_3 = 0;
-      if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 568, __pyx_L1_error)
+      if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 570, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_1);
     }
-    __pyx_t_3 = __Pyx_PyDict_GetItemDefault(__pyx_v_lp->lifespans, __pyx_t_1, Py_None); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 568, __pyx_L1_error)
+    __pyx_t_3 = __Pyx_PyDict_GetItemDefault(__pyx_v_lp->lifespans, __pyx_t_1, Py_None); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 570, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_3);
     __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
     __pyx_v_ls = __pyx_t_3;
     __pyx_t_3 = 0;
 
-    /* "pyhost/_asgi.pyx":569
+    /* "pyhost/_asgi.pyx":571
  *     if lifespan != LIFESPAN_OFF:
  *         ls = lp.lifespans.get(id(app))
  *         if ls is not None and ls.app is app and ls.is_failed():             # <<<<<<<<<<<<<<
@@ -16537,7 +16583,7 @@ static int __pyx_f_6pyhost_5_asgi_submit(PyObject *__pyx_v_loop, PyObject *__pyx
 
       goto __pyx_L5_bool_binop_done;
     }
-    __pyx_t_3 = __Pyx_PyObject_GetAttrStr(__pyx_v_ls, __pyx_mstate_global->__pyx_n_u_app); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 569, __pyx_L1_error)
+    __pyx_t_3 = __Pyx_PyObject_GetAttrStr(__pyx_v_ls, __pyx_mstate_global->__pyx_n_u_app); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 571, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_3);
     __pyx_t_5 = (__pyx_t_3 == __pyx_v_app);
     __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
@@ -16556,10 +16602,10 @@ static int __pyx_f_6pyhost_5_asgi_submit(PyObject *__pyx_v_loop, PyObject *__pyx
       PyObject *__pyx_callargs[2] = {__pyx_t_1, NULL};
       __pyx_t_3 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_is_failed, __pyx_callargs+__pyx_t_4, (1-__pyx_t_4) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_1); __pyx_t_1 = 0;
-      if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 569, __pyx_L1_error)
+      if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 571, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_3);
     }
-    __pyx_t_5 = __Pyx_PyObject_IsTrue(__pyx_t_3); if (unlikely((__pyx_t_5 < 0))) __PYX_ERR(0, 569, __pyx_L1_error)
+    __pyx_t_5 = __Pyx_PyObject_IsTrue(__pyx_t_3); if (unlikely((__pyx_t_5 < 0))) __PYX_ERR(0, 571, __pyx_L1_error)
     __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
 
     __pyx_t_2 = __pyx_t_5;
@@ -16568,7 +16614,7 @@ static int __pyx_f_6pyhost_5_asgi_submit(PyObject *__pyx_v_loop, PyObject *__pyx
     if (__pyx_t_2) {
 
 
-      /* "pyhost/_asgi.pyx":570
+      /* "pyhost/_asgi.pyx":572
  *         ls = lp.lifespans.get(id(app))
  *         if ls is not None and ls.app is app and ls.is_failed():
  *             return 503             # <<<<<<<<<<<<<<
@@ -16581,7 +16627,7 @@ static int __pyx_f_6pyhost_5_asgi_submit(PyObject *__pyx_v_loop, PyObject *__pyx
       }
       goto __pyx_L0;
 
-      /* "pyhost/_asgi.pyx":569
+      /* "pyhost/_asgi.pyx":571
  *     if lifespan != LIFESPAN_OFF:
  *         ls = lp.lifespans.get(id(app))
  *         if ls is not None and ls.app is app and ls.is_failed():             # <<<<<<<<<<<<<<
@@ -16590,7 +16636,7 @@ static int __pyx_f_6pyhost_5_asgi_submit(PyObject *__pyx_v_loop, PyObject *__pyx
 */
     }
 
-    /* "pyhost/_asgi.pyx":567
+    /* "pyhost/_asgi.pyx":569
  *     cdef Loop lp = <Loop>loop
  *     cdef Request req
  *     if lifespan != LIFESPAN_OFF:             # <<<<<<<<<<<<<<
@@ -16599,19 +16645,19 @@ static int __pyx_f_6pyhost_5_asgi_submit(PyObject *__pyx_v_loop, PyObject *__pyx
 */
   }
 
-  /* "pyhost/_asgi.pyx":571
+  /* "pyhost/_asgi.pyx":573
  *         if ls is not None and ls.app is app and ls.is_failed():
  *             return 503
  *     req = Request.__new__(Request)             # <<<<<<<<<<<<<<
  *     req.lp = lp
  *     req.app = app
 */
-  __pyx_t_3 = ((PyObject *)__pyx_tp_new_6pyhost_5_asgi_Request(((PyTypeObject *)__pyx_mstate_global->__pyx_ptype_6pyhost_5_asgi_Request), __pyx_mstate_global->__pyx_empty_tuple, NULL)); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 571, __pyx_L1_error)
+  __pyx_t_3 = ((PyObject *)__pyx_tp_new_6pyhost_5_asgi_Request(((PyTypeObject *)__pyx_mstate_global->__pyx_ptype_6pyhost_5_asgi_Request), __pyx_mstate_global->__pyx_empty_tuple, NULL)); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 573, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
   __pyx_v_req = ((struct __pyx_obj_6pyhost_5_asgi_Request *)__pyx_t_3);
   __pyx_t_3 = 0;
 
-  /* "pyhost/_asgi.pyx":572
+  /* "pyhost/_asgi.pyx":574
  *             return 503
  *     req = Request.__new__(Request)
  *     req.lp = lp             # <<<<<<<<<<<<<<
@@ -16623,7 +16669,7 @@ static int __pyx_f_6pyhost_5_asgi_submit(PyObject *__pyx_v_loop, PyObject *__pyx
   __Pyx_GOTREF((PyObject *)__pyx_v_req->lp);
   __Pyx_DECREF_SET(__pyx_v_req->lp, __pyx_v_lp);
 
-  /* "pyhost/_asgi.pyx":573
+  /* "pyhost/_asgi.pyx":575
  *     req = Request.__new__(Request)
  *     req.lp = lp
  *     req.app = app             # <<<<<<<<<<<<<<
@@ -16635,7 +16681,7 @@ static int __pyx_f_6pyhost_5_asgi_submit(PyObject *__pyx_v_loop, PyObject *__pyx
   __Pyx_GOTREF(__pyx_v_req->app);
   __Pyx_DECREF_SET(__pyx_v_req->app, __pyx_v_app);
 
-  /* "pyhost/_asgi.pyx":574
+  /* "pyhost/_asgi.pyx":576
  *     req.lp = lp
  *     req.app = app
  *     req.lifespan = lifespan             # <<<<<<<<<<<<<<
@@ -16644,21 +16690,21 @@ static int __pyx_f_6pyhost_5_asgi_submit(PyObject *__pyx_v_loop, PyObject *__pyx
 */
   __pyx_v_req->lifespan = __pyx_v_lifespan;
 
-  /* "pyhost/_asgi.pyx":575
+  /* "pyhost/_asgi.pyx":577
  *     req.app = app
  *     req.lifespan = lifespan
  *     req.name = name             # <<<<<<<<<<<<<<
  *     req.has_body = sc.has_body
  *     req.scope = _scope(sc)
 */
-  __pyx_t_3 = __Pyx_PyBytes_FromString(__pyx_v_name); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 575, __pyx_L1_error)
+  __pyx_t_3 = __Pyx_PyBytes_FromString(__pyx_v_name); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 577, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
   __Pyx_GIVEREF(__pyx_t_3);
   __Pyx_GOTREF(__pyx_v_req->name);
   __Pyx_DECREF_SET(__pyx_v_req->name, __pyx_t_3);
   __pyx_t_3 = 0;
 
-  /* "pyhost/_asgi.pyx":576
+  /* "pyhost/_asgi.pyx":578
  *     req.lifespan = lifespan
  *     req.name = name
  *     req.has_body = sc.has_body             # <<<<<<<<<<<<<<
@@ -16669,21 +16715,21 @@ static int __pyx_f_6pyhost_5_asgi_submit(PyObject *__pyx_v_loop, PyObject *__pyx
 
   __pyx_v_req->has_body = __pyx_t_6;
 
-  /* "pyhost/_asgi.pyx":577
+  /* "pyhost/_asgi.pyx":579
  *     req.name = name
  *     req.has_body = sc.has_body
  *     req.scope = _scope(sc)             # <<<<<<<<<<<<<<
  *     req.x = x
  *     x.owner = <PyObject *>req
 */
-  __pyx_t_3 = __pyx_f_6pyhost_5_asgi__scope(__pyx_v_sc); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 577, __pyx_L1_error)
+  __pyx_t_3 = __pyx_f_6pyhost_5_asgi__scope(__pyx_v_sc); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 579, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
   __Pyx_GIVEREF(__pyx_t_3);
   __Pyx_GOTREF(__pyx_v_req->scope);
   __Pyx_DECREF_SET(__pyx_v_req->scope, __pyx_t_3);
   __pyx_t_3 = 0;
 
-  /* "pyhost/_asgi.pyx":578
+  /* "pyhost/_asgi.pyx":580
  *     req.has_body = sc.has_body
  *     req.scope = _scope(sc)
  *     req.x = x             # <<<<<<<<<<<<<<
@@ -16692,7 +16738,7 @@ static int __pyx_f_6pyhost_5_asgi_submit(PyObject *__pyx_v_loop, PyObject *__pyx
 */
   __pyx_v_req->x = __pyx_v_x;
 
-  /* "pyhost/_asgi.pyx":579
+  /* "pyhost/_asgi.pyx":581
  *     req.scope = _scope(sc)
  *     req.x = x
  *     x.owner = <PyObject *>req             # <<<<<<<<<<<<<<
@@ -16701,7 +16747,7 @@ static int __pyx_f_6pyhost_5_asgi_submit(PyObject *__pyx_v_loop, PyObject *__pyx
 */
   __pyx_v_x->owner = ((PyObject *)__pyx_v_req);
 
-  /* "pyhost/_asgi.pyx":580
+  /* "pyhost/_asgi.pyx":582
  *     req.x = x
  *     x.owner = <PyObject *>req
  *     try:             # <<<<<<<<<<<<<<
@@ -16717,7 +16763,7 @@ static int __pyx_f_6pyhost_5_asgi_submit(PyObject *__pyx_v_loop, PyObject *__pyx
     __Pyx_XGOTREF(__pyx_t_9);
     /*try:*/ {
 
-      /* "pyhost/_asgi.pyx":581
+      /* "pyhost/_asgi.pyx":583
  *     x.owner = <PyObject *>req
  *     try:
  *         lp.loop.call_soon_threadsafe(_start, req)             # <<<<<<<<<<<<<<
@@ -16726,7 +16772,7 @@ static int __pyx_f_6pyhost_5_asgi_submit(PyObject *__pyx_v_loop, PyObject *__pyx
 */
       __pyx_t_1 = __pyx_v_lp->loop;
       __Pyx_INCREF(__pyx_t_1);
-      __Pyx_GetModuleGlobalName(__pyx_t_10, __pyx_mstate_global->__pyx_n_u_start_2); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 581, __pyx_L8_error)
+      __Pyx_GetModuleGlobalName(__pyx_t_10, __pyx_mstate_global->__pyx_n_u_start_2); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 583, __pyx_L8_error)
       __Pyx_GOTREF(__pyx_t_10);
       __pyx_t_4 = 0;
       {
@@ -16734,12 +16780,12 @@ static int __pyx_f_6pyhost_5_asgi_submit(PyObject *__pyx_v_loop, PyObject *__pyx
         __pyx_t_3 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_call_soon_threadsafe, __pyx_callargs+__pyx_t_4, (3-__pyx_t_4) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
         __Pyx_XDECREF(__pyx_t_1); __pyx_t_1 = 0;
         __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
-        if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 581, __pyx_L8_error)
+        if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 583, __pyx_L8_error)
         __Pyx_GOTREF(__pyx_t_3);
       }
       __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
 
-      /* "pyhost/_asgi.pyx":580
+      /* "pyhost/_asgi.pyx":582
  *     req.x = x
  *     x.owner = <PyObject *>req
  *     try:             # <<<<<<<<<<<<<<
@@ -16756,7 +16802,7 @@ static int __pyx_f_6pyhost_5_asgi_submit(PyObject *__pyx_v_loop, PyObject *__pyx
     __Pyx_XDECREF(__pyx_t_10); __pyx_t_10 = 0;
     __Pyx_XDECREF(__pyx_t_3); __pyx_t_3 = 0;
 
-    /* "pyhost/_asgi.pyx":582
+    /* "pyhost/_asgi.pyx":584
  *     try:
  *         lp.loop.call_soon_threadsafe(_start, req)
  *     except BaseException:             # <<<<<<<<<<<<<<
@@ -16766,12 +16812,12 @@ static int __pyx_f_6pyhost_5_asgi_submit(PyObject *__pyx_v_loop, PyObject *__pyx
     __pyx_t_6 = __Pyx_PyErr_ExceptionMatches(((PyObject *)(((PyTypeObject*)PyExc_BaseException))));
     if (__pyx_t_6) {
       __Pyx_AddTraceback("pyhost._asgi.submit", __pyx_clineno, __pyx_lineno, __pyx_filename);
-      if (__Pyx_GetException(&__pyx_t_3, &__pyx_t_10, &__pyx_t_1) < 0) __PYX_ERR(0, 582, __pyx_L10_except_error)
+      if (__Pyx_GetException(&__pyx_t_3, &__pyx_t_10, &__pyx_t_1) < 0) __PYX_ERR(0, 584, __pyx_L10_except_error)
       __Pyx_XGOTREF(__pyx_t_3);
       __Pyx_XGOTREF(__pyx_t_10);
       __Pyx_XGOTREF(__pyx_t_1);
 
-      /* "pyhost/_asgi.pyx":583
+      /* "pyhost/_asgi.pyx":585
  *         lp.loop.call_soon_threadsafe(_start, req)
  *     except BaseException:
  *         req.x = NULL  # asgi.c lets go of it             # <<<<<<<<<<<<<<
@@ -16780,7 +16826,7 @@ static int __pyx_f_6pyhost_5_asgi_submit(PyObject *__pyx_v_loop, PyObject *__pyx
 */
       __pyx_v_req->x = NULL;
 
-      /* "pyhost/_asgi.pyx":584
+      /* "pyhost/_asgi.pyx":586
  *     except BaseException:
  *         req.x = NULL  # asgi.c lets go of it
  *         raise             # <<<<<<<<<<<<<<
@@ -16792,11 +16838,11 @@ static int __pyx_f_6pyhost_5_asgi_submit(PyObject *__pyx_v_loop, PyObject *__pyx
       __Pyx_XGIVEREF(__pyx_t_1);
       __Pyx_ErrRestoreWithState(__pyx_t_3, __pyx_t_10, __pyx_t_1);
       __pyx_t_3 = 0;  __pyx_t_10 = 0;  __pyx_t_1 = 0; 
-      __PYX_ERR(0, 584, __pyx_L10_except_error)
+      __PYX_ERR(0, 586, __pyx_L10_except_error)
     }
     goto __pyx_L10_except_error;
 
-    /* "pyhost/_asgi.pyx":580
+    /* "pyhost/_asgi.pyx":582
  *     req.x = x
  *     x.owner = <PyObject *>req
  *     try:             # <<<<<<<<<<<<<<
@@ -16812,7 +16858,7 @@ static int __pyx_f_6pyhost_5_asgi_submit(PyObject *__pyx_v_loop, PyObject *__pyx
     __pyx_L13_try_end:;
   }
 
-  /* "pyhost/_asgi.pyx":585
+  /* "pyhost/_asgi.pyx":587
  *         req.x = NULL  # asgi.c lets go of it
  *         raise
  *     return 0             # <<<<<<<<<<<<<<
@@ -16825,7 +16871,7 @@ static int __pyx_f_6pyhost_5_asgi_submit(PyObject *__pyx_v_loop, PyObject *__pyx
   }
   goto __pyx_L0;
 
-  /* "pyhost/_asgi.pyx":563
+  /* "pyhost/_asgi.pyx":565
  * 
  * 
  * cdef int submit(object loop, object app, int lifespan, const char *name,             # <<<<<<<<<<<<<<
@@ -20734,22 +20780,22 @@ __Pyx_RefNannySetupContext("PyInit__asgi", 0);
   if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_setstate_cython, __pyx_t_4) < (0)) __PYX_ERR(1, 3, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "pyhost/_asgi.pyx":536
+  /* "pyhost/_asgi.pyx":538
  * 
  * 
  * def _start(Request req):             # <<<<<<<<<<<<<<
  *     req.lp.loop.create_task(req.run())
  * 
 */
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_6pyhost_5_asgi_3_start, 0, __pyx_mstate_global->__pyx_n_u_start_2, NULL, __pyx_mstate_global->__pyx_n_u_pyhost__asgi, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[19])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 536, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_6pyhost_5_asgi_3_start, 0, __pyx_mstate_global->__pyx_n_u_start_2, NULL, __pyx_mstate_global->__pyx_n_u_pyhost__asgi, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[19])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 538, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
-  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_start_2, __pyx_t_4) < (0)) __PYX_ERR(0, 536, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_start_2, __pyx_t_4) < (0)) __PYX_ERR(0, 538, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "pyhost/_asgi.pyx":591
+  /* "pyhost/_asgi.pyx":593
  * 
  * cdef pyh_asgi_bridge _bridge
  * _bridge.version = PYH_ASGI_API_VERSION             # <<<<<<<<<<<<<<
@@ -20758,7 +20804,7 @@ __Pyx_RefNannySetupContext("PyInit__asgi", 0);
 */
   __pyx_v_6pyhost_5_asgi__bridge.version = PYH_ASGI_API_VERSION;
 
-  /* "pyhost/_asgi.pyx":592
+  /* "pyhost/_asgi.pyx":594
  * cdef pyh_asgi_bridge _bridge
  * _bridge.version = PYH_ASGI_API_VERSION
  * _bridge.loop_start = loop_start             # <<<<<<<<<<<<<<
@@ -20767,7 +20813,7 @@ __Pyx_RefNannySetupContext("PyInit__asgi", 0);
 */
   __pyx_v_6pyhost_5_asgi__bridge.loop_start = __pyx_f_6pyhost_5_asgi_loop_start;
 
-  /* "pyhost/_asgi.pyx":593
+  /* "pyhost/_asgi.pyx":595
  * _bridge.version = PYH_ASGI_API_VERSION
  * _bridge.loop_start = loop_start
  * _bridge.lifespan_startup = lifespan_startup             # <<<<<<<<<<<<<<
@@ -20776,7 +20822,7 @@ __Pyx_RefNannySetupContext("PyInit__asgi", 0);
 */
   __pyx_v_6pyhost_5_asgi__bridge.lifespan_startup = __pyx_f_6pyhost_5_asgi_lifespan_startup;
 
-  /* "pyhost/_asgi.pyx":594
+  /* "pyhost/_asgi.pyx":596
  * _bridge.loop_start = loop_start
  * _bridge.lifespan_startup = lifespan_startup
  * _bridge.submit = submit             # <<<<<<<<<<<<<<
@@ -20785,7 +20831,7 @@ __Pyx_RefNannySetupContext("PyInit__asgi", 0);
 */
   __pyx_v_6pyhost_5_asgi__bridge.submit = __pyx_f_6pyhost_5_asgi_submit;
 
-  /* "pyhost/_asgi.pyx":595
+  /* "pyhost/_asgi.pyx":597
  * _bridge.lifespan_startup = lifespan_startup
  * _bridge.submit = submit
  * _bridge.loop_stop = loop_stop             # <<<<<<<<<<<<<<
@@ -20794,14 +20840,14 @@ __Pyx_RefNannySetupContext("PyInit__asgi", 0);
 */
   __pyx_v_6pyhost_5_asgi__bridge.loop_stop = __pyx_f_6pyhost_5_asgi_loop_stop;
 
-  /* "pyhost/_asgi.pyx":597
+  /* "pyhost/_asgi.pyx":599
  * _bridge.loop_stop = loop_stop
  * 
  * _C_API = PyCapsule_New(<void *>&_bridge, PYH_ASGI_CAPSULE, NULL)             # <<<<<<<<<<<<<<
 */
-  __pyx_t_4 = PyCapsule_New(((void *)(&__pyx_v_6pyhost_5_asgi__bridge)), PYH_ASGI_CAPSULE, NULL); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 597, __pyx_L1_error)
+  __pyx_t_4 = PyCapsule_New(((void *)(&__pyx_v_6pyhost_5_asgi__bridge)), PYH_ASGI_CAPSULE, NULL); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 599, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
-  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_C_API, __pyx_t_4) < (0)) __PYX_ERR(0, 597, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_C_API, __pyx_t_4) < (0)) __PYX_ERR(0, 599, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
   /* "pyhost/_asgi.pyx":1
@@ -20970,7 +21016,7 @@ static int __Pyx_InitCachedConstants(__pyx_mstatetype *__pyx_mstate) {
  *         where = "for %s %s" % (self.scope["method"],
  *                                self.scope["raw_path"].decode("latin-1"))             # <<<<<<<<<<<<<<
  *         msg = None
- *         if self.problem is not None:
+ *         if self.client_gone and isinstance(err, ClientDisconnected):
 */
   {
     PyObject* __pyx_temp[1] = {__pyx_mstate_global->__pyx_kp_u_latin_1};
@@ -21016,30 +21062,30 @@ static int __Pyx_InitConstants(__pyx_mstatetype *__pyx_mstate) {
   CYTHON_UNUSED_VAR(__pyx_mstate);
   {
     const struct { const unsigned int length: 8; } str_length_index[] = {{0},{1},{1},{30},{5},{12},{53},{30},{16},{21},{44},{10},{32},{8},{32},{15},{41},{3},{3},{3},{2},{36},{1},{81},{4},{179},{31},{30},{35},{10},{91},{27},{36},{84},{28},{206},{44},{8},{26},{15},{7},{6},{4},{2},{7},{12},{58},{15},{12},{18},{50},{45},{19},{30},{22},{9},{7},{17},{26},{24},{16},{25},{23},{50},{16},{23},{51},{54},{38},{29},{20},{30},{21},{5},{18},{5},{8},{17},{18},{13},{14},{16},{13},{17},{4},{22},{24},{11},{17},{7},{25},{27},{14},{15},{11},{12},{6},{12},{6},{20},{12},{9},{7},{8},{12},{8},{8},{13},{10},{15},{8},{11},{11},{14},{12},{10},{17},{13},{12},{12},{19},{8},{13},{6},{13},{9},{6},{10},{3},{4},{4},{7},{18},{4},{9},{20},{6},{18},{5},{10},{18},{13},{11},{1},{6},{4},{6},{4},{11},{1},{3},{10},{6},{6},{16},{7},{6},{3},{16},{7},{4},{12},{2},{8},{9},{6},{5},{4},{4},{8},{12},{4},{31},{5},{2},{2},{4},{7},{6},{4},{4},{9},{3},{4},{14},{4},{4},{3},{12},{12},{8},{5},{8},{7},{7},{3},{6},{17},{9},{6},{3},{24},{11},{6},{5},{4},{4},{12},{6},{3},{14},{13},{10},{10},{9},{8},{12},{11},{13},{12},{5},{7},{5},{6},{4},{9},{6},{4},{9},{5},{9},{4},{6},{5},{6},{7},{1},{4},{5},{1}};
-    const struct { const unsigned int length: 8; } bytes_length_index[] = {{0},{14},{15},{19},{9},{41},{9},{106},{73},{30},{229},{2}};
+    const struct { const unsigned int length: 8; } bytes_length_index[] = {{0},{14},{15},{19},{9},{41},{9},{106},{73},{30},{251},{2}};
     #ifndef CYTHON_COMPRESS_STRINGS
       #define CYTHON_COMPRESS_STRINGS 90
     #endif
-    #if (CYTHON_COMPRESS_STRINGS) == 1 /* compression: zlib (2048 bytes) */
-static const char cstring[] = "x\332\215W\315o\334\306\025\207\n\007v\025\271\366:)\322\024\375\030!P$!\326\306\262\344\304\331\024\rT\3713P\\\311U\253\030E1\230%gwiqg(\316P\253-\n\324\307=\362\310\343\036u\324QG\035}\324Q\307\374)\375\275\031\222+KrP\303\313\031\316{\363>~\357\213\232flAt\254L\231\355I\226J\223he$\033\010\303\214Tv\221\t\0252&,3\275\314\206z\240X\017$\301\366E\234\201-\262=\266\376\362.\333x\302t\n^\r))\013\264\262\251\216Y\320\023\251\010Hxd\030h\270\367O%\372\362\256\277\376/\226\210(m\261\tUe\375\3669n\305\236moo2\253w\245\232g\241\226\376\334\212]\351\314]\373\333\323\347,\216:\260\032\274I\252\255\016\240va\236uD\024\313\260\305\252\335\267,\262\006\356\355e\322`\323\225\226=\270\267B\364TDF\206\325\372>\276\005\233J\311:\251\350\366\t\225\305o\201N\272\037\251.\370\035\n:\263l\201\354\331\250\314\021\231\325\213\367\233\367\3567WW\232\367Z\254\305\310u\207\247\007\257\237\031\313\332\222\265\207V\232\273\316\263\357H\302\343}\250\330\320:a\331~\214\245U\256\025,\2212V\304p\n;\300\200\323\315!\014Pl!\211\222\212Z\336Y|\241\225|\241-\341\205 \256{F\\\te\034\001jae<d\306\246Q\340s\000\206o>\336\\Z}\270\352,M\345k\031\000\010\223\265\203X\030\203\010\350\016kgQlI\3710\221\246\311\236w\330PgLI\230d5\202j\336\271\200H)\300e]\310\346\205\202\017\302FZq\\\007\202\010l\224BI\264/\351\366\023\021\033\331\334|\365\354\336}\002^\036\0042!nr\326\305[$\t\363\344\325\026\016\201e\024zJ_\032#\272\262\244>h]\310\017\340\222\332,!\007\346=\313W\255j\367\365\3171\317\031\2621t\340w\"\025\231\236\0139\014\232\3532s!e\006\002\031\321A1D\326\213~xQ\364D\377%R]d\023\236o\336\313\363s&\031\253\023\002\327a\356\222G\250\341@\014\235\314\345\325Rf;\215B\340%\323T\243\014\267\211\365R1\221+\310!\202\2755AE\005\222%H\030\260\005@\375.Q\254\234f\370gP\364H\204\005\254q\254\007K\201N\"\031.\"T\210\256\334\227\351\260\002k\036i\002*\332A\355\023rT\036D\266\351$\375 B\tUd:\374H\245(\313S\230\241\n\"\315t\333\047\047\364\261~\311[\371\333\024u:Tu&\200X\340\253\025\373yJ\336y_v\"\0149V\331\326\341\360\252""\262\2343\324\321P\225K\261T]\\\017##\332\261\224\212\236\204P7\350\301<\000R.\256\324\375\336L\014@\022\243\312\350\016\005\370r+\254\325\365\254M\232P\002\265\n.\272\327\022\264r\357\373t\223,\276|\302\336\323\321\003\335Obi\345\0257\332\344\006L~\207\342\302\375\377\035\271i\301\354 \n\344U5\211J5\036\2550F\361\253\245\345*\323\232U\354/\0354+s/S|S\237\234\373\264\274\370~\205\200\222\340\357+\2156\330\021Yl\031\347\310\331,\220\234\2630s}Hi\265\204\266\270\037\211\030\324\0005f9O\206=m\354\2220\335h\211\262,q\375\364K\177\374%\247\363f2<@;\223hg\013\213,\360\215z\320\203\276z<N\310\221\357\027(T\240\023\342`\022\270 \216\010\321\001=\004*\327O\0276\030\014\230Id\3000V\026\311\037\233\0316\027NF\350\312R\030u\321\202\334\344\364\364\222\353|\032*[\245\332U\2722\265\253\250\032\353nP\225\022\325\014\253\250\357\036\332\316\322\303u\047\347Q\235\2672\364\263\254\024S\255M\316=\234\365Ad\270\017I}\322\027\321\204\237J\177x\356\315\301W\277\023t\033\027S\204\346\047\375\232ud\003\027+(\365\247\030H\256g]8\017SRL\333\312y\216\302x\351k\257\\.\313\234\020.\211\255H\276KWo\245\017\365k\246\252-y\263\355\232\335v\324\227\370\254xL\335\231\257\363\265\315\347\234o\016\017\360{\204>\306_\310\003\030\324\341\274\234\250\310]\354)\235h\023\352\200\226N\246\334\332\255\314\342\025\366\234\023\304n\225V\270Y\355^t\230\305\216\255\237j\216\340\245\221t\004jV\264&\251L\320p\335\026\306\224Ri\273o\251\276\211\260\227\211\270\342\257\352\352\022f\365\201<\240\027\000W\3530\347\254\275\004(\347\350\313\316\001\213\217K\331\026\301.\371Kq\343\310\243@\247\000-R\222\003TNE\312]\325S\217O]C\306$\023i\327P\261\226\223\244\\\232\365]C=\221j\227\033\215YWm\270\237BFt\244/\031<\241\010\212kS\202X\033\211\364\017\2624%\206z\327\354d6C\317\014 \001\336\370\267\362\305\n\263\033\206B\366\265\n\005,\205\200P\206\230\272\364\343\276|%\2464\".\225\301\307\220\361\325\342s\n\371\331\027\226\327_J\245\242\256\240f\203\300\343?a\241\320e\034\036\345X\242&N?\216\221L2#\314\033\216\306\275/\353j""\304\006\360cf\365\315k\035\251\335H\325=\367|u\220\320\022h\324\315\237b\r\300\314\237\353R\204P\372\020\220i\234\304\206\222\256l\034\310\273\236\016\221p\360;u?N\260\367M\227\362@\311\001\227\324=\234\315\n\256\047p(\241\236K\315\266\351\232-J&\035r\372|U\335T\0148\261\270f\341\036\270_\326\031r6F\2000B\001\014\372}*\001\221\232@fR\255\255\277M\302\022\300E\3313\311\245I\340\351\234F%\241\206\241\017_\350\023\306\310\270C\225KS\220\227S\206\376B\000\023\362\027\001\230\270\342\336j\305\024\033g\022v\3450\"\3348E\276\002\360<\220\365^\356\323\226F\007w<\230\tU$\235~\367\220\241\253\235j\014@y\226$\232\316AE^P\342y\327\"\372\256I\365\240Nd\352\352\376o\010\367\201\342\036\246T0\240.3@v\301\217w>\214.|\267\274\231:\273v\375\215\031\315\215\376S,\027\353\205\035/\323\321\364\350\213|\2136\037\216\276+f\213\345\263k7F\323\371l\376u1{v\355\203\263\0333\243\215b\352\247\033\267F\377-D\261\367f\215N\236\344\263\365\206\226\247\3712-\317\3625\277<*\256\027{\343_\036\376\341\350\337\047\215\223\317\337\316\234n\357\234\356\374x\372\343+\242?\317\267h\371>\027\264\374P4J%\023\021\2473\277+\374\372\373b\2134\335\034m\347\277-V!\364\027\343\3311\224}8Z\031\005\371\257\363\240\270S<\030_\037\357\235\3154\362\337\024\215\342\363\361\007\343\177\034.\237\315\334\316\247\341\316\375b\253\350\215\241\350\326\310\331~kd\363\207\020d\307\255\303\235\243\307\307\037\037o\237|\372v\376t\353%Q\331\370\332x\355\247\033\267\363\031\207\317W\207\215\303\331\263?~\3466_\034\355\034\257\035\303\362_\215\004\351_\035\r\311\313\263\231;\247w\2769\376\350\370\351\311\352\t\336H\001Aw\373\223<+\376R\274>\234:l\234\335l\344\237\300?bm\035\177v\274s\362\375[\361v\317K\261\300n\346\346\210\303\341\363\227M1?n\214\027\341\311\355F\376)\334\232\0327<\303J.\341\362\324\370\243\361_\217V\216\004\350\344\354T\336@, \350U^\2327\300\306\021>\316\377^,\216W\307\351ac4\373?:`7\231";
-    PyObject *data = __Pyx_DecompressString(cstring, 2048, 1);
+    #if (CYTHON_COMPRESS_STRINGS) == 1 /* compression: zlib (2065 bytes) */
+static const char cstring[] = "x\332\215W\315o\334\306\025\207\n\007v\025\271\366:)\322\024\375\030!p$!\326\306\262\344\304\331\024\rT\3713P\034\311U\242\030E1\230%gwiqg(\316P\253-Z\324\307=\362\310\343\036u\324QG\035}\324Q\307\374)\375\275\031\222+KrP\303\313\031\316{\363>~\357\213\232fl^t\254L\231\355I\226J\223he$\033\010\303\214Tv\201\t\0252&,3\275\314\206z\240X\017$\301\366D\234\201-\262=\266\366\342\016[\177\314t\n^\r))\013\264\262\251\216Y\320\023\251\010Hxd\030h\270\367\017%\372\362\216\277\376O\226\210(m\261\tUe\375\366\031n\305\236nmm0\253w\244\232c\241\226\376\334\212\035\351\314]\375\373\223g,\216:\260\032\274I\252\255\016\240v~\216uD\024\313\260\305\252\335\327,\262\006\356\355f\322`\323\225\226\335\277\273L\364TDF\206\325\372.\276y\233J\311:\251\350\366\t\225\205\257\201N\272\027\251.\370\035\n:\263l\236\354Y\257\314\021\231\325\013\367\232w\3575W\226\233w[\254\305\310u\207\247\007\257\237\031\313\332\222\265\207V\232;\316\263oH\302\243=\250X\327:a\331^\214\245U\256\025,\2212V\304p\n;\300\200\323\215!\014Pl>\211\222\212Z\336Yx\256\225|\256-\341\205 \256yF\\\te\034\001jae<d\306\246Q\340s\000\206o<\332X\\y\260\342,M\345+\031\000\010\223\265\203X\030\203\010\350\016kgQlI\3710\221\246\311\236u\330PgLI\230d5\202j\336\272\200H)\300e]\310\346\204\202\017\302FZq\\\007\202\010l\224BI\264\047\351\366c\021\033\331\334x\371\364\356=\002^\356\0072!nr\326\305[$\t\363\344\225\026\016\201e\024zJ_\032#\272\262\244\336o\235\313\017\340\222\332,!\007\346<\313\027\255j\367\345/1\3376dc\350\300\357D*2=\027r\030t\273\313\314\271\224\031\010dD\007\305\020Y/\372\301y\321\023\375\027Hu\221Mx\276z\047\317/\231d\254N\010\\\207\271K\036\241\206\0031t2\227VJ\231\3554\n\201\227LS\2152\334\"\326\013\305D\256 \207\010\366\326\004\025\025H\226 a\300\026\000\365;D\261r\232\341\237A\321#\021\346\261\306\261\036,\006:\211d\270\200P!\272rO\246\303\n\2549\244\t\250h\007\265O\310Q\271\037\331\246\223\364\235\010%T\221\351\360#\225\242,Oa\206*\2104\323m\237\234\320\307\372%o\345oS\324\351P\325\231\000b\201\257V\354\347(y""\347|\331\2110\344Xe[\207\303\313\312\362\266\241\216\206\252\\\214\245\352\342z\030\031\321\216\245T\364$\204\272A\017\346\001\220rq\245\356\367fb\000\222\030UFw(\300\027[a\255\256gm\322\204\022\250Up\321\275\226\240\225{\337\247\233d\361\305\023\366\216\216\036\350~\022K+/\271\321&7`\362[\024\027\356\377\357\310M\013f\007Q /\253IT\252\361h\2051\212_-.U\231\326\254b\177\341\240Y\231{\221\342\233\372\344\334\247\345\371\367K\004\224\004\177_i\264\301\216\310b\3138G\316f\201\344\234\205\231\353CJ\253E\264\305\275H\304\240\006\2501\313y2\354ic\027\205\351F\213\224e\211\353\247\237\373\343\3179\2357\223\341>\332\231D;\233_`\201o\324\203\036\364\325\343qB\216|\277@\241\002\235\020\007\223\300\005qD\210\016\350!P\271~\272\260\301`\300L\"\003\206\261\262@\376\330\314\260\333\341d\204./\206Q\027-\310MNO/\271\316\246\241\262U\252]\246+S;\212\252\261\356\006U)Q\315\260\212\372\366\241\355,>Xsr\036\326y+C?\313J1\325\332\344\334\303Y\037D\206\373\220\324\047}\021M\370\251\364\207g\336\034|\365;A\267~>Eh~\322\257YG6p\261\202R\177\212\201\344z\326\271\3630%\305\264\255\234\347(\214\027\276\366\312\345\242\314\t\341\202\330\212\344\273t\365V\372P\277f\252\332\2227[\256\331mE}\211\317\212G\324\235\371\032_\335x\306\371\306p\037\277\207\350c\374\271\334\207A\035\316\313\211\212\334\305\236\322\2116\241\016h\351d\312\255\335\312,^a\3179A\354Vi\205\233\325\356E\207Y\354\330\372\251\346\010^\032IG\240fEk\222\312\004\r\327maL)\225\266{\226\352\233\010\273\231\210+\376\252\256.`V\037\310}z\001p\265\016s\306\332\013\200r\216\276\354\034\260\370\270\224m\021\354\220\277\0247\216<\nt\n\320\"%9@\345T\244\334U=\365\370\3245dL2\221v\r\025k9I\312\245Y\3375\324\023\251v\271\321\230u\325\206\373)dDG\372\222\301\023\212\240\2706%\210\265\221H\377 KSb\250w\315Nf3\364\314\000\022\340\215\177+_\2540;a(d_\253P\300R\010\010e\210\251K?\356\313WbJ#\342R\031|\014\031_->\247\220\237}ay\375\245T*\352\nj6\010<\376\023\026\n]\306\341Q\216%j\342\364\343\030\311$3\302\274\341h\334{\262\256Fl\000?fV\337\274""\322\221\332\211T\335s\317V\007\t-\201F\335\374%\326\000\314\374\265.E\010\245\017\001\231\306Il(\351\312\306\201\274\353\351\020\t\007\277S\367\343\004{\337t)\017\224\034pI\335\303\331\254\340z\002\207\022\352\271\324l\233\256\331\242d\322!\247\317W\325M\305\200\023\213k\026\356\201\373e\235!gc\004\010#\024\300\240\337\247\022\020\251\td&\325\332\372\333$,\001\\\224=\223\\\232\004\236\316iT\022j\030\372\360\205>a\214\214;T\2714\005y9e\350/\0040!\177\021\200\211+\356\255VL\261q&aW\016#\302\215S\344+\000\317\002Y\357\345\036mitp\307\203\231PE\322\351w\017\031\272\332\251\306\000\224gI\242\351\034T\344\005%\236w-\242\357\232T\017\352D\246\256\356\377\206p\037(\356aJ\005\003\3522\003d\027\374x\353\303\350\334w\313\353\251\323+W_\233\321\355\321\277\213\245b\255\260\343%:\232\036}\226o\322\346\375\3217\305l\261tz\345\332h:\237\315\277,fO\257\274wzmf\264^L\375|\355\306\350\277\205(v_\257\322\311\343|\266\336\320\362$_\242\345i\276\352\227\207\305\325bw\374\353\203?\035\376\353\270q\374\351\233\231\223\255\355\223\355\237N~zI\364g\371&-\337\346\202\226\357\212F\251d\"\342d\346\017\205_\377Xl\222\246\353\243\255\374\367\305\n\204\376j<;\206\262\367G\313\243 \377m\036\024\267\212\373\343\253\343\335\323\231F\376\273\242Q|:~o\374\343\301\322\351\314\315|\032\356\334+6\213\336\030\212n\214\234\3557F6\177\000Av\334:\330>|t\364\341\321\326\361\307o\346N6_\020\225\215\257\214W\177\276v3\237q\370|q\3208\230=\375\363\047n\363\331\341\366\321\352\021,\377\315H\220\376\225\321\177\212\207\343\351\203\331\203\373\207S\2473\267\010\t:\035\222\357x?\271\365\325\321\007GO\216W\216\361Fj\t\320\233\037\345Y\361\267\342\325\301\324A\343\364z#\377\250\230r\254\255\243O\216\266\217\277}#\336\354z)\026\210\316\\\037q\300p\366\262)\346\306\215\361\002\374\273\331\310?\206\263S\343\206gX\316%\200\230\032\1770\376\376p\371P\200N\020L\345\r\330\005A/\363\322\350\0016\216\360a\376C\2610^\031\247\007\215\321\354\377\000\035>?\311";
+    PyObject *data = __Pyx_DecompressString(cstring, 2065, 1);
     #define __Pyx_DecompressString_LZSS_UNUSED
     if (unlikely(!data)) __PYX_ERR(0, 1, __pyx_L1_error)
     const char* const bytes = __Pyx_PyBytes_AsString(data);
     #if !CYTHON_ASSUME_SAFE_MACROS
     if (likely(bytes)); else { Py_DECREF(data); __PYX_ERR(0, 1, __pyx_L1_error) }
     #endif
-    #elif (CYTHON_COMPRESS_STRINGS) > 0 && (CYTHON_COMPRESS_STRINGS) <= 90 /* compression: lzss (2810 bytes) */
-static const char cstring[] = "\377\n  (afte\377r the re\377sponse w\377as sent)\377 and  at\377 shutdow\367n h\030\000a va\373lu$\000ith C\377R, LF or\372)\000oC\000r con\377trol cha\367racY\001is n\377ot a [na\367me,9\003] pa\337ir:  \025\006nu\363mb\210\000&\005n HT\377TP token\337\047 doe@\003ta\373ke\252\002ASGI \367lif\263\000an p\337rotoct\000(\047\377 failed:} \002\005; its\334\000\357ques\006\000get\357 503\034\001rai\237sed\047 \002\003\020\025(\377tree fra\333gm\222!);\233 rv\267ingU\000 w\203 o\257ut (\214\001L\207\005a\377uto)2.02\377.43.0: :\361 \367\001\313\"\267#must\377 be byteks,\233\"?\316\001Ev\366 \377Loop uvl\362\004\000:\001\004\237%inst;al\334\000 in\263@\330 \377Python (\317pip \027\0045\004)N?oneNot\254!\302@yC#\003\213@deli\350 \377ately st\333ri\242Bth\305 PE\337P-484\365Bre\367jec\267 subc\357lass\377 of \337builty\001yp\377es. If y\177ou need\251@\242\322@s\272`\047\007\326`n\312`t\356\335b\047an\206`ati?on_typ\277 \326@\333irb\000iv\322@o \377False.PY\367H02\235Aexce\361p*\001\351\001\353Bapp \366\031\0034:\377\000vali\373d \205bmessa;ge\027\0045: \222k\263 _rtup \276\000\047Z\003i6\236`d\0037\021\031%s\240\001\375d\275\204\002finish\274\356B\373 %g s\314lw\177ait for\356`\202\277\0038x\rv\007\n\016\334\205\006\232\0079\354\266\016\201\206\005diy\027sto\361p\331!\321\206\002\301a any\267way\323\"14\224$b\367rid\255 erro?r: The\272\205\020\307\001\332\301` \364 : \272&nc_e per\360\205\001c\363 \375,\026\001te\n   _ shar\206`(\005\000\377llow-cop\377ied) int\177o every\200\206\005o\047s s\033\000e,\323\207\007\377at exit.\376E\002Made on\376\267\001 thread\376\301\206\003asynciog ob\227\204\003m\000 m%\004\234\302\210\001\261\205\001.a \207e\340\205\005a\337 dict\251\206\002 a\333 \047\373`e\047\361\205\003ad\377d_notebo\327dy \204\206\020%\244\000nt\377ent-leng\373thF\000sablesen\002\001\351Agch\234\000Ger \000\004\346\206\002\r\003sI\006\177an iter6\001\370\201\204\001\371\210\017\377\206\004%shtt\357p.dis\001nec\215t\n\002re\270\210\002\005\004\242\212\003.\364""\256\001\000\017 \273\212\024comp\357lete\037\020bef\017ore P\013\255\205\002\000\020\023\020\376\251\213\002 twicei\275n\202\206\017: is\250#d\177latin-1\257\212\005\t.\321\213\005\000\016.\247\005\010\017\331\212\0039\007Cta\326\206\001\000\r.\020#\003.\231\213\003\377no defau\377lt __red\377uce__ du\376\203\210\002non-tri\357vial\033\000cin\377it__pyho\377st-asgi-j\227\212\001p\364\211\002/\021\003/_\024\001\277.pyxre\203 v\337e() c\243\212\003wh\347ile\226\215\006\025\007is \376\254\207\001ingsend\374-\000\201\216\007client{ w\001\001away\330\213\003\377 www spe\377c 2.4).s\377tatus %d\376\271\215\0073-digit\220\264\215\003\032\003\037\004\377\204\006n\210\206\001\353\213\003%ys\363\216\001\\\runkn\347\216\001\310\322\215\006\322\211\005\260\205\001 \026\005\007\013tf\327-8C\257\002D\257\204\006ed8\306\214\003\233\216\004\223\215\005.__\311#\010\006\347is_\254\216\003\032\006mai\tn\047\006\367\206\001y\003\010\331\"E\006\267!P\003\007\240\220\004\274\215\001\300\215\001.\321Fc\240\215\002\273__\017\004set\272!e\355_\n\013dru\001oop}.\320\217\005_forR\366\205\003\000\000\004B\017\017\007F\016,\005\263\213\003:\005\233d\246\006\006unT\005\205aT\350\210\002T\177imeoutE\232\212\001\377_C_API__\367Pyx\001\000Dict\377_NextRef;__\313\215\004e__\t\000\373\213\001\356\005\001doc\014\001funj\003\002g\346\005_\364%__\337!\2360\001meta\330\216\002\010\002o\367dulF\002mro_\177entriesV\001\374\264\222\001^\001prepar\322h\002p\212\000\276#_\007\001vt<\220\211\001\202\001qual(\005\320\205\005L\367.\352\205\006ex\266\001\215@_\\\005\371s\243\010\227N__tes\375t\351\001traceb\247ack\367\000\263B_\305`c\377oroutine__run_\274\221\001_\364\216\002\274\340\212\001\277\213\001erap\276\000gQs\301\206\001\303\213\004\312\213\004.3\006s\206\213\001\276\270\206\001_soon\000\006_\336\200\214\003safe\231\206\003cl\356e\001in_\202\006clo\367sec1\000urre\373nt\000\007.futu\377rescreat\363e_\010\003\006\004task\377ddaemond\357atad>\000ded\333on\000\001e_\337\206\003ee\376N\000xtensio\363ns\332""\224\003\207\220\003formgat_\241\221\006b\004ga\210\226\001\277getget\210!n\207ing\213\"\220\214\004\340\213\001\344\213\001_\367verP\001idis\277_alive\205\206\006i\377s_setite\377msjoinki\303nd\346\225\005\222\205\t\241\224\001\342$op\377.<locals\361>\320\212\006R\000\205\217\001erlp\343ls\324\206\001\241\222\004\365`hod\327mod\365\000r\000\001e_\356\375\215\001msg\240\227\001new\363_e\206\225\001\277Bnext]p\316\000pop\376\211\003.\350\211\002\337query\335@ri?ngraw_\037\001\250\207\002x\255\207\002=\000\203\212\004repl\251`\377reqresul\327tre\211@n\251\047sr\047oot8\003\210\225\001p\270`\272a\340\302g\357G\322a\247\215\001\262!che{me\276\220\002self\277\212\001|\260\231\001\352cupser\327!\003et\327\204\001\301\007\t\002\316\224\005\362\204\001\215\003\047set\206\214\004\346\231\001_\372A\353\231\005X\363\231\005\305!\003\006ev\216\232\001t\321A`\223\232\001\220\213\001\302E\344\224\002\351\224\002ed\337\210\002\376\377\212\005opsuppo\377rtedtarg\323et\365a\324\221\003i\324\220\001roAw\313\205\006\233\221\001\372\227\003\346\232\002\353\232\002s\244d\375w\341\224\001wherex\370\347\232\001\217\221\007\251\220\014\200\001\330\004\007\377\200s\210%\210|\2301\277\230C\230t\2401\017\001\n\357\210+\220Q\030\001\013\210?\377\230!\2301\330\004\010\210\377\n\220!\2207\230!\330\377\004\005\330\010\014\210L\230\377\001\340\010\017\210\177\230a\357\230q\200A\016\001F\220!\334\000\006\036\001G\2201%\001H\220\376\031\002H\220D\230\007\230q\377\240\t\250\036\260z\300\021\377\300&\310\014\320TW\320\337WX\320XYL\001I\220\335QS\001J\220aZ\001M\230y\021^\0049\007\320\014\034\230e\001\337\320\014\035\230Qo\001\r\210\337T\220\032\2304R\000\002\240\373!\240j\000\013\2103\210c\377\220\025\220c\230\022\2305\377\240\007\240q\330\014\021\220\377\030\230\021\230&\240\005\240\377V\2501\330\014\020\220\n~\314\0002\230Q\230h\240f\000\373\017\210\267\002\017\210t\2208\376F\000t\240:\250W\260E\377\270\024\270T\300\031\310\047\367\320QR\326\001 \240\004\240\277A\340\010\020\220\014\233\"6\377\250""\021\250!\330\037#\240~\005\001+\260W\270A\270\267\000\373\016\210\265\000\013\2104\210y\376\342\001\330\014\022\320\0229\270?\023\270G\3004\300\203\000]\001\376\267!\020\027\220u\230B\230\377j\250\001\250\021\330\r\021\357\220\027\230\001&\002:\270#\377\270W\300J\310a\310q\353\330\010B\001t\271 \014\r\210\365_\356\000\0142\010s\230\047\240\367\021\240)\307\000\020\021\220\031\336\324\000\001\240\021\330\034\0023\220\375e\360\000\001\240\023\240O\260\3373\260a\330\020\025\000\020\220\277\001\220\021\220!\330F\000Y\345\220\230\004w\335 \203 \001\220\024\377\220U\230)\2404\240r\017\250\021\210!";
-    PyObject *data = __Pyx_DecompressString_LZSS(cstring, 2810, 4195);
+    #elif (CYTHON_COMPRESS_STRINGS) > 0 && (CYTHON_COMPRESS_STRINGS) <= 90 /* compression: lzss (2829 bytes) */
+static const char cstring[] = "\377\n  (afte\377r the re\377sponse w\377as sent)\377 and  at\377 shutdow\367n h\030\000a va\373lu$\000ith C\377R, LF or\372)\000oC\000r con\377trol cha\367racY\001is n\377ot a [na\367me,9\003] pa\337ir:  \025\006nu\363mb\210\000&\005n HT\377TP token\337\047 doe@\003ta\373ke\252\002ASGI \367lif\263\000an p\337rotoct\000(\047\377 failed:} \002\005; its\334\000\357ques\006\000get\357 503\034\001rai\237sed\047 \002\003\020\025(\377tree fra\333gm\222!);\233 rv\267ingU\000 w\203 o\257ut (\214\001L\207\005a\377uto)2.02\377.43.0: :\361 \367\001\313\"\267#must\377 be byteks,\233\"?\316\001Ev\366 \377Loop uvl\362\004\000:\001\004\237%inst;al\334\000 in\263@\330 \377Python (\317pip \027\0045\004)N?oneNot\254!\302@yC#\003\213@deli\350 \377ately st\333ri\242Bth\305 PE\337P-484\365Bre\367jec\267 subc\357lass\377 of \337builty\001yp\377es. If y\177ou need\251@\242\322@s\272`\047\007\326`n\312`t\356\335b\047an\206`ati?on_typ\277 \326@\333irb\000iv\322@o \377False.PY\367H02\235Aexce\361p*\001\351\001\353Bapp \366\031\0034:\377\000vali\373d \205bmessa;ge\027\0045: \222k\263 _rtup \276\000\047Z\003i6\236`d\0037\021\031%s\240\001\375d\275\204\002finish\274\356B\373 %g s\314lw\177ait for\356`\202\277\0038x\rv\007\n\016\334\205\006\232\0079\354\266\016\201\206\005diy\027sto\361p\331!\321\206\002\301a any\267way\323\"14\224$b\367rid\255 erro?r: The\272\205\020\307\001\332\301` \364 : \272&nc_e per\360\205\001c\363 \375,\026\001te\n   _ shar\206`(\005\000\377llow-cop\377ied) int\177o every\200\206\005o\047s s\033\000e,\323\207\007\377at exit.\376E\002Made on\376\267\001 thread\376\301\206\003asynciog ob\227\204\003m\000 m%\004\234\302\210\001\261\205\001.a \207e\340\205\005a\337 dict\251\206\002 a\333 \047\373`e\047\361\205\003ad\377d_notebo\327dy \204\206\020%\244\000nt\377ent-leng\373thF\000sablesen\002\001\351Agch\234\000Ger \000\004\346\206\002\r\003sI\006\177an iter6\001\370\201\204\001\371\210\017\377\206\004%shtt\357p.dis\001nec\215t\n\002re\270\210\002\005\004\242\212\003.\364""\256\001\000\017 \273\212\024comp\357lete\037\020bef\017ore P\013\255\205\002\000\020\023\020\376\251\213\002 twicei\275n\202\206\017: is\250#d\177latin-1\257\212\005\t.\321\213\005\000\016.\247\005\010\017\331\212\0039\007Cta\326\206\001\000\r.\020#\003.\231\213\003\377no defau\377lt __red\377uce__ du\376\203\210\002non-tri\357vial\033\000cin\377it__pyho\377st-asgi-j\227\212\001p\364\211\002/\021\003/_\024\001\277.pyxre\203 v\337e() c\243\212\003wh\347ile\226\215\006\025\007is \376\254\207\001ingsend\374-\000\201\216\007client{ w\001\001away\330\213\003\377 www spe\377c 2.4).s\377tatus %d\376\271\215\0073-digit\220\264\215\003\032\003\037\004\377\204\006n\210\206\001\353\213\003%ys\363\216\001\\\runkn\347\216\001\310\322\215\006\322\211\005\260\205\001 \026\005\007\013tf\327-8C\257\002D\257\204\006ed8\306\214\003\233\216\004\223\215\005.__\311#\010\006\347is_\254\216\003\032\006mai\tn\047\006\367\206\001y\003\010\331\"E\006\267!P\003\007\240\220\004\274\215\001\300\215\001.\321Fc\240\215\002\273__\017\004set\272!e\355_\n\013dru\001oop}.\320\217\005_forR\366\205\003\000\000\004B\017\017\007F\016,\005\263\213\003:\005\233d\246\006\006unT\005\205aT\350\210\002T\177imeoutE\232\212\001\377_C_API__\367Pyx\001\000Dict\377_NextRef;__\313\215\004e__\t\000\373\213\001\356\005\001doc\014\001funj\003\002g\346\005_\364%__\337!\2360\001meta\330\216\002\010\002o\367dulF\002mro_\177entriesV\001\374\264\222\001^\001prepar\322h\002p\212\000\276#_\007\001vt<\220\211\001\202\001qual(\005\320\205\005L\367.\352\205\006ex\266\001\215@_\\\005\371s\243\010\227N__tes\375t\351\001traceb\247ack\367\000\263B_\305`c\377oroutine__run_\274\221\001_\364\216\002\274\340\212\001\277\213\001erap\276\000gQs\301\206\001\303\213\004\312\213\004.3\006s\206\213\001\276\270\206\001_soon\000\006_\336\200\214\003safe\231\206\003cl\356e\001in_\202\006clo\367sec1\000urre\373nt\000\007.futu\377rescreat\363e_\010\003\006\004task\377ddaemond\357atad>\000ded\333on\000\001e_\337\206\003ee\376N\000xtensio\363ns\332""\224\003\207\220\003formgat_\241\221\006b\004ga\210\226\001\277getget\210!n\207ing\213\"\220\214\004\340\213\001\344\213\001_\367verP\001idis\277_alive\205\206\006i\377s_setite\377msjoinki\303nd\346\225\005\222\205\t\241\224\001\342$op\377.<locals\361>\320\212\006R\000\205\217\001erlp\343ls\324\206\001\241\222\004\365`hod\327mod\365\000r\000\001e_\356\375\215\001msg\240\227\001new\363_e\206\225\001\277Bnext]p\316\000pop\376\211\003.\350\211\002\337query\335@ri?ngraw_\037\001\250\207\002x\255\207\002=\000\203\212\004repl\251`\377reqresul\327tre\211@n\251\047sr\047oot8\003\210\225\001p\270`\272a\340\302g\357G\322a\247\215\001\262!che{me\276\220\002self\277\212\001|\260\231\001\352cupser\327!\003et\327\204\001\301\007\t\002\316\224\005\362\204\001\215\003\047set\206\214\004\346\231\001_\372A\353\231\005X\363\231\005\305!\003\006ev\216\232\001t\321A`\223\232\001\220\213\001\302E\344\224\002\351\224\002ed\337\210\002\376\377\212\005opsuppo\377rtedtarg\323et\365a\324\221\003i\324\220\001roAw\313\205\006\233\221\001\372\227\003\346\232\002\353\232\002s\244d\375w\341\224\001wherex\370\347\232\001\217\221\007\251\220\014\200\001\330\004\007\377\200s\210%\210|\2301\277\230C\230t\2401\017\001\n\357\210+\220Q\030\001\013\210?\377\230!\2301\330\004\010\210\377\n\220!\2207\230!\330\377\004\005\330\010\014\210L\230\377\001\340\010\017\210\177\230a\357\230q\200A\016\001F\220!\334\000\006\036\001G\2201%\001H\220\376\031\002H\220D\230\007\230q\377\240\t\250\036\260z\300\021\377\300&\310\014\320TW\320\337WX\320XYL\001I\220\335QS\001J\220aZ\001M\230y\021^\0049\007\320\014\034\230e\001\337\320\014\035\230Qo\001\r\210\337T\220\032\2304R\000\002\240\373!\240j\000\013\2103\210c\377\220\025\220c\230\022\2305\377\240\007\240q\330\014\021\220\377\030\230\021\230&\240\005\240\377V\2501\330\014\020\220\n~\314\0002\230Q\230h\240f\000\373\017\210\267\002\017\210t\2208\376F\000t\240:\250W\260E\377\270\024\270T\300\031\310\047\367\320QR\326\001 \240\004\240\277A\340\010\020\220\014\233\"6\377\250""\021\250!\330\037#\240~\005\001+\260W\270A\270\267\000\373\016\210\265\000\013\2104\210}\377\230D\240\n\250!\2505\377\260\001\330\014\022\220!\330\345\010\022\001y\370\001\r\000\320\0229\177\270\023\270G\3004\300\231\000\374s\001\315!\020\027\220u\230B\377\230j\250\001\250\021\330\r\357\021\220\027\2307\001\320\022:\377\270#\270W\300J\310a\353\310q@\003t\317 \014\r\210\365_\204 \0142\010s\230\047\240\367\021\240)\335\000\020\021\220\031\336\352\000\001\240\021\330\034\0023\220\375e\206 \001\240\023\240O\260\3373\260a\330\020\025\000\020\220g\001\220\021\225\000F\000Y\220\256\004\371w\363 \231 \001\220\024\220U\377\230)\2404\240r\250\021\003\210!";
+    PyObject *data = __Pyx_DecompressString_LZSS(cstring, 2829, 4217);
     #define __Pyx_DecompressString_UNUSED
     if (unlikely(!data)) __PYX_ERR(0, 1, __pyx_L1_error)
     const char* const bytes = __Pyx_PyBytes_AsString(data);
     #if !CYTHON_ASSUME_SAFE_MACROS
     if (likely(bytes)); else { Py_DECREF(data); __PYX_ERR(0, 1, __pyx_L1_error) }
     #endif
-    #else /* compression: none (4195 bytes) */
-static const char bytes[] = "\n  (after the response was sent) and  at shutdown has a value with CR, LF or another control character is not a [name, value] pair:  is not a number is not an HTTP token\047 does not take the ASGI lifespan protocol (\047 failed: \047 failed; its requests get 503: \047 raised\047 raised; its requests get 503: (tree fragment)); serving it without (ASGILifespan auto)2.02.43.0: : name and value must be bytes, not ?ASGIEventLoop uvloop: uvloop is not installed in this Python (pip install uvloop)NoneNote that Cython is deliberately stricter than PEP-484 and rejects subclasses of builtin types. If you need to pass subclasses then set the \047annotation_typing\047 directive to False.PYH0203: exception in ASGI app PYH0204: invalid ASGI message PYH0205: ASGI lifespan startup of \047PYH0206: \047PYH0207: ASGI lifespan startup of \047%s\047 did not finish within %g s; its requests wait for itPYH0208: ASGI lifespan of \047PYH0208: ASGI lifespan shutdown of \047PYH0209: ASGI lifespan shutdown did not finish within %g s; stopping the loop anywayPYH0214: ASGI bridge error: The lifespan protocol for one app: startup once per process, state\n    shared (shallow-copied) into every request\047s scope, shutdown at exit.\n    Made on any thread; its asyncio objects are made on the loop.a message must be a dict with a \047type\047, not add_notebody must be bytes, not %scontent-length disableenablefor gcheader header name headers must be an iterable of [name, value] pairs, not %shttp.disconnecthttp.requesthttp.response.bodyhttp.response.body after the response was completehttp.response.body before http.response.starthttp.response.starthttp.response.start sent twiceinvalid ASGI message: isenabledlatin-1lifespan.shutdownlifespan.shutdown.completelifespan.shutdown.failedlifespan.startuplifespan.startup.completelifespan.startup.failedno default __reduce__ due to non-trivial __cinit__pyhost-asgi-looppython/pyhost/_asgi.pyxreceive() called while another receive() is waitingsend() after the clie""nt went away (ASGI www spec 2.4).status %d is not a 3-digit HTTP statusstatus must be an int, not %sthe client went awayunknown lifespan message type unknown message type utf-8ClientDisconnectedEventLifespanLifespan.__init__Lifespan.is_failedLifespan.mainLifespan.readyLifespan.receiveLifespan.sendLifespan.shutdownLoopLoop.__reduce_cython__Loop.__setstate_cython__Loop._drainLoop.lifespan_forRequestRequest.__reduce_cython__Request.__setstate_cython__Request.finishRequest.receiveRequest.runRequest.sendThreadTimeoutError_C_API__Pyx_PyDict_NextRef__annotate____await____doc____func____getstate____init____main____metaclass____module____mro_entries____name____prepare____pyx_state__pyx_vtable____qualname____reduce____reduce_cython____reduce_ex____set_name____setstate____setstate_cython____test____traceback___drain_is_coroutine_run_loop_startadd_readerappargsasgiasyncioasyncio.coroutinesbodycall_sooncall_soon_threadsafeclientcline_in_tracebackcloseconcurrentconcurrent.futurescreate_futurecreate_taskddaemondatadecodedonedone_statuseerrextensionsfailedfinishformat_exceptionfuturesgathergetget_running_loopheadershttphttp_versionidis_aliveis_failedis_setitemsjoinkindlifespanlifespan_forlooploop_stop.<locals>.shutdown_alllowerlplsmainmessagemethodmodemoremore_bodymsgnamenew_event_loopnextpathpoppyhost._asgiquery_stringraw_pathreadyready_evreceivereplacereqresultreturn_exceptionsroot_pathrstriprunrun_coroutine_threadsaferun_foreverschemescopeselfsendsent_startupserversetset_event_loopset_exceptionset_resultsetdefaultshut_doneshutdownshutdown_allshutdown_evshutting_downspec_versionstartstartedstatestatusstopsupportedtargettaskthreadingthrowtracebacktypeuvloopvaluevaluesversionwwaitwherexcontent-lengthhttp.disconnect\200\001\330\004\007\200s\210%\210|\2301\230C\230t\2401\200\001\330\004\n\210+\220Q\200\001\330\004\013\210?\230!\2301\330\004\010\210\n\220!\2207\230!\330\004\005\330\010\014\210L\230\001\340\010\017\210\177\230a\230q\200A\330\010\014\210F\220!\200A\330\010\014\210F\220!""\330\010\014\210G\2201\330\010\014\210H\220A\330\010\014\210H\220D\230\007\230q\240\t\250\036\260z\300\021\300&\310\014\320TW\320WX\320XY\330\010\014\210I\220Q\330\010\014\210J\220a\330\010\014\210M\230\021\330\010\014\210L\230\001\330\010\014\210H\220A\330\010\014\320\014\034\230A\330\010\014\320\014\035\230Q\200A\330\010\r\210T\220\032\2304\230q\240\002\240!\2401\330\010\013\2103\210c\220\025\220c\230\022\2305\240\007\240q\330\014\021\220\030\230\021\230&\240\005\240V\2501\330\014\020\220\n\230!\2302\230Q\230h\240a\330\010\017\210q\200A\330\010\017\210t\2208\2304\230t\240:\250W\260E\270\024\270T\300\031\310\047\320QR\200A\330\010 \240\004\240A\340\010\020\220\014\230C\230t\2406\250\021\250!\330\037#\2406\250\021\250+\260W\270A\270Q\330\010\016\210a\330\010\013\2104\210y\230\007\230q\330\014\022\320\0229\270\023\270G\3004\300q\330\014\017\210t\2207\230!\330\020\027\220u\230B\230j\250\001\250\021\330\r\021\220\027\230\001\330\014\022\320\022:\270#\270W\300J\310a\310q\330\010\013\2104\210t\2201\330\014\r\210_\230A\330\014\017\210t\2207\230!\330\020\027\220s\230\047\240\021\240)\2501\330\020\021\220\031\230&\240\001\240\021\330\014\017\210t\2203\220e\2305\240\001\240\023\240O\2603\260a\330\020\021\330\014\020\220\001\220\021\220!\330\014\r\210Y\220a\330\010\013\2104\210w\220a\330\014\020\220\001\220\024\220U\230)\2404\240r\250\021\210!";
+    #else /* compression: none (4217 bytes) */
+static const char bytes[] = "\n  (after the response was sent) and  at shutdown has a value with CR, LF or another control character is not a [name, value] pair:  is not a number is not an HTTP token\047 does not take the ASGI lifespan protocol (\047 failed: \047 failed; its requests get 503: \047 raised\047 raised; its requests get 503: (tree fragment)); serving it without (ASGILifespan auto)2.02.43.0: : name and value must be bytes, not ?ASGIEventLoop uvloop: uvloop is not installed in this Python (pip install uvloop)NoneNote that Cython is deliberately stricter than PEP-484 and rejects subclasses of builtin types. If you need to pass subclasses then set the \047annotation_typing\047 directive to False.PYH0203: exception in ASGI app PYH0204: invalid ASGI message PYH0205: ASGI lifespan startup of \047PYH0206: \047PYH0207: ASGI lifespan startup of \047%s\047 did not finish within %g s; its requests wait for itPYH0208: ASGI lifespan of \047PYH0208: ASGI lifespan shutdown of \047PYH0209: ASGI lifespan shutdown did not finish within %g s; stopping the loop anywayPYH0214: ASGI bridge error: The lifespan protocol for one app: startup once per process, state\n    shared (shallow-copied) into every request\047s scope, shutdown at exit.\n    Made on any thread; its asyncio objects are made on the loop.a message must be a dict with a \047type\047, not add_notebody must be bytes, not %scontent-length disableenablefor gcheader header name headers must be an iterable of [name, value] pairs, not %shttp.disconnecthttp.requesthttp.response.bodyhttp.response.body after the response was completehttp.response.body before http.response.starthttp.response.starthttp.response.start sent twiceinvalid ASGI message: isenabledlatin-1lifespan.shutdownlifespan.shutdown.completelifespan.shutdown.failedlifespan.startuplifespan.startup.completelifespan.startup.failedno default __reduce__ due to non-trivial __cinit__pyhost-asgi-looppython/pyhost/_asgi.pyxreceive() called while another receive() is waitingsend() after the clie""nt went away (ASGI www spec 2.4).status %d is not a 3-digit HTTP statusstatus must be an int, not %sthe client went awayunknown lifespan message type unknown message type utf-8ClientDisconnectedEventLifespanLifespan.__init__Lifespan.is_failedLifespan.mainLifespan.readyLifespan.receiveLifespan.sendLifespan.shutdownLoopLoop.__reduce_cython__Loop.__setstate_cython__Loop._drainLoop.lifespan_forRequestRequest.__reduce_cython__Request.__setstate_cython__Request.finishRequest.receiveRequest.runRequest.sendThreadTimeoutError_C_API__Pyx_PyDict_NextRef__annotate____await____doc____func____getstate____init____main____metaclass____module____mro_entries____name____prepare____pyx_state__pyx_vtable____qualname____reduce____reduce_cython____reduce_ex____set_name____setstate____setstate_cython____test____traceback___drain_is_coroutine_run_loop_startadd_readerappargsasgiasyncioasyncio.coroutinesbodycall_sooncall_soon_threadsafeclientcline_in_tracebackcloseconcurrentconcurrent.futurescreate_futurecreate_taskddaemondatadecodedonedone_statuseerrextensionsfailedfinishformat_exceptionfuturesgathergetget_running_loopheadershttphttp_versionidis_aliveis_failedis_setitemsjoinkindlifespanlifespan_forlooploop_stop.<locals>.shutdown_alllowerlplsmainmessagemethodmodemoremore_bodymsgnamenew_event_loopnextpathpoppyhost._asgiquery_stringraw_pathreadyready_evreceivereplacereqresultreturn_exceptionsroot_pathrstriprunrun_coroutine_threadsaferun_foreverschemescopeselfsendsent_startupserversetset_event_loopset_exceptionset_resultsetdefaultshut_doneshutdownshutdown_allshutdown_evshutting_downspec_versionstartstartedstatestatusstopsupportedtargettaskthreadingthrowtracebacktypeuvloopvaluevaluesversionwwaitwherexcontent-lengthhttp.disconnect\200\001\330\004\007\200s\210%\210|\2301\230C\230t\2401\200\001\330\004\n\210+\220Q\200\001\330\004\013\210?\230!\2301\330\004\010\210\n\220!\2207\230!\330\004\005\330\010\014\210L\230\001\340\010\017\210\177\230a\230q\200A\330\010\014\210F\220!\200A\330\010\014\210F\220!""\330\010\014\210G\2201\330\010\014\210H\220A\330\010\014\210H\220D\230\007\230q\240\t\250\036\260z\300\021\300&\310\014\320TW\320WX\320XY\330\010\014\210I\220Q\330\010\014\210J\220a\330\010\014\210M\230\021\330\010\014\210L\230\001\330\010\014\210H\220A\330\010\014\320\014\034\230A\330\010\014\320\014\035\230Q\200A\330\010\r\210T\220\032\2304\230q\240\002\240!\2401\330\010\013\2103\210c\220\025\220c\230\022\2305\240\007\240q\330\014\021\220\030\230\021\230&\240\005\240V\2501\330\014\020\220\n\230!\2302\230Q\230h\240a\330\010\017\210q\200A\330\010\017\210t\2208\2304\230t\240:\250W\260E\270\024\270T\300\031\310\047\320QR\200A\330\010 \240\004\240A\340\010\020\220\014\230C\230t\2406\250\021\250!\330\037#\2406\250\021\250+\260W\270A\270Q\330\010\016\210a\330\010\013\2104\210}\230D\240\n\250!\2505\260\001\330\014\022\220!\330\010\013\2104\210y\230\007\230q\330\014\022\320\0229\270\023\270G\3004\300q\330\014\017\210t\2207\230!\330\020\027\220u\230B\230j\250\001\250\021\330\r\021\220\027\230\001\330\014\022\320\022:\270#\270W\300J\310a\310q\330\010\013\2104\210t\2201\330\014\r\210_\230A\330\014\017\210t\2207\230!\330\020\027\220s\230\047\240\021\240)\2501\330\020\021\220\031\230&\240\001\240\021\330\014\017\210t\2203\220e\2305\240\001\240\023\240O\2603\260a\330\020\021\330\014\020\220\001\220\021\220!\330\014\r\210Y\220a\330\010\013\2104\210w\220a\330\014\020\220\001\220\024\220U\230)\2404\240r\250\021\210!";
     PyObject *data = NULL;
     #define __Pyx_DecompressString_UNUSED
     #define __Pyx_DecompressString_LZSS_UNUSED
@@ -21245,7 +21291,7 @@ static int __Pyx_CreateCodeObjects(__pyx_mstatetype *__pyx_mstate) {
   {
     const __Pyx_PyCode_New_function_description descr = {3, 0, 0, 7, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 511};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_err, __pyx_mstate->__pyx_n_u_done_status, __pyx_mstate->__pyx_n_u_x, __pyx_mstate->__pyx_n_u_data, __pyx_mstate->__pyx_n_u_where, __pyx_mstate->__pyx_n_u_msg};
-    __pyx_mstate_global->__pyx_codeobj_tab[16] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_python_pyhost__asgi_pyx, __pyx_mstate->__pyx_n_u_finish, __pyx_mstate->__pyx_kp_b_iso88591_A_A_Ct6_6_WAQ_a_4y_q_9_G4q_t7_uB, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[16])) goto bad;
+    __pyx_mstate_global->__pyx_codeobj_tab[16] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_python_pyhost__asgi_pyx, __pyx_mstate->__pyx_n_u_finish, __pyx_mstate->__pyx_kp_b_iso88591_A_A_Ct6_6_WAQ_a_4_D_5_4y_q_9_G4q, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[16])) goto bad;
   }
   {
     const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 1, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 1};
@@ -21258,7 +21304,7 @@ static int __Pyx_CreateCodeObjects(__pyx_mstatetype *__pyx_mstate) {
     __pyx_mstate_global->__pyx_codeobj_tab[18] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_tree_fragment, __pyx_mstate->__pyx_n_u_setstate_cython, __pyx_mstate->__pyx_kp_b_iso88591_Q, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[18])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 1, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 536};
+    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 1, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 538};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_req};
     __pyx_mstate_global->__pyx_codeobj_tab[19] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_python_pyhost__asgi_pyx, __pyx_mstate->__pyx_n_u_start_2, __pyx_mstate->__pyx_kp_b_iso88591_s_1Ct1, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[19])) goto bad;
   }

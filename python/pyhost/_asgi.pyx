@@ -82,7 +82,7 @@ cdef class Loop:
             pass  # EAGAIN: a completion raced the last drain; take it anyway
         x = self.host.take_completed(self.host.ctx)
         while x != NULL:
-            nxt = x.next
+            nxt = x.taken_next
             # alive: every queued completion holds a posted reference
             req = <Request>x.owner
             req.completed(x.taken)
@@ -514,6 +514,8 @@ cdef class Request:
         where = "for %s %s" % (self.scope["method"],
                                self.scope["raw_path"].decode("latin-1"))
         msg = None
+        if self.client_gone and isinstance(err, ClientDisconnected):
+            err = None  # the client left: not the app's fault, nothing to log
         if self.problem is not None:
             msg = "PYH0204: invalid ASGI message %s: %s" % (where, self.problem)
             if err is not None:

@@ -34,6 +34,7 @@ cdef extern from "asgi_api.h" nogil:
         PyObject *owner
         unsigned taken
         pyh_asgi_xfer *next
+        pyh_asgi_xfer *taken_next
 
     ctypedef struct pyh_asgi_scope_in:
         const char *method

@@ -1244,5 +1244,10 @@ int pyh_relay_serve(pyh_dconn *dc)
         return -1;
     relay_request_rec(&ctx, &fx, req, &q);
     relay_finish(&ctx, relay_run_app(req));
+    /* Now, not at this thread's next request: what the request's pool
+     * holds must not outlive it (a wsgi.file_wrapper bucket's own
+     * descriptor would keep the file open, deleted or not, while the
+     * thread waits). */
+    apr_pool_clear(relay_pool);
     return dc->broken ? -1 : 0;
 }

@@ -588,11 +588,15 @@ static int wsgi_send(pyh_request *req, const char *data, apr_size_t len,
     if (req->content_length >= 0
         && (apr_off_t)len > req->content_length - req->body_sent)
         len = (apr_size_t)(req->content_length - req->body_sent);
-    if (len) {
+    /* HEAD: once the headers are out (sent_bodyct), body can only be
+     * eaten; HTTP/1.1's header filter does, mod_http2 only in the brigade
+     * that carried the headers and sends the rest as DATA frames, which
+     * clients reject (PROTOCOL_ERROR). Before that it is kept, so that
+     * Apache can still count it for Content-Length as for GET. */
+    if (len && !(req->r->header_only && req->r->sent_bodyct))
         APR_BRIGADE_INSERT_TAIL(req->obb,
                                 apr_bucket_transient_create(data, len, ba));
-        req->body_sent += len;
-    }
+    req->body_sent += len;
     if (!flush)
         return 0;
     APR_BRIGADE_INSERT_TAIL(req->obb, apr_bucket_flush_create(ba));

@@ -779,7 +779,9 @@ static int wsgi_send_file(pyh_request *req, file_wrapper_object *fw)
         wsgi_commit_headers(req);
     if (req->override_status)
         return 0;
-    apr_brigade_insert_file(req->obb, af, pos, length, r->pool);
+    /* HEAD after write() sent the headers: no body (see wsgi_send). */
+    if (!(r->header_only && r->sent_bodyct))
+        apr_brigade_insert_file(req->obb, af, pos, length, r->pool);
     req->body_sent += length;
     /* One pass: the file, a FLUSH when it is large (wsgi_finish), EOS. */
     return wsgi_finish(req);

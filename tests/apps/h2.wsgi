@@ -36,6 +36,13 @@ def file_nolength(environ, start_response):
     return environ["wsgi.file_wrapper"](open(os.path.join(DATA_DIR, "h2-big.bin"), "rb"))
 
 
+def file_after_write(environ, start_response):
+    # write() sends the headers first; the file follows in a later pass.
+    write = start_response("200 OK", [("Content-Type", "application/octet-stream")])
+    write(b"head-")
+    return environ["wsgi.file_wrapper"](open(os.path.join(DATA_DIR, "h2-small.bin"), "rb"))
+
+
 def stream(environ, start_response):
     # A generator: each chunk is flushed on its own (no Content-Length).
     start_response("200 OK", [("Content-Type", "application/octet-stream")])
@@ -120,6 +127,7 @@ CASES = {
     "/file-big": file_big,
     "/file-small": file_small,
     "/file-nolength": file_nolength,
+    "/file-after-write": file_after_write,
     "/stream": stream,
     "/stream-length": stream_length,
     "/list": big_list,

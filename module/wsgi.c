@@ -764,8 +764,8 @@ static int wsgi_send_file(pyh_request *req, file_wrapper_object *fw)
      * with one log entry, not a cut response. */
     if (length && (rv = wsgi_own_file(r, fd, flags, &af)) != APR_SUCCESS) {
         PyErr_Format(PyExc_OSError,
-                     "could not take a descriptor of its own for the "
-                     "wsgi.file_wrapper's file: %s",
+                     "could not duplicate the descriptor of the "
+                     "wsgi.file_wrapper's file for Apache: %s",
                      apr_strerror(rv, err, sizeof(err)));
         return -1;
     }

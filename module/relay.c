@@ -437,7 +437,8 @@ static apr_status_t relay_big_data(relay_resp *rs, uint32_t len)
 {
     char *data = apr_bucket_alloc(len, rs->ba);
     apr_status_t rv = rc_read(rs->rc, data, len, rs->io_timeout);
-    if (rv != APR_SUCCESS) {
+    /* HEAD after the headers went out: read, then dropped (relay_frame). */
+    if (rv != APR_SUCCESS || (rs->r->header_only && rs->r->sent_bodyct)) {
         apr_bucket_free(data);
         return rv;
     }
@@ -508,7 +509,9 @@ static apr_status_t relay_frame(relay_resp *rs, int type, char *payload,
     case PYH_F_DATA:
         if (!rs->headers)
             return APR_EGENERAL;
-        if (len) {
+        /* HEAD: body after the headers went out is dropped here, as
+         * wsgi_send does in embedded mode (mod_http2 would send it). */
+        if (len && !(rs->r->header_only && rs->r->sent_bodyct)) {
             apr_brigade_write(rs->bb, NULL, NULL, payload, len);
             rs->pending += len;
         }
@@ -1244,5 +1247,10 @@ int pyh_relay_serve(pyh_dconn *dc)
         return -1;
     relay_request_rec(&ctx, &fx, req, &q);
     relay_finish(&ctx, relay_run_app(req));
+    /* Now, not at this thread's next request: what the request's pool
+     * holds must not outlive it (a wsgi.file_wrapper bucket's own
+     * descriptor would keep the file open, deleted or not, while the
+     * thread waits). */
+    apr_pool_clear(relay_pool);
     return dc->broken ? -1 : 0;
 }

@@ -324,3 +324,74 @@ def test_serve_refuses_a_taken_port_and_a_missing_target():
     p = subprocess.run([PYHOST, "serve", "nosuchmodule:app"], capture_output=True, text=True,
                        timeout=30, cwd="/tmp")
     assert p.returncode == 2 and "module nosuchmodule is not found" in p.stderr
+
+
+def _request_in_flight(s, workspace, token, seconds):
+    """Starts GET /?sleep=seconds in a thread; returns (thread, result dict)
+    once the app has started on it."""
+    result = {}
+
+    def fetch():
+        try:
+            r = s.get("/?sleep=%s&token=%s" % (seconds, token))
+            result["status"], result["body"] = r.status, r.body
+        except Exception as e:  # the assertion below reports it
+            result["error"] = repr(e)
+
+    t = threading.Thread(target=fetch, daemon=True)
+    t.start()
+    started = os.path.join(workspace.state, "started-" + token)
+    assert harness.wait_for(lambda: os.path.exists(started), timeout=15), s.output()
+    return t, result
+
+
+@pytest.mark.parametrize("mode", ["embedded", "daemon"])
+def test_serve_sigterm_lets_requests_in_flight_finish(serve, workspace, token, mode):
+    # A container's stop (docker stop, a rolling update) is a SIGTERM: the
+    # request in flight must complete, not be cut, and Python must end
+    # normally (atexit handlers run).
+    args = [os.path.join(workspace.apps, "slow_serve.py"), "--port", harness.free_port()]
+    if mode == "daemon":
+        args += ["--daemon", "--daemon-processes", "1"]
+    s = serve(*args)
+    s.wait_url()
+    t, result = _request_in_flight(s, workspace, token, 2)
+    s.proc.send_signal(signal.SIGTERM)
+    t.join(20)
+    assert result == {"status": 200, "body": b"slept 2.0\n"}, (result, s.output())
+    assert s.proc.wait(30) == 0, s.output()
+    for r in s.readers:
+        r.join(5)
+    assert "stopping gracefully: 1 request in flight" in s.output(), s.output()
+    finalized = [n for n in os.listdir(workspace.state) if n.startswith("finalized-" + token)]
+    assert finalized, "Python was not finalized (no atexit marker):\n" + s.output()
+
+
+def test_serve_stuck_request_is_cut_after_graceful_timeout(serve, workspace, token):
+    # A request that never ends must not hold the stop past the timeout.
+    s = serve(os.path.join(workspace.apps, "slow_serve.py"), "--port", harness.free_port(),
+              "--graceful-timeout", "1")
+    s.wait_url()
+    t, result = _request_in_flight(s, workspace, token, 60)
+    t0 = time.monotonic()
+    s.proc.send_signal(signal.SIGTERM)
+    assert s.proc.wait(30) == 0, s.output()
+    took = time.monotonic() - t0
+    t.join(10)
+    assert "status" not in result, result
+    assert took < 20, "stop took %.1fs:\n%s" % (took, s.output())
+    assert "waiting up to 1s" in s.output(), s.output()
+
+
+def test_serve_second_ctrl_c_stops_at_once(serve, workspace, token):
+    s = serve(os.path.join(workspace.apps, "slow_serve.py"), "--port", harness.free_port())
+    s.wait_url()
+    t, result = _request_in_flight(s, workspace, token, 60)
+    s.proc.send_signal(signal.SIGINT)
+    assert harness.wait_for(lambda: "stopping gracefully" in s.output(), timeout=10), s.output()
+    t0 = time.monotonic()
+    s.proc.send_signal(signal.SIGINT)
+    assert s.proc.wait(30) == 0, s.output()
+    # The default graceful timeout is 30 s: a second Ctrl-C must not wait it out.
+    assert time.monotonic() - t0 < 20, s.output()
+    assert "stopping now" in s.output(), s.output()

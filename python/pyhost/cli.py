@@ -111,10 +111,76 @@ def _die_with_parent():
         pass
 
 
-def run_httpd(httpd, conf, server_root, host, port, urls, watcher=None):
+def open_connections(port):
+    """Server-side TCP connections on `port` still open (not listening, not
+    in TIME_WAIT), from /proc/net/tcp and tcp6. During a graceful stop Apache
+    has closed its idle keep-alive connections, so these are the requests
+    still in flight."""
+    wanted = "%04X" % port
+    count = 0
+    for name in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(name) as f:
+                rows = f.read().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            if len(fields) > 3 and fields[1].rsplit(":", 1)[1] == wanted \
+                    and fields[3] not in ("0A", "06"):
+                count += 1
+    return count
+
+
+class Stopper:
+    """The stop sequence: the first SIGINT/SIGTERM asks httpd for a graceful
+    stop (SIGWINCH: listeners close, requests in flight finish, up to
+    GracefulShutdownTimeout); a second one, or the timeout passing, asks for an
+    immediate stop (SIGTERM); httpd's whole process group is killed if it is
+    still there SHUTDOWN_TIMEOUT later."""
+
+    def __init__(self, proc, port, graceful_timeout):
+        self.proc, self.port, self.graceful_timeout = proc, port, graceful_timeout
+        self.graceful_at = self.immediate_at = None
+
+    def requested(self):
+        return self.graceful_at is not None
+
+    def on_signal(self, signum=None, frame=None):
+        if self.proc.poll() is not None:
+            return
+        if self.graceful_at is None and self.graceful_timeout > 0:
+            self.graceful_at = time.monotonic()
+            os.kill(self.proc.pid, signal.SIGWINCH)
+            n = open_connections(self.port) if self.port else 0
+            print("pyhost: stopping gracefully: %d request%s in flight, waiting up to %gs "
+                  "(Ctrl-C again to stop now)" % (n, "" if n == 1 else "s", self.graceful_timeout),
+                  flush=True)
+        elif self.immediate_at is None:
+            self.graceful_at = self.graceful_at or time.monotonic()
+            self.immediate_at = time.monotonic()
+            os.kill(self.proc.pid, signal.SIGTERM)
+            print("pyhost: stopping now", flush=True)
+
+    def tick(self):
+        """Called while httpd runs after a stop was asked for."""
+        now = time.monotonic()
+        if self.immediate_at is None:
+            # httpd enforces GracefulShutdownTimeout itself; this is the net
+            # under it, a little later.
+            if now - self.graceful_at > self.graceful_timeout + 5:
+                self.on_signal()
+        elif now - self.immediate_at > SHUTDOWN_TIMEOUT:
+            # httpd's group: its children are in it too (own session).
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+
+def run_httpd(httpd, conf, server_root, host, port, urls, watcher=None, graceful_timeout=30):
     """Start httpd in the foreground, report its URLs, stop it on SIGINT or
-    SIGTERM; with a reloader.ChangeWatcher, restart it gracefully when the
-    app's code changes. Returns the exit code for pyhost."""
+    SIGTERM (gracefully first, see Stopper); with a reloader.ChangeWatcher,
+    restart it gracefully when the app's code changes. Returns the exit code
+    for pyhost."""
     proc = subprocess.Popen(
         [httpd, "-d", server_root, "-f", conf, "-DFOREGROUND"],
         # Its own session: a terminal's Ctrl-C reaches only us, and we decide
@@ -122,32 +188,21 @@ def run_httpd(httpd, conf, server_root, host, port, urls, watcher=None):
         start_new_session=True,
         preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
     )
-    stop_requested = []  # monotonic time of the first SIGINT/SIGTERM
-
-    def on_signal(signum, frame):
-        if not stop_requested:
-            stop_requested.append(time.monotonic())
-            if proc.poll() is None:
-                os.kill(proc.pid, signal.SIGTERM)
-
-    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    stopper = Stopper(proc, port, graceful_timeout)
+    old = {s: signal.signal(s, stopper.on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         if wait_for_listen(proc, host, port, STARTUP_TIMEOUT):
             print("pyhost: serving on %s (Apache pid %d, config %s)"
                   % (" and ".join(urls), proc.pid, conf), flush=True)
-        elif not stop_requested and proc.poll() is None:
-            on_signal(None, None)
+        elif not stopper.requested() and proc.poll() is None:
+            os.kill(proc.pid, signal.SIGTERM)
             proc.wait()
             return error("Apache did not listen on %s:%d within %ds (config %s)"
                          % (host, port, STARTUP_TIMEOUT, conf), 1)
 
         while proc.poll() is None:
-            if stop_requested:
-                if time.monotonic() - stop_requested[0] > SHUTDOWN_TIMEOUT:
-                    # httpd's group: its children are in it too (own session).
-                    os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait()
-                    break
+            if stopper.requested():
+                stopper.tick()
             elif watcher is not None:
                 changed = watcher.poll()
                 if changed:
@@ -155,7 +210,7 @@ def run_httpd(httpd, conf, server_root, host, port, urls, watcher=None):
                           flush=True)
                     os.kill(proc.pid, signal.SIGUSR1)
             time.sleep(0.2)
-        if stop_requested:
+        if stopper.requested():
             return 0
         return error("Apache exited with status %s (its error log is above; config %s)"
                      % (proc.returncode, conf), 1)
@@ -269,6 +324,7 @@ def cmd_serve(args):
         daemon=args.daemon,
         daemon_processes=args.daemon_processes or 2,
         daemon_threads=args.daemon_threads or 10,
+        graceful_timeout=args.graceful_timeout,
     )
     conf = serverconf.write(cfg)
     if setup_dir:
@@ -279,7 +335,8 @@ def cmd_serve(args):
     urls = ["http://%s/" % serverconf.listen_address(args.host, args.port)]
     if args.https_port:
         urls.append("https://%s/" % serverconf.listen_address(args.host, args.https_port))
-    code = run_httpd(httpd, conf, server_root, args.host, args.port, urls, watcher)
+    code = run_httpd(httpd, conf, server_root, args.host, args.port, urls, watcher,
+                     graceful_timeout=args.graceful_timeout)
     if made_root and code == 0:
         shutil.rmtree(server_root, ignore_errors=True)
     return code
@@ -317,6 +374,13 @@ def positive_int(text):
     return value
 
 
+def non_negative_int(text):
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be 0 or more")
+    return value
+
+
 def port_number(text):
     value = int(text)
     if not 0 < value < 65536:
@@ -341,6 +405,9 @@ def add_serve_arguments(p):
                    help="add to sys.path (WSGIPythonPath); repeatable")
     p.add_argument("--url-alias", nargs=2, action="append", default=[], metavar=("URL", "DIR"),
                    help="serve the files in DIR at URL with Apache itself (static files); repeatable")
+    p.add_argument("--graceful-timeout", type=non_negative_int, default=30, metavar="SECONDS",
+                   help="on SIGTERM or the first Ctrl-C, let requests in flight finish for up to "
+                        "this long (default 30; 0 stops at once); a second Ctrl-C stops at once")
     p.add_argument("--reload", action="store_true",
                    help="restart the app when a Python source file it loaded changes (development)")
     p.add_argument("--https-port", type=port_number, help="also serve HTTPS on this port")

@@ -44,6 +44,7 @@ class ServeConfig:
     daemon: bool = False  # run the app in a WSGIDaemonProcess group
     daemon_processes: int = 2
     daemon_threads: int = 10
+    graceful_timeout: int = 30  # GracefulShutdownTimeout (and daemons' graceful-timeout)
 
     def resolved_processes(self):
         if self.processes is not None:
@@ -184,6 +185,9 @@ def render(cfg):
         "ServerRoot %s" % quote(root),
         "DefaultRuntimeDir %s" % quote(os.path.join(root, "run")),
         "PidFile %s" % quote(os.path.join(root, "run", "httpd.pid")),
+        # pyhost serve stops with a graceful stop (SIGWINCH): requests in
+        # flight get this long to finish.
+        "GracefulShutdownTimeout %d" % cfg.graceful_timeout,
         "Mutex file:%s default" % os.path.join(root, "run"),
         "",
         *_load_module_lines(cfg),

@@ -100,7 +100,7 @@ def blocking_component(path, who):
 
 PYTHON_FIX = (
     "use a Python and venv outside {blocker}, e.g. `/usr/bin/python3 -m venv /opt/venv`, "
-    "install pyhost there and run that venv's pyhost"
+    "install mod-pyhost there and run that venv's pyhost"
 )
 
 

@@ -107,20 +107,20 @@ def check_python(module_path):
     try:
         from . import _buildinfo
     except ImportError:
-        return [Line("python", False, "no build information next to the module: reinstall pyhost "
+        return [Line("python", False, "no build information next to the module: reinstall mod-pyhost "
                      "(`pip install --no-cache-dir pyhost`) with this Python")]
     venv = " in venv %s" % sys.prefix if sys.prefix != sys.base_prefix else ""
     if _buildinfo.PYTHON_VERSION != running:
-        return [Line("python", False, "module built for Python %s, this is Python %s%s: reinstall pyhost "
-                     "with this Python (`%s -m pip install --no-cache-dir --force-reinstall pyhost`)"
+        return [Line("python", False, "module built for Python %s, this is Python %s%s: reinstall mod-pyhost "
+                     "with this Python (`%s -m pip install --no-cache-dir --force-reinstall mod-pyhost`)"
                      % (_buildinfo.PYTHON_VERSION, running, venv, sys.executable))]
     if os.path.realpath(_buildinfo.PYTHON_HOME) != os.path.realpath(sys.base_prefix):
         return [Line("python", False, "module built against the Python at %s, this venv's Python is at %s: "
-                     "reinstall pyhost in this venv with --no-cache-dir so it links the right libpython"
+                     "reinstall mod-pyhost in this venv with --no-cache-dir so it links the right libpython"
                      % (_buildinfo.PYTHON_HOME, sys.base_prefix))]
     libver = module_path and linked_libpython(module_path)
     if libver and ("python%s" % running) not in libver[0]:
-        return [Line("python", False, "module links %s but this is Python %s: reinstall pyhost with "
+        return [Line("python", False, "module links %s but this is Python %s: reinstall mod-pyhost with "
                      "--no-cache-dir" % (libver[0], running))]
     return [Line("python", True, "Python %s at %s%s, as the module was built for"
                  % (running, sys.base_prefix, venv))]

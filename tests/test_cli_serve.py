@@ -11,6 +11,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -395,3 +396,65 @@ def test_serve_second_ctrl_c_stops_at_once(serve, workspace, token):
     # The default graceful timeout is 30 s: a second Ctrl-C must not wait it out.
     assert time.monotonic() - t0 < 20, s.output()
     assert "stopping now" in s.output(), s.output()
+
+
+def _serve_fails(args, timeout=60):
+    """Runs pyhost serve expecting it to refuse to start; (code, output)."""
+    proc = subprocess.run([PYHOST, "serve", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, stdin=subprocess.DEVNULL)
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def _pyhost_tmp_dirs():
+    return {n for n in os.listdir(tempfile.gettempdir()) if n.startswith("pyhost-") and
+            not n.startswith(("pyhost-test", "pyhost-docker"))}
+
+
+@pytest.mark.parametrize("script, expected", [
+    ("syntax_error.py", ["SyntaxError", "syntax_error.py\", line 2"]),
+    ("import_error.py", ["ModuleNotFoundError: No module named 'no_such_module_for_pyhost_tests'",
+                         "import_error.py\", line 4, in <module>"]),
+])
+def test_serve_refuses_an_app_that_does_not_load(workspace, script, expected):
+    # mod_wsgi-express and gunicorn fail at boot; pyhost serve used to say
+    # "serving on" and answer 500.
+    before = _pyhost_tmp_dirs()
+    code, out = _serve_fails([os.path.join(workspace.apps, "serve_bad", script),
+                              "--port", harness.free_port()])
+    assert code == 1, out
+    assert "serving on" not in out, out
+    for text in expected:
+        assert text in out, out
+    assert "pyhost: the app failed to load:" in out and "--lazy" in out, out
+    # Readable lines, and none of pyhost's own loading frames.
+    assert "\\n" not in out and "preflight.py" not in out and "<frozen" not in out, out
+    assert _pyhost_tmp_dirs() == before, "a failed start left a server root behind"
+
+
+def test_serve_names_the_callables_a_script_defines(workspace, serve):
+    script = os.path.join(workspace.apps, "serve_bad", "other_name.py")
+    code, out = _serve_fails([script, "--port", harness.free_port()])
+    assert code == 1, out
+    assert "defines no `application`: it defines app, make_app" in out, out
+    assert "--callable-object" in out, out
+    # ... and the option it names works.
+    s = serve(script, "--port", harness.free_port(), "--callable-object", "app")
+    s.wait_url()
+    assert s.get("/").json() == {"served_by": "app"}
+
+
+def test_serve_callable_object_with_module_target(workspace, serve):
+    s = serve("other_name", "--port", harness.free_port(), "--callable-object", "app",
+              cwd=os.path.join(workspace.apps, "serve_bad"))
+    s.wait_url()
+    assert s.get("/").json() == {"served_by": "app"}
+    code, out = _serve_fails(["other_name:make_app", "--callable-object", "app",
+                              "--port", harness.free_port()])
+    assert code == 2 and "give it once" in out, out
+
+
+def test_serve_lazy_starts_a_broken_app_anyway(workspace, serve):
+    s = serve(os.path.join(workspace.apps, "serve_bad", "import_error.py"),
+              "--port", harness.free_port(), "--lazy")
+    s.wait_url()
+    assert s.get("/").status == 500

@@ -2,7 +2,9 @@
 it, check an installation, and serve a WSGI script with a private Apache."""
 
 import argparse
+import dataclasses
 import grp
+import json
 import os
 import pwd
 import shutil
@@ -247,13 +249,43 @@ def serve_problem(args):
     return None
 
 
+PREFLIGHT_TIMEOUT = 120.0  # seconds an app may take to import
+
+
+def _as_child(user, group):
+    """preexec_fn: become Apache's children's user (we are root)."""
+    pw, gid = pwd.getpwnam(user), grp.getgrnam(group).gr_gid
+
+    def drop():
+        os.setgroups([])
+        os.initgroups(user, gid)
+        os.setgid(gid)
+        os.setuid(pw.pw_uid)
+    return drop
+
+
+def preflight(target, user, group):
+    """Loads the app once as Apache's children would (their user, the same
+    sys.path, this working directory); prints why it cannot load. Returns
+    True when it loads."""
+    cmd = [sys.executable, "-m", "pyhost.preflight", json.dumps(dataclasses.asdict(target))]
+    try:
+        proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, timeout=PREFLIGHT_TIMEOUT,
+                              preexec_fn=_as_child(user, group) if user else None)
+    except subprocess.TimeoutExpired:
+        error("the app did not finish loading within %ds" % PREFLIGHT_TIMEOUT)
+        return False
+    return proc.returncode == 0
+
+
 def cmd_serve(args):
     problem = serve_problem(args)
     if problem:
         return error(problem)
     try:
         target = targets.resolve(args.target, django=args.django, django_settings=args.django_settings,
-                                 python_path=split_paths(args.python_path))
+                                 python_path=split_paths(args.python_path),
+                                 callable_object=args.callable_object)
     except targets.TargetError as e:
         return error(str(e))
     try:
@@ -271,6 +303,9 @@ def cmd_serve(args):
         problems = access.check_readable(who, path)
         if problems:
             return error(problems[0].message(who))
+    if not args.lazy and not preflight(target, user, group):
+        return error("nothing was started: fix the app, or pass --lazy to start Apache anyway "
+                     "(the error is then reported at each request)", 1)
     if not args.setup_only:
         for port in filter(None, (args.port, args.https_port)):
             problem = listen_problem(args.host, port)
@@ -325,6 +360,8 @@ def cmd_serve(args):
         daemon_processes=args.daemon_processes or 2,
         daemon_threads=args.daemon_threads or 10,
         graceful_timeout=args.graceful_timeout,
+        callable_object=None if script != target.script or target.callable == "application"
+        else target.callable,
     )
     conf = serverconf.write(cfg)
     if setup_dir:
@@ -405,6 +442,11 @@ def add_serve_arguments(p):
                    help="add to sys.path (WSGIPythonPath); repeatable")
     p.add_argument("--url-alias", nargs=2, action="append", default=[], metavar=("URL", "DIR"),
                    help="serve the files in DIR at URL with Apache itself (static files); repeatable")
+    p.add_argument("--callable-object", metavar="NAME",
+                   help="the WSGI callable's name in the script or module (default application)")
+    p.add_argument("--lazy", action="store_true",
+                   help="do not load the app before starting Apache (a broken app is then "
+                        "reported at each request instead of stopping pyhost serve)")
     p.add_argument("--graceful-timeout", type=non_negative_int, default=30, metavar="SECONDS",
                    help="on SIGTERM or the first Ctrl-C, let requests in flight finish for up to "
                         "this long (default 30; 0 stops at once); a second Ctrl-C stops at once")

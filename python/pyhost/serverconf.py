@@ -44,6 +44,7 @@ class ServeConfig:
     daemon: bool = False  # run the app in a WSGIDaemonProcess group
     daemon_processes: int = 2
     daemon_threads: int = 10
+    callable_object: Optional[str] = None  # WSGIScriptAlias callable-object=
     graceful_timeout: int = 30  # GracefulShutdownTimeout (and daemons' graceful-timeout)
 
     def resolved_processes(self):
@@ -120,7 +121,10 @@ def _mpm_lines(cfg):
 def _mount_lines(cfg):
     # Static URLs (--url-alias) still reach Apache: mod_alias maps before
     # mod_pyhost's WSGIScriptAlias, as it does before mod_wsgi's.
-    return ["WSGIScriptAlias / %s" % quote(cfg.script)]
+    line = "WSGIScriptAlias / %s" % quote(cfg.script)
+    if cfg.callable_object:
+        line += " callable-object=%s" % cfg.callable_object
+    return [line]
 
 
 DAEMON_GROUP = "pyhost"

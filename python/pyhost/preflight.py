@@ -1,0 +1,84 @@
+"""Loads the app `pyhost serve` is about to serve, the way Apache's children
+will (their user, their sys.path), so a syntax error, an import error or a
+missing callable stops `pyhost serve` before it says it serves, with a
+traceback a person can read. Run as `python -m pyhost.preflight JSON`; the
+exit status is 0 when the app loaded and its callable is callable."""
+
+import importlib
+import importlib.util
+import json
+import os
+import sys
+import traceback
+import types
+from importlib.machinery import SourceFileLoader
+
+LOADED, FAILED = 0, 1
+
+
+def _user_frames(exc):
+    """The exception's traceback without the loading machinery's frames
+    (this file, importlib's bootstrap): what the user wrote."""
+    te = traceback.TracebackException.from_exception(exc)
+    here = os.path.abspath(__file__)
+    keep = [f for f in te.stack
+            if os.path.abspath(f.filename) != here and not f.filename.startswith("<frozen ")]
+    te.stack = traceback.StackSummary.from_list(keep)
+    return "".join(te.format())
+
+
+def _candidates(owner):
+    """Names an app could be served by: public callables the module holds
+    that are neither modules nor classes."""
+    return sorted(name for name, value in vars(owner).items()
+                  if not name.startswith("_") and callable(value)
+                  and not isinstance(value, (types.ModuleType, type)))
+
+
+def _load(spec):
+    """(owner, what) where owner is the module the callable lives in."""
+    if spec["kind"] == "script":
+        loader = SourceFileLoader("_pyhost_app", spec["script"])
+        module = importlib.util.module_from_spec(importlib.util.spec_from_loader(loader.name, loader))
+        sys.modules[loader.name] = module
+        loader.exec_module(module)
+        return module, spec["script"]
+    if spec.get("settings"):
+        os.environ.setdefault("DJANGO_SETTINGS_MODULE", spec["settings"])
+    if spec.get("module"):
+        return importlib.import_module(spec["module"]), "module " + spec["module"]
+    from django.core.wsgi import get_wsgi_application
+    return types.SimpleNamespace(application=get_wsgi_application()), spec["description"]
+
+
+def check(spec, out=sys.stderr):
+    sys.path[0:0] = [p for p in spec["python_path"] if p not in sys.path]
+    try:
+        owner, what = _load(spec)
+        obj = owner
+        for name in spec["callable"].split("."):
+            if not hasattr(obj, name):
+                names = _candidates(owner) if isinstance(owner, types.ModuleType) else []
+                out.write("pyhost: %s defines no `%s`%s; pick the app with --callable-object NAME "
+                          "(or TARGET module:NAME)\n"
+                          % (what, spec["callable"],
+                             ": it defines %s" % ", ".join(names) if names else " and no other callable"))
+                return FAILED
+            obj = getattr(obj, name)
+        if not callable(obj):
+            out.write("pyhost: `%s` in %s is a %s, not a WSGI callable\n"
+                      % (spec["callable"], what, type(obj).__name__))
+            return FAILED
+    except BaseException as e:  # SystemExit and KeyboardInterrupt from an app too
+        out.write("pyhost: the app failed to load:\n%s" % _user_frames(e))
+        return FAILED
+    return LOADED
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    return check(json.loads(argv[0]))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -27,8 +27,8 @@ class Serve:
     """One `pyhost serve` process; its output is collected by threads so
     Apache never blocks on a full pipe."""
 
-    def __init__(self, args, cwd=None):
-        self.args = [PYHOST, "serve", *args]
+    def __init__(self, args, cwd=None, prefix=()):
+        self.args = [*prefix, PYHOST, "serve", *args]
         self.proc = subprocess.Popen(self.args, cwd=cwd, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
         self.out, self.err = [], []
@@ -87,8 +87,8 @@ class Serve:
 def serve():
     started = []
 
-    def start(*args, cwd=None):
-        s = Serve([str(a) for a in args], cwd=cwd)
+    def start(*args, cwd=None, prefix=()):
+        s = Serve([str(a) for a in args], cwd=cwd, prefix=prefix)
         started.append(s)
         return s
 
@@ -458,3 +458,61 @@ def test_serve_lazy_starts_a_broken_app_anyway(workspace, serve):
               "--port", harness.free_port(), "--lazy")
     s.wait_url()
     assert s.get("/").status == 500
+
+
+def test_serve_output_redirected_to_a_file_keeps_every_line(workspace, token, tmp_path):
+    # `pyhost serve ... > log 2>&1`: Apache used to reopen /dev/stdout and
+    # /dev/stderr, writing over pyhost's own lines at its own offsets.
+    out = tmp_path / "serve.log"
+    port = harness.free_port()
+    with open(out, "wb") as f:
+        proc = subprocess.Popen([PYHOST, "serve", os.path.join(workspace.apps, "slow_serve.py"),
+                                 "--port", str(port)], stdout=f, stderr=f, stdin=subprocess.DEVNULL)
+    try:
+        assert harness.wait_for(lambda: "serving on" in out.read_text(), timeout=30), out.read_text()
+        for i in range(3):
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            r = harness.do_request(conn, "GET", "/?token=%s" % token,
+                                   headers={"User-Agent": "ua-%s-%d" % (token, i)})
+            conn.close()
+            assert r.status == 200
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    text = out.read_text()
+    for needle in ["AH00489", "pyhost: serving on http://127.0.0.1:%d/" % port,
+                   "ua-%s-0" % token, "ua-%s-1" % token, "ua-%s-2" % token,
+                   "pyhost: stopping gracefully", "AH00492"]:
+        assert needle in text, "%r missing from the redirected output:\n%s" % (needle, text)
+    assert "\0" not in text, text
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root and setpriv")
+def test_serve_as_another_user_than_the_terminals(serve, workspace, token):
+    # Our stdout/stderr are pipes owned by root: Apache running as nobody
+    # cannot reopen /dev/stderr (AH00091) and used not to start at all.
+    s = serve(os.path.join(workspace.apps, "slow_serve.py"), "--port", harness.free_port(),
+              # runuser's way, minus runuser's own process: setpriv execs
+              # pyhost, so our signals reach it.
+              prefix=("setpriv", "--reuid", "nobody", "--regid", "nogroup", "--clear-groups"))
+    s.wait_url()
+    r = s.get("/?token=%s" % token, headers={"User-Agent": "ua-" + token})
+    assert r.status == 200 and r.body == b"slept 0.0\n"
+    assert harness.wait_for(lambda: ("ua-" + token) in s.output(), timeout=5), s.output()
+    assert s.stop(signal.SIGTERM) == 0, s.output()
+    assert "AH00091" not in s.output()
+
+
+def test_serve_relative_log_paths_are_the_users(serve, workspace, token, tmp_path):
+    s = serve(os.path.join(workspace.apps, "slow_serve.py"), "--port", harness.free_port(),
+              "--error-log", "err.log", "--access-log", "logs/access.log", cwd=str(tmp_path))
+    (tmp_path / "logs").mkdir()
+    s.wait_url()
+    assert s.get("/?token=%s" % token, headers={"User-Agent": "ua-" + token}).status == 200
+    assert s.stop(signal.SIGINT) == 0, s.output()
+    assert "ua-" + token in (tmp_path / "logs" / "access.log").read_text()
+    assert "AH00489" in (tmp_path / "err.log").read_text()

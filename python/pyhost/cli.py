@@ -15,8 +15,8 @@ import sys
 import tempfile
 import time
 
-from . import (__version__, access, apache, checks, install, module_location, ModuleNotBuilt,
-               reloader, serverconf, targets)
+from . import (__version__, access, apache, checks, install, logpipes, module_location,
+               ModuleNotBuilt, reloader, serverconf, targets)
 
 STARTUP_TIMEOUT = 30.0  # seconds for httpd to start listening
 SHUTDOWN_TIMEOUT = 20.0  # seconds for httpd to stop after SIGTERM
@@ -153,11 +153,11 @@ class Stopper:
             return
         if self.graceful_at is None and self.graceful_timeout > 0:
             self.graceful_at = time.monotonic()
-            os.kill(self.proc.pid, signal.SIGWINCH)
             n = open_connections(self.port) if self.port else 0
             print("pyhost: stopping gracefully: %d request%s in flight, waiting up to %gs "
                   "(Ctrl-C again to stop now)" % (n, "" if n == 1 else "s", self.graceful_timeout),
                   flush=True)
+            os.kill(self.proc.pid, signal.SIGWINCH)
         elif self.immediate_at is None:
             self.graceful_at = self.graceful_at or time.monotonic()
             self.immediate_at = time.monotonic()
@@ -178,7 +178,8 @@ class Stopper:
             self.proc.wait()
 
 
-def run_httpd(httpd, conf, server_root, host, port, urls, watcher=None, graceful_timeout=30):
+def run_httpd(httpd, conf, server_root, host, port, urls, watcher=None, graceful_timeout=30,
+              pipes=None):
     """Start httpd in the foreground, report its URLs, stop it on SIGINT or
     SIGTERM (gracefully first, see Stopper); with a reloader.ChangeWatcher,
     restart it gracefully when the app's code changes. Returns the exit code
@@ -189,7 +190,10 @@ def run_httpd(httpd, conf, server_root, host, port, urls, watcher=None, graceful
         # how httpd stops.
         start_new_session=True,
         preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+        pass_fds=pipes.fds if pipes else (),
     )
+    if pipes:
+        pipes.start(sys.stderr, sys.stdout)
     stopper = Stopper(proc, port, graceful_timeout)
     old = {s: signal.signal(s, stopper.on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -219,6 +223,8 @@ def run_httpd(httpd, conf, server_root, host, port, urls, watcher=None, graceful
     finally:
         for s, handler in old.items():
             signal.signal(s, handler)
+        if pipes:
+            pipes.close()
 
 
 def serve_problem(args):
@@ -321,6 +327,20 @@ def cmd_serve(args):
     if setup_dir:
         os.makedirs(logs, exist_ok=True)
 
+    # Relative log paths are the user's, not the (temporary) server root's.
+    error_log = args.error_log and os.path.abspath(args.error_log)
+    access_log = None if args.no_access_log else (args.access_log and os.path.abspath(args.access_log))
+    pipes = None
+    if setup_dir:
+        error_log = error_log or os.path.join(logs, "error.log")
+        if not args.no_access_log:
+            access_log = access_log or os.path.join(logs, "access.log")
+    else:
+        pipes = logpipes.LogPipes(error=not error_log,
+                                  access=not (args.no_access_log or access_log))
+        error_log = error_log or pipes.path("error")
+        access_log = access_log or pipes.path("access")
+
     script = target.script
     watcher = None
     if target.needs_wrapper(args.reload):
@@ -346,9 +366,8 @@ def cmd_serve(args):
         group=group,
         compiled_in=apache.compiled_in_modules(httpd),
         log_level=args.log_level,
-        error_log=args.error_log or (os.path.join(logs, "error.log") if setup_dir else "/dev/stderr"),
-        access_log=None if args.no_access_log else (
-            args.access_log or (os.path.join(logs, "access.log") if setup_dir else "/dev/stdout")),
+        error_log=error_log,
+        access_log=access_log,
         python_path=target.python_path,
         url_aliases=url_aliases,
         https_port=args.https_port,
@@ -373,7 +392,7 @@ def cmd_serve(args):
     if args.https_port:
         urls.append("https://%s/" % serverconf.listen_address(args.host, args.https_port))
     code = run_httpd(httpd, conf, server_root, args.host, args.port, urls, watcher,
-                     graceful_timeout=args.graceful_timeout)
+                     graceful_timeout=args.graceful_timeout, pipes=pipes)
     if made_root and code == 0:
         shutil.rmtree(server_root, ignore_errors=True)
     return code

@@ -516,3 +516,53 @@ def test_serve_relative_log_paths_are_the_users(serve, workspace, token, tmp_pat
     assert s.stop(signal.SIGINT) == 0, s.output()
     assert "ua-" + token in (tmp_path / "logs" / "access.log").read_text()
     assert "AH00489" in (tmp_path / "err.log").read_text()
+
+
+@pytest.mark.parametrize("mode", ["embedded", "daemon"])
+def test_serve_working_directory_is_the_same_in_both_modes(serve, workspace, token, mode):
+    # It was the start directory in embedded mode and the daemon user's home
+    # (/var/www) in daemon mode. (Under the workspace: pytest's tmp_path is
+    # private to root, so the children could not enter it.)
+    base = os.path.join(workspace.root, "cwd-" + token)
+    start, chosen = os.path.join(base, "start"), os.path.join(base, "chosen")
+    for d in (base, start, chosen):
+        os.makedirs(d, exist_ok=True)
+        os.chmod(d, 0o755)
+    extra = ["--daemon", "--daemon-processes", "1"] if mode == "daemon" else []
+    app = os.path.join(workspace.apps, "serve_cwd.py")
+    s = serve(app, "--port", harness.free_port(), *extra, cwd=start)
+    s.wait_url()
+    assert s.get("/").json() == {"cwd": start}, s.output()
+    s.stop()
+    s = serve(app, "--port", harness.free_port(), "--working-directory", chosen, *extra, cwd=start)
+    s.wait_url()
+    assert s.get("/").json() == {"cwd": chosen}, s.output()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="Apache's children are another user only under root")
+def test_serve_never_loosens_a_private_server_root(workspace, token):
+    private = os.path.join(workspace.root, "private-root-" + token)
+    os.mkdir(private)
+    os.chmod(private, 0o700)
+    code, out = _serve_fails([os.path.join(workspace.apps, "serve_cwd.py"), "--port",
+                              harness.free_port(), "--server-root", str(private)])
+    assert code == 2, out
+    assert "must pass through it, and %s is drwx------ root:root" % private in out, out
+    assert "chmod o+x" in out, out
+    assert os.stat(private).st_mode & 0o777 == 0o700
+    code, out = _serve_fails([os.path.join(workspace.apps, "serve_cwd.py"), "--setup-only",
+                              str(private)])
+    assert code == 2 and os.stat(private).st_mode & 0o777 == 0o700, out
+
+
+def test_serve_failed_start_leaves_no_server_root(workspace, tmp_path):
+    # Apache refuses this config (an include that is not Apache syntax).
+    bad = tmp_path / "bad.conf"
+    bad.write_text("ThisIsNotADirective on\n")
+    os.chmod(tmp_path, 0o755)
+    os.chmod(bad, 0o644)
+    before = _pyhost_tmp_dirs()
+    code, out = _serve_fails([os.path.join(workspace.apps, "serve_cwd.py"), "--port",
+                              harness.free_port(), "--include-file", str(bad)])
+    assert code == 1 and "ThisIsNotADirective" in out, out
+    assert _pyhost_tmp_dirs() == before, out

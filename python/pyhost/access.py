@@ -75,9 +75,10 @@ def _describe(st):
     )
 
 
-def blocking_component(path, who):
+def blocking_component(path, who, list_dir=True):
     """(component, reason) that keeps `who` from reading `path` (a file it must
-    read, or a directory it must list), or None if nothing does."""
+    read, or a directory it must list, or with list_dir=False only pass
+    through), or None if nothing does."""
     path = os.path.realpath(path)
     parts = path.split(os.sep)
     for i in range(1, len(parts) + 1):
@@ -90,7 +91,7 @@ def blocking_component(path, who):
         if not last:
             need = X
         elif stat.S_ISDIR(st.st_mode):
-            need = R | X
+            need = R | X if list_dir else X
         else:
             need = R
         if not _allows(st, who, need):

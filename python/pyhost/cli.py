@@ -179,13 +179,14 @@ class Stopper:
 
 
 def run_httpd(httpd, conf, server_root, host, port, urls, watcher=None, graceful_timeout=30,
-              pipes=None):
+              pipes=None, cwd=None):
     """Start httpd in the foreground, report its URLs, stop it on SIGINT or
     SIGTERM (gracefully first, see Stopper); with a reloader.ChangeWatcher,
     restart it gracefully when the app's code changes. Returns the exit code
     for pyhost."""
     proc = subprocess.Popen(
         [httpd, "-d", server_root, "-f", conf, "-DFOREGROUND"],
+        cwd=cwd,  # the children's, and so the app's, working directory
         # Its own session: a terminal's Ctrl-C reaches only us, and we decide
         # how httpd stops.
         start_new_session=True,
@@ -270,13 +271,13 @@ def _as_child(user, group):
     return drop
 
 
-def preflight(target, user, group):
+def preflight(target, user, group, cwd):
     """Loads the app once as Apache's children would (their user, the same
     sys.path, this working directory); prints why it cannot load. Returns
     True when it loads."""
     cmd = [sys.executable, "-m", "pyhost.preflight", json.dumps(dataclasses.asdict(target))]
     try:
-        proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, timeout=PREFLIGHT_TIMEOUT,
+        proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, timeout=PREFLIGHT_TIMEOUT, cwd=cwd,
                               preexec_fn=_as_child(user, group) if user else None)
     except subprocess.TimeoutExpired:
         error("the app did not finish loading within %ds" % PREFLIGHT_TIMEOUT)
@@ -309,7 +310,14 @@ def cmd_serve(args):
         problems = access.check_readable(who, path)
         if problems:
             return error(problems[0].message(who))
-    if not args.lazy and not preflight(target, user, group):
+    if args.working_directory:
+        workdir = os.path.abspath(args.working_directory)
+        problem = dir_problem(workdir, who, "--working-directory")
+        if problem:
+            return error(problem)
+    else:
+        workdir = default_working_directory(target, who)
+    if not args.lazy and not preflight(target, user, group, workdir):
         return error("nothing was started: fix the app, or pass --lazy to start Apache anyway "
                      "(the error is then reported at each request)", 1)
     if not args.setup_only:
@@ -320,12 +328,73 @@ def cmd_serve(args):
 
     setup_dir = args.setup_only
     made_root = not (setup_dir or args.server_root)
-    server_root = os.path.abspath(setup_dir or args.server_root or tempfile.mkdtemp(prefix="pyhost-"))
-    os.makedirs(server_root, exist_ok=True)
-    os.chmod(server_root, 0o755)
+    if made_root:
+        server_root = tempfile.mkdtemp(prefix="pyhost-")
+        os.chmod(server_root, 0o755)
+    else:
+        server_root = os.path.abspath(setup_dir or args.server_root)
+        if not serverconf.make_dir(server_root):
+            problem = dir_problem(server_root, who, "--setup-only" if setup_dir else "--server-root")
+            if problem:
+                return error(problem)
+    plan = ServePlan(target=target, who=who, user=user, group=group, module=module, httpd=httpd,
+                     modules_dir=modules_dir, url_aliases=url_aliases, workdir=workdir,
+                     server_root=server_root, setup_dir=setup_dir)
+    try:
+        return serve_in(args, plan)
+    finally:
+        if made_root:
+            shutil.rmtree(server_root, ignore_errors=True)
+
+
+def default_working_directory(target, who):
+    """The current directory, as `python app.py` would have it, when Apache's
+    children can enter it; else the app's own directory (readable: checked)."""
+    cwd = os.getcwd()
+    if dir_problem(cwd, who, "") is None:
+        return cwd
+    fallback = target.python_path[0] if target.python_path else "/"
+    print("pyhost: user %s (Apache's children) cannot enter %s; the app's working directory "
+          "is %s (choose one with --working-directory)" % (who.user, cwd, fallback), flush=True)
+    return fallback
+
+
+def dir_problem(path, who, what):
+    """Why Apache's children (who) cannot pass through directory path, or None.
+    A user's directory is never loosened behind their back."""
+    if not os.path.isdir(path):
+        return "%s %s is not a directory" % (what, path)
+    blocked = access.blocking_component(path, who, list_dir=False)
+    if blocked:
+        return ("%s %s: Apache's children (user %s) must pass through it, and %s is %s; "
+                "allow it (chmod o+x, or a group %s is in) or choose another directory"
+                % (what, path, who.user, blocked[0], blocked[1], who.user))
+    return None
+
+
+@dataclasses.dataclass
+class ServePlan:
+    """What cmd_serve checked and decided, for serve_in."""
+    target: targets.Target
+    who: access.Identity
+    user: str
+    group: str
+    module: str
+    httpd: str
+    modules_dir: str
+    url_aliases: list
+    workdir: str
+    server_root: str
+    setup_dir: str
+
+
+def serve_in(args, plan):
+    """Writes the config into the server root and runs (or, with
+    --setup-only, leaves) Apache; returns pyhost's exit code."""
+    target, server_root, setup_dir = plan.target, plan.server_root, plan.setup_dir
     logs = os.path.join(server_root, "logs")
     if setup_dir:
-        os.makedirs(logs, exist_ok=True)
+        serverconf.make_dir(logs)
 
     # Relative log paths are the user's, not the (temporary) server root's.
     error_log = args.error_log and os.path.abspath(args.error_log)
@@ -347,29 +416,29 @@ def cmd_serve(args):
         state_dir = None
         if args.reload:
             state_dir = os.path.join(server_root, "reload")
-            make_child_writable_dir(state_dir, user, group)
+            make_child_writable_dir(state_dir, plan.user, plan.group)
             watcher = reloader.ChangeWatcher(state_dir)
         script = write_wrapper(server_root, target, state_dir)
 
     cfg = serverconf.ServeConfig(
         script=script,
         server_root=server_root,
-        module_path=module,
+        module_path=plan.module,
         python_home=sys.prefix,
-        modules_dir=modules_dir,
+        modules_dir=plan.modules_dir,
         host=args.host,
         port=args.port,
         mpm=args.mpm,
         processes=args.processes,
         threads=args.threads,
-        user=user,
-        group=group,
-        compiled_in=apache.compiled_in_modules(httpd),
+        user=plan.user,
+        group=plan.group,
+        compiled_in=apache.compiled_in_modules(plan.httpd),
         log_level=args.log_level,
         error_log=error_log,
         access_log=access_log,
         python_path=target.python_path,
-        url_aliases=url_aliases,
+        url_aliases=plan.url_aliases,
         https_port=args.https_port,
         ssl_certificate_file=args.ssl_certificate_file and os.path.abspath(args.ssl_certificate_file),
         ssl_certificate_key_file=args.ssl_certificate_key_file and os.path.abspath(args.ssl_certificate_key_file),
@@ -379,23 +448,21 @@ def cmd_serve(args):
         daemon_processes=args.daemon_processes or 2,
         daemon_threads=args.daemon_threads or 10,
         graceful_timeout=args.graceful_timeout,
+        working_directory=plan.workdir,
         callable_object=None if script != target.script or target.callable == "application"
         else target.callable,
     )
     conf = serverconf.write(cfg)
     if setup_dir:
-        ctl = serverconf.write_apachectl(cfg, httpd)
+        ctl = serverconf.write_apachectl(cfg, plan.httpd)
         print("pyhost: wrote %s and %s; start it with `%s start`, stop it with `%s stop` "
               "(logs in %s)" % (conf, ctl, ctl, ctl, logs))
         return 0
     urls = ["http://%s/" % serverconf.listen_address(args.host, args.port)]
     if args.https_port:
         urls.append("https://%s/" % serverconf.listen_address(args.host, args.https_port))
-    code = run_httpd(httpd, conf, server_root, args.host, args.port, urls, watcher,
-                     graceful_timeout=args.graceful_timeout, pipes=pipes)
-    if made_root and code == 0:
-        shutil.rmtree(server_root, ignore_errors=True)
-    return code
+    return run_httpd(plan.httpd, conf, server_root, args.host, args.port, urls, watcher,
+                     graceful_timeout=args.graceful_timeout, pipes=pipes, cwd=plan.workdir)
 
 
 def split_paths(values):
@@ -463,6 +530,9 @@ def add_serve_arguments(p):
                    help="serve the files in DIR at URL with Apache itself (static files); repeatable")
     p.add_argument("--callable-object", metavar="NAME",
                    help="the WSGI callable's name in the script or module (default application)")
+    p.add_argument("--working-directory", metavar="DIR",
+                   help="the app's working directory, in embedded and daemon mode (default: "
+                        "the current directory)")
     p.add_argument("--lazy", action="store_true",
                    help="do not load the app before starting Apache (a broken app is then "
                         "reported at each request instead of stopping pyhost serve)")

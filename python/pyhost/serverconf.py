@@ -44,6 +44,7 @@ class ServeConfig:
     daemon: bool = False  # run the app in a WSGIDaemonProcess group
     daemon_processes: int = 2
     daemon_threads: int = 10
+    working_directory: Optional[str] = None  # the daemons' home= (embedded: httpd's cwd)
     callable_object: Optional[str] = None  # WSGIScriptAlias callable-object=
     graceful_timeout: int = 30  # GracefulShutdownTimeout (and daemons' graceful-timeout)
 
@@ -138,6 +139,10 @@ def _daemon_lines(cfg):
         "display-name=%{GROUP}",
         quote("python-home=" + cfg.python_home),
     ]
+    if cfg.working_directory:
+        # The same working directory as embedded mode (httpd's), not the
+        # daemon user's home.
+        opts.append(quote("home=" + cfg.working_directory))
     if cfg.python_path:
         opts.append(quote("python-path=" + ":".join(cfg.python_path)))
     return [
@@ -242,12 +247,21 @@ def render(cfg):
     return "\n".join(lines) + "\n"
 
 
+def make_dir(path):
+    """Creates path (mode 0755: Apache's children pass through it) unless it
+    exists; an existing directory's mode is the user's and is left alone.
+    Returns True if it was created."""
+    if os.path.isdir(path):
+        return False
+    os.makedirs(path, exist_ok=True)
+    os.chmod(path, 0o755)
+    return True
+
+
 def write(cfg):
     """Create the server root's layout and httpd.conf in it; returns its path."""
-    for sub in ("", "run", "htdocs"):
-        path = os.path.join(cfg.server_root, sub)
-        os.makedirs(path, exist_ok=True)
-        os.chmod(path, 0o755)
+    for sub in ("run", "htdocs"):
+        make_dir(os.path.join(cfg.server_root, sub))
     conf = os.path.join(cfg.server_root, "httpd.conf")
     with open(conf, "w") as f:
         f.write(render(cfg))

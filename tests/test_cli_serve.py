@@ -566,3 +566,36 @@ def test_serve_failed_start_leaves_no_server_root(workspace, tmp_path):
                               harness.free_port(), "--include-file", str(bad)])
     assert code == 1 and "ThisIsNotADirective" in out, out
     assert _pyhost_tmp_dirs() == before, out
+
+
+def test_serve_django_project_directory_with_admin_static_and_sqlite(serve, workspace, token):
+    # As root the children run as www-data: `pyhost serve mysite/` must be
+    # recognised as Django, map STATIC_URL to STATIC_ROOT (filled by
+    # --collectstatic) and name the SQLite file the children cannot write.
+    project = os.path.join(workspace.root, "djadmin-" + token)
+    shutil.copytree(os.path.join(workspace.apps, "djadmin"), project)
+    harness._chmod_world_readable(project)
+    s = serve(project, "--port", harness.free_port(), "--collectstatic")
+    s.wait_url()
+    r = s.get("/static/admin/css/base.css")
+    assert r.status == 200, s.output()
+    assert r.header("Content-Type", "").startswith("text/css")
+    with open(os.path.join(project, "collected-static", "admin", "css", "base.css"), "rb") as f:
+        assert r.body == f.read()
+    assert s.get("/admin/login/").status == 200, s.output()
+    if os.geteuid() == 0:
+        assert "cannot write the SQLite database's directory %s" % project in s.output(), s.output()
+
+
+def test_serve_django_directory_without_static_settings(serve, workspace):
+    # djproj sets no STATIC_URL: nothing to map, nothing to warn about.
+    s = serve(os.path.join(workspace.apps, "djproj"), "--port", harness.free_port())
+    s.wait_url()
+    assert s.get("/hello/").body == b"hello from django path=/hello/"
+    assert "warning" not in s.output(), s.output()
+    code, out = _serve_fails([os.path.join(workspace.apps, "djproj"), "--collectstatic",
+                              "--port", harness.free_port()])
+    assert code == 1 and "--collectstatic needs STATIC_ROOT" in out, out
+    code, out = _serve_fails([os.path.join(workspace.apps, "serve_bad"),
+                              "--port", harness.free_port()])
+    assert code == 2 and "is a directory but not a Django project" in out, out

@@ -99,6 +99,22 @@ def blocking_component(path, who, list_dir=True):
     return None
 
 
+def blocking_write(path, who):
+    """(component, reason) that keeps `who` from writing `path` (an existing
+    file, or a directory to create files in), or None if nothing does."""
+    blocked = blocking_component(os.path.dirname(os.path.realpath(path)) or os.sep, who,
+                                 list_dir=False)
+    if blocked:
+        return blocked
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        return path, "missing (%s)" % e.strerror
+    if not _allows(st, who, W | X if stat.S_ISDIR(st.st_mode) else W):
+        return path, _describe(st)
+    return None
+
+
 PYTHON_FIX = (
     "use a Python and venv outside {blocker}, e.g. `/usr/bin/python3 -m venv /opt/venv`, "
     "install mod-pyhost there and run that venv's pyhost"

@@ -15,7 +15,7 @@ import sys
 import tempfile
 import time
 
-from . import (__version__, access, apache, checks, install, logpipes, module_location,
+from . import (__version__, access, apache, checks, djangosite, install, logpipes, module_location,
                ModuleNotBuilt, reloader, serverconf, targets)
 
 STARTUP_TIMEOUT = 30.0  # seconds for httpd to start listening
@@ -274,15 +274,26 @@ def _as_child(user, group):
 def preflight(target, user, group, cwd):
     """Loads the app once as Apache's children would (their user, the same
     sys.path, this working directory); prints why it cannot load. Returns
-    True when it loads."""
-    cmd = [sys.executable, "-m", "pyhost.preflight", json.dumps(dataclasses.asdict(target))]
+    None if it cannot load, else what it learnt (a dict: Django's settings)."""
+    r, w = os.pipe()
+    cmd = [sys.executable, "-m", "pyhost.preflight", json.dumps(dataclasses.asdict(target)), str(w)]
     try:
-        proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, timeout=PREFLIGHT_TIMEOUT, cwd=cwd,
-                              preexec_fn=_as_child(user, group) if user else None)
-    except subprocess.TimeoutExpired:
-        error("the app did not finish loading within %ds" % PREFLIGHT_TIMEOUT)
-        return False
-    return proc.returncode == 0
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, cwd=cwd, pass_fds=(w,),
+                                preexec_fn=_as_child(user, group) if user else None)
+    finally:
+        os.close(w)
+    with os.fdopen(r, "rb") as facts:
+        try:
+            proc.wait(PREFLIGHT_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            error("the app did not finish loading within %ds" % PREFLIGHT_TIMEOUT)
+            return None
+        data = facts.read()
+    if proc.returncode != 0:
+        return None
+    return json.loads(data) if data else {}
 
 
 def cmd_serve(args):
@@ -317,9 +328,18 @@ def cmd_serve(args):
             return error(problem)
     else:
         workdir = default_working_directory(target, who)
-    if not args.lazy and not preflight(target, user, group, workdir):
-        return error("nothing was started: fix the app, or pass --lazy to start Apache anyway "
-                     "(the error is then reported at each request)", 1)
+    facts = {}
+    if not args.lazy:
+        facts = preflight(target, user, group, workdir)
+        if facts is None:
+            return error("nothing was started: fix the app, or pass --lazy to start Apache anyway "
+                         "(the error is then reported at each request)", 1)
+    if target.kind == "django":
+        try:
+            url_aliases += djangosite.prepare(target, facts, who, args.collectstatic,
+                                          taken=[u for u, _ in url_aliases])
+        except djangosite.DjangoError as e:
+            return error(str(e), 1)
     if not args.setup_only:
         for port in filter(None, (args.port, args.https_port)):
             problem = listen_problem(args.host, port)
@@ -517,6 +537,9 @@ def add_serve_arguments(p):
                         "importable from the current directory")
     p.add_argument("--django", metavar="PATH",
                    help="serve the Django project in PATH (the directory with manage.py)")
+    p.add_argument("--collectstatic", action="store_true",
+                   help="Django: run collectstatic into STATIC_ROOT before serving (Apache serves "
+                        "STATIC_URL from STATIC_ROOT)")
     p.add_argument("--django-settings", metavar="MODULE",
                    help="its settings module, when --django cannot tell (e.g. mysite.settings)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")

@@ -51,7 +51,7 @@ def _load(spec):
     return types.SimpleNamespace(application=get_wsgi_application()), spec["description"]
 
 
-def check(spec, out=sys.stderr):
+def check(spec, out=sys.stderr, facts=None):
     sys.path[0:0] = [p for p in spec["python_path"] if p not in sys.path]
     try:
         owner, what = _load(spec)
@@ -72,12 +72,39 @@ def check(spec, out=sys.stderr):
     except BaseException as e:  # SystemExit and KeyboardInterrupt from an app too
         out.write("pyhost: the app failed to load:\n%s" % _user_frames(e))
         return FAILED
+    if spec.get("settings") and facts is not None:
+        facts.update(django_facts())
     return LOADED
 
 
+def django_facts():
+    """The settings `pyhost serve --django` acts on: where static and media
+    files are, and the SQLite files the app writes."""
+    from django.conf import settings
+
+    def text(name):
+        value = getattr(settings, name, None)
+        return str(value) if value else None
+
+    sqlite = [str(db.get("NAME")) for db in getattr(settings, "DATABASES", {}).values()
+              if str(db.get("ENGINE", "")).endswith("sqlite3") and db.get("NAME")
+              and str(db.get("NAME")) != ":memory:"]
+    return {"static_url": text("STATIC_URL"), "static_root": text("STATIC_ROOT"),
+            "media_url": text("MEDIA_URL"), "media_root": text("MEDIA_ROOT"),
+            "sqlite": sqlite}
+
+
 def main(argv=None):
+    """argv: the target as JSON, then optionally a descriptor (a pipe the
+    caller reads) to write what was learnt (Django's settings) to, as JSON."""
     argv = sys.argv[1:] if argv is None else argv
-    return check(json.loads(argv[0]))
+    facts = {}
+    code = check(json.loads(argv[0]), facts=facts)
+    if len(argv) > 1:
+        with os.fdopen(int(argv[1]), "w") as f:
+            if code == LOADED:
+                json.dump(facts, f)
+    return code
 
 
 if __name__ == "__main__":

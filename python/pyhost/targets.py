@@ -46,6 +46,16 @@ def resolve(text, django=None, django_settings=None, python_path=(), cwd=None,
         return _django(os.path.abspath(django), django_settings, extra)
     if text is None:
         raise TargetError("no TARGET: give a WSGI script, a module:callable or --django PATH")
+    if os.path.isdir(text):
+        # A Django project's directory (manage.py, or a settings package).
+        if callable_object:
+            raise TargetError("--callable-object does not apply to a Django project")
+        try:
+            return _django(os.path.abspath(text), django_settings, extra)
+        except TargetError as e:
+            raise TargetError("%s is a directory but not a Django project (%s); TARGET is a WSGI "
+                              "script, a module:callable or a Django project's directory"
+                              % (text, e)) from None
     if os.path.isfile(text):
         script = os.path.abspath(text)
         # As `python app.py` would: the script's directory is importable.

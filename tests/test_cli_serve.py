@@ -27,9 +27,9 @@ class Serve:
     """One `pyhost serve` process; its output is collected by threads so
     Apache never blocks on a full pipe."""
 
-    def __init__(self, args, cwd=None, prefix=()):
+    def __init__(self, args, cwd=None, prefix=(), env=None):
         self.args = [*prefix, PYHOST, "serve", *args]
-        self.proc = subprocess.Popen(self.args, cwd=cwd, stdout=subprocess.PIPE,
+        self.proc = subprocess.Popen(self.args, cwd=cwd, env=env, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
         self.out, self.err = [], []
         self.readers = [threading.Thread(target=self._read, args=(s, buf), daemon=True)
@@ -61,7 +61,7 @@ class Serve:
 
     @property
     def port(self):
-        return int(self.url.rstrip("/").rsplit(":", 1)[1])
+        return int(self.url.split("://", 1)[1].split("/", 1)[0].rsplit(":", 1)[1])
 
     def get(self, path, headers=None):
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=15)
@@ -304,10 +304,33 @@ def test_setup_only_writes_config_that_passes_configtest(app_copy, workspace, to
     (["--mpm", "prefork", "--threads", "4"], "--threads does not apply"),
     (["--https-port", "8443"], "needs --ssl-certificate-file"),
     (["--reload", "--setup-only", "/tmp/x"], "--reload needs"),
+    (["--daemon", "--daemon-threads", "0"], "--daemon-threads: must be at least 1"),
+    (["--processes", "two"], "'two' is not a whole number"),
+    (["--user", "no-such-user-pyhost"], "--user no-such-user-pyhost: no such user"),
+    (["--log-level", "verbose"], "'verbose' is not an Apache log level"),
+    (["--log-level", "info ssl:debug"], None),
+    (["--request-timeout", "5"], "--request-timeout needs --daemon"),
+    (["--https-only"], "--https-only needs --https-port"),
+    (["--hsts"], "--hsts needs --https-port"),
+    (["--rotate-logs"], "--rotate-logs rotates --error-log/--access-log files"),
+    (["--env", "1X=2"], "'1X=2' is not KEY=VALUE"),
+    (["--mount-point", "app"], "--mount-point: must be a URL path"),
+    (["--access-log-format", "fancy"], "--access-log-format 'fancy' is neither"),
 ])
 def test_serve_refuses_bad_options_in_one_line(args, message):
-    p = subprocess.run([PYHOST, "serve", os.path.join(harness.HERE, "..", "examples", "hello.py"), *args],
-                       capture_output=True, text=True, timeout=30)
+    # --setup-only into a fresh directory: what is checked is the options;
+    # a valid set then writes a config instead of starting a server.
+    out = tempfile.mkdtemp(prefix="pyhost-test-opts-")
+    os.chmod(out, 0o755)
+    try:
+        p = subprocess.run([PYHOST, "serve", os.path.join(harness.HERE, "..", "examples", "hello.py"),
+                            "--lazy", *args, *([] if "--setup-only" in args else ["--setup-only", out])],
+                           capture_output=True, text=True, timeout=30)
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+    if message is None:
+        assert p.returncode == 0, p.stderr
+        return
     assert p.returncode == 2 and message in p.stderr, p.stderr
     assert len(p.stderr.strip().splitlines()) == 1, p.stderr
 
@@ -599,3 +622,170 @@ def test_serve_django_directory_without_static_settings(serve, workspace):
     code, out = _serve_fails([os.path.join(workspace.apps, "serve_bad"),
                               "--port", harness.free_port()])
     assert code == 2 and "is a directory but not a Django project" in out, out
+
+
+def _json(s, path, **kw):
+    r = s.get(path, **kw)
+    assert r.status == 200, (r.status, r.body, s.output())
+    return r.json()
+
+
+def test_serve_parity_options_in_one_server(serve, workspace, token, tmp_path):
+    env_file = os.path.join(workspace.root, "env-" + token)
+    with open(env_file, "w") as f:
+        f.write("# comment\nexport PYHOST_TEST_APP_FROM_FILE='quoted value'\n\nPYHOST_TEST_APP_B=file\n")
+    pid_file = os.path.join(workspace.root, "pid-" + token)
+    s = serve(os.path.join(workspace.apps, "serve_env.py"), "--port", harness.free_port(),
+              "--mount-point", "/app/", "--env", "PYHOST_TEST_APP_A=1", "--env-file", env_file,
+              "--env", "PYHOST_TEST_APP_B=cli", "--limit-request-body", "100",
+              "--pid-file", pid_file, "--process-name", "pyhost-test-" + token,
+              "--compress-responses", "--server-status", "--processes", "1")
+    url = s.wait_url()
+    assert url.endswith("/app/"), url
+    got = _json(s, "/app/x")
+    assert got["env"] == {"PYHOST_TEST_APP_A": "1", "PYHOST_TEST_APP_FROM_FILE": "quoted value",
+                          "PYHOST_TEST_APP_B": "cli"}  # the command line after the file wins
+    assert (got["script_name"], got["path_info"]) == ("/app", "/x")
+    assert s.get("/other").status in (403, 404)  # Apache's, not the app's
+    # --limit-request-body: Apache's 413 for more.
+    conn = http.client.HTTPConnection("127.0.0.1", s.port, timeout=10)
+    r = harness.do_request(conn, "POST", "/app/", body=b"x" * 100)
+    assert r.status == 200 and r.json()["length"] == 100
+    conn = http.client.HTTPConnection("127.0.0.1", s.port, timeout=10)
+    assert harness.do_request(conn, "POST", "/app/", body=b"x" * 101).status == 413
+    # --compress-responses: gzip when asked for, identity otherwise.
+    r = s.get("/app/big", headers={"Accept-Encoding": "gzip"})
+    assert r.header("Content-Encoding") == "gzip" and len(r.body) < 10000
+    import gzip
+    assert gzip.decompress(r.body) == b"pyhost compresses text. " * 4000
+    assert s.get("/app/big").header("Content-Encoding") is None
+    # --server-status from this host; --pid-file; --process-name in ps.
+    r = s.get("/server-status?auto")
+    assert r.status == 200 and b"ServerUptimeSeconds" in r.body
+    with open(pid_file) as f:
+        apache_pid = int(f.read())
+    assert apache_pid == s.proc.pid or processes_mentioning("pyhost-test-" + token)
+    with open("/proc/%d/cmdline" % got["pid"], "rb") as f:
+        assert f.read().split(b"\0")[0] == ("pyhost-test-" + token).encode()
+    # The default access log format: combined plus the time taken.
+    assert harness.wait_for(lambda: re.search(r'"GET /app/x HTTP/1.1" 200 \d+ "-" "[^"]*" \d+us',
+                                              s.output()), timeout=5), s.output()
+
+
+def test_serve_trust_proxy(serve, workspace):
+    fwd = {"X-Forwarded-For": "203.0.113.9"}
+    s = serve(os.path.join(workspace.apps, "serve_env.py"), "--port", harness.free_port(),
+              "--trust-proxy", "127.0.0.1")
+    s.wait_url()
+    assert _json(s, "/", headers=fwd)["remote_addr"] == "203.0.113.9"
+    assert _json(s, "/")["remote_addr"] == "127.0.0.1"
+    s.stop()
+    # From an address that is not trusted the header is ignored.
+    s = serve(os.path.join(workspace.apps, "serve_env.py"), "--port", harness.free_port(),
+              "--trust-proxy", "192.0.2.1")
+    s.wait_url()
+    assert _json(s, "/", headers=fwd)["remote_addr"] == "127.0.0.1"
+
+
+def _openssl(*args, cwd):
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=60)
+
+
+def _make_pki(d):
+    """A CA, a server certificate for 127.0.0.1 and a client certificate."""
+    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=pyhost test CA",
+             "-keyout", "ca.key", "-out", "ca.pem", cwd=d)
+    for name, cn, ext in (("server", "127.0.0.1", "subjectAltName=IP:127.0.0.1"),
+                          ("client", "pyhost-client", "extendedKeyUsage=clientAuth")):
+        _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=" + cn,
+                 "-keyout", name + ".key", "-out", name + ".csr", cwd=d)
+        with open(os.path.join(d, name + ".ext"), "w") as f:
+            f.write(ext + "\n")
+        _openssl("x509", "-req", "-in", name + ".csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+                 "-CAcreateserial", "-days", "2", "-extfile", name + ".ext", "-out", name + ".pem", cwd=d)
+    for name in os.listdir(d):
+        os.chmod(os.path.join(d, name), 0o644)
+
+
+def test_serve_tls_client_certificates_https_only_and_hsts(serve, workspace, token):
+    d = os.path.join(workspace.root, "pki-" + token)
+    os.mkdir(d)
+    _make_pki(d)
+    http_port, https_port = harness.free_port(), harness.free_port()
+    s = serve(os.path.join(workspace.apps, "serve_env.py"), "--port", http_port,
+              "--https-port", https_port, "--ssl-certificate-file", os.path.join(d, "server.pem"),
+              "--ssl-certificate-key-file", os.path.join(d, "server.key"),
+              "--ssl-ca-certificate-file", os.path.join(d, "ca.pem"), "--https-only", "--hsts")
+    s.wait_url()
+    r = s.get("/some/path?q=1")
+    assert r.status == 301
+    assert r.header("Location") == "https://127.0.0.1:%d/some/path?q=1" % https_port
+    ctx = ssl.create_default_context(cafile=os.path.join(d, "ca.pem"))
+    ctx.load_cert_chain(os.path.join(d, "client.pem"), os.path.join(d, "client.key"))
+    conn = http.client.HTTPSConnection("127.0.0.1", https_port, context=ctx, timeout=10)
+    r = harness.do_request(conn, "GET", "/")
+    assert r.status == 200, s.output()
+    got = r.json()
+    assert got["scheme"] == "https" and "CN=pyhost-client" in got["client_dn"], got
+    assert r.header("Strict-Transport-Security") == "max-age=31536000"
+    # No client certificate: refused by mod_ssl.
+    bare = ssl.create_default_context(cafile=os.path.join(d, "ca.pem"))
+    with pytest.raises((ssl.SSLError, ConnectionError, http.client.HTTPException)):
+        conn = http.client.HTTPSConnection("127.0.0.1", https_port, context=bare, timeout=10)
+        r = harness.do_request(conn, "GET", "/")
+        assert r.status != 200  # TLS 1.3 may report the refusal at the first read instead
+        raise ssl.SSLError("refused with %d" % r.status)
+
+
+@pytest.mark.skipif(not os.access("/usr/bin/rotatelogs", os.X_OK), reason="needs rotatelogs")
+def test_serve_rotate_logs(serve, workspace, token):
+    d = os.path.join(workspace.root, "logs-" + token)
+    os.mkdir(d)
+    log = os.path.join(d, "access.log")
+    s = serve(os.path.join(workspace.apps, "serve_env.py"), "--port", harness.free_port(),
+              "--access-log", log, "--rotate-logs", "--max-log-size", "1")
+    s.wait_url()
+    ua = "u" * 7000
+    for i in range(180):  # ~1.3 MB of access log
+        assert s.get("/", headers={"User-Agent": ua}).status == 200
+    assert harness.wait_for(lambda: os.path.exists(log + ".1"), timeout=10), os.listdir(d)
+    assert os.path.getsize(log + ".1") <= 1024 * 1024 + 10000
+
+
+def test_serve_daemon_request_timeout_and_maximum_requests(serve, workspace, token):
+    s = serve(os.path.join(workspace.apps, "slow_serve.py"), "--port", harness.free_port(),
+              "--daemon", "--daemon-processes", "1", "--request-timeout", "1",
+              "--maximum-requests", "3")
+    s.wait_url()
+    assert s.get("/?sleep=5&token=" + token).status == 504
+    s.stop()
+    s = serve(os.path.join(workspace.apps, "serve_env.py"), "--port", harness.free_port(),
+              "--daemon", "--daemon-processes", "1", "--maximum-requests", "3")
+    s.wait_url()
+    pids = [_json(s, "/")["pid"] for _ in range(7)]
+    assert len(set(pids)) >= 2, pids
+
+
+def test_serve_options_from_the_environment(workspace, token):
+    port = harness.free_port()
+    env = dict(os.environ, PYHOST_PORT=str(port), PYHOST_MOUNT_POINT="/env",
+               PYHOST_ENV="PYHOST_TEST_APP_X=1 'PYHOST_TEST_APP_Y=two words'",
+               PYHOST_NO_ACCESS_LOG="yes", PYHOST_LOG_LEVEL="notice")
+    s = Serve([os.path.join(workspace.apps, "serve_env.py"), "--log-level", "info"], env=env)
+    try:
+        s.wait_url()
+        assert s.port == port and s.url.endswith("/env/")
+        got = _json(s, "/env/")
+        assert got["env"] == {"PYHOST_TEST_APP_X": "1", "PYHOST_TEST_APP_Y": "two words"}
+        time.sleep(0.5)
+        assert '"GET /env/' not in s.output()  # PYHOST_NO_ACCESS_LOG
+        # --log-level on the command line wins over PYHOST_LOG_LEVEL.
+        assert "LogLevel info" in open(os.path.join(re.search(r"config (\S+)\)", s.output()).group(1))).read()
+    finally:
+        s.stop()
+
+
+def test_python_m_pyhost():
+    p = subprocess.run([sys.executable, "-m", "pyhost", "--version"], capture_output=True, text=True,
+                       timeout=30)
+    assert p.returncode == 0 and p.stdout.startswith("pyhost "), p

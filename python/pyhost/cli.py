@@ -7,6 +7,8 @@ import grp
 import json
 import os
 import pwd
+import re
+import shlex
 import shutil
 import signal
 import socket
@@ -38,6 +40,21 @@ def cmd_module_config(args):
     return 0
 
 
+def identity_problem(args):
+    """One line for a --user/--group that does not exist, or None."""
+    if args.user:
+        try:
+            pwd.getpwnam(args.user)
+        except KeyError:
+            return "--user %s: no such user on this machine" % args.user
+    if args.group:
+        try:
+            grp.getgrnam(args.group)
+        except KeyError:
+            return "--group %s: no such group on this machine" % args.group
+    return None
+
+
 def child_identity(args):
     """(Identity, user, group) of Apache's children. user/group are None when
     we are not root: httpd then ignores User/Group and children keep our uid."""
@@ -49,10 +66,10 @@ def child_identity(args):
 
 
 def cmd_check(args):
-    try:
-        who, _, _ = child_identity(args)
-    except KeyError as e:
-        return error("unknown user or group %s: pass an existing --user/--group" % e, 1)
+    problem = identity_problem(args)
+    if problem:
+        return error(problem, 1)
+    who, _, _ = child_identity(args)
     return 0 if checks.run(who, args.script) else 1
 
 
@@ -179,13 +196,14 @@ class Stopper:
 
 
 def run_httpd(httpd, conf, server_root, host, port, urls, watcher=None, graceful_timeout=30,
-              pipes=None, cwd=None):
+              pipes=None, cwd=None, process_name=None):
     """Start httpd in the foreground, report its URLs, stop it on SIGINT or
     SIGTERM (gracefully first, see Stopper); with a reloader.ChangeWatcher,
     restart it gracefully when the app's code changes. Returns the exit code
     for pyhost."""
     proc = subprocess.Popen(
-        [httpd, "-d", server_root, "-f", conf, "-DFOREGROUND"],
+        [process_name or httpd, "-d", server_root, "-f", conf, "-DFOREGROUND"],
+        executable=httpd,
         cwd=cwd,  # the children's, and so the app's, working directory
         # Its own session: a terminal's Ctrl-C reaches only us, and we decide
         # how httpd stops.
@@ -245,7 +263,24 @@ def serve_problem(args):
     if args.reload and args.setup_only:
         return ("--reload needs the running `pyhost serve` to restart Apache; "
                 "leave it out with --setup-only")
-    for path in (args.ssl_certificate_file, args.ssl_certificate_key_file, *args.include_file):
+    if args.request_timeout and not args.daemon:
+        return ("--request-timeout needs --daemon (a request stuck in an Apache child cannot "
+                "be interrupted; a daemon process's can)")
+    for flag, value in (("--ssl-ca-certificate-file", args.ssl_ca_certificate_file),
+                        ("--https-only", args.https_only), ("--hsts", args.hsts is not None)):
+        if value and not args.https_port:
+            return "%s needs --https-port" % flag
+    if args.rotate_logs and not (args.error_log or args.access_log):
+        return "--rotate-logs rotates --error-log/--access-log files: give at least one"
+    if args.rotate_logs and not os.access(serverconf.ServeConfig.rotatelogs, os.X_OK):
+        return "--rotate-logs needs %s (Debian: apache2-utils)" % serverconf.ServeConfig.rotatelogs
+    if args.access_log_format not in serverconf.LOG_FORMATS and "%" not in args.access_log_format:
+        return ("--access-log-format %r is neither common, combined nor timed nor an Apache "
+                "LogFormat string (with %%-directives)" % args.access_log_format)
+    if args.process_name is not None and (not args.process_name.strip() or "/" in args.process_name):
+        return "--process-name must be a non-empty name without /"
+    for path in (args.ssl_certificate_file, args.ssl_certificate_key_file,
+                 args.ssl_ca_certificate_file, *args.include_file, *args.env_file):
         if path and not os.path.isfile(path):
             return "%s is not a file" % path
     for url, directory in args.url_alias:
@@ -301,6 +336,12 @@ def cmd_serve(args):
     if problem:
         return error(problem)
     try:
+        app_env = [pair for path in args.env_file for pair in read_env_file(path)] + args.env
+    except (OSError, ValueError) as e:
+        return error(str(e))
+    # The app's environment: Apache's children and daemons inherit httpd's.
+    os.environ.update(app_env)
+    try:
         target = targets.resolve(args.target, django=args.django, django_settings=args.django_settings,
                                  python_path=split_paths(args.python_path),
                                  callable_object=args.callable_object)
@@ -312,10 +353,10 @@ def cmd_serve(args):
         modules_dir = apache.find_modules_dir()
     except (ModuleNotBuilt, apache.ApacheNotFound) as e:
         return error(str(e))
-    try:
-        who, user, group = child_identity(args)
-    except KeyError as e:
-        return error("unknown user or group %s" % e)
+    problem = identity_problem(args)
+    if problem:
+        return error(problem)
+    who, user, group = child_identity(args)
     url_aliases = [(url.rstrip("/"), os.path.abspath(d)) for url, d in args.url_alias]
     for path in target.source_files + [d for _, d in url_aliases]:
         problems = access.check_readable(who, path)
@@ -469,6 +510,20 @@ def serve_in(args, plan):
         daemon_threads=args.daemon_threads or 10,
         graceful_timeout=args.graceful_timeout,
         working_directory=plan.workdir,
+        mount_point=args.mount_point,
+        request_timeout=args.request_timeout,
+        maximum_requests=args.maximum_requests,
+        limit_request_body=args.limit_request_body,
+        trusted_proxies=args.trust_proxy,
+        access_log_format=args.access_log_format,
+        pid_file=args.pid_file and os.path.abspath(args.pid_file),
+        compress_responses=args.compress_responses,
+        ssl_ca_certificate_file=args.ssl_ca_certificate_file and os.path.abspath(args.ssl_ca_certificate_file),
+        https_only=args.https_only,
+        hsts=args.hsts,
+        server_status=args.server_status,
+        rotate_logs=args.rotate_logs,
+        max_log_size=args.max_log_size,
         callable_object=None if script != target.script or target.callable == "application"
         else target.callable,
     )
@@ -478,11 +533,13 @@ def serve_in(args, plan):
         print("pyhost: wrote %s and %s; start it with `%s start`, stop it with `%s stop` "
               "(logs in %s)" % (conf, ctl, ctl, ctl, logs))
         return 0
-    urls = ["http://%s/" % serverconf.listen_address(args.host, args.port)]
+    path = args.mount_point.rstrip("/") + "/"
+    urls = ["http://%s%s" % (serverconf.listen_address(args.host, args.port), path)]
     if args.https_port:
-        urls.append("https://%s/" % serverconf.listen_address(args.host, args.https_port))
+        urls.append("https://%s%s" % (serverconf.listen_address(args.host, args.https_port), path))
     return run_httpd(plan.httpd, conf, server_root, args.host, args.port, urls, watcher,
-                     graceful_timeout=args.graceful_timeout, pipes=pipes, cwd=plan.workdir)
+                     graceful_timeout=args.graceful_timeout, pipes=pipes, cwd=plan.workdir,
+                     process_name=args.process_name)
 
 
 def split_paths(values):
@@ -510,22 +567,83 @@ def write_wrapper(server_root, target, state_dir):
     return path
 
 
+def whole_number(text):
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("%r is not a whole number" % text) from None
+
+
 def positive_int(text):
-    value = int(text)
+    value = whole_number(text)
     if value < 1:
         raise argparse.ArgumentTypeError("must be at least 1")
     return value
 
 
 def non_negative_int(text):
-    value = int(text)
+    value = whole_number(text)
     if value < 0:
         raise argparse.ArgumentTypeError("must be 0 or more")
     return value
 
 
+LOG_LEVELS = ("emerg", "alert", "crit", "error", "warn", "notice", "info", "debug",
+              *("trace%d" % i for i in range(1, 9)))
+
+
+def log_level(text):
+    words = text.split()
+    for i, word in enumerate(words):
+        level = word.rsplit(":", 1)[-1] if i else word
+        if level not in LOG_LEVELS or (i == 0 and ":" in word):
+            raise argparse.ArgumentTypeError(
+                "%r is not an Apache log level (%s, optionally followed by module:level)"
+                % (word, ", ".join(LOG_LEVELS[:8]) + ", trace1-8"))
+    if not words:
+        raise argparse.ArgumentTypeError("empty")
+    return text
+
+
+def mount_point(text):
+    if not text.startswith("/") or "//" in text or any(c.isspace() for c in text):
+        raise argparse.ArgumentTypeError("must be a URL path starting with / (like /app)")
+    return text.rstrip("/") or "/"
+
+
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def env_pair(text):
+    key, sep, value = text.partition("=")
+    if not sep or not ENV_NAME.match(key):
+        raise argparse.ArgumentTypeError("%r is not KEY=VALUE with a variable name as KEY" % text)
+    return key, value
+
+
+def read_env_file(path):
+    """KEY=VALUE lines; blank lines and # comments skipped; a value in
+    matching single or double quotes loses them; `export ` may lead."""
+    pairs = []
+    with open(path, encoding="utf-8") as f:
+        for no, line in enumerate(f, 1):
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            if line.startswith("export "):
+                line = line[len("export "):].lstrip()
+            try:
+                key, value = env_pair(line)
+            except argparse.ArgumentTypeError:
+                raise ValueError("%s:%d: expected KEY=VALUE, got %r" % (path, no, line)) from None
+            if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+                value = value[1:-1]
+            pairs.append((key, value))
+    return pairs
+
+
 def port_number(text):
-    value = int(text)
+    value = whole_number(text)
     if not 0 < value < 65536:
         raise argparse.ArgumentTypeError("must be a TCP port (1-65535)")
     return value
@@ -573,7 +691,9 @@ def add_serve_arguments(p):
     p.add_argument("--group", help="their group (default: the user's primary group)")
     p.add_argument("--include-file", action="append", default=[], metavar="EXTRA.conf",
                    help="Include this file at the end of the generated httpd.conf; repeatable")
-    p.add_argument("--log-level", default="warn", help="Apache LogLevel (default warn)")
+    p.add_argument("--log-level", default="warn", type=log_level,
+                   help="Apache LogLevel: emerg, alert, crit, error, warn (default), notice, info, "
+                        "debug, trace1-8; module:level pairs may follow")
     p.add_argument("--error-log", metavar="PATH", help="error log file (default: the terminal)")
     p.add_argument("--access-log", metavar="PATH", help="combined-format access log (default: the terminal)")
     p.add_argument("--no-access-log", action="store_true", help="no access log")
@@ -586,14 +706,60 @@ def add_serve_arguments(p):
     p.add_argument("--daemon", action="store_true",
                    help="run the app in its own daemon processes (WSGIDaemonProcess); Apache's "
                         "children relay requests to them")
-    p.add_argument("--daemon-processes", type=int, metavar="N",
+    p.add_argument("--daemon-processes", type=positive_int, metavar="N",
                    help="daemon processes with --daemon (default 2)")
-    p.add_argument("--daemon-threads", type=int, metavar="N",
+    p.add_argument("--daemon-threads", type=positive_int, metavar="N",
                    help="threads per daemon process with --daemon (default 10)")
+    p.add_argument("--mount-point", default="/", type=mount_point, metavar="URL",
+                   help="the URL the app is mounted at (its SCRIPT_NAME; default /)")
+    p.add_argument("--env", action="append", default=[], type=env_pair, metavar="KEY=VALUE",
+                   help="set an environment variable for the app (os.environ); repeatable")
+    p.add_argument("--env-file", action="append", default=[], metavar="FILE",
+                   help="KEY=VALUE lines (# comments, optional quotes) as --env; repeatable")
+    p.add_argument("--request-timeout", type=positive_int, metavar="SECONDS",
+                   help="with --daemon: a request still running after this long gets 504 and a "
+                        "TimeoutError in its thread")
+    p.add_argument("--maximum-requests", type=positive_int, metavar="N",
+                   help="recycle a process after N requests (--daemon: daemon processes; "
+                        "embedded: Apache's children, counted in connections)")
+    p.add_argument("--limit-request-body", type=non_negative_int, metavar="BYTES",
+                   help="largest request body accepted (LimitRequestBody; larger gets 413)")
+    p.add_argument("--trust-proxy", action="append", default=[], metavar="ADDRESS",
+                   help="a proxy (address or CIDR) whose X-Forwarded-For gives the client's "
+                        "address (REMOTE_ADDR); repeatable")
+    p.add_argument("--access-log-format", default=serverconf.DEFAULT_LOG_FORMAT, metavar="FORMAT",
+                   help="common, combined, timed (combined plus the time taken; the default) "
+                        "or an Apache LogFormat string")
+    p.add_argument("--pid-file", metavar="PATH", help="write Apache's pid here")
+    p.add_argument("--process-name", metavar="NAME",
+                   help="the name Apache's processes show in ps (default apache2/httpd)")
+    p.add_argument("--compress-responses", action="store_true",
+                   help="gzip text, JSON, JavaScript and SVG responses for clients that accept "
+                        "it (mod_deflate)")
+    p.add_argument("--ssl-ca-certificate-file", metavar="PEM",
+                   help="with --https-port: require client certificates signed by these CAs "
+                        "(SSL_CLIENT_* reach the app's environ)")
+    p.add_argument("--https-only", action="store_true",
+                   help="with --https-port: the HTTP port redirects every request to HTTPS")
+    p.add_argument("--hsts", type=non_negative_int, nargs="?", const=31536000, metavar="SECONDS",
+                   help="with --https-port: send Strict-Transport-Security (default max-age a year)")
+    p.add_argument("--server-status", action="store_true",
+                   help="Apache's mod_status at /server-status, for requests from this host only")
+    p.add_argument("--rotate-logs", action="store_true",
+                   help="rotate --error-log/--access-log files through rotatelogs (10 files kept)")
+    p.add_argument("--max-log-size", type=positive_int, default=10, metavar="MB",
+                   help="with --rotate-logs: rotate at this size (default 10)")
+
+
+class Parser(argparse.ArgumentParser):
+    """A bad option is one line that names it, not the whole usage."""
+
+    def error(self, message):
+        self.exit(2, "%s: error: %s (%s --help lists the options)\n" % (self.prog, message, self.prog))
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="pyhost", description="Python web applications inside Apache httpd."
     )
     parser.add_argument("--version", action="version", version="pyhost " + __version__)
@@ -620,10 +786,54 @@ def build_parser():
     p.add_argument("--group", help="their group (default: the user's primary group)")
     p.set_defaults(func=cmd_check)
 
-    p = sub.add_parser("serve", help="serve a WSGI app with a private Apache in the foreground")
+    p = sub.add_parser("serve", help="serve a WSGI app with a private Apache in the foreground",
+                       epilog="Every option can also be set with an environment variable: "
+                              "PYHOST_ and the option's name in capitals with _ for - "
+                              "(PYHOST_PORT=9000, PYHOST_DAEMON=1, PYHOST_ENV='A=1 B=2'); "
+                              "the command line wins.")
     add_serve_arguments(p)
     p.set_defaults(func=cmd_serve)
+    env_defaults(p, os.environ)
     return parser
+
+
+TRUE_WORDS, FALSE_WORDS = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
+
+
+def env_defaults(parser, environ):
+    """Options from PYHOST_* variables (as GUNICORN_CMD_ARGS and GRANIAN_*
+    do): each becomes the option's default, so the command line still wins.
+    Repeatable options take a shell-quoted list."""
+    for action in parser._actions:
+        if not action.option_strings or action.dest == "help":
+            continue
+        name = "PYHOST_" + action.dest.upper()
+        if name not in environ:
+            continue
+        raw = environ[name]
+        try:
+            action.default = _env_value(action, raw)
+        except (argparse.ArgumentTypeError, ValueError) as e:
+            parser.error("%s=%r: %s" % (name, raw, e))
+
+
+def _env_value(action, raw):
+    convert = action.type or (lambda v: v)
+    if action.nargs == 0:  # a flag
+        word = raw.strip().lower()
+        if word not in TRUE_WORDS + FALSE_WORDS:
+            raise ValueError("expected one of %s" % ", ".join(TRUE_WORDS + FALSE_WORDS[:-1]))
+        return word in TRUE_WORDS
+    if isinstance(action, argparse._AppendAction):
+        words = [convert(w) for w in shlex.split(raw)]
+        if action.nargs == 2:
+            if len(words) % 2:
+                raise ValueError("expected pairs of values")
+            return [words[i:i + 2] for i in range(0, len(words), 2)]
+        return words
+    if action.choices is not None and raw not in action.choices:
+        raise ValueError("expected one of %s" % ", ".join(action.choices))
+    return convert(raw)
 
 
 def main(argv=None):

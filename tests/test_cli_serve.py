@@ -789,3 +789,66 @@ def test_python_m_pyhost():
     p = subprocess.run([sys.executable, "-m", "pyhost", "--version"], capture_output=True, text=True,
                        timeout=30)
     assert p.returncode == 0 and p.stdout.startswith("pyhost "), p
+
+
+def _serve_on_a_terminal(args, env, token, workspace):
+    """Runs pyhost serve with a pseudo-terminal as stdout/stderr, makes one
+    request that fails in the app, stops it; returns what the terminal got."""
+    import pty
+    master, slave = pty.openpty()
+    port = harness.free_port()
+    proc = subprocess.Popen([PYHOST, "serve", os.path.join(workspace.apps, "bad.wsgi"),
+                             "--port", str(port), *args], stdin=subprocess.DEVNULL,
+                            stdout=slave, stderr=slave, env=env)
+    os.close(slave)
+    chunks = []
+
+    def read():
+        while True:
+            try:
+                data = os.read(master, 65536)
+            except OSError:
+                return
+            if not data:
+                return
+            chunks.append(data)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    text = lambda: b"".join(chunks).decode("utf-8", "replace")
+    try:
+        assert harness.wait_for(lambda: "serving on" in text(), timeout=30), text()
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        harness.do_request(conn, "GET", "/raises?token=" + token)
+        conn.close()
+        assert harness.wait_for(lambda: "Traceback" in text(), timeout=10), text()
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        reader.join(5)
+        os.close(master)
+    return text()
+
+
+def test_serve_on_a_terminal_banner_and_compact_coloured_log(workspace, token):
+    env = dict(os.environ)
+    env.pop("NO_COLOR", None)
+    out = _serve_on_a_terminal([], env, token, workspace)
+    # The banner says what runs before Apache starts.
+    assert re.search(r"pyhost \S+: \S+bad.wsgi \(WSGI, callable application\)", out), out
+    assert "Python %d.%d" % sys.version_info[:2] in out and "event MPM, embedded: 1 process x 10 threads" in out
+    assert "starting Apache" in out
+    # Error-log entries: time, coloured level, pid, message; the traceback as lines.
+    assert re.search(r"^\d\d:\d\d:\d\d \x1b\[31merror \x1b\[0m +\d+ PYH\d{4}", out, re.M), out
+    assert re.search(r"^ +File \"[^\"]+bad.wsgi\", line \d+, in raises\r?$", out, re.M), out
+    assert re.search(r"^ +RuntimeError: pyhost-test-boom-raises\r?$", out, re.M), out
+    assert "[pid " not in out  # Apache's long form is not shown on a terminal
+
+
+def test_serve_on_a_terminal_honours_no_color(workspace, token):
+    out = _serve_on_a_terminal([], dict(os.environ, NO_COLOR="1"), token, workspace)
+    assert "\x1b[" not in out, out
+    assert re.search(r"^\d\d:\d\d:\d\d error +\d+ PYH\d{4}", out, re.M), out

@@ -533,6 +533,7 @@ def serve_in(args, plan):
         print("pyhost: wrote %s and %s; start it with `%s start`, stop it with `%s stop` "
               "(logs in %s)" % (conf, ctl, ctl, ctl, logs))
         return 0
+    print(banner(args, plan, cfg), flush=True)
     path = args.mount_point.rstrip("/") + "/"
     urls = ["http://%s%s" % (serverconf.listen_address(args.host, args.port), path)]
     if args.https_port:
@@ -540,6 +541,33 @@ def serve_in(args, plan):
     return run_httpd(plan.httpd, conf, server_root, args.host, args.port, urls, watcher,
                      graceful_timeout=args.graceful_timeout, pipes=pipes, cwd=plan.workdir,
                      process_name=args.process_name)
+
+
+def banner(args, plan, cfg):
+    """What is about to run, before Apache starts: the app and its interface,
+    Python, Apache and its MPM, the process model, where the logs go."""
+    t = plan.target
+    app = t.description if t.kind != "script" else t.script
+    if t.kind != "django":
+        app += " (WSGI, callable %s)" % t.callable
+    else:
+        app += " (WSGI)"
+    procs, threads = cfg.resolved_processes(), cfg.resolved_threads()
+    model = "embedded: %d process%s x %d thread%s" % (
+        procs, "" if procs == 1 else "es", threads, "" if threads == 1 else "s")
+    if cfg.daemon:
+        model = "daemon: %d process%s x %d threads (Apache's children relay to them)" % (
+            cfg.daemon_processes, "" if cfg.daemon_processes == 1 else "es", cfg.daemon_threads)
+    logs = []
+    for name, value in (("error log", cfg.error_log), ("access log", cfg.access_log)):
+        if value:
+            logs.append("%s %s" % (name, "on this terminal" if value.startswith("/dev/fd/") else value))
+    return "\n".join([
+        "pyhost %s: %s" % (__version__, app),
+        "  Python %s (%s)" % (sys.version.split()[0], sys.executable),
+        "  %s, %s MPM, %s" % (apache.httpd_version(plan.httpd) or plan.httpd, cfg.mpm, model),
+        "  %s; starting Apache..." % (", ".join(logs) or "no logs"),
+    ])
 
 
 def split_paths(values):

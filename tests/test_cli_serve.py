@@ -421,16 +421,20 @@ def test_serve_second_ctrl_c_stops_at_once(serve, workspace, token):
     assert "stopping now" in s.output(), s.output()
 
 
-def _serve_fails(args, timeout=60):
-    """Runs pyhost serve expecting it to refuse to start; (code, output)."""
+def _serve_fails(args, timeout=60, tmpdir=None):
+    """Runs pyhost serve expecting it to refuse to start; (code, output).
+    tmpdir: its TMPDIR, where a temporary server root would be made."""
+    env = dict(os.environ, TMPDIR=tmpdir) if tmpdir else None
     proc = subprocess.run([PYHOST, "serve", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, stdin=subprocess.DEVNULL)
+                          timeout=timeout, stdin=subprocess.DEVNULL, env=env)
     return proc.returncode, proc.stdout + proc.stderr
 
 
-def _pyhost_tmp_dirs():
-    return {n for n in os.listdir(tempfile.gettempdir()) if n.startswith("pyhost-") and
-            not n.startswith(("pyhost-test", "pyhost-docker"))}
+def _private_tmpdir(workspace, token):
+    path = os.path.join(workspace.root, "tmpdir-" + token)
+    os.makedirs(path)
+    os.chmod(path, 0o755)  # Apache's children pass through a server root made in it
+    return path
 
 
 @pytest.mark.parametrize("script, expected", [
@@ -438,12 +442,12 @@ def _pyhost_tmp_dirs():
     ("import_error.py", ["ModuleNotFoundError: No module named 'no_such_module_for_pyhost_tests'",
                          "import_error.py\", line 4, in <module>"]),
 ])
-def test_serve_refuses_an_app_that_does_not_load(workspace, script, expected):
+def test_serve_refuses_an_app_that_does_not_load(workspace, token, script, expected):
     # mod_wsgi-express and gunicorn fail at boot; pyhost serve used to say
     # "serving on" and answer 500.
-    before = _pyhost_tmp_dirs()
+    tmpdir = _private_tmpdir(workspace, token)
     code, out = _serve_fails([os.path.join(workspace.apps, "serve_bad", script),
-                              "--port", harness.free_port()])
+                              "--port", harness.free_port()], tmpdir=tmpdir)
     assert code == 1, out
     assert "serving on" not in out, out
     for text in expected:
@@ -451,7 +455,7 @@ def test_serve_refuses_an_app_that_does_not_load(workspace, script, expected):
     assert "pyhost: the app failed to load:" in out and "--lazy" in out, out
     # Readable lines, and none of pyhost's own loading frames.
     assert "\\n" not in out and "preflight.py" not in out and "<frozen" not in out, out
-    assert _pyhost_tmp_dirs() == before, "a failed start left a server root behind"
+    assert os.listdir(tmpdir) == [], "a failed start left a server root behind"
 
 
 def test_serve_names_the_callables_a_script_defines(workspace, serve):
@@ -578,17 +582,15 @@ def test_serve_never_loosens_a_private_server_root(workspace, token):
     assert code == 2 and os.stat(private).st_mode & 0o777 == 0o700, out
 
 
-def test_serve_failed_start_leaves_no_server_root(workspace, tmp_path):
+def test_serve_failed_start_leaves_no_server_root(workspace, token, tmp_path):
     # Apache refuses this config (an include that is not Apache syntax).
     bad = tmp_path / "bad.conf"
     bad.write_text("ThisIsNotADirective on\n")
-    os.chmod(tmp_path, 0o755)
-    os.chmod(bad, 0o644)
-    before = _pyhost_tmp_dirs()
+    tmpdir = _private_tmpdir(workspace, token)
     code, out = _serve_fails([os.path.join(workspace.apps, "serve_cwd.py"), "--port",
-                              harness.free_port(), "--include-file", str(bad)])
+                              harness.free_port(), "--include-file", str(bad)], tmpdir=tmpdir)
     assert code == 1 and "ThisIsNotADirective" in out, out
-    assert _pyhost_tmp_dirs() == before, out
+    assert os.listdir(tmpdir) == [], out
 
 
 def test_serve_django_project_directory_with_admin_static_and_sqlite(serve, workspace, token):

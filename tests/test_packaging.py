@@ -22,7 +22,7 @@ def test_distribution_is_mod_pyhost_and_installed_under_that_name():
 
 
 def test_no_message_tells_users_to_install_the_other_pyhost():
-    bad = re.compile(r"(pip install|reinstall|install) pyhost\b(?!\.)")
+    bad = re.compile(r"(?<!\w)(pip install|reinstall|install)( --?[\w-]+)* pyhost\b(?![.\w-])")
     found = []
     for top in ("module", "python", "scripts", "README.md", "docker", "conf"):
         path = os.path.join(ROOT, top)

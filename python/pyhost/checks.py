@@ -7,7 +7,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 
-from . import ModuleNotBuilt, access, apache, module_location
+from . import ModuleNotBuilt, access, apache, module_location, preflight
 
 
 @dataclass
@@ -108,7 +108,7 @@ def check_python(module_path):
         from . import _buildinfo
     except ImportError:
         return [Line("python", False, "no build information next to the module: reinstall mod-pyhost "
-                     "(`pip install --no-cache-dir pyhost`) with this Python")]
+                     "(`pip install --no-cache-dir mod-pyhost`) with this Python")]
     venv = " in venv %s" % sys.prefix if sys.prefix != sys.base_prefix else ""
     if _buildinfo.PYTHON_VERSION != running:
         return [Line("python", False, "module built for Python %s, this is Python %s%s: reinstall mod-pyhost "
@@ -134,17 +134,33 @@ def check_readable(who, script):
     return [Line("readable", True, "%s can read %sthe venv and the Python install" % (who.user, what))]
 
 
-def run(who, script=None, out=sys.stdout):
-    """Print the check's lines; True if nothing failed."""
+def check_app(target, user, group):
+    """Loads the app as Apache's children would (their user and sys.path);
+    the traceback, if any, is printed by the loader."""
+    if preflight.load_as_children(target, user, group) is None:
+        return [Line("app", False, "%s does not load as %s (see above); `pyhost serve` would "
+                     "refuse to start it" % (target.description, user or "this user"))]
+    return [Line("app", True, "%s loads as %s; `%s` is callable"
+                 % (target.description, user or "this user", target.callable))]
+
+
+def run(who, target=None, user=None, group=None, out=sys.stdout):
+    """Print the check's lines; True if nothing failed. target: a
+    targets.Target to check too."""
     lines, httpd = check_apache()
     lines += check_mpm(httpd)
     module_lines, module_path = check_module()
     lines += module_lines
     lines += check_python(module_path)
-    if script and not os.path.exists(script):
-        lines.append(Line("app", False, "%s does not exist: give the path of your WSGI script" % script))
-        script = None
-    lines += check_readable(who, script)
+    readable = []
+    for path in (target.source_files if target else [None]):
+        readable += [l for l in check_readable(who, path) if not l.ok or not readable]
+    lines += readable
     for line in lines:
         out.write("%s\n" % line)
+    if target and all(line.ok for line in readable):
+        out.flush()  # the loader's traceback, if any, comes after these lines
+        app = check_app(target, user, group)
+        out.write("%s\n" % app[0])
+        lines += app
     return all(line.ok for line in lines)

@@ -18,7 +18,7 @@ import tempfile
 import time
 
 from . import (__version__, access, apache, checks, djangosite, install, logpipes, module_location,
-               ModuleNotBuilt, reloader, serverconf, targets)
+               ModuleNotBuilt, preflight, reloader, serverconf, targets)
 
 STARTUP_TIMEOUT = 30.0  # seconds for httpd to start listening
 SHUTDOWN_TIMEOUT = 20.0  # seconds for httpd to stop after SIGTERM
@@ -69,8 +69,14 @@ def cmd_check(args):
     problem = identity_problem(args)
     if problem:
         return error(problem, 1)
-    who, _, _ = child_identity(args)
-    return 0 if checks.run(who, args.script) else 1
+    who, user, group = child_identity(args)
+    target = None
+    if args.script:
+        try:
+            target = targets.resolve(args.script)
+        except targets.TargetError as e:
+            return error(str(e), 1)
+    return 0 if checks.run(who, target, user, group) else 1
 
 
 def cmd_install_module(args):
@@ -291,46 +297,6 @@ def serve_problem(args):
     return None
 
 
-PREFLIGHT_TIMEOUT = 120.0  # seconds an app may take to import
-
-
-def _as_child(user, group):
-    """preexec_fn: become Apache's children's user (we are root)."""
-    pw, gid = pwd.getpwnam(user), grp.getgrnam(group).gr_gid
-
-    def drop():
-        os.setgroups([])
-        os.initgroups(user, gid)
-        os.setgid(gid)
-        os.setuid(pw.pw_uid)
-    return drop
-
-
-def preflight(target, user, group, cwd):
-    """Loads the app once as Apache's children would (their user, the same
-    sys.path, this working directory); prints why it cannot load. Returns
-    None if it cannot load, else what it learnt (a dict: Django's settings)."""
-    r, w = os.pipe()
-    cmd = [sys.executable, "-m", "pyhost.preflight", json.dumps(dataclasses.asdict(target)), str(w)]
-    try:
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, cwd=cwd, pass_fds=(w,),
-                                preexec_fn=_as_child(user, group) if user else None)
-    finally:
-        os.close(w)
-    with os.fdopen(r, "rb") as facts:
-        try:
-            proc.wait(PREFLIGHT_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-            error("the app did not finish loading within %ds" % PREFLIGHT_TIMEOUT)
-            return None
-        data = facts.read()
-    if proc.returncode != 0:
-        return None
-    return json.loads(data) if data else {}
-
-
 def cmd_serve(args):
     problem = serve_problem(args)
     if problem:
@@ -371,7 +337,7 @@ def cmd_serve(args):
         workdir = default_working_directory(target, who)
     facts = {}
     if not args.lazy:
-        facts = preflight(target, user, group, workdir)
+        facts = preflight.load_as_children(target, user, group, workdir)
         if facts is None:
             return error("nothing was started: fix the app, or pass --lazy to start Apache anyway "
                          "(the error is then reported at each request)", 1)
@@ -809,7 +775,9 @@ def build_parser():
     p.set_defaults(func=cmd_install_module)
 
     p = sub.add_parser("check", help="check Apache, the module, the Python and file permissions")
-    p.add_argument("script", nargs="?", help="also check Apache's children can read this WSGI script")
+    p.add_argument("script", nargs="?", metavar="TARGET",
+                   help="also check the app (a WSGI script, module:callable or Django project "
+                        "directory) loads as Apache's children would load it")
     p.add_argument("--user", help="user Apache's children run as (default as root: www-data)")
     p.add_argument("--group", help="their group (default: the user's primary group)")
     p.set_defaults(func=cmd_check)

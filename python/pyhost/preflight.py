@@ -1,13 +1,19 @@
 """Loads the app `pyhost serve` is about to serve, the way Apache's children
 will (their user, their sys.path), so a syntax error, an import error or a
 missing callable stops `pyhost serve` before it says it serves, with a
-traceback a person can read. Run as `python -m pyhost.preflight JSON`; the
-exit status is 0 when the app loaded and its callable is callable."""
+traceback a person can read (`pyhost check TARGET` uses it too).
+load_as_children() runs `python -m pyhost.preflight JSON FD` in a child
+process with the children's identity; its exit status is 0 when the app
+loaded and its callable is callable."""
 
+import dataclasses
+import grp
 import importlib
 import importlib.util
 import json
 import os
+import pwd
+import subprocess
 import sys
 import traceback
 import types
@@ -15,6 +21,49 @@ from importlib.machinery import SourceFileLoader
 
 LOADED, FAILED = 0, 1
 
+# The caller's side: runs this module in a child process.
+
+PREFLIGHT_TIMEOUT = 120.0  # seconds an app may take to import
+
+
+def _as_child(user, group):
+    """preexec_fn: become Apache's children's user (we are root)."""
+    pw, gid = pwd.getpwnam(user), grp.getgrnam(group).gr_gid
+
+    def drop():
+        os.setgroups([])
+        os.initgroups(user, gid)
+        os.setgid(gid)
+        os.setuid(pw.pw_uid)
+    return drop
+
+
+def load_as_children(target, user, group, cwd=None):
+    """Loads the app once as Apache's children would (their user, the same
+    sys.path, this working directory); prints why it cannot load. Returns
+    None if it cannot load, else what it learnt (a dict: Django's settings)."""
+    r, w = os.pipe()
+    cmd = [sys.executable, "-m", "pyhost.preflight", json.dumps(dataclasses.asdict(target)), str(w)]
+    try:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, cwd=cwd, pass_fds=(w,),
+                                preexec_fn=_as_child(user, group) if user else None)
+    finally:
+        os.close(w)
+    with os.fdopen(r, "rb") as facts:
+        try:
+            proc.wait(PREFLIGHT_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            sys.stderr.write("pyhost: the app did not finish loading within %ds\n" % PREFLIGHT_TIMEOUT)
+            return None
+        data = facts.read()
+    if proc.returncode != 0:
+        return None
+    return json.loads(data) if data else {}
+
+
+# The child's side.
 
 def _user_frames(exc):
     """The exception's traceback without the loading machinery's frames

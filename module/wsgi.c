@@ -212,31 +212,97 @@ static int wsgi_sr_args(PyObject *const *args, Py_ssize_t nargs,
     return 0;
 }
 
+/* What start_response's exc_info holds, checked as PEP 3333 asks (a
+ * sys.exc_info() tuple) before any of it reaches CPython's error state,
+ * which trusts its input: a non-exception there is written through as if
+ * it were one (PyException_SetTraceback on None or an int), damaging memory
+ * and killing the process later. 0: no exception (None, or (None, None,
+ * None), which sys.exc_info() gives outside an except block); 1: *value
+ * is an exception instance, *tb a traceback or NULL (borrowed from the
+ * tuple); -1: a TypeError for the app. */
+static int wsgi_exc_info_check(PyObject *exc_info, PyObject **value,
+                               PyObject **tb)
+{
+    PyObject *t, *v, *b;
+
+    if (exc_info == Py_None)
+        return 0;
+    if (!PyTuple_Check(exc_info) || PyTuple_GET_SIZE(exc_info) != 3) {
+        PyErr_Format(PyExc_TypeError,
+                     "exc_info must be None or a (type, value, traceback) "
+                     "tuple from sys.exc_info(), not %.100s%s",
+                     Py_TYPE(exc_info)->tp_name,
+                     PyTuple_Check(exc_info) ? " of another length" : "");
+        return -1;
+    }
+    t = PyTuple_GET_ITEM(exc_info, 0);
+    v = PyTuple_GET_ITEM(exc_info, 1);
+    b = PyTuple_GET_ITEM(exc_info, 2);
+    if (t == Py_None && v == Py_None && b == Py_None)
+        return 0;
+    if (!PyExceptionInstance_Check(v)) {
+        PyErr_Format(PyExc_TypeError,
+                     "exc_info[1] must be an exception instance, not %.100s",
+                     PyType_Check(v) ? "a class" : Py_TYPE(v)->tp_name);
+        return -1;
+    }
+    /* PyExceptionClass_Check first: object and other non-exception
+     * classes are supertypes of every exception type. */
+    if (!PyExceptionClass_Check(t)
+        || !PyType_IsSubtype(Py_TYPE(v), (PyTypeObject *)t)) {
+        PyErr_Format(PyExc_TypeError,
+                     "exc_info[0] must be the class of exc_info[1] "
+                     "(%.100s), not %.100s%s",
+                     Py_TYPE(v)->tp_name,
+                     PyType_Check(t) ? ((PyTypeObject *)t)->tp_name
+                                     : Py_TYPE(t)->tp_name,
+                     PyType_Check(t) ? "" : " instance");
+        return -1;
+    }
+    if (b != Py_None && !PyTraceBack_Check(b)) {
+        PyErr_Format(PyExc_TypeError,
+                     "exc_info[2] must be a traceback or None, not %.100s",
+                     Py_TYPE(b)->tp_name);
+        return -1;
+    }
+    *value = v;
+    *tb = b == Py_None ? NULL : b;
+    return 1;
+}
+
 static PyObject *wsgi_start_response(PyObject *self, PyObject *const *args,
                                      Py_ssize_t nargs, PyObject *kwnames)
 {
-    PyObject *a[3], *exc_info;
+    PyObject *a[3], *value = NULL, *tb = NULL;
     pyh_request *req = wsgi_live(self);
+    int has_exc;
 
     if (!req || wsgi_sr_args(args, nargs, kwnames, a) < 0)
         return NULL;
-    exc_info = a[2];
-    if (exc_info != Py_None) {
-        if (req->headers_sent) {
-            /* Too late to change the response: re-raise for the app. */
-            if (!PyTuple_Check(exc_info) || PyTuple_GET_SIZE(exc_info) != 3) {
-                PyErr_SetString(PyExc_TypeError,
-                                "exc_info must be a (type, value, traceback) "
-                                "tuple");
-                return NULL;
-            }
-            PyErr_Restore(Py_NewRef(PyTuple_GET_ITEM(exc_info, 0)),
-                          Py_NewRef(PyTuple_GET_ITEM(exc_info, 1)),
-                          Py_NewRef(PyTuple_GET_ITEM(exc_info, 2)));
-            return NULL;
-        }
+    if ((has_exc = wsgi_exc_info_check(a[2], &value, &tb)) < 0)
+        return NULL;
+    if (req->headers_sent && has_exc) {
+        /* Too late to change the response: re-raise the app's exception
+         * (raise value.with_traceback(tb)). The type given to CPython is
+         * the value's own, so it never builds a new exception from the
+         * pair (3.12+ would, from a base class). */
+        PyErr_Restore(Py_NewRef(Py_TYPE(value)), Py_NewRef(value),
+                      tb ? Py_NewRef(tb) : NULL);
+        return NULL;
     }
-    else if (req->started) {
+    if (req->headers_sent && a[2] != Py_None) {
+        /* (None, None, None): an error page built outside an except
+         * block, with nothing to re-raise and a response already out. */
+        PyErr_SetString(PyExc_RuntimeError,
+                        "start_response() called after the response headers "
+                        "were sent, with an exc_info that holds no "
+                        "exception (sys.exc_info() outside an except "
+                        "block?)");
+        return NULL;
+    }
+    /* A second call needs an exc_info tuple. (None, None, None) counts, as
+     * in wsgiref and mod_wsgi: the app means to replace its headers. */
+    if (a[2] == Py_None && req->started) {
         PyErr_SetString(PyExc_RuntimeError,
                         "start_response() called a second time without "
                         "exc_info");

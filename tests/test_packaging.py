@@ -24,7 +24,7 @@ def test_distribution_is_mod_pyhost_and_installed_under_that_name():
 def test_no_message_tells_users_to_install_the_other_pyhost():
     bad = re.compile(r"(?<!\w)(pip install|reinstall|install)( --?[\w-]+)* pyhost\b(?![.\w-])")
     found = []
-    for top in ("module", "python", "scripts", "README.md", "docker", "conf"):
+    for top in ("module", "python", "scripts", "README.md", "CONTRIBUTING.md", "docker", "conf"):
         path = os.path.join(ROOT, top)
         files = [path] if os.path.isfile(path) else [
             os.path.join(d, f) for d, _, fs in os.walk(path) for f in fs

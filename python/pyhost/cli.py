@@ -167,6 +167,9 @@ class Stopper:
     def __init__(self, proc, port, graceful_timeout):
         self.proc, self.port, self.graceful_timeout = proc, port, graceful_timeout
         self.graceful_at = self.immediate_at = None
+        # Before httpd listens there is nothing in flight, and it may not
+        # have its SIGWINCH handler yet (the default action ignores it).
+        self.serving = False
 
     def requested(self):
         return self.graceful_at is not None
@@ -174,7 +177,7 @@ class Stopper:
     def on_signal(self, signum=None, frame=None):
         if self.proc.poll() is not None:
             return
-        if self.graceful_at is None and self.graceful_timeout > 0:
+        if self.graceful_at is None and self.graceful_timeout > 0 and self.serving:
             self.graceful_at = time.monotonic()
             n = open_connections(self.port) if self.port else 0
             print("pyhost: stopping gracefully: %d request%s in flight, waiting up to %gs "
@@ -223,8 +226,10 @@ def run_httpd(httpd, conf, server_root, host, port, urls, watcher=None, graceful
     old = {s: signal.signal(s, stopper.on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         if wait_for_listen(proc, host, port, STARTUP_TIMEOUT):
-            print("pyhost: serving on %s (Apache pid %d, config %s)"
-                  % (" and ".join(urls), proc.pid, conf), flush=True)
+            stopper.serving = True
+            if not stopper.requested():
+                print("pyhost: serving on %s (Apache pid %d, config %s)"
+                      % (" and ".join(urls), proc.pid, conf), flush=True)
         elif not stopper.requested() and proc.poll() is None:
             os.kill(proc.pid, signal.SIGTERM)
             proc.wait()

@@ -147,7 +147,7 @@ static asgi_loop *asgi_loop_get(pyh_interp *in, server_rec *s)
         Py_XDECREF(mod);
         pyh_log_exception(in, NULL, s,
                           "PYH0211: the ASGI bridge (pyhost._asgi) did not "
-                          "load; reinstall pyhost");
+                          "load; reinstall mod-pyhost");
         return NULL;
     }
     Py_DECREF(mod);

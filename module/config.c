@@ -965,7 +965,7 @@ static const char *cfg_check_home(apr_pool_t *p, const char *home,
                                 "PYH0002: %s '%s' is a Python %s venv but "
                                 "mod_pyhost was built for Python "
                                 PYH_PY_VERSION_STR "; rebuild pyhost inside "
-                                "that venv (pip install pyhost) or use a "
+                                "that venv (pip install mod-pyhost) or use a "
                                 "Python " PYH_PY_VERSION_STR " venv",
                                 what, home, version);
         if ((msg = cfg_unreadable_message(p, "the venv", home, w)))
@@ -986,7 +986,7 @@ static const char *cfg_check_home(apr_pool_t *p, const char *home,
                                 "PYH0002: %s '%s' is Python %s but mod_pyhost "
                                 "was built for Python " PYH_PY_VERSION_STR
                                 PYH_ABI_TAG "; rebuild pyhost with that "
-                                "Python (pip install pyhost) or point %s at a "
+                                "Python (pip install mod-pyhost) or point %s at a "
                                 "Python " PYH_PY_VERSION_STR PYH_ABI_TAG
                                 " prefix or venv",
                                 what, home, other, w->setting);

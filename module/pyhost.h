@@ -293,6 +293,9 @@ PyObject *pyh_input_new(pyh_interp *in);
 void pyh_input_attach(PyObject *input, pyh_request *req);
 void pyh_input_detach(PyObject *input);
 
+/* OK, or the HTTP status (501, 411, 413) that refuses r's body framing
+ * before the app runs; chunked_ok: WSGIChunkedRequest On. */
+int pyh_input_check(request_rec *r, int chunked_ok);
 /* Reads at most `want` body bytes through r's input filters into dest,
  * without the GIL; *got == 0 with req->input_eos set is the end. */
 apr_status_t pyh_input_fill(pyh_request *req, char *dest, apr_size_t want,

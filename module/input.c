@@ -132,7 +132,9 @@ static apr_status_t input_fill(pyh_request *req, input_object *io, char *dest,
 /* input_fill with the GIL released, until at least `least` bytes came or
  * the body ended (one GIL release for a whole sized read, not one per
  * ~8 KB that the filters hand over); raises OSError on failure and keeps
- * the HTTP status that failure deserves (413, 400, 408) for the handler. */
+ * the HTTP status that failure deserves (413, 400, 408) for the handler,
+ * or AP_FILTER_ERROR when Apache's HTTP_IN filter has sent its own error
+ * response (a bad chunk, a chunked body over LimitRequestBody). */
 static int input_pull(input_object *io, char *dest, apr_size_t want,
                       apr_size_t least, apr_size_t *got)
 {
@@ -151,11 +153,15 @@ static int input_pull(input_object *io, char *dest, apr_size_t want,
     if (rv == APR_SUCCESS)
         return 0;
     req->input_status = ap_map_http_request_error(rv, HTTP_BAD_REQUEST);
-    if (req->input_status == AP_FILTER_ERROR)
-        req->input_status = HTTP_BAD_REQUEST;
     req->input_eos = 1;
-    PyErr_Format(PyExc_OSError, "error reading the request body: %s (HTTP %d)",
-                 apr_strerror(rv, err, sizeof(err)), req->input_status);
+    if (req->input_status == AP_FILTER_ERROR)
+        PyErr_SetString(PyExc_OSError,
+                        "the request body was refused: Apache has answered "
+                        "the client itself (see its error log entry)");
+    else
+        PyErr_Format(PyExc_OSError,
+                     "error reading the request body: %s (HTTP %d)",
+                     apr_strerror(rv, err, sizeof(err)), req->input_status);
     return -1;
 }
 

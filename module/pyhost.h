@@ -256,7 +256,8 @@ typedef struct pyh_request {
     char *ibuf;                     /* read-ahead for readline */
     apr_size_t ibuf_cap, ibuf_pos, ibuf_len;
     int input_eos;
-    int input_status;               /* HTTP status of a body read error */
+    int input_status;               /* HTTP status of a body read error;
+                                     * AP_FILTER_ERROR: Apache answered */
     /* Python objects handed to the app, detached at request end: the
      * request object (start_response's self, owned) and the wsgi.input
      * and wsgi.errors it holds (borrowed from it) */

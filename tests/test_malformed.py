@@ -206,6 +206,8 @@ def check_case(srv, path, name, raw, expected):
     # smuggled in the body, or a body read as a request.
     assert len(statuses) == 1, (name, path, data[:600])
     assert statuses[0] in expected, (name, path, data[:600])
+    # and nothing after Apache's error page (a second page, the app's body)
+    assert data.count(b"<!DOCTYPE") <= 1, (name, path, data)
     if statuses[0] == 200 and path != b"/ping.txt":
         # the app ran and read a body: its length and digest
         assert re.search(rb"\r\n\r\n\d+ [0-9a-f]{16}\n$", data), data

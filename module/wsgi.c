@@ -622,6 +622,7 @@ static int wsgi_pass(pyh_request *req)
      * error response: whatever the app answers would trail that page. */
     if (req->input_status == AP_FILTER_ERROR) {
         apr_brigade_cleanup(req->obb);
+        req->client_gone = 1;
         return 1;
     }
     req->passed = 1;

@@ -106,6 +106,8 @@ apr_status_t pyh_input_fill(pyh_request *req, char *dest, apr_size_t want,
                 return input_failed(req, rv);
             if (len > want - *got) /* READBYTES promises at most `want` */
                 return input_failed(req, APR_EGENERAL);
+            if (!len)
+                continue; /* an empty bucket's data may be NULL */
             memcpy(dest + *got, data, len);
             *got += len;
         }
@@ -180,6 +182,13 @@ static apr_size_t input_buffered(pyh_request *req)
     return req->ibuf_len - req->ibuf_pos;
 }
 
+/* The first buffered byte. Before the first readline there is no buffer,
+ * and even NULL + 0 is undefined (UBSan says so). */
+static const char *input_head(pyh_request *req)
+{
+    return req->ibuf ? req->ibuf + req->ibuf_pos : "";
+}
+
 /* Moves up to n buffered bytes to dest. */
 static apr_size_t input_take(pyh_request *req, char *dest, apr_size_t n)
 {
@@ -188,7 +197,7 @@ static apr_size_t input_take(pyh_request *req, char *dest, apr_size_t n)
         n = have;
     if (!n)
         return 0; /* ibuf may be NULL: memcpy must not see it, even for 0 */
-    memcpy(dest, req->ibuf + req->ibuf_pos, n);
+    memcpy(dest, input_head(req), n);
     req->ibuf_pos += n;
     return n;
 }
@@ -328,7 +337,7 @@ static PyObject *input_readline_impl(input_object *io, Py_ssize_t size)
 
     for (;;) {
         apr_size_t have = input_buffered(req);
-        const char *start = req->ibuf + req->ibuf_pos;
+        const char *start = input_head(req);
         const char *nl;
         apr_size_t limit = size >= 0 && (apr_size_t)size < have ? (apr_size_t)size
                                                                 : have;
@@ -350,7 +359,7 @@ static PyObject *input_readline_impl(input_object *io, Py_ssize_t size)
             return NULL;
         req->ibuf_len += got;
     }
-    line = PyBytes_FromStringAndSize(req->ibuf + req->ibuf_pos, n);
+    line = PyBytes_FromStringAndSize(input_head(req), n);
     if (line)
         req->ibuf_pos += n;
     return line;

@@ -236,7 +236,11 @@ static PyObject *input_read_sized(input_object *io, apr_size_t want)
 static PyObject *input_read_growing(input_object *io, apr_size_t want)
 {
     pyh_request *req = io->req;
-    apr_size_t cap = input_buffered(req) + INPUT_CHUNK, have, got;
+    /* A body of known length past INPUT_PREALLOC starts at that much, as a
+     * read of that size would; one of unknown length (chunked) smaller. */
+    apr_size_t cap = input_buffered(req)
+                     + (io->remaining >= 0 ? INPUT_PREALLOC : INPUT_CHUNK);
+    apr_size_t have, got;
     char *buf, *grown;
     PyObject *out;
 

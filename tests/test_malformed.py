@@ -73,6 +73,10 @@ CASES = [
     ("te_gzip_chunked", te(b"gzip, chunked"), {501}),
     ("te_identity_chunked", te(b"identity, chunked"), {501}),
     ("te_chunked_gzip", te(b"chunked, gzip"), {400}),
+    ("te_chunked_then_identity",
+     req(b"Transfer-Encoding: chunked\r\nTransfer-Encoding: identity\r\n", CHUNKED), {400}),
+    ("te_http10", b"POST @PATH@ HTTP/1.0\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+     + CHUNKED, {200}),
     ("te_identity", req(b"Transfer-Encoding: identity\r\nContent-Length: 3\r\n", b"abc"),
      {400}),
     # Content-Length: duplicated, conflicting, signed, huge
@@ -80,6 +84,8 @@ CASES = [
     ("cl_twice_conflicting", req(b"Content-Length: 3\r\nContent-Length: 4\r\n", b"abcd"),
      {400}),
     ("cl_list", cl(b"3, 3"), {400}),
+    ("cl_no_space", req(b"Content-Length:3\r\n", b"abc"), {200}),
+    ("cl_space_before_colon", req(b"Content-Length : 3\r\n", b"abc"), {400}),
     ("cl_negative", cl(b"-1"), {400}),
     ("cl_plus", cl(b"+3"), {400}),
     ("cl_hex", cl(b"0x3"), {400}),
@@ -90,6 +96,9 @@ CASES = [
     ("cl_over_int64", cl(b"9223372036854775808"), {400}),
     ("cl_over_uint64", cl(b"18446744073709551616"), {400}),
     ("cl_body_short", cl(b"10"), {400}),
+    # refused before any 100 Continue: one response, not two
+    ("cl_huge_expect_100", req(b"Content-Length: 9223372036854775807\r\n"
+                               b"Expect: 100-continue\r\n", b""), {413}),
     # line endings
     ("bare_lf", b"POST @PATH@ HTTP/1.1\nHost: t\nContent-Length: 3\n\nabc", {400}),
     ("bare_lf_one_header", b"POST @PATH@ HTTP/1.1\r\nHost: t\nContent-Length: 3\r\n\r\nabc",
@@ -126,6 +135,7 @@ CASES = [
     ("chunk_size_2_63", te(b"chunked", b"8000000000000000\r\nabc\r\n0\r\n\r\n"), {413}),
     ("chunk_size_overflow", te(b"chunked", b"fffffffffffffffff\r\nabc\r\n0\r\n\r\n"), {413}),
     ("chunk_size_trailing_space", te(b"chunked", b"3 \r\nabc\r\n0\r\n\r\n"), {200}),
+    ("chunk_size_leading_zeros", te(b"chunked", b"0003\r\nabc\r\n0\r\n\r\n"), {200}),
     ("chunk_extension", te(b"chunked", b"3;name=val\r\nabc\r\n0\r\n\r\n"), {200}),
     ("chunk_bare_lf", te(b"chunked", b"3\nabc\n0\n\n"), {400}),
     ("chunk_data_too_long", te(b"chunked", b"3\r\nabcdef\r\n0\r\n\r\n"), {400}),
@@ -161,7 +171,9 @@ WSGIScriptAlias /daemon @APPS@/echo_body.wsgi process-group=malformed
 </LocationMatch>
 """
 
-DEATH_RE = re.compile(harness.CRASH_RE.pattern + r"|PYH0040|killed by signal")
+# PYH0040: a daemon killed by a signal; PYH0041: one that exited (nothing
+# here recycles daemons, so any exit is a death).
+DEATH_RE = re.compile(harness.CRASH_RE.pattern + r"|PYH0040|PYH0041|killed by signal")
 STATUS_LINE_RE = re.compile(rb"HTTP/1\.[01] (\d{3}) ")
 
 

@@ -178,13 +178,9 @@ static int pyh_handler(request_rec *r)
                       r->filename);
         return HTTP_NOT_FOUND;
     }
-    if (!asgi && !req->conf.chunked_request
-        && apr_table_get(r->headers_in, "Transfer-Encoding")) {
-        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
-                      "PYH0023: chunked request body refused (411); enable "
-                      "WSGIChunkedRequest On for this location to accept it");
-        return HTTP_LENGTH_REQUIRED;
-    }
+    /* ASGI reads a chunked body to its end; WSGI only when asked to. */
+    if ((status = pyh_input_check(r, asgi || req->conf.chunked_request)) != OK)
+        return status;
     req->app_group = pyh_app_group(r, req->conf.application_group,
                                    req->script_name);
     daemon = pyh_daemon_lookup(r, req->conf.process_group, &missing);

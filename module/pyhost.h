@@ -256,7 +256,8 @@ typedef struct pyh_request {
     char *ibuf;                     /* read-ahead for readline */
     apr_size_t ibuf_cap, ibuf_pos, ibuf_len;
     int input_eos;
-    int input_status;               /* HTTP status of a body read error */
+    int input_status;               /* HTTP status of a body read error;
+                                     * AP_FILTER_ERROR: Apache answered */
     /* Python objects handed to the app, detached at request end: the
      * request object (start_response's self, owned) and the wsgi.input
      * and wsgi.errors it holds (borrowed from it) */
@@ -293,6 +294,9 @@ PyObject *pyh_input_new(pyh_interp *in);
 void pyh_input_attach(PyObject *input, pyh_request *req);
 void pyh_input_detach(PyObject *input);
 
+/* OK, or the HTTP status (501, 411, 413) that refuses r's body framing
+ * before the app runs; chunked_ok: WSGIChunkedRequest On. */
+int pyh_input_check(request_rec *r, int chunked_ok);
 /* Reads at most `want` body bytes through r's input filters into dest,
  * without the GIL; *got == 0 with req->input_eos set is the end. */
 apr_status_t pyh_input_fill(pyh_request *req, char *dest, apr_size_t want,

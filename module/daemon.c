@@ -22,7 +22,9 @@
 #include <locale.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <stdarg.h>
 #include <sys/epoll.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -36,65 +38,355 @@ pyh_daemon *pyh_this_daemon;
 
 /* ==== parent: sockets, processes, supervision ============================== */
 
-/* The parent's record of one daemon process of the current generation. */
+/* Apache unloads and reloads this module at every restart, so its statics
+ * start again with each configuration. What has to outlive one - daemon
+ * processes of earlier generations still finishing their connections, and
+ * the socket files they serve - is kept in malloc'd memory found again
+ * through the process pool's userdata (the "book"). The book holds no
+ * pointer into this module: each generation registers the processes it
+ * finds there with APR as "other children" (so the MPM hands their deaths
+ * to us and never meets a child it does not know), and drops those
+ * registrations before the module goes. The key carries a layout number:
+ * a module with another layout starts a book of its own. */
+#define DAEMON_BOOK_KEY "pyhost-daemon-book/1"
+
+/* A generation's socket file: unlinked when the last process serving it
+ * is gone, so that old children finishing requests after a graceful
+ * restart can still connect to the old daemons. */
+typedef struct daemon_sock {
+    char *path;
+    int refs;                   /* current slots and retired processes */
+    struct daemon_sock *next;
+} daemon_sock;
+
+/* A daemon process of an earlier generation, told to stop. */
+typedef struct daemon_retired {
+    apr_proc_t proc;
+    daemon_sock *sock;
+    char group[64];             /* for the log */
+    apr_interval_time_t shutdown_timeout;
+    apr_time_t kill_at;         /* still there then: SIGKILL */
+    int registered;             /* an APR other child of this generation */
+    struct daemon_retired *next;
+} daemon_retired;
+
+typedef struct {
+    daemon_sock *socks;
+    daemon_retired *retired;
+} daemon_book;
+
+/* The parent's record of one process slot of the current generation. */
 typedef struct pyh_dproc {
     pyh_daemon *d;
     int slot;
     apr_proc_t proc;
-    int registered;         /* an APR "other child" (APR's unregister
-                               dereferences NULL for an unknown one) */
-    struct pyh_sock *sock;  /* the socket path it serves */
+    int registered;             /* an APR "other child" (APR's unregister
+                                   dereferences NULL for an unknown one) */
+    daemon_sock *sock;
+    int fails;                  /* failed starts of this slot in a row */
+    apr_interval_time_t delay;  /* the next process waits this long */
 } pyh_dproc;
 
-/* A generation's socket path: unlinked when its last process is gone, so
- * that old children finishing requests after a graceful restart can still
- * connect to the old daemons. malloc'd: it outlives the configuration. */
-typedef struct pyh_sock {
-    char *path;
-    int live;
-} pyh_sock;
+/* A group's state, in anonymous shared memory the parent maps before
+ * anything forks: Apache's children read it (mapped read-only there) to
+ * refuse requests at once while the group cannot start; a daemon writes
+ * why it could not start, or that it is ready, and then unmaps it. One
+ * mapping per group, so a daemon drops every other group's. Plain stores:
+ * one writer per field at a time, and a stale read costs one request. */
+enum { DSLOT_STARTING, DSLOT_READY, DSLOT_FAILED };
 
-/* Daemons of earlier generations, still finishing their connections. They
- * are handed to the MPM (ap_register_extra_mpm_process), which reaps them
- * and kills them at a stop; nothing of ours that holds a function pointer
- * survives a restart, because Apache unloads and reloads this module. */
-typedef struct pyh_retired {
-    pid_t pid;
-    pyh_sock *sock;
-    struct pyh_retired *next;
-} pyh_retired;
+struct pyh_dstate {
+    volatile int failing;           /* parent: starts keep failing and no
+                                       process serves; a ready one clears */
+    volatile int fails;             /* parent: failed starts in a row */
+    volatile apr_time_t retry_at;   /* parent: when the next start comes */
+    char cause[256];                /* why the last start failed (daemon) */
+    volatile unsigned char slot[];  /* per process slot, DSLOT_* */
+};
+
+/* Failed starts in a row before a group backs off and answers 503, and
+ * the longest wait between two attempts after that. */
+#define DAEMON_FAILS_BEFORE_BACKOFF 3
+#define DAEMON_BACKOFF_MAX apr_time_from_sec(30)
 
 static apr_pool_t *daemon_pconf;
-static pyh_retired *daemon_retired;
+static daemon_book *daemon_the_book;
+static apr_array_header_t *daemon_procs; /* pyh_dproc *, this generation */
 
-static void daemon_release_sock(pyh_sock *sk)
+static daemon_book *daemon_book_get(process_rec *process)
 {
-    if (--sk->live > 0)
+    void *found = NULL;
+    daemon_book *book;
+    if (apr_pool_userdata_get(&found, DAEMON_BOOK_KEY, process->pool)
+            == APR_SUCCESS
+        && found)
+        return found;
+    if (!(book = calloc(1, sizeof(*book))))
+        return NULL;
+    /* No cleanup: a function of ours would be gone when the pool ends. */
+    if (apr_pool_userdata_set(book, DAEMON_BOOK_KEY, apr_pool_cleanup_null,
+                              process->pool) != APR_SUCCESS) {
+        free(book);
+        return NULL;
+    }
+    return book;
+}
+
+static daemon_sock *daemon_sock_add(daemon_book *book, const char *path)
+{
+    daemon_sock *sk = calloc(1, sizeof(*sk));
+    if (!sk || !(sk->path = strdup(path))) {
+        free(sk);
+        return NULL;
+    }
+    sk->next = book->socks;
+    book->socks = sk;
+    return sk;
+}
+
+static void daemon_sock_release(daemon_book *book, daemon_sock *sk)
+{
+    daemon_sock **pp;
+    if (--sk->refs > 0)
         return;
     unlink(sk->path);
+    for (pp = &book->socks; *pp; pp = &(*pp)->next)
+        if (*pp == sk) {
+            *pp = sk->next;
+            break;
+        }
     free(sk->path);
     free(sk);
 }
 
-/* Forgets retired daemons that are gone (reaped by the MPM), unlinking
- * each generation's socket after its last process. */
-static void daemon_sweep_retired(int all)
+/* Forgets a retired process that is gone (reaped). */
+static void daemon_retired_forget(daemon_book *book, daemon_retired *rt)
 {
-    pyh_retired **pp = &daemon_retired;
-    while (*pp) {
-        pyh_retired *rt = *pp;
-        if (all || (kill(rt->pid, 0) < 0 && errno == ESRCH)) {
+    daemon_retired **pp;
+    for (pp = &book->retired; *pp; pp = &(*pp)->next)
+        if (*pp == rt) {
             *pp = rt->next;
-            daemon_release_sock(rt->sock);
-            free(rt);
+            break;
         }
-        else {
-            pp = &rt->next;
+    daemon_sock_release(book, rt->sock);
+    free(rt);
+}
+
+static void daemon_retired_maintenance(int reason, void *data,
+                                       apr_wait_t status)
+{
+    daemon_retired *rt = data;
+    (void)status;
+    if (reason == APR_OC_REASON_UNREGISTER) {
+        rt->registered = 0;
+        return;
+    }
+    if (reason != APR_OC_REASON_DEATH && reason != APR_OC_REASON_LOST)
+        return;
+    if (rt->registered) {
+        rt->registered = 0;
+        apr_proc_other_child_unregister(rt);
+    }
+    daemon_retired_forget(daemon_the_book, rt);
+}
+
+/* A process of the ending generation joins the retired ones; its slot's
+ * hold on the socket file passes to it. */
+static void daemon_retire(daemon_book *book, pyh_dproc *dp, apr_time_t now)
+{
+    daemon_retired *rt = calloc(1, sizeof(*rt));
+    if (!rt) {
+        /* Untracked, it would keep its socket file forever. */
+        daemon_sock_release(book, dp->sock);
+        return;
+    }
+    rt->proc = dp->proc;
+    rt->sock = dp->sock;
+    apr_cpystrn(rt->group, dp->d->name, sizeof(rt->group));
+    rt->shutdown_timeout = dp->d->shutdown_timeout;
+    /* It leaves by itself after graceful-timeout (and Python's finalizing,
+     * shutdown-timeout): past that and a margin, it is stuck. */
+    rt->kill_at = now + dp->d->graceful_timeout + dp->d->shutdown_timeout
+                  + apr_time_from_sec(5);
+    rt->next = book->retired;
+    book->retired = rt;
+}
+
+/* A new generation takes the retired processes over: those already gone
+ * are forgotten, the others registered so that their deaths come to us. */
+static void daemon_adopt_retired(daemon_book *book, apr_pool_t *pconf)
+{
+    daemon_retired *rt, *next;
+    for (rt = book->retired; rt; rt = next) {
+        pid_t w = waitpid(rt->proc.pid, NULL, WNOHANG);
+        next = rt->next;
+        if (w == rt->proc.pid || (w < 0 && errno == ECHILD)) {
+            daemon_retired_forget(book, rt);
+            continue;
         }
+        apr_proc_other_child_register(&rt->proc, daemon_retired_maintenance,
+                                      rt, NULL, pconf);
+        rt->registered = 1;
+    }
+}
+
+/* Kills retired processes past their time (they are reaped as usual). */
+static void daemon_check_retired(daemon_book *book, apr_time_t now)
+{
+    daemon_retired *rt;
+    for (rt = book->retired; rt; rt = rt->next) {
+        if (now < rt->kill_at)
+            continue;
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, ap_server_conf,
+                     "PYH0043: daemon process %d of group '%s' (an earlier "
+                     "generation) did not stop in time; killing it",
+                     (int)rt->proc.pid, rt->group);
+        kill(rt->proc.pid, SIGKILL);
+        rt->kill_at = now + apr_time_from_sec(10);
+    }
+}
+
+/* Apache stops: every daemon still there, of any generation, is asked to
+ * stop, waited for (shutdown-timeout) and killed if need be; then every
+ * socket file goes. */
+static void daemon_stop_all(daemon_book *book)
+{
+    apr_interval_time_t wait = 0;
+    apr_time_t until;
+    daemon_retired *rt, *next;
+    daemon_sock *sk;
+
+    for (rt = book->retired; rt; rt = rt->next) {
+        kill(rt->proc.pid, SIGTERM);
+        if (rt->shutdown_timeout > wait)
+            wait = rt->shutdown_timeout;
+    }
+    until = apr_time_now() + wait + apr_time_from_sec(1);
+    for (;;) {
+        for (rt = book->retired; rt; rt = next) {
+            pid_t w = waitpid(rt->proc.pid, NULL, WNOHANG);
+            next = rt->next;
+            if (w == rt->proc.pid || (w < 0 && errno == ECHILD))
+                daemon_retired_forget(book, rt);
+        }
+        if (!book->retired || apr_time_now() >= until)
+            break;
+        apr_sleep(apr_time_from_msec(20));
+    }
+    while ((rt = book->retired)) {
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, ap_server_conf,
+                     "PYH0043: daemon process %d of group '%s' did not stop "
+                     "in time; killing it",
+                     (int)rt->proc.pid, rt->group);
+        kill(rt->proc.pid, SIGKILL);
+        waitpid(rt->proc.pid, NULL, 0);
+        daemon_retired_forget(book, rt);
+    }
+    while ((sk = book->socks)) { /* none should be left; make sure */
+        book->socks = sk->next;
+        unlink(sk->path);
+        free(sk->path);
+        free(sk);
     }
 }
 
 static void daemon_spawn(pyh_dproc *dp);
+
+static int daemon_any_ready(pyh_daemon *d)
+{
+    int i;
+    for (i = 0; i < d->processes; i++)
+        if (d->state->slot[i] == DSLOT_READY)
+            return 1;
+    return 0;
+}
+
+/* Books a process that died. One that never got ready is a failed start:
+ * a slot whose starts keep failing waits longer and longer before the next
+ * one (capped), and once a group has failed DAEMON_FAILS_BEFORE_BACKOFF
+ * starts in a row with no process serving, Apache's children answer its
+ * requests with 503 at once instead of queueing them on a socket nobody
+ * accepts from. */
+static void daemon_note_death(pyh_dproc *dp, int reason, apr_wait_t status)
+{
+    pyh_daemon *d = dp->d;
+    pyh_dstate *st = d->state;
+    int pid = (int)dp->proc.pid;
+    char cause[sizeof(st->cause)];
+    int was;
+
+    was = st->slot[dp->slot];
+    st->slot[dp->slot] = DSLOT_STARTING;
+    if (was == DSLOT_READY) {
+        dp->fails = 0;
+        dp->delay = 0;
+        /* From the MPM, status is the exit code or the signal number. */
+        if (reason == APR_OC_REASON_LOST)
+            ap_log_error(APLOG_MARK, APLOG_ERR, 0, ap_server_conf,
+                         "PYH0040: daemon process %d of group '%s' was lost; "
+                         "starting a new one",
+                         pid, d->name);
+        else if (WIFSIGNALED(status))
+            ap_log_error(APLOG_MARK, APLOG_ERR, 0, ap_server_conf,
+                         "PYH0040: daemon process %d of group '%s' was killed "
+                         "by signal %d; starting a new one",
+                         pid, d->name, WTERMSIG(status));
+        else
+            ap_log_error(APLOG_MARK, APLOG_INFO, 0, ap_server_conf,
+                         "PYH0041: daemon process %d of group '%s' exited "
+                         "(%d); starting a new one",
+                         pid, d->name, WEXITSTATUS(status));
+        return;
+    }
+    memcpy(cause, st->cause, sizeof(cause));
+    cause[sizeof(cause) - 1] = '\0';
+    if (was != DSLOT_FAILED || !cause[0])
+        apr_snprintf(cause, sizeof(cause),
+                     "the process ended (status %d) before it was ready",
+                     reason == APR_OC_REASON_LOST ? -1 : (int)status);
+    dp->fails++;
+    st->fails++;
+    if (dp->fails < DAEMON_FAILS_BEFORE_BACKOFF)
+        dp->delay = 0;
+    else if (dp->fails - DAEMON_FAILS_BEFORE_BACKOFF >= 5)
+        dp->delay = DAEMON_BACKOFF_MAX;
+    else
+        dp->delay = apr_time_from_sec(1)
+                    << (dp->fails - DAEMON_FAILS_BEFORE_BACKOFF);
+    if (dp->delay > DAEMON_BACKOFF_MAX)
+        dp->delay = DAEMON_BACKOFF_MAX;
+    st->retry_at = apr_time_now() + dp->delay;
+    if (!st->failing && st->fails >= DAEMON_FAILS_BEFORE_BACKOFF
+        && !daemon_any_ready(d)) {
+        st->failing = 1;
+        ap_log_error(APLOG_MARK, APLOG_ERR, 0, ap_server_conf,
+                     "PYH0055: daemon group '%s': %d process starts in a row "
+                     "failed (%s); its requests get 503 until a process "
+                     "starts; trying again in %" APR_TIME_T_FMT " s, then "
+                     "less and less often (at most every %" APR_TIME_T_FMT
+                     " s)",
+                     d->name, st->fails, cause, apr_time_sec(dp->delay),
+                     apr_time_sec(DAEMON_BACKOFF_MAX));
+    }
+    else {
+        ap_log_error(APLOG_MARK,
+                     dp->fails <= DAEMON_FAILS_BEFORE_BACKOFF ? APLOG_WARNING
+                                                               : APLOG_INFO,
+                     0, ap_server_conf,
+                     "PYH0057: daemon process %d of group '%s' could not "
+                     "start (%s); trying again in %" APR_TIME_T_FMT " s",
+                     pid, d->name, cause, apr_time_sec(dp->delay));
+    }
+}
+
+/* Apache is restarting or stopping (its reaping then also reports our
+ * children): the pconf cleanup that follows takes care of the slot. */
+static int daemon_apache_stopping(void)
+{
+    int state = AP_MPMQ_RUNNING;
+    return ap_mpm_query(AP_MPMQ_MPM_STATE, &state) == APR_SUCCESS
+           && state == AP_MPMQ_STOPPING;
+}
 
 static void daemon_maintenance(int reason, void *data, apr_wait_t status)
 {
@@ -103,26 +395,16 @@ static void daemon_maintenance(int reason, void *data, apr_wait_t status)
         dp->registered = 0; /* by us, or by pconf's cleanup */
         return;
     }
-    if (reason == APR_OC_REASON_RUNNING) {
-        daemon_sweep_retired(0); /* the MPM calls this every few seconds */
-        return;
-    }
     if (reason != APR_OC_REASON_DEATH && reason != APR_OC_REASON_LOST)
         return;
-    if (dp->registered)
+    if (dp->registered) {
+        dp->registered = 0;
         apr_proc_other_child_unregister(dp);
-    if (WIFSIGNALED(status))
-        ap_log_error(APLOG_MARK, APLOG_ERR, 0, ap_server_conf,
-                     "PYH0040: daemon process %d of group '%s' was killed by "
-                     "signal %d; starting a new one",
-                     (int)dp->proc.pid, dp->d->name, WTERMSIG(status));
-    else
-        ap_log_error(APLOG_MARK, APLOG_INFO, 0, ap_server_conf,
-                     "PYH0041: daemon process %d of group '%s' exited (%d); "
-                     "starting a new one",
-                     (int)dp->proc.pid, dp->d->name, WEXITSTATUS(status));
+    }
+    daemon_note_death(dp, reason, status);
     dp->proc.pid = 0;
-    daemon_spawn(dp);
+    if (!daemon_apache_stopping())
+        daemon_spawn(dp);
 }
 
 static void daemon_main(pyh_dproc *dp) __attribute__((noreturn));
@@ -130,10 +412,12 @@ static void daemon_main(pyh_dproc *dp) __attribute__((noreturn));
 static void daemon_spawn(pyh_dproc *dp)
 {
     apr_status_t rv;
+    dp->d->state->slot[dp->slot] = DSLOT_STARTING;
     rv = apr_proc_fork(&dp->proc, daemon_pconf);
     if (rv == APR_INCHILD)
         daemon_main(dp);
     if (rv != APR_INPARENT) {
+        dp->proc.pid = 0; /* the monitor hook tries again */
         ap_log_error(APLOG_MARK, APLOG_CRIT, rv, ap_server_conf,
                      "PYH0042: could not fork a daemon process for group '%s'",
                      dp->d->name);
@@ -144,82 +428,107 @@ static void daemon_spawn(pyh_dproc *dp)
     dp->registered = 1;
 }
 
+/* Apache's monitor hook (the parent, every few seconds): slots whose fork
+ * failed get another try; retired processes past their time are killed. */
+int pyh_daemon_monitor(apr_pool_t *p, server_rec *s)
+{
+    int i;
+    (void)p;
+    (void)s;
+    if (!daemon_the_book)
+        return DECLINED;
+    daemon_check_retired(daemon_the_book, apr_time_now());
+    for (i = 0; daemon_procs && i < daemon_procs->nelts; i++) {
+        pyh_dproc *dp = APR_ARRAY_IDX(daemon_procs, i, pyh_dproc *);
+        if (dp->proc.pid <= 0 && !daemon_apache_stopping())
+            daemon_spawn(dp);
+    }
+    return OK;
+}
+
 /* pconf cleanup: a restart or stop retires this generation's daemons. They
- * get SIGTERM and finish what their connections still bring; at a restart
- * the MPM takes them over; at a stop the parent waits for them
- * (shutdown-timeout) and then kills what is left. */
+ * get SIGTERM and finish what their connections still bring. At a restart
+ * they join the book for the next generation to watch over; at a stop the
+ * parent waits for all daemons of every generation (shutdown-timeout),
+ * kills what is left, and removes every socket file. */
 static apr_status_t daemon_parent_cleanup(void *data)
 {
     apr_array_header_t *procs = data;
-    int exiting = ap_state_query(AP_SQ_MAIN_STATE) == AP_SQ_MS_EXITING;
-    apr_interval_time_t wait = 0;
-    apr_time_t until;
-    int i, left;
+    daemon_book *book = daemon_the_book;
+    apr_time_t now = apr_time_now();
+    daemon_retired *rt;
+    int i;
 
     /* The handler is in this module, which is about to be unloaded. */
     signal(SIGCHLD, SIG_DFL);
+    /* So are the maintenance functions APR would call. */
+    for (rt = book->retired; rt; rt = rt->next)
+        if (rt->registered) {
+            rt->registered = 0;
+            apr_proc_other_child_unregister(rt);
+        }
     for (i = 0; i < procs->nelts; i++) {
         pyh_dproc *dp = APR_ARRAY_IDX(procs, i, pyh_dproc *);
-        if (dp->d->shutdown_timeout > wait)
-            wait = dp->d->shutdown_timeout;
         if (dp->d->listen_fd >= 0) {
             close(dp->d->listen_fd);
             dp->d->listen_fd = -1;
         }
-        if (dp->registered)
+        if (dp->registered) {
+            dp->registered = 0;
             apr_proc_other_child_unregister(dp);
+        }
         if (dp->proc.pid <= 0) {
-            daemon_release_sock(dp->sock);
+            daemon_sock_release(book, dp->sock);
             continue;
         }
         kill(dp->proc.pid, SIGTERM);
-        if (!exiting) {
-            pyh_retired *rt = malloc(sizeof(*rt));
-            ap_register_extra_mpm_process(dp->proc.pid,
-                                          ap_state_query(AP_SQ_CONFIG_GEN));
-            if (rt) {
-                rt->pid = dp->proc.pid;
-                rt->sock = dp->sock;
-                rt->next = daemon_retired;
-                daemon_retired = rt;
-            }
-            else {
-                daemon_release_sock(dp->sock);
-            }
-        }
+        daemon_retire(book, dp, now);
+        dp->proc.pid = 0;
     }
-    if (!exiting)
-        return APR_SUCCESS;
-    until = apr_time_now() + wait + apr_time_from_sec(1);
-    do {
-        left = 0;
-        for (i = 0; i < procs->nelts; i++) {
-            pyh_dproc *dp = APR_ARRAY_IDX(procs, i, pyh_dproc *);
-            if (dp->proc.pid > 0) {
-                if (waitpid(dp->proc.pid, NULL, WNOHANG) == dp->proc.pid
-                    || (kill(dp->proc.pid, 0) < 0 && errno == ESRCH))
-                    dp->proc.pid = 0;
-                else
-                    left++;
-            }
-        }
-        if (left)
-            apr_sleep(apr_time_from_msec(20));
-    } while (left && apr_time_now() < until);
-    for (i = 0; i < procs->nelts; i++) {
-        pyh_dproc *dp = APR_ARRAY_IDX(procs, i, pyh_dproc *);
-        if (dp->proc.pid > 0) {
-            ap_log_error(APLOG_MARK, APLOG_WARNING, 0, ap_server_conf,
-                         "PYH0043: daemon process %d of group '%s' did not "
-                         "stop in time; killing it",
-                         (int)dp->proc.pid, dp->d->name);
-            kill(dp->proc.pid, SIGKILL);
-            waitpid(dp->proc.pid, NULL, 0);
-        }
-        daemon_release_sock(dp->sock);
-    }
-    daemon_sweep_retired(1); /* the MPM has reclaimed them by now */
+    daemon_procs = NULL;
+    if (ap_state_query(AP_SQ_MAIN_STATE) == AP_SQ_MS_EXITING)
+        daemon_stop_all(book);
+    daemon_the_book = NULL;
     return APR_SUCCESS;
+}
+
+/* Makes the socket directory when it is missing, as mkdir -p does: owned
+ * by root, mode 0755, as Apache's start scripts make DefaultRuntimeDir
+ * (/run is often a tmpfs emptied at boot; a container starts without it). */
+static int daemon_make_dir(apr_pool_t *p, const char *dir, server_rec *s)
+{
+    char *path = apr_pstrdup(p, dir), *slash = path;
+    struct stat st;
+
+    if (!*path || stat(path, &st) == 0)
+        return 0; /* there (if not a directory, bind says so) */
+    for (;;) {
+        slash = strchr(slash + 1, '/');
+        if (slash)
+            *slash = '\0';
+        if (mkdir(path, 0755) == 0) {
+            /* Whatever the umask; root's even if our group is another. */
+            if (chmod(path, 0755) < 0
+                || (geteuid() == 0 && chown(path, 0, 0) < 0))
+                break;
+            ap_log_error(APLOG_MARK, APLOG_INFO, 0, s,
+                         "PYH0054: made the missing directory '%s' for the "
+                         "daemon sockets",
+                         path);
+        }
+        else if (errno != EEXIST) {
+            break;
+        }
+        if (!slash)
+            return 0;
+        *slash = '/';
+    }
+    ap_log_error(APLOG_MARK, APLOG_CRIT, errno, s,
+                 "PYH0044: cannot make the directory '%s' for the daemon "
+                 "sockets ('%s'); make it, or set WSGISocketPrefix to a "
+                 "path in a directory that exists",
+                 path, dir);
+    return -1;
 }
 
 static int daemon_make_socket(apr_pool_t *p, pyh_daemon *d, server_rec *s)
@@ -227,6 +536,7 @@ static int daemon_make_socket(apr_pool_t *p, pyh_daemon *d, server_rec *s)
     const char *prefix = pyh_globals.socket_prefix
                              ? pyh_globals.socket_prefix
                              : ap_runtime_dir_relative(p, "pyhost");
+    const char *slash;
     struct sockaddr_un sa;
     int fd;
 
@@ -239,6 +549,12 @@ static int daemon_make_socket(apr_pool_t *p, pyh_daemon *d, server_rec *s)
                      d->socket_path, (int)sizeof(sa.sun_path) - 1);
         return -1;
     }
+    if ((slash = strrchr(d->socket_path, '/')) && slash > d->socket_path
+        && daemon_make_dir(p,
+                           apr_pstrmemdup(p, d->socket_path,
+                                          (apr_size_t)(slash - d->socket_path)),
+                           s) < 0)
+        return -1;
     memset(&sa, 0, sizeof(sa));
     sa.sun_family = AF_UNIX;
     strcpy(sa.sun_path, d->socket_path);
@@ -263,6 +579,29 @@ static int daemon_make_socket(apr_pool_t *p, pyh_daemon *d, server_rec *s)
     return 0;
 }
 
+static apr_status_t daemon_unmap_state(void *data)
+{
+    pyh_daemon *d = data;
+    if (d->state)
+        munmap((void *)d->state, d->state_size);
+    d->state = NULL;
+    return APR_SUCCESS;
+}
+
+static int daemon_map_state(apr_pool_t *pconf, pyh_daemon *d)
+{
+    apr_size_t size = sizeof(pyh_dstate) + (apr_size_t)d->processes;
+    void *m = mmap(NULL, size, PROT_READ | PROT_WRITE,
+                   MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED)
+        return -1;
+    d->state = m; /* zeroed: not failing, every slot starting */
+    d->state_size = size;
+    apr_pool_cleanup_register(pconf, d, daemon_unmap_state,
+                              apr_pool_cleanup_null);
+    return 0;
+}
+
 /* The MPM reaps children between one-second sleeps; a SIGCHLD handler
  * (doing nothing) cuts that sleep short, so a daemon that died or recycled
  * is replaced at once rather than up to a second later. */
@@ -273,10 +612,21 @@ static void daemon_on_sigchld(int sig)
 
 int pyh_daemon_start_all(apr_pool_t *pconf, server_rec *s)
 {
-    apr_array_header_t *procs;
     struct sigaction sa;
     int i, j;
 
+    daemon_pconf = pconf;
+    if (!(daemon_the_book = daemon_book_get(s->process))) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, APR_ENOMEM, s,
+                     "PYH0044: no memory for the daemon process records");
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    /* Registered before any other child: pconf runs cleanups in reverse,
+     * so APR's own unregistrations have run when ours does. */
+    daemon_procs = apr_array_make(pconf, 8, sizeof(pyh_dproc *));
+    apr_pool_cleanup_register(pconf, daemon_procs, daemon_parent_cleanup,
+                              apr_pool_cleanup_null);
+    daemon_adopt_retired(daemon_the_book, pconf);
     if (!pyh_globals.daemons->nelts)
         return OK;
     memset(&sa, 0, sizeof(sa));
@@ -290,26 +640,27 @@ int pyh_daemon_start_all(apr_pool_t *pconf, server_rec *s)
                      "PYH0044: no random bytes for the daemon relay secret");
         return HTTP_INTERNAL_SERVER_ERROR;
     }
-    daemon_pconf = pconf;
-    daemon_sweep_retired(0);
-    procs = apr_array_make(pconf, 8, sizeof(pyh_dproc *));
-    apr_pool_cleanup_register(pconf, procs, daemon_parent_cleanup,
-                              apr_pool_cleanup_null);
     for (i = 0; i < pyh_globals.daemons->nelts; i++) {
         pyh_daemon *d = APR_ARRAY_IDX(pyh_globals.daemons, i, pyh_daemon *);
-        pyh_sock *sk;
+        daemon_sock *sk;
         if (daemon_make_socket(pconf, d, s) < 0)
             return HTTP_INTERNAL_SERVER_ERROR;
-        sk = calloc(1, sizeof(*sk));
-        if (!sk || !(sk->path = strdup(d->socket_path)))
+        if (daemon_map_state(pconf, d) < 0
+            || !(sk = daemon_sock_add(daemon_the_book, d->socket_path))) {
+            ap_log_error(APLOG_MARK, APLOG_CRIT, errno, s,
+                         "PYH0044: no memory for daemon group '%s'", d->name);
+            close(d->listen_fd);
+            d->listen_fd = -1;
+            unlink(d->socket_path);
             return HTTP_INTERNAL_SERVER_ERROR;
+        }
         for (j = 0; j < d->processes; j++) {
             pyh_dproc *dp = apr_pcalloc(pconf, sizeof(*dp));
             dp->d = d;
             dp->slot = j;
             dp->sock = sk;
-            sk->live++;
-            *(pyh_dproc **)apr_array_push(procs) = dp;
+            sk->refs++;
+            *(pyh_dproc **)apr_array_push(daemon_procs) = dp;
             daemon_spawn(dp);
         }
     }
@@ -334,7 +685,34 @@ void pyh_daemon_child_init(apr_pool_t *pchild, server_rec *s)
         if (apr_thread_mutex_create(&d->idle_mutex, APR_THREAD_MUTEX_DEFAULT,
                                     pchild) != APR_SUCCESS)
             d->idle_mutex = NULL;
+        /* Apache's children only read a group's state. */
+        if (d->state)
+            mprotect((void *)d->state, d->state_size, PROT_READ);
     }
+}
+
+/* A group whose processes cannot start gets its requests answered at once
+ * (503, with Retry-After) instead of left to time out on a socket that no
+ * process accepts from. */
+int pyh_daemon_check_available(request_rec *r, pyh_daemon *d)
+{
+    const pyh_dstate *st = d->state;
+    char cause[sizeof(st->cause)];
+    apr_interval_time_t wait;
+
+    if (!st || !st->failing)
+        return OK;
+    memcpy(cause, st->cause, sizeof(cause));
+    cause[sizeof(cause) - 1] = '\0';
+    wait = st->retry_at - apr_time_now();
+    apr_table_setn(r->err_headers_out, "Retry-After",
+                   apr_psprintf(r->pool, "%" APR_TIME_T_FMT,
+                                wait > 0 ? apr_time_sec(wait) + 1 : 1));
+    ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
+                  "PYH0056: daemon group '%s' cannot start its processes "
+                  "(%s); answering 503",
+                  d->name, cause[0] ? cause : "no reason given");
+    return HTTP_SERVICE_UNAVAILABLE;
 }
 
 /* ==== daemon process ======================================================== */
@@ -366,6 +744,7 @@ static struct {
     pyh_dworker *workers;
     apr_thread_t *watchdog;
     pid_t parent;               /* Apache's parent process */
+    pyh_dproc *dp;              /* this process's slot */
 } ds;
 
 static PYH_THREAD_LOCAL pyh_dworker *ds_me;
@@ -692,6 +1071,27 @@ static void *APR_THREAD_FUNC ds_watchdog(apr_thread_t *thread, void *data)
     return NULL; /* not apr_thread_exit(): see ds_worker */
 }
 
+/* Records why this process could not start, for the parent's log and
+ * for the 503s Apache's children answer while the group keeps failing. */
+static void ds_cause(int err, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void ds_cause(int err, const char *fmt, ...)
+{
+    pyh_dstate *st = ds.d ? ds.d->state : NULL;
+    char errbuf[120];
+    apr_size_t n;
+    va_list ap;
+    if (!st)
+        return;
+    va_start(ap, fmt);
+    n = (apr_size_t)apr_vsnprintf(st->cause, sizeof(st->cause) - 1, fmt, ap);
+    va_end(ap);
+    if (err && n < sizeof(st->cause) - 1)
+        apr_snprintf(st->cause + n, sizeof(st->cause) - 1 - n, ": %s",
+                     apr_strerror(APR_FROM_OS_ERROR(err), errbuf,
+                                  sizeof(errbuf)));
+}
+
 /* Drops to the group's user. Every call is checked: a daemon that could
  * not shed root must not run (CVE-2014-0240, CVE-2014-8583). */
 static int ds_drop_privileges(pyh_daemon *d)
@@ -727,6 +1127,7 @@ static int ds_drop_privileges(pyh_daemon *d)
         goto fail;
     return 0;
 fail:
+    ds_cause(errno, "user '%s' could not %s", d->user, step);
     ap_log_error(APLOG_MARK, APLOG_CRIT, errno, ds.s,
                  "PYH0045: daemon group '%s' (user '%s') could not %s; the "
                  "process will not run",
@@ -757,12 +1158,47 @@ static void ds_set_title(pyh_daemon *d)
     }
 }
 
+/* This process could not start: the parent counts failed starts in a row
+ * and backs off (see daemon_note_death). */
 static void ds_fail_exit(void) __attribute__((noreturn));
 static void ds_fail_exit(void)
 {
-    /* The parent starts a replacement at once: slow a failing one down. */
-    apr_sleep(apr_time_from_sec(1));
+    pyh_dstate *st = ds.d ? ds.d->state : NULL;
+    if (st) /* every caller said why first (ds_cause) */
+        st->slot[ds.dp->slot] = DSLOT_FAILED;
     _exit(1);
+}
+
+/* A slot whose starts keep failing waits before it tries again (the
+ * parent said how long); a stop, or the parent gone, ends the wait. */
+static void ds_backoff(apr_interval_time_t delay)
+{
+    apr_time_t until = apr_time_now() + delay;
+    while (apr_time_now() < until) {
+        if (ds_signalled || getppid() != ds.parent)
+            _exit(0);
+        apr_sleep(apr_time_from_msec(100));
+    }
+}
+
+/* Started: the group serves. The state goes out of this process's reach:
+ * the app runs here from now on. */
+static void ds_ready(void)
+{
+    pyh_daemon *d = ds.d;
+    pyh_dstate *st = d->state;
+    if (!st)
+        return;
+    if (st->failing)
+        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, ds.s,
+                     "PYH0058: daemon group '%s' serves again after %d "
+                     "failed starts",
+                     d->name, st->fails);
+    st->slot[ds.dp->slot] = DSLOT_READY;
+    st->fails = 0;
+    st->failing = 0;
+    munmap((void *)st, d->state_size);
+    d->state = NULL;
 }
 
 static int ds_setup_process(pyh_dproc *dp)
@@ -788,19 +1224,27 @@ static int ds_setup_process(pyh_dproc *dp)
     ap_close_listeners();
     for (i = 0; i < pyh_globals.daemons->nelts; i++) {
         pyh_daemon *o = APR_ARRAY_IDX(pyh_globals.daemons, i, pyh_daemon *);
-        if (o != d && o->listen_fd >= 0) {
+        if (o == d)
+            continue;
+        if (o->listen_fd >= 0) {
             close(o->listen_fd);
             o->listen_fd = -1;
         }
+        if (o->state) {
+            munmap((void *)o->state, o->state_size);
+            o->state = NULL;
+        }
     }
     ds_set_title(d);
+    if (dp->delay > 0)
+        ds_backoff(dp->delay);
     if (ds_drop_privileges(d) < 0)
         return -1;
     /* After the user switch: changing credentials clears it. And if the
      * parent is already gone, there is nobody to serve. */
     prctl(PR_SET_PDEATHSIG, SIGTERM, 0, 0, 0);
     if (getppid() != ds.parent)
-        return -1;
+        _exit(0);
     if (d->umask >= 0)
         umask((mode_t)d->umask);
     /* The user's home is only a default: a system user's often does not
@@ -812,6 +1256,7 @@ static int ds_setup_process(pyh_dproc *dp)
                      d->name, d->user, d->home);
     }
     else if (d->home && d->home_given && chdir(d->home) < 0) {
+        ds_cause(errno, "cannot change to home directory '%s'", d->home);
         ap_log_error(APLOG_MARK, APLOG_CRIT, errno, ds.s,
                      "PYH0046: daemon group '%s': cannot change to home "
                      "directory '%s'",
@@ -826,8 +1271,10 @@ static int ds_setup_process(pyh_dproc *dp)
                      "available",
                      d->name, d->locale);
     if (pipe2(ds.wake, O_CLOEXEC | O_NONBLOCK) < 0
-        || (ds.epfd = epoll_create1(EPOLL_CLOEXEC)) < 0)
+        || (ds.epfd = epoll_create1(EPOLL_CLOEXEC)) < 0) {
+        ds_cause(errno, "no pipe or epoll descriptor");
         return -1;
+    }
     return 0;
 }
 
@@ -957,17 +1404,26 @@ static void daemon_main(pyh_dproc *dp)
     int i, busy;
 
     memset(&ds, 0, sizeof(ds));
+    ds.wake[0] = ds.wake[1] = -1; /* a signal before the pipe: no write */
     ds.parent = getppid();
+    ds.dp = dp;
     ds.d = d;
     ds.s = ap_server_conf;
     pyh_this_daemon = d;
     ds.started = ds.last_active = apr_time_now();
     ds.state = DS_RUNNING;
-    if (apr_pool_create(&ds.pool, daemon_pconf) != APR_SUCCESS)
+    if (apr_pool_create(&ds.pool, daemon_pconf) != APR_SUCCESS) {
+        ds_cause(0, "no memory");
         ds_fail_exit();
+    }
     if (ds_setup_process(dp) < 0)
         ds_fail_exit();
     if (pyh_interp_process_init(ds.pool, ds.s, d) < 0) {
+        ds_cause(0, "Python could not start (python-home '%s'; the log "
+                    "says more)",
+                 d->python_home ? d->python_home
+                 : pyh_globals.python_home ? pyh_globals.python_home
+                                           : PYH_PYTHON_HOME);
         ap_log_error(APLOG_MARK, APLOG_CRIT, 0, ds.s,
                      "PYH0048: Python could not start in daemon process %d "
                      "of group '%s'",
@@ -978,12 +1434,14 @@ static void daemon_main(pyh_dproc *dp)
         ap_log_error(APLOG_MARK, APLOG_CRIT, 0, ds.s,
                      "PYH0048: daemon group '%s': could not start threads",
                      d->name);
-        _exit(1);
+        ds_cause(0, "could not start threads");
+        ds_fail_exit();
     }
     ap_log_error(APLOG_MARK, APLOG_INFO, 0, ds.s,
                  "PYH0049: daemon process %d of group '%s' ready (%d threads, "
                  "user %s)",
                  (int)getpid(), d->name, d->threads, d->user);
+    ds_ready();
     ds_dispatch();
 
     /* Stop the workers; if one is stuck in the app, Python cannot be

@@ -301,6 +301,47 @@ static int daemon_any_ready(pyh_daemon *d)
     return 0;
 }
 
+/* Requests that reached a failing group's socket just before Apache's
+ * children learnt it was failing wait in its backlog, where no process
+ * accepts them: the parent answers them itself with an S frame (503, see
+ * relay.h) rather than leave them to their timeout. Non-blocking: the
+ * frame is 12 bytes into an empty socket; the request read first (up to a
+ * little) so that closing does not reset the connection before the child
+ * reads the answer. */
+static void daemon_refuse_backlog(pyh_daemon *d)
+{
+    unsigned char frame[PYH_FRAME_HDR + 4] = {0};
+    uint32_t len = 4;
+    int32_t status = HTTP_SERVICE_UNAVAILABLE;
+    char sink[4096];
+    int fd, n = 0;
+
+    if (d->listen_fd < 0)
+        return;
+    frame[0] = PYH_F_STATUS;
+    memcpy(frame + 4, &len, sizeof(len));
+    memcpy(frame + PYH_FRAME_HDR, &status, sizeof(status));
+    while (n < 1000
+           && (fd = accept4(d->listen_fd, NULL, NULL,
+                            SOCK_CLOEXEC | SOCK_NONBLOCK)) >= 0) {
+        int i;
+        for (i = 0; i < 16 && recv(fd, sink, sizeof(sink), 0) > 0; i++)
+            ;
+        if (send(fd, frame, sizeof(frame), MSG_NOSIGNAL) < 0)
+            ap_log_error(APLOG_MARK, APLOG_DEBUG, errno, ap_server_conf,
+                         "PYH0056: daemon group '%s': could not answer a "
+                         "waiting request",
+                         d->name);
+        close(fd);
+        n++;
+    }
+    if (n)
+        ap_log_error(APLOG_MARK, APLOG_ERR, 0, ap_server_conf,
+                     "PYH0056: daemon group '%s' cannot start its processes; "
+                     "answered %d request(s) waiting for one with 503",
+                     d->name, n);
+}
+
 /* Books a process that died. One that never got ready is a failed start:
  * a slot whose starts keep failing waits longer and longer before the next
  * one (capped), and once a group has failed DAEMON_FAILS_BEFORE_BACKOFF
@@ -313,6 +354,7 @@ static void daemon_note_death(pyh_dproc *dp, int reason, apr_wait_t status)
     pyh_dstate *st = d->state;
     int pid = (int)dp->proc.pid;
     char cause[sizeof(st->cause)];
+    char next[40];
     int was;
 
     was = st->slot[dp->slot];
@@ -356,16 +398,20 @@ static void daemon_note_death(pyh_dproc *dp, int reason, apr_wait_t status)
     if (dp->delay > DAEMON_BACKOFF_MAX)
         dp->delay = DAEMON_BACKOFF_MAX;
     st->retry_at = apr_time_now() + dp->delay;
+    if (dp->delay)
+        apr_snprintf(next, sizeof(next), "in %" APR_TIME_T_FMT " s",
+                     apr_time_sec(dp->delay));
+    else
+        apr_cpystrn(next, "at once", sizeof(next));
     if (!st->failing && st->fails >= DAEMON_FAILS_BEFORE_BACKOFF
         && !daemon_any_ready(d)) {
         st->failing = 1;
         ap_log_error(APLOG_MARK, APLOG_ERR, 0, ap_server_conf,
                      "PYH0055: daemon group '%s': %d process starts in a row "
                      "failed (%s); its requests get 503 until a process "
-                     "starts; trying again in %" APR_TIME_T_FMT " s, then "
-                     "less and less often (at most every %" APR_TIME_T_FMT
-                     " s)",
-                     d->name, st->fails, cause, apr_time_sec(dp->delay),
+                     "starts; trying again %s, then less and less often (at "
+                     "most every %" APR_TIME_T_FMT " s)",
+                     d->name, st->fails, cause, next,
                      apr_time_sec(DAEMON_BACKOFF_MAX));
     }
     else {
@@ -374,9 +420,11 @@ static void daemon_note_death(pyh_dproc *dp, int reason, apr_wait_t status)
                                                                : APLOG_INFO,
                      0, ap_server_conf,
                      "PYH0057: daemon process %d of group '%s' could not "
-                     "start (%s); trying again in %" APR_TIME_T_FMT " s",
-                     pid, d->name, cause, apr_time_sec(dp->delay));
+                     "start (%s); trying again %s",
+                     pid, d->name, cause, next);
     }
+    if (st->failing)
+        daemon_refuse_backlog(d);
 }
 
 /* Apache is restarting or stopping (its reaping then also reports our
@@ -429,7 +477,8 @@ static void daemon_spawn(pyh_dproc *dp)
 }
 
 /* Apache's monitor hook (the parent, every few seconds): slots whose fork
- * failed get another try; retired processes past their time are killed. */
+ * failed get another try; retired processes past their time are killed;
+ * requests waiting on a failing group are answered. */
 int pyh_daemon_monitor(apr_pool_t *p, server_rec *s)
 {
     int i;
@@ -442,6 +491,8 @@ int pyh_daemon_monitor(apr_pool_t *p, server_rec *s)
         pyh_dproc *dp = APR_ARRAY_IDX(daemon_procs, i, pyh_dproc *);
         if (dp->proc.pid <= 0 && !daemon_apache_stopping())
             daemon_spawn(dp);
+        if (dp->slot == 0 && dp->d->state && dp->d->state->failing)
+            daemon_refuse_backlog(dp->d);
     }
     return OK;
 }

@@ -11,7 +11,9 @@ import os
 import pwd
 import re
 import signal
+import socket
 import stat
+import struct
 import subprocess
 import threading
 import time
@@ -191,6 +193,7 @@ def test_group_that_cannot_start_backs_off_and_answers_503_at_once(short_server,
         took = time.time() - t0
         assert r.status == 503, (r.status, r.body[:200])
         assert took < 1.0, took
+        assert (r.header("Retry-After") or "").isdigit(), r.headers
         line = [l for l in srv.wait_log_text(mark, "PYH0056").splitlines()
                 if "PYH0056" in l]
         assert line and missing in line[0] and "'bad'" in line[0], line
@@ -203,6 +206,40 @@ def test_group_that_cannot_start_backs_off_and_answers_503_at_once(short_server,
     # The other group is not affected.
     assert info(srv)["process_group"] == "grp"
     no_crash(srv)
+
+
+def test_request_already_waiting_on_a_failing_group_gets_503(short_server, workspace,
+                                                             token):
+    """A request that reached the group's socket just before Apache's
+    children learnt the group was failing waits in the socket's backlog,
+    where no process accepts it: the parent answers it (relay frame S,
+    503) at the group's next attempt rather than leaving it to its
+    timeout. Played here by connecting to the socket directly (root may)."""
+    missing = os.path.join(workspace.root, "no-home-" + token)
+    extra = ("WSGIDaemonProcess bad display-name=%%{GROUP} processes=1 threads=2 "
+             "home=%s\n"
+             "WSGIScriptAlias /b %s process-group=bad\n" % (missing, APP))
+    srv = start(short_server, "processes=1 threads=2", extra)
+    assert "PYH0055" in srv.wait_log_text(0, "PYH0055", timeout=15)
+    path = os.path.join(srv.run, "pyhost.%d.1.1.sock" % srv.proc.pid)
+    mark = srv.log_mark()
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(15)
+    s.connect(path)
+    s.sendall(b"Q\0\0\0" + struct.pack("=I", 0))
+    t0 = time.time()
+    data = b""
+    while len(data) < 12:
+        chunk = s.recv(64)
+        if not chunk:
+            break
+        data += chunk
+    took = time.time() - t0
+    s.close()
+    assert data[:1] == b"S" and struct.unpack("=I", data[4:8]) == (4,), data
+    assert struct.unpack("=i", data[8:12]) == (503,), data
+    assert took < 5, took
+    assert "answered 1 request(s)" in srv.wait_log_text(mark, "answered 1 request")
 
 
 def test_failing_group_recovers_when_the_cause_is_fixed(short_server, workspace, token):

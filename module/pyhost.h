@@ -285,7 +285,7 @@ void pyh_input_detach(PyObject *input);
 apr_status_t pyh_input_fill(pyh_request *req, char *dest, apr_size_t want,
                             apr_size_t *got);
 
-/* ---- daemon mode (daemon.c, relay.c) --------------------------------------- */
+/* ---- daemon mode (daemon_parent.c, daemon.c, relay.c) ------------------ */
 
 /* Parent: make sockets, fork and supervise every group's processes. */
 int pyh_daemon_start_all(apr_pool_t *pconf, server_rec *s);

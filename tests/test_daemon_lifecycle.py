@@ -173,13 +173,13 @@ def test_default_user_is_apaches_whatever_the_order(short_server, workspace, own
 
 # ---- a group that cannot start (issue 14, fault 1) ---------------------------------
 
-def test_group_that_cannot_start_backs_off_and_answers_503_at_once(short_server,
+def test_group_that_cannot_start_backs_off_and_answers_503_at_once(short_server, mpm,
                                                                    workspace, token):
     missing = os.path.join(workspace.root, "no-such-home-" + token)
     extra = ("WSGIDaemonProcess bad display-name=%%{GROUP} processes=2 threads=2 "
              "home=%s\n"
              "WSGIScriptAlias /b %s process-group=bad\n" % (missing, APP))
-    srv = start(short_server, "processes=1 threads=2", extra)
+    srv = start(short_server, "processes=1 threads=2", extra, mpm=mpm)
     # A few failed starts in a row, then the group is marked as failing.
     text = srv.wait_log_text(0, "PYH0055", timeout=15)
     assert "PYH0055" in text, text[-3000:]

@@ -128,6 +128,31 @@ def test_graceful_stop_after_restarts_leaves_nothing(short_server):
     assert not re.search(r"AH00488|AH00546", srv.error_log())
 
 
+def test_daemon_of_an_old_generation_that_does_not_stop_is_killed(short_server):
+    """A daemon of an earlier generation that cannot finish stopping (an
+    atexit handler that hangs) is killed once past its time (graceful-
+    timeout + shutdown-timeout + a margin), reaped, and its socket goes."""
+    srv = start(short_server, "processes=1 threads=2 graceful-timeout=1 "
+                "shutdown-timeout=1",
+                "WSGIScriptAlias /stuck @APPS@/stuck_exit.wsgi process-group=grp\n")
+    old = srv.get("/stuck").json()["pid"]
+    assert old in daemon_pids(srv)
+    old_sockets = sockets(srv.run)
+    assert len(old_sockets) == 1
+    mark = srv.log_mark()
+    srv.graceful_restart()
+    assert info(srv)["pid"] != old
+    # Killed by the parent's monitor, which runs every ten seconds or so.
+    assert wait_for(lambda: not alive(old), timeout=30), "still there: %d" % old
+    assert "PYH0043: daemon process %d" % old in srv.log_since(mark)
+    assert wait_for(lambda: old_sockets[0] not in sockets(srv.run), timeout=5), \
+        sockets(srv.run)
+    assert len(sockets(srv.run)) == 1
+    assert srv.stop() == 0
+    assert not sockets(srv.run)
+    assert not re.search(r"AH00488|AH00546", srv.error_log())
+
+
 # ---- directive order (issue 14, fault 1) -------------------------------------------
 
 class UserLast(harness.Apache):

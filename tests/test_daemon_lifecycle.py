@@ -22,7 +22,8 @@ import pytest
 
 import harness
 from harness import wait_for
-from test_daemon import APP, Load, alive, conf, daemon_pids, info, no_crash, start
+from test_daemon import (APP, LIBV, Load, _fake_home, alive, conf, daemon_pids, info,
+                         no_crash, start)
 
 
 def sockets(directory):
@@ -231,6 +232,26 @@ def test_group_that_cannot_start_backs_off_and_answers_503_at_once(short_server,
     # The other group is not affected.
     assert info(srv)["process_group"] == "grp"
     no_crash(srv)
+
+
+def test_group_whose_python_cannot_start_gets_503(short_server, workspace, token):
+    """Python itself failing in the daemon (a python-home that passes the
+    startup check but is no working Python: no encodings package) is a
+    failed start like any other, named in the 503's log line."""
+    home = _fake_home(workspace, "broken-home-" + token, version=LIBV)
+    extra = ("WSGIDaemonProcess bad display-name=%%{GROUP} processes=1 threads=2 "
+             "python-home=%s\n"
+             "WSGIScriptAlias /b %s process-group=bad\n" % (home, APP))
+    srv = start(short_server, "processes=1 threads=2", extra)
+    text = srv.wait_log_text(0, "PYH0055", timeout=20)
+    assert "PYH0055" in text and "PYH0048" in text, text[-3000:]
+    mark = srv.log_mark()
+    t0 = time.time()
+    r = srv.get("/b/info", timeout=10)
+    assert r.status == 503 and time.time() - t0 < 1.0, r
+    line = [l for l in srv.wait_log_text(mark, "PYH0056").splitlines() if "PYH0056" in l]
+    assert line and "Python could not start" in line[0] and home in line[0], line
+    assert info(srv)["process_group"] == "grp"
 
 
 def test_request_already_waiting_on_a_failing_group_gets_503(short_server, workspace,

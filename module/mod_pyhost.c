@@ -5,6 +5,7 @@
 #include "pyhost.h"
 
 #include "http_core.h"
+#include "mpm_common.h" /* ap_hook_monitor */
 #include "http_protocol.h"
 #include "http_request.h"
 #include "ap_regex.h"
@@ -208,6 +209,9 @@ static int pyh_handler(request_rec *r)
         return HTTP_INTERNAL_SERVER_ERROR;
     }
     if (daemon) {
+        int status = pyh_daemon_check_available(r, daemon);
+        if (status != OK)
+            return status;
         req->conf.process_group = daemon->name; /* %{ENV:x} resolved */
         return pyh_relay_request(r, req, daemon);
     }
@@ -331,6 +335,7 @@ static int pyh_post_config(apr_pool_t *pconf, apr_pool_t *plog,
         sc->index = i++;
     }
     if ((err = pyh_check_process_groups(ptemp, s))
+        || (err = pyh_daemon_resolve_users(pconf))
         || (err = pyh_check_python_home(ptemp, s))) {
         /* Apache has pointed stderr at the error log by now: one entry. */
         ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s, "%s", err);
@@ -367,6 +372,7 @@ static void pyh_register_hooks(apr_pool_t *p)
     ap_hook_pre_config(pyh_pre_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_post_config(pyh_post_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_child_init(pyh_child_init, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_monitor(pyh_daemon_monitor, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_translate_name(pyh_translate_name, after, before, APR_HOOK_MIDDLE);
     ap_hook_handler(pyh_handler, NULL, NULL, APR_HOOK_MIDDLE);
 }

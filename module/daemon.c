@@ -926,6 +926,8 @@ static void ds_watch(void)
     epoll_ctl(ds.epfd, EPOLL_CTL_ADD, ds.wake[0], &ev);
     ds_arm_listener(EPOLL_CTL_ADD);
     ds.listen = DS_LISTEN_ARMED;
+    ds.siblings = ds.d->processes > 1;
+    ds.rng = (uint32_t)getpid() ^ (uint32_t)apr_time_now();
 }
 
 /* How much longer to wait before taking a pending connection (see
@@ -1081,8 +1083,6 @@ static void daemon_main(pyh_dproc *dp)
     pyh_this_daemon = d;
     ds.started = ds.last_active = apr_time_now();
     ds.state = DS_RUNNING;
-    ds.siblings = d->processes > 1;
-    ds.rng = (uint32_t)getpid() ^ (uint32_t)ds.started;
     if (apr_pool_create(&ds.pool, daemon_pconf) != APR_SUCCESS)
         ds_fail_exit();
     if (ds_setup_process(dp) < 0)

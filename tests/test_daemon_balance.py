@@ -116,9 +116,12 @@ class Processes:
             if pid not in self.ready:
                 try:
                     with open(os.path.join(self.state, "balance-ready-%d" % pid)) as f:
-                        self.ready[pid] = float(f.read())
+                        ready = float(f.read())
                 except (OSError, ValueError):
-                    pass
+                    continue
+                # Not one left by an earlier server's process of that pid.
+                if ready >= self.srv.started_at:
+                    self.ready[pid] = ready
         return now
 
     def ready_pids(self):

@@ -351,7 +351,7 @@ enum { DS_RUNNING, DS_RECYCLING, DS_STOPPING, DS_EXIT };
  * did, or as soon as one of its threads is free). */
 #define DS_ACCEPT_STEP apr_time_from_msec(1)
 #define DS_ACCEPT_STEPS 4
-#define DS_FULL_WAIT apr_time_from_msec(100)
+#define DS_FULL_WAIT apr_time_from_msec(250)
 /* And connections are retired: after a request, one older than
  * DS_CONN_AGE (plus up to as much again of jitter, so that they do not
  * all go at once) gets a goodbye, and Apache opens a new one, which the
@@ -360,6 +360,13 @@ enum { DS_RUNNING, DS_RECYCLING, DS_STOPPING, DS_EXIT };
  * MAX_CONNECTION_AGE does for the same reason). It costs a reconnect
  * per connection in use and 0.5-1 s, not a system call per request. */
 #define DS_CONN_AGE apr_time_from_msec(500)
+/* Connections a process already holds bring requests too: when all its
+ * threads are busy and none has finished a request for DS_STALLED (slow
+ * requests hold them all), a request on a pooled connection is sent back
+ * to Apache (the goodbye it retries on) to go to a sibling. A process
+ * that is merely saturated by quick requests keeps its queue: it frees a
+ * thread sooner than a reconnect would. */
+#define DS_STALLED apr_time_from_msec(50)
 
 /* The listener: armed (one-shot), waiting to accept, or off (recycling). */
 enum { DS_LISTEN_ARMED, DS_LISTEN_WAIT, DS_LISTEN_OFF };
@@ -550,15 +557,29 @@ static int ds_accept(void)
     return 1;
 }
 
+/* A request came on a connection: queued for a worker, or, when every
+ * thread is held by requests that have not let go for a while, handed
+ * back with a goodbye so that Apache sends it again on a new connection,
+ * which a sibling with a free thread takes. Only on a pooled connection
+ * (a new one was taken for this request: a retry is never sent back). */
 static void ds_enqueue(pyh_dconn *dc)
 {
+    apr_time_t now = apr_time_now();
+    int fresh = dc->fresh;
     apr_thread_mutex_lock(ds.mutex);
-    if (dc->fresh) {
+    if (fresh) {
         dc->fresh = 0;
         ds.nfresh--;
     }
+    else if (ds.siblings && ds.state == DS_RUNNING
+             && ds.nbusy + ds.nqueued >= ds.d->threads
+             && now - ds.last_active > DS_STALLED) {
+        ds_goodbye(dc);
+        apr_thread_mutex_unlock(ds.mutex);
+        return;
+    }
     dc->state = PYH_DC_QUEUED;
-    dc->queued = apr_time_now();
+    dc->queued = now;
     dc->next = NULL;
     if (ds.ready_tail)
         ds.ready_tail->next = dc;

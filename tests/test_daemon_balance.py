@@ -26,12 +26,12 @@ MIN_SHARE = 0.30
 WINDOW = (1.0, 3.0)  # seconds after the replacement became ready
 
 
-def conf(opts):
+def conf(opts, threads=THREADS):
     return (
         "WSGIDaemonProcess grp display-name=%%{GROUP} processes=2 threads=%d %s\n"
         "WSGIImportScript %s process-group=grp application-group=%%{GLOBAL}\n"
         "WSGIScriptAlias /b %s process-group=grp application-group=%%{GLOBAL}\n"
-        % (THREADS, opts, APP, APP))
+        % (threads, opts, APP, APP))
 
 
 class Clients:
@@ -165,8 +165,8 @@ def window_verdict(procs, served, pid, now):
     return counts
 
 
-def start_group(short_server, workspace, mpm, opts=""):
-    srv = short_server("balance", mpm=mpm, extra=conf(opts))
+def start_group(short_server, workspace, mpm, opts="", threads=THREADS):
+    srv = short_server("balance", mpm=mpm, extra=conf(opts, threads))
     srv.start()
     procs = Processes(srv, workspace)
     assert wait_for(lambda: len(procs.ready_pids()) == 2, timeout=20), \
@@ -245,4 +245,54 @@ def test_recycled_daemon_replacement_gets_its_share(short_server, workspace, mpm
         check_window(counts, pid)
     assert not load.failed, load.failed[:10]
     assert "maximum-requests" in srv.error_log()
+    no_crash(srv)
+
+
+def test_busy_daemon_leaves_new_connections_to_its_sibling(short_server, workspace,
+                                                          mpm):
+    """A process whose threads are all busy does not take requests while
+    a sibling has a free thread: with one thread per process, one busy
+    with a 3 s request, quick requests all go to the other process instead
+    of queueing behind it - both those that come on relay connections
+    Apache's pools already hold to the busy process (a warm-up wave made
+    them) and those that need new ones. They come in waves of 1, 2, 3 and
+    4 at once, each finding fewer idle connections than it has requests.
+    Before the fix a pooled connection took its request to the busy
+    process, and each new connection went to either."""
+    srv, procs = start_group(short_server, workspace, mpm, threads=1)
+    quick = []
+    lock = threading.Lock()
+
+    def one(together):
+        # At once, and 20 ms each: a wave's requests overlap.
+        together.wait(10)
+        t0 = time.time()
+        r = srv.get("/b/sleep", timeout=30)
+        with lock:
+            quick.append((time.time() - t0, r.status, r.text))
+
+    def wave(size):
+        together = threading.Barrier(size)
+        clients = [threading.Thread(target=one, args=(together,)) for _ in range(size)]
+        for c in clients:
+            c.start()
+        for c in clients:
+            c.join(30)
+    wave(4)
+    assert len(quick) == 4 and all(q[1] == 200 for q in quick), quick
+    del quick[:]
+    long = {}
+    t = threading.Thread(target=lambda: long.update(r=srv.get("/b/long", timeout=30)))
+    t.start()
+    time.sleep(0.5)
+    for size in (1, 2, 3, 4):
+        wave(size)
+    t.join(30)
+    assert long["r"].status == 200
+    busy = int(long["r"].text)
+    print("long request in %d; quick ones: %s" % (busy, quick))
+    assert len(quick) == 10 and all(q[1] == 200 for q in quick), quick
+    waited = [q for q in quick if int(q[2]) == busy]
+    assert not waited, "queued behind the busy process's request: %s" % quick
+    assert all(q[0] < 1.0 for q in quick), quick
     no_crash(srv)

@@ -31,6 +31,8 @@ def application(environ, start_response):
         time.sleep(0.02)
     elif path == "/cpu":
         _spin(0.002)
+    elif path == "/long":
+        time.sleep(3)
     body = b"%d" % os.getpid()
     start_response("200 OK", [("Content-Type", "text/plain"),
                               ("Content-Length", str(len(body)))])

@@ -106,7 +106,7 @@ for t in "${targets[@]}"; do
     if [ "$mode" = replay ]; then
         echo "fuzz: $t ran $(grep -c '^Executed ' "$work/log") of ${#args[@]} inputs"
     else
-        grep -E "^(#[0-9]+ +DONE|stat::|INFO: (Loaded|seed corpus))" "$work/log" || true
+        grep -E "^(#[0-9]+[[:space:]]+DONE|stat::|INFO: (Loaded|seed corpus))" "$work/log" || true
     fi
     if [ "$rc" -ne 0 ]; then
         status=1

@@ -10,8 +10,9 @@
  * piece boundaries, sized reads against Content-Length. So the one httpd
  * function it calls, ap_get_brigade, is replaced here by a filter that
  * hands over the input's pieces as Apache would (never more than asked,
- * data and EOS sometimes in one brigade), and everything the app gets
- * back is checked against what was handed over.
+ * in several buckets, some empty, data and EOS sometimes in one
+ * brigade), and everything the app gets back is checked against what was
+ * handed over.
  *
  * Input layout (see make_corpus.py):
  *   byte 0      framing: 0 Content-Length exact, 1 chunked (no length),
@@ -96,6 +97,9 @@ apr_status_t ap_get_brigade(ap_filter_t *f, apr_bucket_brigade *bb,
         return APR_SUCCESS;
     }
     n = body.piece < (size_t)readbytes ? body.piece : (size_t)readbytes;
+    /* Filters may pass an empty bucket, whose data may be NULL. */
+    if (body.pos % 3 == 0)
+        APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_immortal_create(NULL, 0, ba));
     /* Two buckets, as a filter chain may well give. */
     half = n / 2;
     if (half)

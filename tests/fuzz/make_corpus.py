@@ -178,7 +178,7 @@ def input_regressions():
 
     READ_ALL, READ, READLINE_ALL, READLINE = range(4)
     # UBSan: readline() before any read-ahead did arithmetic on a NULL
-    # buffer (and memcpy from it): input.c, fixed on this branch.
+    # buffer (and memcpy from it): issue 12, fixed by the input branch.
     yield "readline-first", bytes([1, 2]) + op(READLINE, 0) + op(READLINE_ALL) \
         + b"\x03ab\n\x00"
     # ASan: read() allocated what Content-Length claimed (here 2^63 - 1)

@@ -462,8 +462,7 @@ static apr_status_t relay_done(relay_resp *rs, int status)
     return APR_SUCCESS;
 }
 
-/* Acts on one frame whose payload has been read, and which
- * pyh_wire_resp_next let come now. */
+/* Acts on one frame whose payload has been read. */
 static apr_status_t relay_frame(relay_resp *rs, int type, char *payload,
                                 uint32_t len)
 {

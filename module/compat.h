@@ -169,19 +169,73 @@ typedef struct {
     PyObject *type, *value, *tb;
 } pyh_err;
 
-static inline void pyh_err_take(pyh_err *e)
+/* Whether a taken exception is one CPython's calls may be given: C code
+ * (an extension, ctypes.pythonapi) can leave any three objects in the
+ * error state with PyErr_Restore, and before 3.12 nothing checks them
+ * until PyException_SetTraceback or a traceback walk treats a
+ * non-exception as an exception object and writes through it. */
+static inline int pyh_err_well_formed(const pyh_err *e)
 {
+    return PyExceptionClass_Check(e->type) && e->value
+           && PyExceptionInstance_Check(e->value)
+           && (!e->tb || PyTraceBack_Check(e->tb));
+}
+
+/* Replaces a malformed pending exception with a TypeError that names what
+ * was there (by type name only: running an unknown object's repr here
+ * could raise again). */
+static inline void pyh_err_sanitize(pyh_err *e)
+{
+    PyObject *t = e->type, *v = e->value, *b = e->tb;
+    char what[256];
+
+    PyOS_snprintf(what, sizeof(what),
+                  "an invalid exception was raised (type %.60s, value "
+                  "%.60s, traceback %.60s); was it restored from a bad "
+                  "exc_info tuple?",
+                  PyType_Check(t) ? ((PyTypeObject *)t)->tp_name
+                                  : Py_TYPE(t)->tp_name,
+                  v ? Py_TYPE(v)->tp_name : "NULL",
+                  b ? Py_TYPE(b)->tp_name : "NULL");
+    e->type = e->value = e->tb = NULL;
+    PyErr_SetString(PyExc_TypeError, what);
+    Py_XDECREF(t);
+    Py_XDECREF(v);
+    Py_XDECREF(b);
 #if PY_VERSION_HEX >= 0x030C0000
     e->value = PyErr_GetRaisedException();
     e->type = e->value ? Py_NewRef((PyObject *)Py_TYPE(e->value)) : NULL;
     e->tb = e->value ? PyException_GetTraceback(e->value) : NULL;
 #else
     PyErr_Fetch(&e->type, &e->value, &e->tb);
-    if (e->type) {
-        PyErr_NormalizeException(&e->type, &e->value, &e->tb);
-        if (e->tb && e->value)
-            PyException_SetTraceback(e->value, e->tb);
+    PyErr_NormalizeException(&e->type, &e->value, &e->tb);
+#endif
+}
+
+static inline void pyh_err_take(pyh_err *e)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    e->value = PyErr_GetRaisedException();
+    e->type = e->value ? Py_NewRef((PyObject *)Py_TYPE(e->value)) : NULL;
+    e->tb = e->value ? PyException_GetTraceback(e->value) : NULL;
+    if (e->type && !pyh_err_well_formed(e))
+        pyh_err_sanitize(e);
+#else
+    PyErr_Fetch(&e->type, &e->value, &e->tb);
+    if (!e->type)
+        return;
+    /* None where no traceback is: a bad PyErr_Restore can leave it, and a
+     * later traceback walk takes it for a traceback object. */
+    if (e->tb == Py_None)
+        Py_CLEAR(e->tb);
+    PyErr_NormalizeException(&e->type, &e->value, &e->tb);
+    if (!pyh_err_well_formed(e)) {
+        pyh_err_sanitize(e);
+        if (!e->type || !pyh_err_well_formed(e))
+            return;
     }
+    if (e->tb && PyException_SetTraceback(e->value, e->tb) < 0)
+        PyErr_Clear();
 #endif
 }
 

@@ -3,11 +3,13 @@ once headers are out) and exactly one PYH error-log entry, and the server
 goes on serving."""
 
 import json
+import os
+import re
 import time
 
 import pytest
 
-from harness import CRASH_RE
+from harness import CRASH_RE, MPMS, Apache, Workspace, wait_for
 
 # case -> text the log must contain (the app's own exception message), or None
 BEFORE_HEADERS = {
@@ -272,3 +274,195 @@ def test_base_exceptions_do_not_end_the_child(server, case, token):
     with open("/proc/%d/status" % pid) as f:
         assert "zombie" not in f.read()
     check_still_serving(server)
+
+
+# ---- start_response's exc_info, well and badly formed ----------------------
+# sys.exc_info() outside an except block is (None, None, None); passed to
+# start_response after the headers went out it used to reach PyErr_Restore
+# as is and kill the process (embedded: AH00052 ... Segmentation fault;
+# daemon: PYH0040 ... killed by signal 11), or damage its memory so that a
+# later request crashed. Each case runs on a server with one process, so
+# the follow-up requests (a wsgi.file_wrapper response among them) run
+# where the bad request ran.
+
+EXCINFO_VALID = ("none3", "real", "real-tb-none", "real-other-tb")
+EXCINFO_JUNK = ("ints", "str-value", "type-mismatch", "type-not-class", "int-type-value",
+                "none-type", "class-as-value", "bad-tb", "not-tuple", "short-tuple", "str")
+ONE_PROCESS = {
+    "event": "StartServers 1\nServerLimit 1\nThreadsPerChild 4\nMinSpareThreads 1\n"
+             "MaxSpareThreads 4\nMaxRequestWorkers 4\n",
+    "prefork": "StartServers 1\nMinSpareServers 1\nMaxSpareServers 1\nServerLimit 1\n"
+               "MaxRequestWorkers 1\n",
+}
+ONE_PROCESS["worker"] = ONE_PROCESS["event"]
+DAEMON_KILLED_RE = re.compile(r"PYH0040.*killed by signal")
+
+
+def _excinfo_modes():
+    wanted = os.environ.get("PYHOST_TEST_MPMS")
+    mpms = [m.strip() for m in wanted.split(",")] if wanted else list(MPMS)
+    mpms = [m for m in mpms if m in MPMS]
+    return [("embedded", m) for m in mpms] + [("daemon", mpms[0] if mpms else "event")]
+
+
+@pytest.fixture(scope="module", params=_excinfo_modes(), ids="-".join)
+def exc_server(request, workspace):
+    mode, mpm = request.param
+    app = "@APPS@/excinfo.wsgi"
+    if mode == "daemon":
+        extra = ("WSGIDaemonProcess excgrp processes=1 threads=2\n"
+                 "WSGIScriptAlias /excinfo %s process-group=excgrp\n" % app)
+    else:
+        extra = ONE_PROCESS[mpm] + "WSGIScriptAlias /excinfo %s\n" % app
+    srv = Apache(workspace, "excinfo-%s-%s" % (mode, mpm), mpm=mpm, extra=extra)
+    srv.start()
+    # A daemon answers once it is up; only then is the log quiet.
+    assert wait_for(lambda: srv.get("/excinfo/pid").status == 200, timeout=20)
+    yield srv
+    srv.stop()
+
+
+def _served_by(srv, token):
+    path = srv.ws.state_path("pid-" + token)
+    assert wait_for(lambda: os.path.exists(path), timeout=5), "the app never ran"
+    with open(path) as f:
+        return int(f.read())
+
+
+def _check_process_intact(srv, pid, mark):
+    """The process that ran the bad request is alive and serves a burst
+    (file_wrapper responses among them) correctly; nothing died."""
+    blob = Workspace.blob_bytes()
+    for i in range(6):
+        path = "/excinfo/file" if i % 2 == 0 else "/excinfo/pid"
+        r = srv.get(path)
+        assert r.status == 200, r
+        assert r.header("X-Pid") == str(pid), \
+            "request %d served by %s, not by the process of the bad request (%d)" % (
+                i, r.header("X-Pid"), pid)
+        if path == "/excinfo/file":
+            assert r.body == blob, "file_wrapper body damaged (%d bytes)" % len(r.body)
+    log = srv.log_since(mark)
+    assert not CRASH_RE.findall(log), log[-3000:]
+    assert not DAEMON_KILLED_RE.findall(log), log[-3000:]
+    assert os.path.exists("/proc/%d" % pid)
+
+
+def _check_entries(srv, mark, count, text=None):
+    entries = srv.wait_log_entries(mark, count=max(count, 1), timeout=5 if count else 0.5)
+    assert len(entries) == count, "expected %d PYH entries, got %d:\n%s" % (
+        count, len(entries), srv.log_since(mark)[-3000:])
+    if text:
+        assert text in srv.log_since(mark), srv.log_since(mark)[-3000:]
+
+
+def _get(srv, path, token):
+    return srv.raw(b"GET %s?%s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+                   % (path.encode(), token.encode()), timeout=15)
+
+
+@pytest.mark.parametrize("kind", EXCINFO_VALID + EXCINFO_JUNK)
+def test_exc_info_on_first_call(exc_server, kind, token):
+    srv = exc_server
+    mark = srv.log_mark()
+    r = _get(srv, "/excinfo/%s/first" % kind, token)
+    pid = _served_by(srv, token)
+    if kind in EXCINFO_VALID:
+        # Nothing to replace yet: a normal response.
+        assert r.status == 200 and r.body == b"first call", r
+        _check_entries(srv, mark, 0)
+    else:
+        assert r.status == 500 and b"first call" not in r.raw, r
+        _check_entries(srv, mark, 1, "TypeError")
+    _check_process_intact(srv, pid, mark)
+
+
+@pytest.mark.parametrize("kind", EXCINFO_VALID + EXCINFO_JUNK)
+def test_exc_info_before_headers_sent(exc_server, kind, token):
+    srv = exc_server
+    mark = srv.log_mark()
+    r = _get(srv, "/excinfo/%s/before" % kind, token)
+    pid = _served_by(srv, token)
+    if kind in EXCINFO_VALID:
+        # PEP 3333: the new status and headers replace the stored ones. For
+        # (None, None, None) too, as in wsgiref and mod_wsgi: an error page
+        # built outside an except block is still an error page.
+        assert r.status == 500 and r.body == b"error page", r
+        assert r.header("X-Second") == "yes" and r.header("X-First") is None, r
+        _check_entries(srv, mark, 0)
+    else:
+        assert r.status == 500 and b"error page" not in r.raw, r
+        assert b"X-Second" not in r.raw and b"X-First" not in r.raw, r
+        _check_entries(srv, mark, 1, "TypeError")
+    _check_process_intact(srv, pid, mark)
+
+
+def _after_text(kind):
+    if kind == "none3":
+        return "RuntimeError"
+    if kind in EXCINFO_VALID:
+        return "pyhost-test-excinfo-real"
+    return "TypeError"
+
+
+@pytest.mark.parametrize("kind", EXCINFO_VALID + EXCINFO_JUNK)
+def test_exc_info_after_headers_sent(exc_server, kind, token):
+    srv = exc_server
+    mark = srv.log_mark()
+    r = _get(srv, "/excinfo/%s/after" % kind, token)
+    pid = _served_by(srv, token)
+    # Too late to change the response: start_response raises (the app's
+    # own exception, re-raised; or a RuntimeError / TypeError for an
+    # exc_info with no exception or a malformed one); the app lets it
+    # through, so the response is cut and logged once.
+    assert r.status == 200 and not r.complete, r
+    assert b"must-not-be-sent" not in r.raw
+    assert r.body.startswith(b"partial-"), r
+    _check_entries(srv, mark, 1, _after_text(kind))
+    _check_process_intact(srv, pid, mark)
+
+
+@pytest.mark.parametrize("kind", EXCINFO_VALID + EXCINFO_JUNK)
+def test_exc_info_after_headers_sent_caught_by_the_app(exc_server, kind, token):
+    srv = exc_server
+    mark = srv.log_mark()
+    r = _get(srv, "/excinfo/%s/after/caught" % kind, token)
+    pid = _served_by(srv, token)
+    # What start_response raised is an ordinary exception the app can
+    # catch, format and move on from.
+    want = {"none3": "RuntimeError"}.get(
+        kind, "ValueError" if kind in EXCINFO_VALID else "TypeError")
+    assert r.status == 200 and r.complete, r
+    assert r.body.endswith(b"caught:%s:True" % want.encode()), r.body[-200:]
+    _check_entries(srv, mark, 0)
+    _check_process_intact(srv, pid, mark)
+
+
+@pytest.mark.parametrize("when", ["before", "after"])
+@pytest.mark.parametrize("what", ["none3", "ints"])
+def test_junk_in_the_error_state_is_reported_not_trusted(exc_server, what, when, token):
+    # A C extension (here ctypes) can leave any three objects in CPython's
+    # error state; the module's error handling takes them off to log them
+    # and must not treat a non-exception as an exception object.
+    srv = exc_server
+    mark = srv.log_mark()
+    r = _get(srv, "/excinfo/raw-restore/%s/%s" % (what, when), token)
+    pid = _served_by(srv, token)
+    assert b"must-not-be-sent" not in r.raw
+    if when == "before":
+        assert r.status == 500, r
+    else:
+        assert r.status == 200 and not r.complete, r
+    _check_entries(srv, mark, 1, "TypeError")
+    _check_process_intact(srv, pid, mark)
+
+
+def test_many_none_exc_info_requests_in_a_row(exc_server, token):
+    # One such request could leave damage that only a later one trips on.
+    srv = exc_server
+    mark = srv.log_mark()
+    for i in range(20):
+        r = _get(srv, "/excinfo/none3/after", token + "x%d" % i)
+        assert r.status == 200 and not r.complete, r
+    _check_entries(srv, mark, 20)
+    _check_process_intact(srv, _served_by(srv, token + "x0"), mark)

@@ -15,7 +15,8 @@
 set -euo pipefail
 
 py="${PYHOST_PY:-python3.11}"
-packages=(apache2 apache2-dev "$py-dev" "$py-venv" curl wrk build-essential)
+# zlib1g-dev: module/websocket.c (permessage-deflate) links zlib.
+packages=(apache2 apache2-dev "$py-dev" "$py-venv" curl wrk build-essential zlib1g-dev)
 for opt in "$@"; do
     case "$opt" in
         --test) packages+=(docker.io docker-compose debootstrap nghttp2-client openssl) ;;

@@ -1,0 +1,418 @@
+"""ASGI WebSockets (issue 13 point 7): the handshake, messages both ways,
+the close handshake, RFC 6455's protocol errors and permessage-deflate,
+against a real Apache on each MPM, with a raw-socket client that can also
+send what no well-behaved client would. App: tests/apps/asgi_ws.py."""
+
+import base64
+import hashlib
+import json
+import os
+import socket
+import struct
+import time
+import zlib
+
+import pytest
+
+import harness
+
+GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+WS_CONF = r"""
+ASGIScriptAlias /ws @APPS@/asgi_ws.py
+ASGIWebSocketMaxMessage 65536
+<VirtualHost 127.0.0.1:@PORT1@>
+    ASGIWebSocketCompression Off
+    ASGIWebSocketPingInterval 1
+    ASGIWebSocketPingTimeout 1
+</VirtualHost>
+"""
+
+
+@pytest.fixture(scope="module", params=harness.MPMS if not os.environ.get("PYHOST_TEST_MPMS")
+                else [m for m in os.environ["PYHOST_TEST_MPMS"].split(",") if m in harness.MPMS])
+def wsrv(request, workspace):
+    srv = harness.Apache(workspace, "asgi-ws-" + request.param, mpm=request.param,
+                         extra=WS_CONF, ports=2)
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+# ---- a raw client ------------------------------------------------------------
+
+class Client:
+    def __init__(self, srv, path, headers=b"", port=None, key=None, timeout=10.0):
+        self.sock = srv.open_socket(timeout=timeout, port=port)
+        self.key = key or base64.b64encode(os.urandom(16))
+        self.sock.sendall(b"GET " + path.encode() + b" HTTP/1.1\r\nHost: x\r\n"
+                          b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                          b"Sec-WebSocket-Key: " + self.key + b"\r\n"
+                          b"Sec-WebSocket-Version: 13\r\n" + headers + b"\r\n")
+        self.buf = b""
+        while b"\r\n\r\n" not in self.buf:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                break
+            self.buf += chunk
+        head, _, self.buf = self.buf.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        self.status = int(lines[0].split()[1]) if lines[0] else 0
+        self.headers = {}
+        for line in lines[1:]:
+            k, _, v = line.partition(":")
+            self.headers[k.strip().lower()] = v.strip()
+        self.inflater = zlib.decompressobj(wbits=-15)
+
+    def accept_ok(self):
+        want = base64.b64encode(hashlib.sha1(self.key + GUID).digest()).decode()
+        return self.headers.get("sec-websocket-accept") == want
+
+    def send_frame(self, opcode, payload=b"", fin=True, rsv=0, mask=True, length=None):
+        b0 = (0x80 if fin else 0) | rsv | opcode
+        n = len(payload) if length is None else length
+        m = 0x80 if mask else 0
+        if n < 126:
+            head = bytes([b0, m | n])
+        elif n < 65536:
+            head = bytes([b0, m | 126]) + struct.pack(">H", n)
+        else:
+            head = bytes([b0, m | 127]) + struct.pack(">Q", n)
+        if mask:
+            key = os.urandom(4)
+            payload = key + bytes(c ^ key[i % 4] for i, c in enumerate(payload))
+        self.sock.sendall(head + payload)
+
+    def send_text(self, text):
+        self.send_frame(1, text.encode())
+
+    def _need(self, n):
+        while len(self.buf) < n:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise EOFError("connection closed")
+            self.buf += chunk
+
+    def recv_frame(self):
+        """(fin, rsv, opcode, payload) of the server's next frame."""
+        self._need(2)
+        b0, b1 = self.buf[0], self.buf[1]
+        assert not b1 & 0x80, "server frames are never masked"
+        n, off = b1 & 0x7F, 2
+        if n == 126:
+            self._need(4)
+            n, off = struct.unpack(">H", self.buf[2:4])[0], 4
+        elif n == 127:
+            self._need(10)
+            n, off = struct.unpack(">Q", self.buf[2:10])[0], 10
+        self._need(off + n)
+        payload = self.buf[off:off + n]
+        self.buf = self.buf[off + n:]
+        return bool(b0 & 0x80), b0 & 0x70, b0 & 0x0F, payload
+
+    def recv_message(self):
+        """Skips pings; (opcode, payload), payload inflated when RSV1."""
+        while True:
+            fin, rsv, op, payload = self.recv_frame()
+            if op == 9:
+                continue
+            if rsv & 0x40:
+                payload = self.inflater.decompress(payload + b"\x00\x00\xff\xff")
+            return op, payload
+
+    def recv_close(self):
+        """The close frame's (code, reason), skipping anything before it."""
+        while True:
+            _, _, op, payload = self.recv_frame()
+            if op == 8:
+                if len(payload) >= 2:
+                    return struct.unpack(">H", payload[:2])[0], payload[2:].decode()
+                return None, ""
+
+    def assert_closed(self, timeout=5.0):
+        """The server closes TCP after the close handshake."""
+        self.sock.settimeout(timeout)
+        rest = b""
+        while True:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                return rest
+            rest += chunk
+
+    def close(self):
+        self.sock.close()
+
+
+def close_frame(code, reason=b""):
+    return struct.pack(">H", code) + reason
+
+
+def recorded(srv, name, timeout=5.0):
+    path = srv.ws.state_path("ws-" + name)
+    harness.wait_for(lambda: os.path.exists(path) and open(path).read(), timeout=timeout)
+    with open(path) as f:
+        return f.read().split("\n")[0]
+
+
+# ---- handshake -----------------------------------------------------------------
+
+def test_handshake_subprotocol_and_headers(wsrv):
+    c = Client(wsrv, "/ws/echo", b"Sec-WebSocket-Protocol: other, chat\r\n")
+    assert c.status == 101
+    assert c.accept_ok()
+    assert c.headers["upgrade"].lower() == "websocket"
+    assert c.headers["sec-websocket-protocol"] == "chat"
+    assert c.headers["x-ws-app"] == "yes"
+    assert "sec-websocket-extensions" not in c.headers  # none offered
+    c.close()
+
+
+def test_scope(wsrv):
+    c = Client(wsrv, "/ws/scope?x=1", b"Sec-WebSocket-Protocol: chat\r\n")
+    op, payload = c.recv_message()
+    s = json.loads(payload)
+    assert s["type"] == "websocket"
+    assert s["scheme"] == "ws"
+    assert s["http_version"] == "1.1"
+    assert s["path"] == "/ws/scope" and s["root_path"] == "/ws"
+    assert s["raw_path"] == "/ws/scope"
+    assert s["subprotocols"] == ["chat"]
+    assert s["asgi"]["version"] == "3.0"
+    assert "method" not in s
+    assert s["client"][0] == "127.0.0.1" and s["server"][1] == wsrv.port
+    assert s["state"] == {} and s["extensions"] == {}
+    c.close()
+
+
+def test_plain_http_to_a_websocket_app(wsrv):
+    r = wsrv.get("/ws/echo")
+    assert r.status == 200 and r.body == b"plain http"
+
+
+def test_bad_handshakes(wsrv):
+    r = wsrv.raw(b"GET /ws/echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                 b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                 b"Sec-WebSocket-Version: 8\r\n\r\n")
+    assert r.status == 426 and r.header("Sec-WebSocket-Version") == "13"
+    r = wsrv.raw(b"GET /ws/echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                 b"Connection: Upgrade\r\nSec-WebSocket-Key: short\r\n"
+                 b"Sec-WebSocket-Version: 13\r\n\r\n")
+    assert r.status == 400
+
+
+def test_close_before_accept_is_403(wsrv):
+    assert Client(wsrv, "/ws/deny").status == 403
+    assert Client(wsrv, "/ws/return").status == 403
+
+
+# ---- messages ------------------------------------------------------------------
+
+def test_echo_text_and_binary(wsrv):
+    c = Client(wsrv, "/ws/echo")
+    c.send_text("h\u00e9llo")
+    assert c.recv_message() == (1, "h\u00e9llo".encode())
+    c.send_frame(2, b"\x00\xff" * 1000)
+    assert c.recv_message() == (2, b"\x00\xff" * 1000)
+    c.send_frame(2, b"")
+    assert c.recv_message() == (2, b"")
+    c.close()
+
+
+def test_fragmented_message_with_ping_between(wsrv):
+    c = Client(wsrv, "/ws/echo")
+    snow = "\u2603\U0001d11e".encode()
+    c.send_frame(1, snow[:2], fin=False)  # split inside a character
+    c.send_frame(9, b"are you there")
+    c.send_frame(0, snow[2:5], fin=False)
+    c.send_frame(0, snow[5:])
+    fin, rsv, op, payload = c.recv_frame()
+    assert (op, payload) == (10, b"are you there")
+    assert c.recv_message() == (1, snow)
+    c.close()
+
+
+def test_big_message_from_the_app(wsrv):
+    c = Client(wsrv, "/ws/echo")
+    c.send_text("big")
+    assert c.recv_message() == (2, b"z" * 300000)
+    c.close()
+
+
+# ---- closing -------------------------------------------------------------------
+
+def test_client_closes(wsrv):
+    c = Client(wsrv, "/ws/echo?client-close-" + wsrv.mpm)
+    c.send_frame(8, close_frame(1000, b"done"))
+    assert c.recv_close() == (1000, "")
+    c.assert_closed()
+    assert recorded(wsrv, "client-close-" + wsrv.mpm) == "disconnect 1000"
+
+
+def test_client_closes_with_private_code(wsrv):
+    c = Client(wsrv, "/ws/echo?client-4100-" + wsrv.mpm)
+    c.send_frame(8, close_frame(4100))
+    assert c.recv_close()[0] == 4100
+    assert recorded(wsrv, "client-4100-" + wsrv.mpm) == "disconnect 4100"
+
+
+def test_app_closes(wsrv):
+    c = Client(wsrv, "/ws/echo?app-close-" + wsrv.mpm)
+    c.send_text("close:4001:bye now")
+    assert c.recv_close() == (4001, "bye now")
+    c.send_frame(8, close_frame(4001))
+    c.assert_closed()
+    assert recorded(wsrv, "app-close-" + wsrv.mpm) == "disconnect 4001"
+
+
+def test_app_returns_closes_1000_and_raise_closes_1011(wsrv):
+    c = Client(wsrv, "/ws/echo")
+    c.send_text("return")
+    assert c.recv_close()[0] == 1000
+    mark = wsrv.log_mark()
+    c = Client(wsrv, "/ws/echo")
+    c.send_text("raise")
+    assert c.recv_close()[0] == 1011
+    wsrv.wait_log_text(mark, "asked to raise")
+
+
+def test_client_vanishes(wsrv):
+    c = Client(wsrv, "/ws/echo?vanish-" + wsrv.mpm)
+    c.send_text("x")
+    assert c.recv_message() == (1, b"x")
+    c.close()
+    assert recorded(wsrv, "vanish-" + wsrv.mpm) == "disconnect 1006"
+
+
+# ---- protocol errors ----------------------------------------------------------
+
+@pytest.mark.parametrize("case,code", [
+    ("unmasked", 1002), ("rsv2", 1002), ("rsv1-no-deflate", 1002),
+    ("opcode3", 1002), ("big-ping", 1002), ("fragmented-ping", 1002),
+    ("continuation-first", 1002), ("bad-close-code", 1002),
+    ("bad-utf8", 1007), ("bad-utf8-fragmented", 1007), ("too-big", 1009),
+])
+def test_protocol_errors(wsrv, case, code):
+    c = Client(wsrv, "/ws/echo?err-%s-%s" % (case, wsrv.mpm))
+    if case == "unmasked":
+        c.send_frame(1, b"hi", mask=False)
+    elif case == "rsv2":
+        c.send_frame(1, b"hi", rsv=0x20)
+    elif case == "rsv1-no-deflate":
+        c.send_frame(1, b"hi", rsv=0x40)
+    elif case == "opcode3":
+        c.send_frame(3, b"hi")
+    elif case == "big-ping":
+        c.send_frame(9, b"p" * 126)
+    elif case == "fragmented-ping":
+        c.send_frame(9, b"p", fin=False)
+    elif case == "continuation-first":
+        c.send_frame(0, b"hi")
+    elif case == "bad-close-code":
+        c.send_frame(8, close_frame(1005))
+    elif case == "bad-utf8":
+        c.send_frame(1, b"\xed\xa0\x80")
+    elif case == "bad-utf8-fragmented":
+        c.send_frame(1, b"ok \xe2\x82", fin=False)
+        c.send_frame(0, b"x")
+    elif case == "too-big":
+        c.send_frame(2, b"", length=65537)  # the header alone is enough
+    assert c.recv_close() == (code, "")
+    c.assert_closed()
+    assert recorded(wsrv, "err-%s-%s" % (case, wsrv.mpm)) == "disconnect %d" % code
+
+
+def test_storm_of_bad_clients_then_echo(wsrv):
+    for i in range(40):
+        c = Client(wsrv, "/ws/echo")
+        kind = i % 4
+        if kind == 0:
+            c.sock.sendall(os.urandom(64))
+        elif kind == 1:
+            c.send_frame(1, b"x", mask=False)
+        elif kind == 2:
+            c.sock.sendall(b"\x81\xff" + b"\x7f" * 8)  # a 2^63-ish length
+        c.close()
+    # half-handshakes too
+    for _ in range(10):
+        s = wsrv.open_socket()
+        s.sendall(b"GET /ws/echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n")
+        s.close()
+    c = Client(wsrv, "/ws/echo")
+    c.send_text("still here")
+    assert c.recv_message() == (1, b"still here")
+    c.close()
+    assert not harness.CRASH_RE.search(wsrv.error_log()) if hasattr(harness, "CRASH_RE") else True
+
+
+# ---- permessage-deflate and the per-vhost directives ------------------------------
+
+def test_permessage_deflate(wsrv):
+    c = Client(wsrv, "/ws/echo", b"Sec-WebSocket-Extensions: permessage-deflate; "
+               b"client_max_window_bits\r\n")
+    assert c.headers["sec-websocket-extensions"] == "permessage-deflate"
+    comp = zlib.compressobj(wbits=-15)
+    for text in ("hello " * 50, "hello " * 50 + "again"):
+        data = comp.compress(text.encode()) + comp.flush(zlib.Z_SYNC_FLUSH)
+        c.send_frame(1, data[:-4], rsv=0x40)  # context taken over
+        fin, rsv, op, payload = c.recv_frame()
+        assert rsv == 0x40 and op == 1
+        assert len(payload) < 100  # compressed
+        assert c.inflater.decompress(payload + b"\x00\x00\xff\xff") == text.encode()
+    c.close()
+
+
+def test_permessage_deflate_params(wsrv):
+    c = Client(wsrv, "/ws/echo", b"Sec-WebSocket-Extensions: permessage-deflate; "
+               b"server_max_window_bits=8, permessage-deflate; server_no_context_takeover; "
+               b"server_max_window_bits=10\r\n")
+    # 8 bits declined (zlib cannot), the second offer taken as offered
+    assert c.headers["sec-websocket-extensions"] == \
+        "permessage-deflate; server_no_context_takeover; server_max_window_bits=10"
+    for _ in range(2):
+        c.send_text("same " * 40)
+        fin, rsv, op, payload = c.recv_frame()
+        # no context takeover: each message inflates on its own
+        assert zlib.decompressobj(wbits=-15).decompress(payload + b"\x00\x00\xff\xff") \
+            == b"same " * 40
+    c.close()
+
+
+def test_compressed_bomb_is_1009(wsrv):
+    c = Client(wsrv, "/ws/echo", b"Sec-WebSocket-Extensions: permessage-deflate\r\n")
+    comp = zlib.compressobj(wbits=-15)
+    data = comp.compress(b"\0" * 1000000) + comp.flush(zlib.Z_SYNC_FLUSH)
+    c.send_frame(2, data[:-4], rsv=0x40)
+    assert c.recv_close() == (1009, "")
+
+
+def test_compression_off(wsrv):
+    c = Client(wsrv, "/ws/echo", b"Sec-WebSocket-Extensions: permessage-deflate\r\n",
+               port=wsrv.ports[1])
+    assert c.status == 101
+    assert "sec-websocket-extensions" not in c.headers
+    c.send_text("plain")
+    assert c.recv_frame() == (True, 0, 1, b"plain")
+    c.close()
+
+
+def test_keepalive_ping_timeout(wsrv):
+    # PingInterval 1, PingTimeout 1 on the second port; this client never
+    # answers pings.
+    c = Client(wsrv, "/ws/echo?ping-" + wsrv.mpm, port=wsrv.ports[1])
+    t0 = time.monotonic()
+    fin, rsv, op, payload = c.recv_frame()
+    assert op == 9
+    assert c.recv_close() == (1011, "keepalive ping timeout")
+    assert 1.5 < time.monotonic() - t0 < 8
+    assert recorded(wsrv, "ping-" + wsrv.mpm) == "disconnect 1011"
+
+
+def test_keepalive_ping_answered(wsrv):
+    c = Client(wsrv, "/ws/echo", port=wsrv.ports[1])
+    for _ in range(3):
+        fin, rsv, op, payload = c.recv_frame()
+        assert op == 9
+        c.send_frame(10, payload)
+    c.send_text("alive")
+    assert c.recv_message() == (1, b"alive")
+    c.close()

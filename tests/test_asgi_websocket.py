@@ -7,7 +7,9 @@ import base64
 import hashlib
 import json
 import os
-import socket
+import asyncio
+import shutil
+import ssl
 import struct
 import time
 import zlib
@@ -18,6 +20,7 @@ import harness
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
+# Port 1: compression off and a 1 s keepalive; port 2: TLS (wss://).
 WS_CONF = r"""
 ASGIScriptAlias /ws @APPS@/asgi_ws.py
 ASGIWebSocketMaxMessage 65536
@@ -28,12 +31,37 @@ ASGIWebSocketMaxMessage 65536
 </VirtualHost>
 """
 
+TLS_CONF = r"""
+<IfModule !socache_shmcb_module>
+    LoadModule socache_shmcb_module @MODDIR@/mod_socache_shmcb.so
+</IfModule>
+<IfModule !ssl_module>
+    LoadModule ssl_module @MODDIR@/mod_ssl.so
+</IfModule>
+SSLSessionCache none
+<VirtualHost 127.0.0.1:@PORT2@>
+    SSLEngine on
+    SSLCertificateFile @CERT@
+    SSLCertificateKeyFile @KEY@
+</VirtualHost>
+"""
 
-@pytest.fixture(scope="module", params=harness.MPMS if not os.environ.get("PYHOST_TEST_MPMS")
-                else [m for m in os.environ["PYHOST_TEST_MPMS"].split(",") if m in harness.MPMS])
+MPM_PARAMS = (harness.MPMS if not os.environ.get("PYHOST_TEST_MPMS")
+              else [m for m in os.environ["PYHOST_TEST_MPMS"].split(",") if m in harness.MPMS])
+
+
+def ws_server(workspace, name, mpm):
+    conf = WS_CONF
+    if shutil.which("openssl"):
+        cert, key = harness.tls_certificate(workspace)
+        conf += (TLS_CONF.replace("@MODDIR@", harness.apache_modules_dir())
+                 .replace("@CERT@", cert).replace("@KEY@", key))
+    return harness.Apache(workspace, name, mpm=mpm, extra=conf, ports=3)
+
+
+@pytest.fixture(scope="module", params=MPM_PARAMS)
 def wsrv(request, workspace):
-    srv = harness.Apache(workspace, "asgi-ws-" + request.param, mpm=request.param,
-                         extra=WS_CONF, ports=2)
+    srv = ws_server(workspace, "asgi-ws-" + request.param, request.param)
     srv.start()
     yield srv
     srv.stop()
@@ -42,8 +70,14 @@ def wsrv(request, workspace):
 # ---- a raw client ------------------------------------------------------------
 
 class Client:
-    def __init__(self, srv, path, headers=b"", port=None, key=None, timeout=10.0):
+    def __init__(self, srv, path, headers=b"", port=None, key=None, timeout=10.0,
+                 tls=False):
         self.sock = srv.open_socket(timeout=timeout, port=port)
+        if tls:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+            self.sock = ctx.wrap_socket(self.sock)
         self.key = key or base64.b64encode(os.urandom(16))
         self.sock.sendall(b"GET " + path.encode() + b" HTTP/1.1\r\nHost: x\r\n"
                           b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -416,3 +450,70 @@ def test_keepalive_ping_answered(wsrv):
     c.send_text("alive")
     assert c.recv_message() == (1, b"alive")
     c.close()
+
+
+# ---- wss://, a stopping server, a well-behaved client library -----------------
+
+@pytest.mark.skipif(not shutil.which("openssl"), reason="needs the openssl command")
+def test_wss_through_mod_ssl(wsrv):
+    c = Client(wsrv, "/ws/scope", port=wsrv.ports[2], tls=True,
+               headers=b"Sec-WebSocket-Extensions: permessage-deflate\r\n")
+    assert c.status == 101 and c.accept_ok()
+    op, payload = c.recv_message()
+    assert json.loads(payload)["scheme"] == "wss"
+    c.send_text("over tls " * 100)
+    assert c.recv_message() == (1, ("over tls " * 100).encode())
+    c.send_frame(8, close_frame(1000))
+    assert c.recv_close()[0] == 1000
+    c.assert_closed()
+
+
+def test_graceful_restart_closes_open_websockets_with_1001(workspace):
+    mpm = MPM_PARAMS[0]
+    srv = ws_server(workspace, "asgi-ws-restart-" + mpm, mpm)
+    srv.start()
+    try:
+        clients = [Client(srv, "/ws/echo") for _ in range(3)]
+        for c in clients:
+            c.send_text("hi")
+            assert c.recv_message() == (1, b"hi")
+        srv.graceful_restart()
+        for c in clients:
+            assert c.recv_close() == (1001, "server shutting down")
+        c = Client(srv, "/ws/echo")
+        c.send_text("new generation")
+        assert c.recv_message() == (1, b"new generation")
+        c.close()
+        # An ungraceful stop closes the sockets itself; it must not wait for
+        # (or SIGKILL) a child whose workers hold WebSockets.
+        clients = [Client(srv, "/ws/echo") for _ in range(3)]
+        t0 = time.monotonic()
+        srv.stop()
+        assert time.monotonic() - t0 < 10
+        assert "AH00046" not in srv.error_log()
+    finally:
+        if srv.running():
+            srv.stop()
+
+
+def test_websockets_library_client(wsrv):
+    websockets = pytest.importorskip("websockets")
+    from websockets.asyncio.client import connect
+
+    async def talk():
+        uri = "ws://127.0.0.1:%d/ws/echo" % wsrv.port
+        async with connect(uri, subprotocols=["chat"], compression="deflate") as ws:
+            assert ws.subprotocol == "chat"
+            await ws.send("text " * 1000)
+            assert await ws.recv() == "text " * 1000
+            await ws.send(b"\x01" * 60000)
+            assert await ws.recv() == b"\x01" * 60000
+            await ws.send(["frag", "mented"])  # a fragmented message
+            assert await ws.recv() == "fragmented"
+            await ws.ping()
+            await ws.send("close:4002:enough")
+            with pytest.raises(websockets.ConnectionClosed) as info:
+                await ws.recv()
+            assert info.value.rcvd.code == 4002 and info.value.rcvd.reason == "enough"
+
+    asyncio.run(asyncio.wait_for(talk(), 30))

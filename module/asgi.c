@@ -12,6 +12,7 @@
 #include "http_request.h"
 #include "apr_atomic.h"
 #include "apr_base64.h"
+#include "apr_poll.h"
 #include "apr_sha1.h"
 #include "apr_strings.h"
 #include "util_filter.h"
@@ -558,6 +559,7 @@ typedef struct {
     int gone;                 /* the connection is over */
     int code;                 /* ... and websocket.disconnect's code */
     int input_done;           /* EOF or a read error */
+    int h2_body_eos_seen;     /* HTTP/2: the request body's EOS went by */
     int ping_interval_ms, ping_timeout_ms;
     apr_time_t last_heard;    /* last bytes from the client */
     apr_time_t ping_sent;     /* 0: no ping outstanding */
@@ -575,8 +577,7 @@ static int asgi_ws_requested(request_rec *r)
     const char *key = apr_table_get(r->headers_in, "Sec-WebSocket-Key");
     char decoded[32];
     size_t i;
-    if (!upgrade || !connection || r->connection->master
-        || r->proto_num < HTTP_VERSION(1, 1)
+    if (!upgrade || !connection || r->proto_num < HTTP_VERSION(1, 1)
         || !ap_find_token(r->pool, upgrade, "websocket")
         || !ap_find_token(r->pool, connection, "upgrade"))
         return 0;
@@ -651,6 +652,8 @@ static void asgi_ws_read_some(asgi_ws *w)
             return;
         }
         if (rv != APR_SUCCESS) {
+            ap_log_rerror(APLOG_MARK, APLOG_DEBUG, rv, w->r,
+                          "PYH0253: WebSocket input ended");
             apr_brigade_cleanup(w->bb);
             w->input_done = 1;
             pyh_ws_feed_eof(w->core);
@@ -661,6 +664,13 @@ static void asgi_ws_read_some(asgi_ws *w)
             const char *data;
             apr_size_t n;
             if (APR_BUCKET_IS_EOS(b)) {
+                /* On an HTTP/2 stream (RFC 8441) mod_http2 ends the
+                 * rewritten GET's empty body with an EOS before the
+                 * stream's data: only the next one ends the input. */
+                if (w->c->master && !w->h2_body_eos_seen) {
+                    w->h2_body_eos_seen = 1;
+                    continue;
+                }
                 w->input_done = 1;
                 break;
             }
@@ -769,6 +779,32 @@ static int asgi_ws_send_101(asgi_req *a, asgi_ws *w, const pyh_ws_pmd *pmd,
     return w->c->aborted ? -1 : 0;
 }
 
+/* The descriptor poll() watches for the connection's input: its socket,
+ * or for an HTTP/2 stream (RFC 8441 through mod_http2's H2WebSockets) the
+ * pipe mod_http2 feeds. -1 when there is none. */
+static int asgi_ws_pollable(conn_rec *c)
+{
+#if AP_MODULE_MAGIC_AT_LEAST(20120211, 129)
+    apr_pollfd_t pfd;
+    apr_os_sock_t s;
+    apr_os_file_t f;
+    memset(&pfd, 0, sizeof(pfd));
+    if (ap_get_pollfd_from_conn(c, &pfd, NULL) != APR_SUCCESS)
+        return -1;
+    if (pfd.desc_type == APR_POLL_SOCKET && pfd.desc.s
+        && apr_os_sock_get(&s, pfd.desc.s) == APR_SUCCESS)
+        return s;
+    if (pfd.desc_type == APR_POLL_FILE && pfd.desc.f
+        && apr_os_file_get(&f, pfd.desc.f) == APR_SUCCESS)
+        return f;
+    return -1;
+#else
+    apr_os_sock_t s;
+    apr_socket_t *sock = c->master ? NULL : ap_get_conn_socket(c);
+    return sock && apr_os_sock_get(&s, sock) == APR_SUCCESS ? s : -1;
+#endif
+}
+
 /* Serves the connection from websocket.accept until the app is done or
  * the client is gone; returns the handler's status. No GIL. */
 static int asgi_ws_run(asgi_req *a, pyh_request *req, unsigned work)
@@ -780,7 +816,6 @@ static int asgi_ws_run(asgi_req *a, pyh_request *req, unsigned work)
     pyh_ws_pmd pmd;
     char extensions[160];
     const char *ext = NULL;
-    apr_socket_t *sock = ap_get_conn_socket(r->connection);
     apr_os_sock_t fd = -1;
     int app_done = 0, efd, status = OK;
 
@@ -802,7 +837,8 @@ static int asgi_ws_run(asgi_req *a, pyh_request *req, unsigned work)
                             ? (size_t)sc->ws_max_message : 0,
                         ext ? &pmd : NULL);
     efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (!sock || apr_os_sock_get(&fd, sock) != APR_SUCCESS || !w.core || efd <= 0) {
+    fd = asgi_ws_pollable(r->connection);
+    if (fd < 0 || !w.core || efd <= 0) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, errno, r,
                       "PYH0251: cannot set up the WebSocket connection");
         if (efd > 0)

@@ -38,8 +38,13 @@ TLS_CONF = r"""
 <IfModule !ssl_module>
     LoadModule ssl_module @MODDIR@/mod_ssl.so
 </IfModule>
+<IfModule !http2_module>
+    LoadModule http2_module @MODDIR@/mod_http2.so
+</IfModule>
 SSLSessionCache none
+H2WebSockets on
 <VirtualHost 127.0.0.1:@PORT2@>
+    Protocols h2 http/1.1
     SSLEngine on
     SSLCertificateFile @CERT@
     SSLCertificateKeyFile @KEY@
@@ -517,3 +522,91 @@ def test_websockets_library_client(wsrv):
             assert info.value.rcvd.code == 4002 and info.value.rcvd.reason == "enough"
 
     asyncio.run(asyncio.wait_for(talk(), 30))
+
+
+# ---- HTTP/2 (RFC 8441, mod_http2's H2WebSockets) -------------------------------
+
+class H2Client:
+    """One extended-CONNECT WebSocket stream over h2 (TLS, ALPN)."""
+
+    def __init__(self, srv, path):
+        h2conn = pytest.importorskip("h2.connection")
+        h2config = pytest.importorskip("h2.config")
+        self.events = pytest.importorskip("h2.events")
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        ctx.set_alpn_protocols(["h2"])
+        self.sock = ctx.wrap_socket(srv.open_socket(port=srv.ports[2]))
+        if self.sock.selected_alpn_protocol() != "h2":
+            pytest.skip("no h2 on this MPM")
+        self.conn = h2conn.H2Connection(h2config.H2Configuration(client_side=True))
+        self.conn.initiate_connection()
+        self.sock.sendall(self.conn.data_to_send())
+        self.data = b""
+        self.ended = False
+        while not self.conn.remote_settings.get(8):  # ENABLE_CONNECT_PROTOCOL
+            self.pump()
+        self.conn.send_headers(1, [(":method", "CONNECT"), (":protocol", "websocket"),
+                                   (":scheme", "https"), (":path", path),
+                                   (":authority", "localhost"),
+                                   ("sec-websocket-version", "13")])
+        self.sock.sendall(self.conn.data_to_send())
+        self.status = None
+        while self.status is None:
+            for e in self.pump():
+                if isinstance(e, self.events.ResponseReceived):
+                    self.status = int(dict(e.headers)[b":status"])
+
+    def pump(self):
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            raise EOFError("connection closed")
+        evs = self.conn.receive_data(chunk)
+        for e in evs:
+            if isinstance(e, self.events.DataReceived):
+                self.data += e.data
+                self.conn.acknowledge_received_data(e.flow_controlled_length, 1)
+            if isinstance(e, (self.events.StreamEnded, self.events.StreamReset)):
+                self.ended = True
+        out = self.conn.data_to_send()
+        if out:
+            self.sock.sendall(out)
+        return evs
+
+    def send_frame(self, opcode, payload, end_stream=False):
+        key = os.urandom(4)
+        frame = bytes([0x80 | opcode, 0x80 | len(payload)]) + key + \
+            bytes(c ^ key[i % 4] for i, c in enumerate(payload))
+        self.conn.send_data(1, frame, end_stream=end_stream)
+        self.sock.sendall(self.conn.data_to_send())
+
+    def recv_frame(self):
+        while len(self.data) < 2 or len(self.data) < 2 + (self.data[1] & 0x7F):
+            if self.ended:
+                raise EOFError("stream ended")
+            self.pump()
+        n = self.data[1] & 0x7F
+        op, payload = self.data[0] & 0x0F, self.data[2:2 + n]
+        self.data = self.data[2 + n:]
+        return op, payload
+
+
+@pytest.mark.skipif(not shutil.which("openssl"), reason="needs the openssl command")
+def test_http2_websocket(wsrv):
+    if wsrv.mpm == "prefork":
+        pytest.skip("mod_http2 does not serve h2 under prefork")
+    c = H2Client(wsrv, "/ws/echo?h2-" + wsrv.mpm)
+    assert c.status == 200
+    c.send_frame(1, b"hello h2")
+    assert c.recv_frame() == (1, b"hello h2")
+    c.send_frame(9, b"p")
+    assert c.recv_frame() == (10, b"p")
+    c.send_frame(8, close_frame(4003, b"h2 bye"))
+    assert c.recv_frame() == (8, close_frame(4003))
+    assert recorded(wsrv, "h2-" + wsrv.mpm) == "disconnect 4003"
+    # a second stream's client just ends its stream
+    c = H2Client(wsrv, "/ws/echo?h2-end-" + wsrv.mpm)
+    c.send_frame(1, b"x", end_stream=True)
+    assert c.recv_frame() == (1, b"x")
+    assert recorded(wsrv, "h2-end-" + wsrv.mpm) == "disconnect 1006"

@@ -16,7 +16,8 @@
 set -euo pipefail
 
 py="${PYHOST_PY:-python3.11}"
-packages=(apache2 apache2-dev "$py-dev" "$py-venv" curl wrk build-essential)
+# zlib1g-dev: module/websocket.c (permessage-deflate) links zlib.
+packages=(apache2 apache2-dev "$py-dev" "$py-venv" curl wrk build-essential zlib1g-dev)
 for opt in "$@"; do
     case "$opt" in
         # clang + libclang-rt-14-dev: libFuzzer and the sanitizer runtimes

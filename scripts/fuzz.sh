@@ -23,7 +23,7 @@ case "${1:-}" in
     *) seconds=$1 ;;
 esac
 
-targets=(${FUZZ_TARGETS:-fuzz_relay_request fuzz_relay_response fuzz_input})
+targets=(${FUZZ_TARGETS:-fuzz_relay_request fuzz_relay_response fuzz_input fuzz_websocket})
 out="${FUZZ_OUT:-build/fuzz}"
 venv="${PYHOST_VENV:-/opt/pyhost/venv}"
 python="${PYTHON:-}"
@@ -73,6 +73,8 @@ build() {
             clang "${cflags[@]}" -o "$out/bin/$t" tests/fuzz/fuzz_input.c module/input.c \
                 $(apu-1-config --link-ld) "${apr[@]}" \
                 -L"${py[1]}" -lpython"${py[2]}" -Wl,-rpath,"${py[1]}" ;;
+        fuzz_websocket)
+            clang "${cflags[@]}" -o "$out/bin/$t" tests/fuzz/fuzz_websocket.c module/websocket.c -lz ;;
         *) echo "fuzz: unknown target $t" >&2; return 2 ;;
     esac
 }

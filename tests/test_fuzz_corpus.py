@@ -15,7 +15,7 @@ import pytest
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FUZZ_SH = os.path.join(REPO, "scripts", "fuzz.sh")
 CORPUS = os.path.join(REPO, "tests", "fuzz", "corpus")
-TARGETS = ["fuzz_relay_request", "fuzz_relay_response", "fuzz_input"]
+TARGETS = ["fuzz_relay_request", "fuzz_relay_response", "fuzz_input", "fuzz_websocket"]
 
 pytestmark = pytest.mark.skipif(
     shutil.which("clang") is None,

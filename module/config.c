@@ -126,18 +126,17 @@ static const char *cfg_check_process_group(cmd_parms *cmd, const char *v)
 static const char *cfg_parse_options(cmd_parms *cmd, const char *args,
                                      pyh_dir_conf *opts, int import_only)
 {
-    while (*args) {
-        const char *word = ap_getword_conf(cmd->pool, &args);
-        const char *eq = strchr(word, '=');
-        const char *name, *value, *err;
-        if (!*word)
+    for (;;) {
+        const char *name, *value = NULL, *err;
+        const char *word;
+        int got = pyh_compat_parse_option(cmd->pool, &args, &name, &value);
+        if (!got)
             break;
-        if (!eq || eq == word)
+        if (got < 0)
             return apr_psprintf(cmd->pool,
                                 "%s: option '%s' is not of the form name=value",
-                                cmd->cmd->name, word);
-        name = apr_pstrmemdup(cmd->pool, word, eq - word);
-        value = eq + 1;
+                                cmd->cmd->name, name);
+        word = apr_pstrcat(cmd->pool, name, "=", value, NULL);
         if (!strcmp(name, "application-group")) {
             opts->application_group = value;
         }
@@ -332,11 +331,15 @@ static const char *cfg_secs_opt(cmd_parms *cmd, const char *name,
     double v;
     errno = 0;
     v = strtod(value, &end);
-    if (!*value || *end || errno || v < 0 || v > 31536000.0)
+    if (!*value || *end || (errno && errno != ERANGE) || v < 0)
         return apr_psprintf(cmd->pool,
                             "WSGIDaemonProcess: %s=%s is not a number of "
                             "seconds",
                             name, value);
+    /* mod_wsgi takes any int (socket-timeout=2147483647 means "never"):
+     * a year is never enough, and stays far from overflow. */
+    if ((errno == ERANGE && v > 1) || v > 31536000.0)
+        v = 31536000.0;
     *out = (apr_interval_time_t)(v * APR_USEC_PER_SEC);
     return NULL;
 }
@@ -491,7 +494,7 @@ static const char *cfg_daemon_option(cmd_parms *cmd, pyh_daemon *d,
     else if (!strcmp(name, "locale")) {
         d->locale = value;
     }
-    else {
+    else if (!pyh_compat_daemon_option(cmd, d->name, name, value)) {
         return apr_psprintf(
             cmd->pool,
             "WSGIDaemonProcess %s: unknown option '%s' (known: processes, "
@@ -533,19 +536,17 @@ static const char *cfg_daemon_process(cmd_parms *cmd, void *dconf,
     d->shutdown_timeout = apr_time_from_sec(5);
     d->connect_timeout = apr_time_from_sec(15);
     d->listen_fd = -1;
-    while (*args) {
-        const char *word = ap_getword_conf(cmd->pool, &args);
-        const char *eq = strchr(word, '=');
-        if (!*word)
+    for (;;) {
+        const char *name, *value = NULL;
+        int got = pyh_compat_parse_option(cmd->pool, &args, &name, &value);
+        if (!got)
             break;
-        if (!eq || eq == word)
+        if (got < 0)
             return apr_psprintf(cmd->pool,
                                 "WSGIDaemonProcess %s: option '%s' is not of "
                                 "the form name=value",
-                                d->name, word);
-        if ((err = cfg_daemon_option(cmd, d,
-                                     apr_pstrmemdup(cmd->pool, word, eq - word),
-                                     eq + 1)))
+                                d->name, name);
+        if ((err = cfg_daemon_option(cmd, d, name, value)))
             return err;
     }
     if ((err = cfg_daemon_user(cmd, d)))
@@ -567,7 +568,8 @@ static const char *cfg_socket_prefix(cmd_parms *cmd, void *dconf, const char *v)
     (void)dconf;
     if (err)
         return err;
-    pyh_globals.socket_prefix = ap_runtime_dir_relative(cmd->pool, v);
+    /* Relative to ServerRoot, as in mod_wsgi (RHEL's "run/wsgi"). */
+    pyh_globals.socket_prefix = ap_server_root_relative(cmd->pool, v);
     return NULL;
 }
 
@@ -670,13 +672,14 @@ const command_rec pyh_commands[] = {
                      "group of daemon processes to run apps in"),
     AP_INIT_TAKE1("WSGISocketPrefix", cfg_socket_prefix, NULL, RSRC_CONF,
                   "path prefix of the daemon groups' UNIX sockets (relative "
-                  "to DefaultRuntimeDir)"),
+                  "to ServerRoot)"),
     AP_INIT_FLAG("WSGIPerInterpreterGIL", cfg_gil_mode, NULL, RSRC_CONF,
                  "On: every named application group gets its own GIL "
                  "(Python 3.12+); the main interpreter keeps the shared one"),
     AP_INIT_FLAG("WSGIFreeThreading", cfg_gil_mode, "ft", RSRC_CONF,
                  "On: run a free-threaded Python with the GIL disabled "
                  "(default Off: the GIL stays on)"),
+    PYH_COMPAT_COMMANDS,
     {NULL}
 };
 

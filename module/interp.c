@@ -565,6 +565,9 @@ static int interp_initialize(apr_pool_t *p, server_rec *s)
     st = pyh_config_gil(&config, pyh_globals.free_threading);
     if (interp_status_failed(st, &config, s, "gil"))
         return -1;
+    st = pyh_compat_pyconfig(&config);
+    if (interp_status_failed(st, &config, s, "WSGIPython* settings"))
+        return -1;
     st = Py_InitializeFromConfig(&config);
     if (interp_status_failed(st, &config, s, home))
         return -1;

@@ -216,6 +216,7 @@ static int pyh_pre_config(apr_pool_t *pconf, apr_pool_t *plog,
     (void)plog;
     (void)ptemp;
     pyh_reset_globals(pconf);
+    pyh_compat_reset(pconf);
     return OK;
 }
 
@@ -255,6 +256,33 @@ static const char *pyh_check_process_groups(apr_pool_t *p, server_rec *s)
     return NULL;
 }
 
+/* What would stop a start: checked in post_config, and for `apachectl -t`
+ * in check_config, so that a configtest catches it before a restart. */
+static const char *pyh_startup_checks(apr_pool_t *ptemp, server_rec *s)
+{
+    const char *err;
+    if ((err = pyh_compat_check_foreign(ptemp))
+        || (err = pyh_check_process_groups(ptemp, s))
+        || (err = pyh_check_python_home(ptemp, s)))
+        return err;
+    return NULL;
+}
+
+static int pyh_check_config(apr_pool_t *pconf, apr_pool_t *plog,
+                            apr_pool_t *ptemp, server_rec *s)
+{
+    const char *err;
+    (void)pconf;
+    (void)plog;
+    if (ap_state_query(AP_SQ_RUN_MODE) != AP_SQ_RM_CONFIG_TEST)
+        return OK; /* post_config checks, once the error log is open */
+    if ((err = pyh_startup_checks(ptemp, s))) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s, "%s", err);
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    return OK;
+}
+
 static int pyh_post_config(apr_pool_t *pconf, apr_pool_t *plog,
                            apr_pool_t *ptemp, server_rec *s)
 {
@@ -267,8 +295,7 @@ static int pyh_post_config(apr_pool_t *pconf, apr_pool_t *plog,
             ap_get_module_config(v->module_config, &pyhost_module);
         sc->index = i++;
     }
-    if ((err = pyh_check_process_groups(ptemp, s))
-        || (err = pyh_check_python_home(ptemp, s))) {
+    if ((err = pyh_startup_checks(ptemp, s))) {
         /* Apache has pointed stderr at the error log by now: one entry. */
         ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s, "%s", err);
         return HTTP_INTERNAL_SERVER_ERROR;
@@ -278,6 +305,7 @@ static int pyh_post_config(apr_pool_t *pconf, apr_pool_t *plog,
     if (ap_state_query(AP_SQ_CONFIG_GEN) == 0
         || ap_state_query(AP_SQ_RUN_MODE) != AP_SQ_RM_NORMAL)
         return OK;
+    pyh_compat_log_notes(s);
     return pyh_daemon_start_all(pconf, s);
 }
 
@@ -304,6 +332,9 @@ static void pyh_register_hooks(apr_pool_t *p)
     ap_hook_child_init(pyh_child_init, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_translate_name(pyh_translate_name, after, before, APR_HOOK_MIDDLE);
     ap_hook_handler(pyh_handler, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_check_config(pyh_check_config, NULL, NULL, APR_HOOK_MIDDLE);
+    /* Last: adds module records of its own (see directives_compat.c). */
+    pyh_compat_register_aliases(p);
 }
 
 AP_DECLARE_MODULE(pyhost) = {

@@ -312,4 +312,110 @@ void pyh_log_exception(pyh_interp *in, request_rec *r, server_rec *s,
 /* The request this thread is serving, for sys.stderr attribution. */
 extern PYH_THREAD_LOCAL pyh_request *pyh_current_request;
 
+/* ---- mod_wsgi drop-in (directives_compat.c) ------------------------------ */
+
+/* Settings of mod_wsgi directives beyond the core ones. Reset in
+ * pre_config. */
+typedef struct {
+    apr_array_header_t *notes;    /* accepted-and-ignored, logged once */
+    apr_array_header_t *warnings; /* WSGIPythonWarnings */
+    int optimize;                 /* WSGIPythonOptimize; -1 unset */
+    int dont_write_bytecode;      /* -1 unset */
+    int hash_seed_set, hash_seed_random;
+    unsigned long hash_seed;
+    double switch_interval;       /* <= 0: unset */
+    int restrict_stdout, restrict_stdin;
+} pyh_compat_t;
+
+extern pyh_compat_t pyh_compat;
+
+void pyh_compat_reset(apr_pool_t *p);
+void pyh_compat_register_aliases(apr_pool_t *pconf);
+const char *pyh_compat_check_foreign(apr_pool_t *p);
+void pyh_compat_log_notes(server_rec *s);
+int pyh_compat_parse_option(apr_pool_t *p, const char **line,
+                            const char **name, const char **value);
+int pyh_compat_daemon_option(cmd_parms *cmd, const char *group,
+                             const char *name, const char *value);
+PyStatus pyh_compat_pyconfig(PyConfig *config);
+int pyh_compat_interp_setup(void);
+const char *pyh_compat_accept(cmd_parms *cmd, void *dconf, const char *args);
+const char *pyh_compat_refuse(cmd_parms *cmd, void *dconf, const char *args);
+const char *pyh_compat_python_setting(cmd_parms *cmd, void *dconf,
+                                      const char *v);
+
+#define PYH_COMPAT_ACCEPT(name, why) \
+    AP_INIT_RAW_ARGS(name, pyh_compat_accept, why,                        \
+                     RSRC_CONF | ACCESS_CONF | OR_ALL,                     \
+                     "mod_wsgi's " name ": accepted, not applied (" why ")")
+#define PYH_COMPAT_REFUSE(name, why) \
+    AP_INIT_RAW_ARGS(name, pyh_compat_refuse, why,                        \
+                     RSRC_CONF | ACCESS_CONF | OR_ALL,                     \
+                     "mod_wsgi's " name ": not supported (" why ")")
+#define PYH_COMPAT_PYTHON(name, help) \
+    AP_INIT_TAKE1(name, pyh_compat_python_setting, NULL, RSRC_CONF, help)
+
+/* The rows config.c's command table ends with. */
+#define PYH_COMPAT_COMMANDS                                                    \
+    PYH_COMPAT_PYTHON("WSGIPythonOptimize",                                   \
+                      "0, 1 or 2: Python's -O level"),                        \
+    PYH_COMPAT_PYTHON("WSGIPythonHashSeed",                                   \
+                      "'random' or 0..4294967295: PYTHONHASHSEED"),            \
+    PYH_COMPAT_PYTHON("WSGIPythonWarnings",                                   \
+                      "a warnings filter (Python's -W); repeatable"),         \
+    PYH_COMPAT_PYTHON("WSGIDontWriteBytecode",                                \
+                      "On: do not write .pyc files"),                         \
+    PYH_COMPAT_PYTHON("WSGISwitchInterval",                                   \
+                      "seconds: sys.setswitchinterval in every interpreter"), \
+    PYH_COMPAT_PYTHON("WSGIRestrictStdout",                                   \
+                      "On: any use of sys.stdout raises OSError"),            \
+    PYH_COMPAT_PYTHON("WSGIRestrictStdin",                                    \
+                      "On: any use of sys.stdin raises OSError"),             \
+    PYH_COMPAT_ACCEPT("WSGISocketRotation",                                   \
+                      "pyhost manages its daemon sockets itself"),            \
+    PYH_COMPAT_ACCEPT("WSGIAcceptMutex",                                      \
+                      "pyhost's daemons take no accept mutex"),               \
+    PYH_COMPAT_ACCEPT("WSGIVerboseDebugging",                                 \
+                      "use LogLevel pyhost:debug"),                           \
+    PYH_COMPAT_ACCEPT("WSGIPythonEggs", "Python eggs are obsolete"),          \
+    PYH_COMPAT_ACCEPT("WSGIDestroyInterpreter",                               \
+                      "pyhost ends its interpreters itself at process exit"), \
+    PYH_COMPAT_ACCEPT("WSGILazyInitialization",                               \
+                      "pyhost always starts Python after fork"),              \
+    PYH_COMPAT_ACCEPT("WSGICaseSensitivity",                                  \
+                      "only meaningful on Windows and macOS"),                \
+    PYH_COMPAT_ACCEPT("WSGIRestrictSignal",                                   \
+                      "not applied yet: apps may still call signal.signal"),  \
+    PYH_COMPAT_ACCEPT("WSGIRestrictProcess",                                  \
+                      "not applied yet: WSGIProcessGroup is not limited"),    \
+    PYH_COMPAT_ACCEPT("WSGIPassApacheRequest",                                \
+                      "pyhost has no apache.request_rec object"),             \
+    PYH_COMPAT_ACCEPT("WSGIIgnoreActivity",                                   \
+                      "not applied yet"),                                     \
+    PYH_COMPAT_ACCEPT("WSGIEnableSendfile",                                   \
+                      "wsgi.file_wrapper always becomes a file bucket"),      \
+    PYH_COMPAT_ACCEPT("WSGITrustedProxyHeaders",                              \
+                      "not applied yet: apps see the proxy's address"),       \
+    PYH_COMPAT_ACCEPT("WSGITrustedProxies",                                   \
+                      "not applied yet: apps see the proxy's address"),       \
+    PYH_COMPAT_ACCEPT("WSGIGroupAuthoritative",                               \
+                      "WSGIAuthGroupScript is not supported yet"),            \
+    PYH_COMPAT_ACCEPT("WSGIServerMetrics", "see pyhost's own metrics"),       \
+    PYH_COMPAT_ACCEPT("WSGITelemetryService",                                 \
+                      "mod_wsgi's telemetry is not implemented"),             \
+    PYH_COMPAT_ACCEPT("WSGITelemetryOptions",                                 \
+                      "mod_wsgi's telemetry is not implemented"),             \
+    PYH_COMPAT_ACCEPT("WSGISlowRequests",                                     \
+                      "mod_wsgi's telemetry is not implemented"),             \
+    PYH_COMPAT_REFUSE("WSGIDispatchScript", "not implemented yet"),           \
+    PYH_COMPAT_REFUSE("WSGIHandlerScript", "not implemented yet"),            \
+    PYH_COMPAT_REFUSE("WSGIAccessScript",                                     \
+                      "not implemented yet; use Apache's Require"),           \
+    PYH_COMPAT_REFUSE("WSGIAuthUserScript",                                   \
+                      "not implemented yet; use an Apache authn provider"),   \
+    PYH_COMPAT_REFUSE("WSGIAuthGroupScript",                                  \
+                      "not implemented yet; use an Apache authz provider"),   \
+    PYH_COMPAT_REFUSE("<WSGIInterpreterOptions",                              \
+                      "not implemented yet; use the directives outside it")
+
 #endif

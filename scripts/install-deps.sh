@@ -16,7 +16,7 @@ py="${PYHOST_PY:-python3.11}"
 packages=(apache2 apache2-dev "$py-dev" "$py-venv" curl wrk build-essential)
 for opt in "$@"; do
     case "$opt" in
-        --test) packages+=(docker.io docker-compose debootstrap) ;;
+        --test) packages+=(docker.io docker-compose debootstrap libapache2-mod-wsgi-py3) ;;
         --matrix) packages+=(patchelf debootstrap xz-utils pkg-config libssl-dev zlib1g-dev
                              libffi-dev libbz2-dev liblzma-dev libsqlite3-dev libreadline-dev
                              libexpat1-dev uuid-dev libgdbm-dev libncurses-dev) ;;

@@ -1,0 +1,358 @@
+"""pyhost as a drop-in for mod_wsgi configurations (issue 15): <IfModule>
+guards, refusing to share a server with mod_wsgi, configtest running the
+startup checks, mod_wsgi's option syntax, and every other mod_wsgi 6
+directive and WSGIDaemonProcess option either applied or accepted with one
+PYH0111 line. Each test runs a real Apache with the real module."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from harness import Apache, Workspace
+
+MOD_WSGI_SO = "/usr/lib/apache2/modules/mod_wsgi.so"
+INFO = "@APPS@/dropin_info.wsgi"
+
+
+def started(short_server, name, extra, **kw):
+    srv = short_server(name, extra=extra, **kw)
+    srv.start(timeout=30)
+    return srv
+
+
+def config_test(short_server, name, extra, **kw):
+    return short_server(name, extra=extra, **kw).config_test()
+
+
+# -- item 9: <IfModule mod_wsgi.c> / <IfModule wsgi_module> -------------------
+
+GUARDED = """
+<IfModule mod_wsgi.c>
+    WSGIScriptAlias /by-file @APPS@/dropin_info.wsgi
+</IfModule>
+<IfModule wsgi_module>
+    WSGIScriptAlias /by-symbol @APPS@/dropin_info.wsgi
+</IfModule>
+<IfModule !mod_wsgi.c>
+    Alias /not-wsgi @WORK@/htdocs
+</IfModule>
+"""
+
+
+def test_ifmodule_guards_see_pyhost(short_server):
+    srv = started(short_server, "ifmod", GUARDED)
+    for path in ("/by-file", "/by-symbol"):
+        r = srv.get(path)
+        assert r.status == 200, (path, r)
+        assert "optimize" in r.json()
+    assert srv.get("/not-wsgi/ping.txt").status == 404
+
+
+def test_ifmodule_guards_hold_across_graceful_restart(short_server):
+    # The stand-in module records are removed with the configuration and
+    # made again: a stale one would crash or hide the guards on restart.
+    srv = started(short_server, "ifmod-restart", GUARDED)
+    srv.graceful_restart()
+    for path in ("/by-file", "/by-symbol"):
+        assert srv.get(path).status == 200, path
+    assert "Segmentation fault" not in srv.error_log()
+
+
+# -- item 5: mod_wsgi loaded too ---------------------------------------------
+
+needs_mod_wsgi = pytest.mark.skipif(not os.path.exists(MOD_WSGI_SO),
+                                    reason="Debian's libapache2-mod-wsgi-py3 is not installed")
+BOTH = "LoadModule wsgi_module %s\nWSGIScriptAlias /app @APPS@/dropin_info.wsgi\n" % MOD_WSGI_SO
+REFUSAL = ("PYH0110: mod_wsgi and mod_pyhost are both loaded; they cannot share a server "
+           "(both embed Python): remove one of the two LoadModule lines")
+
+
+@needs_mod_wsgi
+def test_mod_wsgi_loaded_too_fails_configtest(short_server):
+    rc, out = config_test(short_server, "both-t", BOTH)
+    assert rc != 0, out
+    assert REFUSAL in out, out
+    assert "Syntax OK" not in out
+
+
+@needs_mod_wsgi
+def test_mod_wsgi_loaded_too_refuses_to_start(short_server):
+    srv = short_server("both", extra=BOTH)
+    with pytest.raises(Exception):
+        srv.start(timeout=20)
+    log = srv.error_log()
+    assert log.count("PYH0110") == 1, log
+    assert REFUSAL in log
+    assert "Fatal Python error" not in log + srv._stdout_log()
+
+
+# -- item 4: apache2 -t runs the startup checks -------------------------------
+
+def _fake_home(workspace, name, version=None):
+    home = os.path.join(workspace.root, name)
+    os.makedirs(home, exist_ok=True)
+    if version:
+        lib = os.path.join(home, "lib", "python" + version)
+        os.makedirs(lib, exist_ok=True)
+        open(os.path.join(lib, "os.py"), "w").close()
+    return home
+
+
+def test_configtest_fails_for_a_missing_python_home(short_server, workspace):
+    home = os.path.join(workspace.root, "no-such-home")
+    rc, out = config_test(short_server, "t-nohome", "", python_home=home)
+    assert rc != 0, out
+    assert "PYH0001: WSGIPythonHome '%s' is not a directory" % home in out, out
+
+
+def test_configtest_fails_for_a_home_that_is_not_a_python(short_server, workspace):
+    home = _fake_home(workspace, "t-notpy")
+    rc, out = config_test(short_server, "t-notpy", "", python_home=home)
+    assert rc != 0 and "PYH0001: WSGIPythonHome '%s' is not a Python installation" % home in out, out
+
+
+def test_configtest_fails_for_another_python_version(short_server, workspace):
+    home = _fake_home(workspace, "t-py399", version="3.99")
+    rc, out = config_test(short_server, "t-py399", "", python_home=home)
+    assert rc != 0 and "PYH0002: WSGIPythonHome '%s' is Python 3.99" % home in out, out
+
+
+def test_configtest_fails_for_an_undefined_process_group(short_server):
+    rc, out = config_test(short_server, "t-ghost",
+                          "WSGIScriptAlias /g @APPS@/dropin_info.wsgi process-group=ghost\n")
+    assert rc != 0, out
+    assert "PYH0030: WSGIScriptAlias /g: process-group=ghost names no WSGIDaemonProcess" in out
+
+
+def test_configtest_passes_a_good_config(short_server):
+    rc, out = config_test(short_server, "t-good", "WSGIScriptAlias /g @APPS@/dropin_info.wsgi\n")
+    assert rc == 0 and "Syntax OK" in out, out
+
+
+# -- item 9: mod_wsgi's option syntax, socket prefix, huge timeouts ------------
+
+def test_quoted_option_values_lose_their_quotes(short_server):
+    srv = started(short_server, "quoted",
+                  "WSGIDaemonProcess qgrp processes=1 threads=2 display-name='%{GROUP}' "
+                  "python-path=\"@APPS@/pylib1\"\n"
+                  "WSGIScriptAlias /q @APPS@/dropin_info.wsgi process-group='qgrp' "
+                  "application-group=\"%{GLOBAL}\"\n")
+    r = srv.get("/q")
+    assert r.status == 200, r
+    assert r.json()["process_group"] == "qgrp"
+
+
+def test_huge_socket_timeout_is_taken_as_mod_wsgi_does(short_server):
+    srv = started(short_server, "bigtimeout",
+                  "WSGIDaemonProcess tgrp processes=1 threads=2 socket-timeout=2147483647 "
+                  "request-timeout=99999999999\n"
+                  "WSGIScriptAlias /t @APPS@/dropin_info.wsgi process-group=tgrp\n")
+    assert srv.get("/t").status == 200
+
+
+def test_relative_socket_prefix_is_relative_to_server_root(short_server):
+    srv = short_server("sockprefix",
+                       extra="WSGISocketPrefix run/dropin-wsgi\n"
+                             "WSGIDaemonProcess sgrp processes=1 threads=2\n"
+                             "WSGIScriptAlias /s @APPS@/dropin_info.wsgi process-group=sgrp\n")
+    srv.start(timeout=30)
+    assert srv.get("/s").status == 200
+    # ServerRoot is srv.dir; the runtime dir happens to be srv.dir/run too,
+    # so look for a path that only ServerRoot-relative resolution makes.
+    socks = [n for n in os.listdir(os.path.join(srv.dir, "run")) if n.startswith("dropin-wsgi")]
+    assert socks, os.listdir(os.path.join(srv.dir, "run"))
+
+
+def test_relative_socket_prefix_not_under_runtime_dir(short_server):
+    # A prefix whose directory exists under ServerRoot but not under the
+    # runtime directory (DefaultRuntimeDir): mod_wsgi resolves against
+    # ServerRoot, and so must we, or the daemon socket cannot be made.
+    srv = short_server("sockprefix2", extra="")
+    os.makedirs(os.path.join(srv.dir, "sockets"), exist_ok=True)
+    os.chmod(os.path.join(srv.dir, "sockets"), 0o777)
+    srv.extra = ("WSGISocketPrefix sockets/wsgi\n"
+                 "WSGIDaemonProcess sgrp processes=1 threads=2\n"
+                 "WSGIScriptAlias /s @APPS@/dropin_info.wsgi process-group=sgrp\n")
+    srv.start(timeout=30)
+    assert srv.get("/s").status == 200
+    assert any(n.startswith("wsgi") for n in os.listdir(os.path.join(srv.dir, "sockets")))
+
+
+# -- item 1: Python settings -------------------------------------------------
+
+PY_SETTINGS = """
+WSGIPythonOptimize 2
+WSGIPythonHashSeed 12345
+WSGIPythonWarnings ignore::DeprecationWarning
+WSGIPythonWarnings error::ResourceWarning
+WSGIDontWriteBytecode On
+WSGISwitchInterval 0.0125
+WSGIRestrictStdout On
+WSGIRestrictStdin On
+WSGIScriptAlias /info @APPS@/dropin_info.wsgi
+"""
+
+
+@pytest.fixture
+def py_settings(short_server):
+    srv = started(short_server, "pysettings", PY_SETTINGS)
+    r = srv.get("/info")
+    assert r.status == 200, r
+    return r.json()
+
+
+def _hash_with_seed(seed):
+    return int(subprocess.run(
+        [sys.executable, "-c", "print(hash('pyhost-dropin'))"],
+        env=dict(os.environ, PYTHONHASHSEED=str(seed)), capture_output=True,
+        text=True, check=True).stdout)
+
+
+def test_python_optimize(py_settings):
+    assert py_settings["optimize"] == 2
+
+
+def test_python_hash_seed(py_settings):
+    assert py_settings["hash"] == _hash_with_seed(12345)
+
+
+def test_python_warnings(py_settings):
+    assert py_settings["warnoptions"] == ["ignore::DeprecationWarning", "error::ResourceWarning"]
+
+
+def test_dont_write_bytecode(py_settings):
+    assert py_settings["dont_write_bytecode"] is True
+
+
+def test_switch_interval(py_settings):
+    assert abs(py_settings["switchinterval"] - 0.0125) < 1e-9
+
+
+def test_restrict_stdout(py_settings):
+    assert py_settings["stdout"] == "OSError: sys.stdout access restricted by mod_wsgi"
+
+
+def test_restrict_stdin(py_settings):
+    assert py_settings["stdin"] == "OSError: sys.stdin access restricted by mod_wsgi"
+
+
+def test_python_defaults_without_the_directives(short_server):
+    srv = started(short_server, "pydefaults", "WSGIScriptAlias /info @APPS@/dropin_info.wsgi\n")
+    info = srv.get("/info").json()
+    assert info["optimize"] == 0
+    assert info["stdout"] == "ok" and info["stdin"] == "ok"
+    assert info["warnoptions"] == []
+
+
+@pytest.mark.parametrize("line,needle", [
+    ("WSGIPythonOptimize 3", "WSGIPythonOptimize takes 0, 1 or 2, not '3'"),
+    ("WSGIPythonHashSeed -1", "WSGIPythonHashSeed takes 'random' or a number"),
+    ("WSGIDontWriteBytecode maybe", "WSGIDontWriteBytecode takes On or Off"),
+    ("WSGISwitchInterval 0", "WSGISwitchInterval takes a number of seconds > 0"),
+    ("WSGIRestrictStdout yes", "WSGIRestrictStdout takes On or Off"),
+])
+def test_python_settings_reject_bad_values(short_server, line, needle):
+    rc, out = config_test(short_server, "badpy", line + "\n")
+    assert rc != 0 and needle in out, out
+
+
+# -- item 1: directives accepted with one info line ------------------------------
+
+ACCEPTED = {
+    "WSGISocketRotation": "Off",
+    "WSGIAcceptMutex": "default",
+    "WSGIVerboseDebugging": "Off",
+    "WSGIPythonEggs": "/tmp/eggs",
+    "WSGIDestroyInterpreter": "On",
+    "WSGILazyInitialization": "On",
+    "WSGICaseSensitivity": "On",
+    "WSGIRestrictSignal": "Off",
+    "WSGIRestrictProcess": "grp",
+    "WSGIPassApacheRequest": "Off",
+    "WSGIIgnoreActivity": "Off",
+    "WSGIEnableSendfile": "On",
+    "WSGITrustedProxyHeaders": "X-Forwarded-For",
+    "WSGITrustedProxies": "127.0.0.1",
+    "WSGIGroupAuthoritative": "Off",
+    "WSGIServerMetrics": "Off",
+    "WSGITelemetryService": "unix:/tmp/none",
+    "WSGITelemetryOptions": "None",
+    "WSGISlowRequests": "5",
+}
+
+# mod_wsgi 6's WSGIDaemonProcess options that pyhost does not act on.
+DAEMON_ACCEPTED = {
+    "chroot": "/", "python-eggs": "/tmp/eggs", "switch-interval": "0.01",
+    "stack-size": "524288", "deadlock-timeout": "300", "interrupt-timeout": "0",
+    "eviction-timeout": "10", "send-buffer-size": "65536",
+    "receive-buffer-size": "65536", "header-buffer-size": "32768",
+    "response-buffer-size": "65536", "response-socket-timeout": "10",
+    "response-flush-delay": "0", "socket-user": "nobody", "script-user": "nobody",
+    "script-group": "nogroup", "cpu-time-limit": "3600", "cpu-priority": "0",
+    "virtual-memory-limit": "0", "server-metrics": "Off",
+}
+
+
+@pytest.fixture(scope="module")
+def accepted_server(request):
+    ws = Workspace()
+    extra = "".join("%s %s\n" % kv for kv in ACCEPTED.items())
+    extra += "WSGIDaemonProcess grp processes=1 threads=2 %s\n" % " ".join(
+        "%s=%s" % kv for kv in DAEMON_ACCEPTED.items())
+    extra += "WSGIScriptAlias /acc @APPS@/dropin_info.wsgi process-group=grp\n"
+    srv = Apache(ws, "accepted", extra=extra)
+    srv.start(timeout=30)
+    yield srv
+    srv.stop()
+    ws.cleanup()
+
+
+def _notes(srv):
+    return [line for line in srv.error_log().splitlines() if "PYH0111" in line]
+
+
+def test_accepted_server_serves(accepted_server):
+    r = accepted_server.get("/acc")
+    assert r.status == 200, r
+    assert r.json()["process_group"] == "grp"
+
+
+@pytest.mark.parametrize("directive", sorted(ACCEPTED))
+def test_directive_accepted_with_one_info_line(accepted_server, directive):
+    lines = [ln for ln in _notes(accepted_server)
+             if re.search(r"PYH0111: %s accepted and ignored: .+ \(.*httpd\.conf:\d+\)" % directive, ln)]
+    assert len(lines) == 1, _notes(accepted_server)
+    assert "[pyhost:info]" in lines[0]
+
+
+@pytest.mark.parametrize("option", sorted(DAEMON_ACCEPTED))
+def test_daemon_option_accepted_with_one_info_line(accepted_server, option):
+    lines = [ln for ln in _notes(accepted_server)
+             if "PYH0111: WSGIDaemonProcess grp: %s=%s accepted and ignored: "
+             % (option, DAEMON_ACCEPTED[option]) in ln]
+    assert len(lines) == 1, _notes(accepted_server)
+
+
+@pytest.mark.parametrize("directive,args", [
+    ("WSGIDispatchScript", "@APPS@/dropin_info.wsgi"),
+    ("WSGIHandlerScript", "my-handler @APPS@/dropin_info.wsgi"),
+    ("WSGIAccessScript", "@APPS@/dropin_info.wsgi"),
+    ("WSGIAuthUserScript", "@APPS@/dropin_info.wsgi"),
+    ("WSGIAuthGroupScript", "@APPS@/dropin_info.wsgi"),
+])
+def test_unsupported_directive_fails_with_pyhosts_own_line(short_server, directive, args):
+    rc, out = config_test(short_server, "refused", "%s %s\n" % (directive, args))
+    assert rc != 0
+    assert "PYH0113: %s is not supported by pyhost: " % directive in out, out
+    assert "Invalid command" not in out
+
+
+def test_interpreter_options_section_fails_with_pyhosts_own_line(short_server):
+    rc, out = config_test(short_server, "refused-sect",
+                          "<WSGIInterpreterOptions process-group=x>\n"
+                          "</WSGIInterpreterOptions>\n")
+    assert rc != 0 and "PYH0113: <WSGIInterpreterOptions is not supported" in out, out

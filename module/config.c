@@ -194,6 +194,7 @@ static const char *cfg_script_alias(cmd_parms *cmd, void *dconf,
         if (!a->script)
             return apr_psprintf(cmd->pool, "%s: invalid script path",
                                 cmd->cmd->name);
+        a->is_dir = ap_is_directory(cmd->temp_pool, a->script);
     }
     if ((err = cfg_parse_options(cmd, args, &a->options, 0)))
         return err;

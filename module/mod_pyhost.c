@@ -77,6 +77,19 @@ static int pyh_translate_name(request_rec *r)
         }
         else {
             apr_size_t len = pyh_alias_matches(r->uri, a->location);
+            if (len && a->is_dir) {
+                /* As mod_wsgi: the rest of the URL goes after the
+                 * directory, and Apache's directory walk splits the
+                 * script file from PATH_INFO (the handler reads both). */
+                char *f = apr_pstrcat(r->pool, a->script, "/", r->uri + len,
+                                      NULL);
+                ap_no2slash(f);
+                pyh_route_set(r, a, f, len);
+                ((pyh_route *)ap_get_module_config(r->request_config,
+                                                   &pyhost_module))
+                    ->script_name = NULL;
+                return OK;
+            }
             if (len) {
                 pyh_route_set(r, a, a->script, len);
                 return OK;
@@ -142,14 +155,15 @@ static int pyh_handler(request_rec *r)
     else
         req->conf = conf;
 
-    if (route) {
+    if (route && route->script_name) {
         req->script_name = route->script_name;
         req->path_info = route->path_info;
     }
     else {
-        /* AddHandler/SetHandler: the file is the script, any extra path
-         * Apache found after it is PATH_INFO. */
-        if (!(ap_allow_options(r) & OPT_EXECCGI)) {
+        /* AddHandler/SetHandler, or WSGIScriptAlias to a directory: the
+         * file is the script, any extra path Apache found after it is
+         * PATH_INFO. */
+        if (!route && !(ap_allow_options(r) & OPT_EXECCGI)) {
             ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
                           "PYH0020: Options ExecCGI is off in this directory: "
                           "%s",

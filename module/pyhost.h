@@ -46,6 +46,8 @@ typedef struct {
     const char *location;   /* URL prefix, or the regex source */
     ap_regex_t *regexp;     /* WSGIScriptAliasMatch only */
     const char *script;     /* file path; may hold $N with a regexp */
+    int is_dir;             /* script is a directory: the URL's next
+                               segment names the script in it */
     pyh_dir_conf options;   /* inline options; unset fields inherit */
 } pyh_alias;
 

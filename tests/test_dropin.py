@@ -356,3 +356,21 @@ def test_interpreter_options_section_fails_with_pyhosts_own_line(short_server):
                           "<WSGIInterpreterOptions process-group=x>\n"
                           "</WSGIInterpreterOptions>\n")
     assert rc != 0 and "PYH0113: <WSGIInterpreterOptions is not supported" in out, out
+
+
+# -- item 2: WSGIScriptAlias to a directory -------------------------------------
+
+@pytest.mark.parametrize("alias", ["/wsgi/ @APPS@/dropin_dir/", "/wsgi @APPS@/dropin_dir"])
+def test_script_alias_to_a_directory(short_server, workspace, alias):
+    srv = started(short_server, "diralias", "WSGIScriptAlias %s\n" % alias)
+    d = os.path.join(workspace.apps, "dropin_dir")
+    r = srv.get("/wsgi/hello.wsgi")
+    assert r.status == 200, r
+    assert r.json() == {"file": os.path.join(d, "hello.wsgi"), "SCRIPT_NAME": "/wsgi/hello.wsgi",
+                        "PATH_INFO": "", "SCRIPT_FILENAME": os.path.join(d, "hello.wsgi")}
+    r = srv.get("/wsgi/other.wsgi/a/b")
+    assert r.status == 200, r
+    assert r.json()["file"] == os.path.join(d, "other.wsgi")
+    assert (r.json()["SCRIPT_NAME"], r.json()["PATH_INFO"]) == ("/wsgi/other.wsgi", "/a/b")
+    assert srv.get("/wsgi/missing.wsgi").status == 404
+    assert srv.get("/wsgi/").status == 404

@@ -374,3 +374,55 @@ def test_script_alias_to_a_directory(short_server, workspace, alias):
     assert (r.json()["SCRIPT_NAME"], r.json()["PATH_INFO"]) == ("/wsgi/other.wsgi", "/a/b")
     assert srv.get("/wsgi/missing.wsgi").status == 404
     assert srv.get("/wsgi/").status == 404
+
+
+# -- item 7: tracebacks, one log line per traceback line --------------------------
+
+FAIL_CONF = ("WSGIScriptAlias /fail @APPS@/dropin_fail.wsgi\n"
+             "WSGIDaemonProcess fgrp processes=1 threads=2\n"
+             "WSGIScriptAlias /faild @APPS@/dropin_fail.wsgi process-group=fgrp\n")
+
+
+@pytest.mark.parametrize("path", ["/fail", "/faild"])
+def test_traceback_is_one_line_per_line_grouped_by_log_id(short_server, workspace, path):
+    srv = started(short_server, "tb", FAIL_CONF)
+    mark = srv.log_mark()
+    assert srv.get(path).status == 500
+    entries = srv.wait_log_entries(mark, count=1, timeout=5)
+    assert len(entries) == 1, entries  # exactly one failure report
+    head = entries[0]
+    m = re.search(r"PYH0100: exception in WSGI app for GET %s \[([^\]]+)\]: "
+                  r"Traceback \(most recent call last\):$" % path, head)
+    assert m, head
+    gid = m.group(1)
+    lines = [ln for ln in srv.log_since(mark).splitlines() if "[%s]" % gid in ln]
+    assert "\\n" not in "".join(lines)
+    body = [ln.split("[%s] " % gid, 1)[1] for ln in lines[1:]]
+    script = os.path.join(workspace.apps, "dropin_fail.wsgi")
+    # The app's frames only: nothing of pyhost's loading code.
+    files = [b.strip() for b in body if b.strip().startswith("File ")]
+    assert files == ['File "%s", line 9, in application' % script] + \
+        ['File "%s", line 5, in helper' % script] * 2 + \
+        ['File "%s", line 4, in helper' % script], body
+    assert body[-1] == "ValueError: dropin failure marker"
+    # every line of the failure is tagged with the request's client too
+    assert all("[client " in ln or "[remote " in ln for ln in lines)
+
+
+def test_concurrent_tracebacks_keep_their_own_ids(short_server):
+    import threading
+    srv = started(short_server, "tb-many", FAIL_CONF)
+    mark = srv.log_mark()
+    threads = [threading.Thread(target=srv.get, args=("/fail",)) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    entries = srv.wait_log_entries(mark, count=6, timeout=10)
+    assert len(entries) == 6, entries
+    ids = [re.search(r"\[([^\]]+)\]: Traceback", e).group(1) for e in entries]
+    assert len(set(ids)) == 6, ids
+    text = srv.log_since(mark)
+    for gid in ids:
+        group = [ln for ln in text.splitlines() if "[%s]" % gid in ln]
+        assert group[-1].endswith("[%s] ValueError: dropin failure marker" % gid), group

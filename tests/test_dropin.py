@@ -426,3 +426,40 @@ def test_concurrent_tracebacks_keep_their_own_ids(short_server):
     for gid in ids:
         group = [ln for ln in text.splitlines() if "[%s]" % gid in ln]
         assert group[-1].endswith("[%s] ValueError: dropin failure marker" % gid), group
+
+
+# -- item 5: `pyhost check` reports mod_wsgi loaded with pyhost ---------------------
+
+def _apache_root(tmp, loads):
+    enabled = os.path.join(tmp, "mods-enabled")
+    os.makedirs(enabled)
+    for name, line in loads.items():
+        with open(os.path.join(enabled, name + ".load"), "w") as f:
+            f.write(line + "\n")
+    return tmp
+
+
+def test_check_reports_mod_wsgi_and_pyhost_both_loaded(tmp_path):
+    from pyhost import checks
+    root = _apache_root(str(tmp_path), {
+        "wsgi": "LoadModule wsgi_module /usr/lib/apache2/modules/mod_wsgi.so",
+        "pyhost": "LoadModule pyhost_module /usr/lib/apache2/modules/mod_pyhost.so"})
+    [line] = checks.check_mod_wsgi(roots=[root])
+    assert not line.ok
+    assert "both loaded" in line.text and "PYH0110" in line.text and "a2dismod wsgi" in line.text
+    assert str(line).startswith("mod_wsgi FAIL")
+
+
+def test_check_notes_mod_wsgi_loaded_alone(tmp_path):
+    from pyhost import checks
+    root = _apache_root(str(tmp_path), {
+        "wsgi": "LoadModule wsgi_module /usr/lib/apache2/modules/mod_wsgi.so",
+        "alias": "LoadModule alias_module /usr/lib/apache2/modules/mod_alias.so"})
+    [line] = checks.check_mod_wsgi(roots=[root])
+    assert line.ok and "mod_wsgi is loaded" in line.text
+
+
+def test_check_prints_the_mod_wsgi_line():
+    p = subprocess.run([os.path.join(os.path.dirname(sys.executable), "pyhost"), "check"],
+                       capture_output=True, text=True, timeout=120)
+    assert re.search(r"^mod_wsgi ", p.stdout, re.M), p.stdout

@@ -41,6 +41,8 @@ static void cfg_init_options(pyh_dir_conf *c)
     c->script_reloading = PYH_UNSET;
     c->map_head_to_get = PYH_UNSET;
     c->error_override = PYH_UNSET;
+    c->auth_user_script = c->auth_group_script = c->access_script = NULL;
+    c->group_authoritative = PYH_UNSET;
 }
 
 void *pyh_create_dir_conf(apr_pool_t *p, char *dir)
@@ -66,6 +68,10 @@ void pyh_overlay_options(pyh_dir_conf *out, const pyh_dir_conf *base,
     CFG_MERGE_INT(script_reloading);
     CFG_MERGE_INT(map_head_to_get);
     CFG_MERGE_INT(error_override);
+    CFG_MERGE_PTR(auth_user_script);
+    CFG_MERGE_PTR(auth_group_script);
+    CFG_MERGE_PTR(access_script);
+    CFG_MERGE_INT(group_authoritative);
 }
 
 void *pyh_merge_dir_conf(apr_pool_t *p, void *basev, void *addv)

@@ -126,7 +126,8 @@ static const char *pyh_app_group(request_rec *r, const char *spec,
 }
 
 static const pyh_dir_conf pyh_defaults = {
-    "%{GLOBAL}", "application", "", 0, 0, 1, PYH_HEAD_AUTO, 0
+    "%{GLOBAL}", "application", "", 0, 0, 1, PYH_HEAD_AUTO, 0,
+    NULL, NULL, NULL, 1
 };
 
 static int pyh_handler(request_rec *r)
@@ -347,6 +348,7 @@ static void pyh_register_hooks(apr_pool_t *p)
     ap_hook_translate_name(pyh_translate_name, after, before, APR_HOOK_MIDDLE);
     ap_hook_handler(pyh_handler, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_check_config(pyh_check_config, NULL, NULL, APR_HOOK_MIDDLE);
+    pyh_auth_register_hooks(p);
     /* Last: adds module records of its own (see directives_compat.c). */
     pyh_compat_register_aliases(p);
 }

@@ -30,6 +30,12 @@ APLOG_USE_MODULE(pyhost);
 
 /* ---- configuration (config.c) ------------------------------------------ */
 
+/* WSGIAuthUserScript, WSGIAuthGroupScript, WSGIAccessScript (auth.c) */
+typedef struct pyh_auth_script {
+    const char *path;
+    const char *application_group;
+} pyh_auth_script;
+
 /* Per-directory settings; also hold WSGIScriptAlias inline options. */
 typedef struct {
     const char *application_group; /* NULL: unset; "%{GLOBAL}" etc. */
@@ -40,6 +46,10 @@ typedef struct {
     int script_reloading;
     int map_head_to_get;
     int error_override;
+    /* auth.c: NULL unset */
+    const pyh_auth_script *auth_user_script, *auth_group_script,
+        *access_script;
+    int group_authoritative;
 } pyh_dir_conf;
 
 typedef struct {
@@ -354,70 +364,77 @@ const char *pyh_compat_python_setting(cmd_parms *cmd, void *dconf,
     AP_INIT_RAW_ARGS(name, pyh_compat_refuse, why,                        \
                      RSRC_CONF | ACCESS_CONF | OR_ALL,                     \
                      "mod_wsgi's " name ": not supported (" why ")")
+#define PYH_COMPAT_AUTH(name) \
+    AP_INIT_RAW_ARGS(name, pyh_auth_script_directive, NULL,               \
+                     OR_AUTHCFG | RSRC_CONF,                               \
+                     "script-path [application-group=G]: mod_wsgi's " name)
+const char *pyh_auth_script_directive(cmd_parms *cmd, void *dconf,
+                                      const char *args);
+void pyh_auth_register_hooks(apr_pool_t *p);
 #define PYH_COMPAT_PYTHON(name, help) \
     AP_INIT_TAKE1(name, pyh_compat_python_setting, NULL, RSRC_CONF, help)
 
 /* The rows config.c's command table ends with. */
 #define PYH_COMPAT_COMMANDS                                                    \
-    PYH_COMPAT_PYTHON("WSGIPythonOptimize",                                   \
-                      "0, 1 or 2: Python's -O level"),                        \
-    PYH_COMPAT_PYTHON("WSGIPythonHashSeed",                                   \
+    PYH_COMPAT_PYTHON("WSGIPythonOptimize",                                    \
+                      "0, 1 or 2: Python's -O level"),                         \
+    PYH_COMPAT_PYTHON("WSGIPythonHashSeed",                                    \
                       "'random' or 0..4294967295: PYTHONHASHSEED"),            \
-    PYH_COMPAT_PYTHON("WSGIPythonWarnings",                                   \
-                      "a warnings filter (Python's -W); repeatable"),         \
-    PYH_COMPAT_PYTHON("WSGIDontWriteBytecode",                                \
-                      "On: do not write .pyc files"),                         \
-    PYH_COMPAT_PYTHON("WSGISwitchInterval",                                   \
-                      "seconds: sys.setswitchinterval in every interpreter"), \
-    PYH_COMPAT_PYTHON("WSGIRestrictStdout",                                   \
-                      "On: any use of sys.stdout raises OSError"),            \
-    PYH_COMPAT_PYTHON("WSGIRestrictStdin",                                    \
-                      "On: any use of sys.stdin raises OSError"),             \
-    PYH_COMPAT_ACCEPT("WSGISocketRotation",                                   \
-                      "pyhost manages its daemon sockets itself"),            \
-    PYH_COMPAT_ACCEPT("WSGIAcceptMutex",                                      \
-                      "pyhost's daemons take no accept mutex"),               \
-    PYH_COMPAT_ACCEPT("WSGIVerboseDebugging",                                 \
-                      "use LogLevel pyhost:debug"),                           \
-    PYH_COMPAT_ACCEPT("WSGIPythonEggs", "Python eggs are obsolete"),          \
-    PYH_COMPAT_ACCEPT("WSGIDestroyInterpreter",                               \
-                      "pyhost ends its interpreters itself at process exit"), \
-    PYH_COMPAT_ACCEPT("WSGILazyInitialization",                               \
-                      "pyhost always starts Python after fork"),              \
-    PYH_COMPAT_ACCEPT("WSGICaseSensitivity",                                  \
-                      "only meaningful on Windows and macOS"),                \
-    PYH_COMPAT_ACCEPT("WSGIRestrictSignal",                                   \
-                      "not applied yet: apps may still call signal.signal"),  \
-    PYH_COMPAT_ACCEPT("WSGIRestrictProcess",                                  \
-                      "not applied yet: WSGIProcessGroup is not limited"),    \
-    PYH_COMPAT_ACCEPT("WSGIPassApacheRequest",                                \
-                      "pyhost has no apache.request_rec object"),             \
-    PYH_COMPAT_ACCEPT("WSGIIgnoreActivity",                                   \
-                      "not applied yet"),                                     \
-    PYH_COMPAT_ACCEPT("WSGIEnableSendfile",                                   \
-                      "wsgi.file_wrapper always becomes a file bucket"),      \
-    PYH_COMPAT_ACCEPT("WSGITrustedProxyHeaders",                              \
-                      "not applied yet: apps see the proxy's address"),       \
-    PYH_COMPAT_ACCEPT("WSGITrustedProxies",                                   \
-                      "not applied yet: apps see the proxy's address"),       \
-    PYH_COMPAT_ACCEPT("WSGIGroupAuthoritative",                               \
-                      "WSGIAuthGroupScript is not supported yet"),            \
-    PYH_COMPAT_ACCEPT("WSGIServerMetrics", "see pyhost's own metrics"),       \
-    PYH_COMPAT_ACCEPT("WSGITelemetryService",                                 \
-                      "mod_wsgi's telemetry is not implemented"),             \
-    PYH_COMPAT_ACCEPT("WSGITelemetryOptions",                                 \
-                      "mod_wsgi's telemetry is not implemented"),             \
-    PYH_COMPAT_ACCEPT("WSGISlowRequests",                                     \
-                      "mod_wsgi's telemetry is not implemented"),             \
-    PYH_COMPAT_REFUSE("WSGIDispatchScript", "not implemented yet"),           \
-    PYH_COMPAT_REFUSE("WSGIHandlerScript", "not implemented yet"),            \
-    PYH_COMPAT_REFUSE("WSGIAccessScript",                                     \
-                      "not implemented yet; use Apache's Require"),           \
-    PYH_COMPAT_REFUSE("WSGIAuthUserScript",                                   \
-                      "not implemented yet; use an Apache authn provider"),   \
-    PYH_COMPAT_REFUSE("WSGIAuthGroupScript",                                  \
-                      "not implemented yet; use an Apache authz provider"),   \
-    PYH_COMPAT_REFUSE("<WSGIInterpreterOptions",                              \
+    PYH_COMPAT_PYTHON("WSGIPythonWarnings",                                    \
+                      "a warnings filter (Python's -W); repeatable"),          \
+    PYH_COMPAT_PYTHON("WSGIDontWriteBytecode",                                 \
+                      "On: do not write .pyc files"),                          \
+    PYH_COMPAT_PYTHON("WSGISwitchInterval",                                    \
+                      "seconds: sys.setswitchinterval in every interpreter"),  \
+    PYH_COMPAT_PYTHON("WSGIRestrictStdout",                                    \
+                      "On: any use of sys.stdout raises OSError"),             \
+    PYH_COMPAT_PYTHON("WSGIRestrictStdin",                                     \
+                      "On: any use of sys.stdin raises OSError"),              \
+    PYH_COMPAT_ACCEPT("WSGISocketRotation",                                    \
+                      "pyhost manages its daemon sockets itself"),             \
+    PYH_COMPAT_ACCEPT("WSGIAcceptMutex",                                       \
+                      "pyhost's daemons take no accept mutex"),                \
+    PYH_COMPAT_ACCEPT("WSGIVerboseDebugging",                                  \
+                      "use LogLevel pyhost:debug"),                            \
+    PYH_COMPAT_ACCEPT("WSGIPythonEggs", "Python eggs are obsolete"),           \
+    PYH_COMPAT_ACCEPT("WSGIDestroyInterpreter",                                \
+                      "pyhost ends its interpreters itself at process exit"),  \
+    PYH_COMPAT_ACCEPT("WSGILazyInitialization",                                \
+                      "pyhost always starts Python after fork"),               \
+    PYH_COMPAT_ACCEPT("WSGICaseSensitivity",                                   \
+                      "only meaningful on Windows and macOS"),                 \
+    PYH_COMPAT_ACCEPT("WSGIRestrictSignal",                                    \
+                      "not applied yet: apps may still call signal.signal"),   \
+    PYH_COMPAT_ACCEPT("WSGIRestrictProcess",                                   \
+                      "not applied yet: WSGIProcessGroup is not limited"),     \
+    PYH_COMPAT_ACCEPT("WSGIPassApacheRequest",                                 \
+                      "pyhost has no apache.request_rec object"),              \
+    PYH_COMPAT_ACCEPT("WSGIIgnoreActivity",                                    \
+                      "not applied yet"),                                      \
+    PYH_COMPAT_ACCEPT("WSGIEnableSendfile",                                    \
+                      "wsgi.file_wrapper always becomes a file bucket"),       \
+    PYH_COMPAT_ACCEPT("WSGITrustedProxyHeaders",                               \
+                      "not applied yet: apps see the proxy's address"),        \
+    PYH_COMPAT_ACCEPT("WSGITrustedProxies",                                    \
+                      "not applied yet: apps see the proxy's address"),        \
+    AP_INIT_FLAG("WSGIGroupAuthoritative", cfg_set_flag,                       \
+                 (void *)APR_OFFSETOF(pyh_dir_conf, group_authoritative),      \
+                 OR_AUTHCFG | RSRC_CONF,                                       \
+                 "Off: Require wsgi-group without a match lets other "         \
+                 "providers decide"),                                          \
+    PYH_COMPAT_ACCEPT("WSGIServerMetrics", "see pyhost's own metrics"),        \
+    PYH_COMPAT_ACCEPT("WSGITelemetryService",                                  \
+                      "mod_wsgi's telemetry is not implemented"),              \
+    PYH_COMPAT_ACCEPT("WSGITelemetryOptions",                                  \
+                      "mod_wsgi's telemetry is not implemented"),              \
+    PYH_COMPAT_ACCEPT("WSGISlowRequests",                                      \
+                      "mod_wsgi's telemetry is not implemented"),              \
+    PYH_COMPAT_REFUSE("WSGIDispatchScript", "not implemented yet"),            \
+    PYH_COMPAT_REFUSE("WSGIHandlerScript", "not implemented yet"),             \
+    PYH_COMPAT_AUTH("WSGIAccessScript"),                                       \
+    PYH_COMPAT_AUTH("WSGIAuthUserScript"),                                     \
+    PYH_COMPAT_AUTH("WSGIAuthGroupScript"),                                    \
+    PYH_COMPAT_REFUSE("<WSGIInterpreterOptions",                               \
                       "not implemented yet; use the directives outside it")
 
 #endif

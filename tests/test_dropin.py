@@ -277,7 +277,6 @@ ACCEPTED = {
     "WSGIEnableSendfile": "On",
     "WSGITrustedProxyHeaders": "X-Forwarded-For",
     "WSGITrustedProxies": "127.0.0.1",
-    "WSGIGroupAuthoritative": "Off",
     "WSGIServerMetrics": "Off",
     "WSGITelemetryService": "unix:/tmp/none",
     "WSGITelemetryOptions": "None",
@@ -340,9 +339,6 @@ def test_daemon_option_accepted_with_one_info_line(accepted_server, option):
 @pytest.mark.parametrize("directive,args", [
     ("WSGIDispatchScript", "@APPS@/dropin_info.wsgi"),
     ("WSGIHandlerScript", "my-handler @APPS@/dropin_info.wsgi"),
-    ("WSGIAccessScript", "@APPS@/dropin_info.wsgi"),
-    ("WSGIAuthUserScript", "@APPS@/dropin_info.wsgi"),
-    ("WSGIAuthGroupScript", "@APPS@/dropin_info.wsgi"),
 ])
 def test_unsupported_directive_fails_with_pyhosts_own_line(short_server, directive, args):
     rc, out = config_test(short_server, "refused", "%s %s\n" % (directive, args))
@@ -463,3 +459,146 @@ def test_check_prints_the_mod_wsgi_line():
     p = subprocess.run([os.path.join(os.path.dirname(sys.executable), "pyhost"), "check"],
                        capture_output=True, text=True, timeout=120)
     assert re.search(r"^mod_wsgi ", p.stdout, re.M), p.stdout
+
+
+# -- item 1: auth scripts (AuthBasicProvider wsgi, Require wsgi-group) -----------
+
+def _auth_conf():
+    from harness import apache_modules_dir
+    moddir = apache_modules_dir()
+    mods = "".join("<IfModule !%s_module>\n    LoadModule %s_module %s/mod_%s.so\n</IfModule>\n"
+                   % (m, m, moddir, m)
+                   for m in ("authn_core", "authz_user", "auth_basic", "auth_digest"))
+    return mods + """
+WSGIScriptAlias /secret @APPS@/env.wsgi
+<Location /secret>
+    AuthType Basic
+    AuthName "Top Secret"
+    AuthBasicProvider wsgi
+    WSGIAuthUserScript @APPS@/dropin_auth.wsgi
+    Require valid-user
+</Location>
+WSGIScriptAlias /agents @APPS@/env.wsgi
+<Location /agents>
+    AuthType Basic
+    AuthName "Agents"
+    AuthBasicProvider wsgi
+    WSGIAuthUserScript @APPS@/dropin_auth.wsgi application-group=authgrp
+    WSGIAuthGroupScript @APPS@/dropin_auth.wsgi application-group=authgrp
+    Require wsgi-group secret-agents
+</Location>
+WSGIScriptAlias /digest @APPS@/env.wsgi
+<Location /digest>
+    AuthType Digest
+    AuthName "Digest Realm"
+    AuthDigestProvider wsgi
+    WSGIAuthUserScript @APPS@/dropin_auth.wsgi
+    Require valid-user
+</Location>
+WSGIScriptAlias /nonauth @APPS@/env.wsgi
+<Location /nonauth>
+    AuthType Basic
+    AuthName "Agents"
+    AuthBasicProvider wsgi
+    WSGIAuthUserScript @APPS@/dropin_auth.wsgi
+    WSGIAuthGroupScript @APPS@/dropin_auth.wsgi
+    WSGIGroupAuthoritative Off
+    <RequireAll>
+        Require wsgi-group secret-agents
+        Require user clerk
+    </RequireAll>
+</Location>
+WSGIScriptAlias /authoritative @APPS@/env.wsgi
+<Location /authoritative>
+    AuthType Basic
+    AuthName "Agents"
+    AuthBasicProvider wsgi
+    WSGIAuthUserScript @APPS@/dropin_auth.wsgi
+    WSGIAuthGroupScript @APPS@/dropin_auth.wsgi
+    <RequireAll>
+        Require wsgi-group secret-agents
+        Require user clerk
+    </RequireAll>
+</Location>
+WSGIScriptAlias /access @APPS@/env.wsgi
+<Location /access>
+    WSGIAccessScript @APPS@/dropin_auth.wsgi
+</Location>
+"""
+
+
+@pytest.fixture(scope="module")
+def auth_server():
+    ws = Workspace()
+    srv = Apache(ws, "auth", extra=_auth_conf())
+    srv.start(timeout=30)
+    yield srv
+    srv.stop()
+    ws.cleanup()
+
+
+def _basic(user, password):
+    import base64
+    return {"Authorization": "Basic " + base64.b64encode(
+        ("%s:%s" % (user, password)).encode()).decode()}
+
+
+def test_auth_user_script_grants_the_right_password(auth_server):
+    r = auth_server.get("/secret", headers=_basic("spy", "secret"))
+    assert r.status == 200, r
+    env = r.json()
+    assert env["REMOTE_USER"] == "spy" and env["AUTH_TYPE"] == "Basic"
+
+
+@pytest.mark.parametrize("user,password", [("spy", "wrong"), ("nobody", "x")])
+def test_auth_user_script_denies(auth_server, user, password):
+    r = auth_server.get("/secret", headers=_basic(user, password))
+    assert r.status == 401
+    assert auth_server.get("/secret").status == 401
+
+
+def test_auth_user_script_that_raises_is_a_500_with_its_traceback(auth_server):
+    mark = auth_server.log_mark()
+    r = auth_server.get("/secret", headers=_basic("boom", "x"))
+    assert r.status == 500
+    entries = auth_server.wait_log_entries(mark, count=1)
+    assert any("PYH0120: exception in check_password()" in e for e in entries), entries
+    assert "RuntimeError: auth script failure marker" in auth_server.log_since(mark)
+
+
+def test_require_wsgi_group(auth_server):
+    assert auth_server.get("/agents", headers=_basic("spy", "secret")).status == 200
+    # right password, wrong group
+    assert auth_server.get("/agents", headers=_basic("clerk", "paper")).status == 401
+
+
+def test_digest_provider_uses_get_realm_hash(auth_server):
+    import hashlib
+
+    def md5(s):
+        return hashlib.md5(s.encode()).hexdigest()
+    r = auth_server.get("/digest")
+    assert r.status == 401
+    chal = dict(re.findall(r'(\w+)="([^"]*)"', r.header("WWW-Authenticate")))
+    realm, nonce, uri = chal["realm"], chal["nonce"], "/digest"
+
+    def answer(password):
+        ha1, ha2 = md5("spy:%s:%s" % (realm, password)), md5("GET:%s" % uri)
+        resp = md5("%s:%s:00000001:0a4f113b:auth:%s" % (ha1, nonce, ha2))
+        return {"Authorization": 'Digest username="spy", realm="%s", nonce="%s", uri="%s", '
+                'qop=auth, nc=00000001, cnonce="0a4f113b", response="%s", algorithm=MD5'
+                % (realm, nonce, uri, resp)}
+    assert auth_server.get(uri, headers=answer("secret")).status == 200
+    assert auth_server.get(uri, headers=answer("wrong")).status == 401
+
+
+def test_access_script(auth_server):
+    assert auth_server.get("/access").status == 200
+    assert auth_server.get("/access", headers={"X-Agent": "blocked"}).status == 403
+
+
+def test_group_authoritative_off_leaves_the_decision_to_others(auth_server):
+    # clerk is not in secret-agents: authoritative (the default) denies;
+    # Off makes the group check neutral, and "Require user clerk" decides.
+    assert auth_server.get("/authoritative", headers=_basic("clerk", "paper")).status == 401
+    assert auth_server.get("/nonauth", headers=_basic("clerk", "paper")).status == 200

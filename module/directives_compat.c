@@ -6,6 +6,7 @@
 #include "pyhost.h"
 
 #include "http_core.h"
+#include "ap_mpm.h"
 #include "apr_strings.h"
 
 #include <errno.h>
@@ -271,15 +272,25 @@ PyStatus pyh_compat_pyconfig(PyConfig *config)
     return st;
 }
 
-/* WSGIRestrictStdout/WSGIRestrictStdin On: sys.stdout/sys.stdin become
- * objects whose every attribute raises OSError, as in mod_wsgi, so a
- * print() in an app fails loudly instead of writing to the log. Also
- * WSGISwitchInterval. Runs in each interpreter, with its GIL, after
- * log.c has pointed stdout at the log. */
-int pyh_compat_interp_setup(void)
+/* Per interpreter, with its GIL, once log.c has pointed stdout at the
+ * log: an importable `mod_wsgi` module with what apps and libraries read
+ * from mod_wsgi's (process_group, application_group, maximum_processes,
+ * threads_per_process, version); WSGIRestrictStdout/Stdin (sys.stdout /
+ * sys.stdin become objects whose every attribute raises OSError, as in
+ * mod_wsgi, so a print() fails loudly instead of writing to the log); and
+ * WSGISwitchInterval. */
+int pyh_compat_interp_setup(pyh_interp *in)
 {
     static const char code[] =
-        "import sys\n"
+        "import sys, types\n"
+        "m = types.ModuleType('mod_wsgi', 'pyhost in place of mod_wsgi')\n"
+        "m.version = (6, 0, 0)\n"
+        "m.pyhost_version = _pyhost\n"
+        "m.process_group = _pg\n"
+        "m.application_group = _ag\n"
+        "m.maximum_processes = _procs\n"
+        "m.threads_per_process = _threads\n"
+        "sys.modules.setdefault('mod_wsgi', m)\n"
         "class Restricted:\n"
         "    __slots__ = ('_what',)\n"
         "    def __init__(self, what):\n"
@@ -294,14 +305,25 @@ int pyh_compat_interp_setup(void)
         "if _si > 0:\n"
         "    sys.setswitchinterval(_si)\n";
     PyObject *globals, *res;
-    if (!pyh_compat.restrict_stdout && !pyh_compat.restrict_stdin
-        && pyh_compat.switch_interval <= 0)
-        return 0;
-    if (!(globals = Py_BuildValue("{s:O,s:i,s:i,s:d}", "__builtins__",
-                                  PyEval_GetBuiltins(), "_out",
-                                  pyh_compat.restrict_stdout, "_in",
-                                  pyh_compat.restrict_stdin, "_si",
-                                  pyh_compat.switch_interval)))
+    int procs = 1, threads = 1;
+    if (pyh_this_daemon) {
+        procs = pyh_this_daemon->processes;
+        threads = pyh_this_daemon->threads;
+    }
+    else {
+        if (ap_mpm_query(AP_MPMQ_MAX_DAEMONS, &procs) != APR_SUCCESS)
+            procs = 1;
+        if (ap_mpm_query(AP_MPMQ_MAX_THREADS, &threads) != APR_SUCCESS
+            || threads < 1)
+            threads = 1;
+    }
+    if (!(globals = Py_BuildValue(
+              "{s:O,s:s,s:s,s:s,s:i,s:i,s:i,s:i,s:d}", "__builtins__",
+              PyEval_GetBuiltins(), "_pyhost", PYH_VERSION, "_pg",
+              pyh_this_daemon ? pyh_this_daemon->name : "", "_ag",
+              in->name ? in->name : "", "_procs", procs, "_threads", threads,
+              "_out", pyh_compat.restrict_stdout, "_in",
+              pyh_compat.restrict_stdin, "_si", pyh_compat.switch_interval)))
         return -1;
     res = PyRun_String(code, Py_file_input, globals, globals);
     Py_DECREF(globals);

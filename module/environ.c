@@ -196,6 +196,18 @@ static int env_map_head(pyh_request *req)
     return 0;
 }
 
+/* wsgi.url_scheme (and REQUEST_SCHEME): as mod_wsgi, an HTTPS variable
+ * of on/1/yes makes it https, which is how a TLS-terminating proxy in front
+ * is declared (SetEnvIf X-Forwarded-Proto ^https$ HTTPS=on). */
+static const char *env_scheme(request_rec *r)
+{
+    const char *https = apr_table_get(r->subprocess_env, "HTTPS");
+    if (https && (!strcasecmp(https, "on") || !strcmp(https, "1")
+                  || !strcasecmp(https, "yes")))
+        return "https";
+    return ap_http_scheme(r);
+}
+
 void pyh_env_collect(pyh_request *req)
 {
     request_rec *r = req->r;
@@ -221,7 +233,7 @@ void pyh_env_collect(pyh_request *req)
     v[PYH_K_REMOTE_USER] = r->user;
     v[PYH_K_AUTH_TYPE] = r->ap_auth_type;
     v[PYH_K_REQUEST_URI] = r->unparsed_uri;
-    v[PYH_K_REQUEST_SCHEME] = ap_http_scheme(r);
+    v[PYH_K_REQUEST_SCHEME] = env_scheme(r);
     v[PYH_K_SCRIPT_FILENAME] = r->filename;
     v[PYH_K_DOCUMENT_ROOT] = ap_document_root(r);
     v[PYH_K_CONTEXT_PREFIX] = ap_context_prefix(r);

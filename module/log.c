@@ -263,7 +263,7 @@ int pyh_log_redirect_stdio(pyh_interp *in)
     int rc = -1;
     if (out && err && PySys_SetObject("stdout", out) == 0
         && PySys_SetObject("stderr", err) == 0)
-        rc = pyh_compat_interp_setup(); /* WSGIRestrictStdout & co. */
+        rc = pyh_compat_interp_setup(in); /* mod_wsgi module, WSGIRestrict* */
     Py_XDECREF(out);
     Py_XDECREF(err);
     return rc;

@@ -350,7 +350,7 @@ int pyh_compat_parse_option(apr_pool_t *p, const char **line,
 int pyh_compat_daemon_option(cmd_parms *cmd, const char *group,
                              const char *name, const char *value);
 PyStatus pyh_compat_pyconfig(PyConfig *config);
-int pyh_compat_interp_setup(void);
+int pyh_compat_interp_setup(pyh_interp *in);
 const char *pyh_compat_accept(cmd_parms *cmd, void *dconf, const char *args);
 const char *pyh_compat_refuse(cmd_parms *cmd, void *dconf, const char *args);
 const char *pyh_compat_python_setting(cmd_parms *cmd, void *dconf,

@@ -602,3 +602,53 @@ def test_group_authoritative_off_leaves_the_decision_to_others(auth_server):
     # Off makes the group check neutral, and "Require user clerk" decides.
     assert auth_server.get("/authoritative", headers=_basic("clerk", "paper")).status == 401
     assert auth_server.get("/nonauth", headers=_basic("clerk", "paper")).status == 200
+
+
+# -- item 8: the importable mod_wsgi module; item 3: HTTPS makes url_scheme https --
+
+MODWSGI_CONF = """
+WSGIScriptAlias /embedded @APPS@/dropin_modwsgi.wsgi
+WSGIScriptAlias /sub @APPS@/dropin_modwsgi.wsgi application-group=subgrp
+WSGIDaemonProcess mgrp processes=2 threads=3
+WSGIScriptAlias /daemon @APPS@/dropin_modwsgi.wsgi process-group=mgrp application-group=%{GLOBAL}
+SetEnvIf X-Forwarded-Proto ^https$ HTTPS=on
+"""
+
+
+@pytest.fixture(scope="module")
+def modwsgi_server():
+    ws = Workspace()
+    srv = Apache(ws, "modwsgi", extra=MODWSGI_CONF)
+    srv.start(timeout=30)
+    yield srv
+    srv.stop()
+    ws.cleanup()
+
+
+def test_mod_wsgi_module_embedded(modwsgi_server):
+    m = modwsgi_server.get("/embedded").json()["module"]
+    # the harness's event MPM: MaxRequestWorkers 16 in 4-thread processes
+    assert m == {"process_group": "", "application_group": "", "maximum_processes": 4,
+                 "threads_per_process": 4, "version": [6, 0, 0]}
+
+
+def test_mod_wsgi_module_sub_interpreter(modwsgi_server):
+    m = modwsgi_server.get("/sub").json()["module"]
+    assert m["application_group"] == "subgrp" and m["process_group"] == ""
+
+
+def test_mod_wsgi_module_daemon(modwsgi_server):
+    r = modwsgi_server.get("/daemon").json()
+    assert r["module"] == {"process_group": "mgrp", "application_group": "",
+                           "maximum_processes": 2, "threads_per_process": 3,
+                           "version": [6, 0, 0]}
+    assert r["environ"]["mod_wsgi.process_group"] == "mgrp"
+
+
+@pytest.mark.parametrize("path", ["/embedded", "/daemon"])
+def test_https_variable_makes_url_scheme_https(modwsgi_server, path):
+    plain = modwsgi_server.get(path).json()["environ"]
+    assert plain["wsgi.url_scheme"] == "http" and plain["HTTPS"] is None
+    proxied = modwsgi_server.get(path, headers={"X-Forwarded-Proto": "https"}).json()["environ"]
+    assert proxied["HTTPS"] == "on"
+    assert proxied["wsgi.url_scheme"] == "https"

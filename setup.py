@@ -17,6 +17,7 @@ from setuptools.command.build_ext import build_ext
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MODULE_NAME = "pyhost.mod_pyhost"
+ASGI_NAME = "pyhost._asgi"
 
 
 def fail(message):
@@ -162,8 +163,28 @@ def module_sources():
     )
 
 
+def asgi_extension():
+    # The ASGI bridge, Cython (DESIGN rule 7). It shares only
+    # module/asgi_api.h with mod_pyhost: no Apache headers needed.
+    from Cython.Build import cythonize
+
+    ext = Extension(
+        ASGI_NAME,
+        sources=["python/pyhost/_asgi.pyx"],
+        include_dirs=["module"],
+        depends=["module/asgi_api.h", "python/pyhost/_asgi.pxd",
+                 "python/pyhost/includes/asgi.pxd"],
+    )
+    return cythonize(
+        [ext],
+        include_path=["python"],
+        compiler_directives={"language_level": 3},
+        quiet=True,
+    )
+
+
 setup(
-    ext_modules=[
+    ext_modules=asgi_extension() + [
         Extension(
             MODULE_NAME,
             sources=module_sources(),

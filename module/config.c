@@ -27,6 +27,7 @@ void pyh_reset_globals(apr_pool_t *p)
     pyh_globals.socket_prefix = NULL;
     pyh_globals.per_interpreter_gil = 0;
     pyh_globals.free_threading = 0;
+    pyh_globals.asgi_event_loop = PYH_LOOP_AUTO;
 }
 
 /* ---- create / merge ------------------------------------------------------ */
@@ -86,6 +87,7 @@ void *pyh_create_server_conf(apr_pool_t *p, server_rec *s)
     pyh_server_conf *c = apr_palloc(p, sizeof(*c));
     (void)s;
     c->aliases = apr_array_make(p, 4, sizeof(pyh_alias));
+    c->asgi_lifespan = PYH_UNSET;
     return c;
 }
 
@@ -95,6 +97,8 @@ void *pyh_merge_server_conf(apr_pool_t *p, void *basev, void *addv)
     pyh_server_conf *c = apr_palloc(p, sizeof(*c));
     /* A virtual host's own aliases are tried before the main server's. */
     c->aliases = apr_array_append(p, add->aliases, base->aliases);
+    c->asgi_lifespan = add->asgi_lifespan != PYH_UNSET ? add->asgi_lifespan
+                                                       : base->asgi_lifespan;
     return c;
 }
 
@@ -171,12 +175,26 @@ static const char *cfg_parse_options(cmd_parms *cmd, const char *args,
     return NULL;
 }
 
+/* cmd->info of the four script-alias directives */
+typedef struct {
+    int is_match;
+    int protocol;
+} cfg_alias_kind;
+
+static const cfg_alias_kind cfg_wsgi_match = {1, PYH_PROTO_WSGI};
+static const cfg_alias_kind cfg_asgi_alias = {0, PYH_PROTO_ASGI};
+static const cfg_alias_kind cfg_asgi_match = {1, PYH_PROTO_ASGI};
+
+static const char *cfg_asgi_options(cmd_parms *cmd, pyh_alias *a,
+                                    const char **args);
+
 static const char *cfg_script_alias(cmd_parms *cmd, void *dconf,
                                     const char *args)
 {
     pyh_server_conf *sconf =
         ap_get_module_config(cmd->server->module_config, &pyhost_module);
-    int is_match = cmd->info != NULL;
+    const cfg_alias_kind *kind = cmd->info;
+    int is_match = kind && kind->is_match;
     pyh_alias *a;
     const char *err;
     (void)dconf;
@@ -184,6 +202,8 @@ static const char *cfg_script_alias(cmd_parms *cmd, void *dconf,
     a = apr_array_push(sconf->aliases);
     memset(a, 0, sizeof(*a));
     cfg_init_options(&a->options);
+    a->protocol = kind ? kind->protocol : PYH_PROTO_WSGI;
+    a->lifespan = PYH_UNSET;
     a->location = ap_getword_conf(cmd->pool, &args);
     a->script = ap_getword_conf(cmd->pool, &args);
     if (!*a->location || !*a->script)
@@ -202,8 +222,86 @@ static const char *cfg_script_alias(cmd_parms *cmd, void *dconf,
                                 cmd->cmd->name);
         a->is_dir = ap_is_directory(cmd->temp_pool, a->script);
     }
+    if (a->protocol == PYH_PROTO_ASGI && (err = cfg_asgi_options(cmd, a, &args)))
+        return err;
     if ((err = cfg_parse_options(cmd, args, &a->options, 0)))
         return err;
+    return NULL;
+}
+
+/* ---- ASGI ------------------------------------------------------------------ */
+
+static const char *cfg_lifespan_value(cmd_parms *cmd, const char *v, int *out)
+{
+    if (!strcasecmp(v, "auto"))
+        *out = PYH_LIFESPAN_AUTO;
+    else if (!strcasecmp(v, "on"))
+        *out = PYH_LIFESPAN_ON;
+    else if (!strcasecmp(v, "off"))
+        *out = PYH_LIFESPAN_OFF;
+    else
+        return apr_psprintf(cmd->pool,
+                            "%s: lifespan takes auto, on or off, not '%s'",
+                            cmd->cmd->name, v);
+    return NULL;
+}
+
+/* Takes ASGIScriptAlias's own options (lifespan=) out of *args, leaving
+ * the ones it shares with WSGIScriptAlias for cfg_parse_options. */
+static const char *cfg_asgi_options(cmd_parms *cmd, pyh_alias *a,
+                                    const char **args)
+{
+    const char *rest = "", *err;
+    while (**args) {
+        const char *word = ap_getword_conf(cmd->pool, args);
+        if (!*word)
+            break;
+        if (!strncmp(word, "lifespan=", 9)) {
+            if ((err = cfg_lifespan_value(cmd, word + 9, &a->lifespan)))
+                return err;
+        }
+        else if (!strncmp(word, "pass-authorization=", 19)) {
+            return apr_psprintf(cmd->pool,
+                                "%s: pass-authorization= is WSGI's; an ASGI "
+                                "app sees the Authorization header anyway",
+                                cmd->cmd->name);
+        }
+        else {
+            /* quoted again: ap_getword_conf took the quotes off */
+            rest = apr_pstrcat(cmd->pool, rest, " \"",
+                               ap_escape_quotes(cmd->pool, word), "\"", NULL);
+        }
+    }
+    *args = rest;
+    return NULL;
+}
+
+static const char *cfg_asgi_lifespan(cmd_parms *cmd, void *dconf, const char *v)
+{
+    pyh_server_conf *sconf =
+        ap_get_module_config(cmd->server->module_config, &pyhost_module);
+    (void)dconf;
+    return cfg_lifespan_value(cmd, v, &sconf->asgi_lifespan);
+}
+
+static const char *cfg_asgi_event_loop(cmd_parms *cmd, void *dconf,
+                                       const char *v)
+{
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+    (void)dconf;
+    if (err)
+        return err;
+    if (!strcasecmp(v, "auto"))
+        pyh_globals.asgi_event_loop = PYH_LOOP_AUTO;
+    else if (!strcasecmp(v, "asyncio"))
+        pyh_globals.asgi_event_loop = PYH_LOOP_ASYNCIO;
+    else if (!strcasecmp(v, "uvloop"))
+        pyh_globals.asgi_event_loop = PYH_LOOP_UVLOOP;
+    else
+        return apr_psprintf(cmd->pool,
+                            "ASGIEventLoop takes auto, asyncio or uvloop, not "
+                            "'%s'",
+                            v);
     return NULL;
 }
 
@@ -635,7 +733,8 @@ const command_rec pyh_commands[] = {
                      "URL-path script-path [application-group=G] "
                      "[callable-object=NAME] [pass-authorization=On|Off]: "
                      "serve the WSGI script at URL-path"),
-    AP_INIT_RAW_ARGS("WSGIScriptAliasMatch", cfg_script_alias, "match",
+    AP_INIT_RAW_ARGS("WSGIScriptAliasMatch", cfg_script_alias,
+                     (void *)&cfg_wsgi_match,
                      RSRC_CONF,
                      "regex script-path [options]: like WSGIScriptAlias; "
                      "$1.. in script-path take the regex's groups"),
@@ -686,6 +785,20 @@ const command_rec pyh_commands[] = {
     AP_INIT_FLAG("WSGIFreeThreading", cfg_gil_mode, "ft", RSRC_CONF,
                  "On: run a free-threaded Python with the GIL disabled "
                  "(default Off: the GIL stays on)"),
+    AP_INIT_RAW_ARGS("ASGIScriptAlias", cfg_script_alias,
+                     (void *)&cfg_asgi_alias, RSRC_CONF,
+                     "URL-path script-path [callable-object=NAME] "
+                     "[application-group=G] [lifespan=auto|on|off]: serve the "
+                     "ASGI app at URL-path (callable: application, else app)"),
+    AP_INIT_RAW_ARGS("ASGIScriptAliasMatch", cfg_script_alias,
+                     (void *)&cfg_asgi_match, RSRC_CONF,
+                     "regex script-path [options]: like ASGIScriptAlias; "
+                     "$1.. in script-path take the regex's groups"),
+    AP_INIT_TAKE1("ASGILifespan", cfg_asgi_lifespan, NULL, RSRC_CONF,
+                  "auto (default: run the lifespan protocol unless the app "
+                  "refuses it), on (a failure stops the mount) or off"),
+    AP_INIT_TAKE1("ASGIEventLoop", cfg_asgi_event_loop, NULL, RSRC_CONF,
+                  "auto (default: uvloop when installed), asyncio or uvloop"),
     PYH_COMPAT_COMMANDS,
     {NULL}
 };
@@ -862,7 +975,7 @@ static const char *cfg_check_home(apr_pool_t *p, const char *home,
                                 "PYH0002: %s '%s' is a Python %s venv but "
                                 "mod_pyhost was built for Python "
                                 PYH_PY_VERSION_STR "; rebuild pyhost inside "
-                                "that venv (pip install pyhost) or use a "
+                                "that venv (pip install mod-pyhost) or use a "
                                 "Python " PYH_PY_VERSION_STR " venv",
                                 what, home, version);
         if ((msg = cfg_unreadable_message(p, "the venv", home, w)))
@@ -883,7 +996,7 @@ static const char *cfg_check_home(apr_pool_t *p, const char *home,
                                 "PYH0002: %s '%s' is Python %s but mod_pyhost "
                                 "was built for Python " PYH_PY_VERSION_STR
                                 PYH_ABI_TAG "; rebuild pyhost with that "
-                                "Python (pip install pyhost) or point %s at a "
+                                "Python (pip install mod-pyhost) or point %s at a "
                                 "Python " PYH_PY_VERSION_STR PYH_ABI_TAG
                                 " prefix or venv",
                                 what, home, other, w->setting);

@@ -96,7 +96,8 @@ const char *pyh_compat_check_foreign(apr_pool_t *p)
 
 /* One name=value option of WSGIScriptAlias, WSGIImportScript or
  * WSGIDaemonProcess, as mod_wsgi parses them: the value may be quoted
- * (process-group='name', python-path="/a b"). Returns 0 at the end of the
+ * (process-group='name', python-path="/a b"), or the whole option
+ * ("name=value", as cfg_asgi_options hands them back). Returns 0 at the end of the
  * line, 1 with an option, -1 for a word that is not name=value (*name is
  * then the word). */
 int pyh_compat_parse_option(apr_pool_t *p, const char **line,
@@ -108,6 +109,19 @@ int pyh_compat_parse_option(apr_pool_t *p, const char **line,
     if (!*s) {
         *line = s;
         return 0;
+    }
+    if (*s == '"' || *s == '\'') {
+        /* a whole option in quotes ("name=value"): split after unquoting */
+        const char *word, *eq;
+        *line = s;
+        word = ap_getword_conf(p, line);
+        if (!(eq = strchr(word, '=')) || eq == word) {
+            *name = word;
+            return -1;
+        }
+        *name = apr_pstrmemdup(p, word, eq - word);
+        *value = eq + 1;
+        return 1;
     }
     e = s;
     while (*e && *e != '=' && !apr_isspace(*e))

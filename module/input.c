@@ -3,18 +3,74 @@
  * Apache's), with the GIL released around every network read. */
 #include "pyhost.h"
 
+#include "http_core.h"
 #include "http_protocol.h"
 #include "apr_buckets.h"
 #include "apr_strings.h"
 
 #define INPUT_CHUNK 65536
 #define INPUT_LINE_CHUNK 8192
+/* A read this big or smaller is allocated in one go from the size asked
+ * or the Content-Length; a bigger one grows as the data comes. */
+#define INPUT_PREALLOC (INPUT_CHUNK * 16)
 
 typedef struct {
     PyObject_HEAD
     pyh_request *req;
     apr_off_t remaining;   /* body bytes not yet read; -1 when unknown */
 } input_object;
+
+/* What must be refused before the app runs, as mod_wsgi does: a transfer
+ * coding other than a lone chunked (Apache decodes only chunked, so the
+ * app would get the rest still encoded: 501); chunked when the location
+ * has not asked for it (411); a Content-Length over LimitRequestBody (413
+ * now, not after the app has started answering: the HTTP_IN filter would
+ * send its own 413 in the middle of the app's response). A Content-Length
+ * that is not a number never gets here: Apache answers 400 itself. */
+int pyh_input_check(request_rec *r, int chunked_ok)
+{
+    const char *tenc = apr_table_get(r->headers_in, "Transfer-Encoding");
+    const char *cl = apr_table_get(r->headers_in, "Content-Length");
+    apr_off_t length, limit;
+    char *end;
+
+    if (tenc && strcasecmp(tenc, "chunked")) {
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
+                      "PYH0080: Transfer-Encoding '%s' refused (501): only "
+                      "chunked alone is decoded",
+                      tenc);
+        return HTTP_NOT_IMPLEMENTED;
+    }
+    if (tenc && !chunked_ok) {
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
+                      "PYH0023: chunked request body refused (411); enable "
+                      "WSGIChunkedRequest On for this location to accept it");
+        return HTTP_LENGTH_REQUIRED;
+    }
+    limit = ap_get_limit_req_body(r);
+    if (!tenc && cl && limit
+        && apr_strtoff(&length, cl, &end, 10) == APR_SUCCESS && !*end
+        && length > limit) {
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
+                      "PYH0081: Content-Length %" APR_OFF_T_FMT " is over "
+                      "LimitRequestBody %" APR_OFF_T_FMT " (413)",
+                      length, limit);
+        return HTTP_REQUEST_ENTITY_TOO_LARGE;
+    }
+    return OK;
+}
+
+/* A body read failed: whatever of the body is still on the wire cannot
+ * be found again, so the connection must not be reused. Marking it closed
+ * also stops ap_discard_request_body, at the request's end, from waiting a
+ * second Timeout for bytes a client that stalled will not send. In daemon
+ * mode the Apache child reads the body for the daemon through here too. */
+static apr_status_t input_failed(pyh_request *req, apr_status_t rv)
+{
+    apr_brigade_cleanup(req->ibb);
+    req->r->connection->keepalive = AP_CONN_CLOSE;
+    return rv;
+}
 
 /* Reads at most `want` bytes into dest; *got == 0 with input_eos set
  * means end of body. Called without the GIL. */
@@ -31,12 +87,10 @@ apr_status_t pyh_input_fill(pyh_request *req, char *dest, apr_size_t want,
     while (!*got && !req->input_eos) {
         rv = ap_get_brigade(r->input_filters, req->ibb, AP_MODE_READBYTES,
                             APR_BLOCK_READ, want);
-        if (rv != APR_SUCCESS) {
-            apr_brigade_cleanup(req->ibb);
-            return rv;
-        }
-        if (APR_BRIGADE_EMPTY(req->ibb))
-            return APR_EGENERAL; /* a blocking read must progress */
+        if (rv == APR_SUCCESS && APR_BRIGADE_EMPTY(req->ibb))
+            rv = APR_EGENERAL; /* a blocking read must progress */
+        if (rv != APR_SUCCESS)
+            return input_failed(req, rv);
         for (b = APR_BRIGADE_FIRST(req->ibb); b != APR_BRIGADE_SENTINEL(req->ibb);
              b = APR_BUCKET_NEXT(b)) {
             const char *data;
@@ -48,14 +102,12 @@ apr_status_t pyh_input_fill(pyh_request *req, char *dest, apr_size_t want,
             if (APR_BUCKET_IS_METADATA(b))
                 continue;
             rv = apr_bucket_read(b, &data, &len, APR_BLOCK_READ);
-            if (rv != APR_SUCCESS) {
-                apr_brigade_cleanup(req->ibb);
-                return rv;
-            }
-            if (len > want - *got) {
-                apr_brigade_cleanup(req->ibb);
-                return APR_EGENERAL; /* READBYTES promises at most `want` */
-            }
+            if (rv != APR_SUCCESS)
+                return input_failed(req, rv);
+            if (len > want - *got) /* READBYTES promises at most `want` */
+                return input_failed(req, APR_EGENERAL);
+            if (!len)
+                continue; /* an empty bucket's data may be NULL */
             memcpy(dest + *got, data, len);
             *got += len;
         }
@@ -82,7 +134,9 @@ static apr_status_t input_fill(pyh_request *req, input_object *io, char *dest,
 /* input_fill with the GIL released, until at least `least` bytes came or
  * the body ended (one GIL release for a whole sized read, not one per
  * ~8 KB that the filters hand over); raises OSError on failure and keeps
- * the HTTP status that failure deserves (413, 400, 408) for the handler. */
+ * the HTTP status that failure deserves (413, 400, 408) for the handler,
+ * or AP_FILTER_ERROR when Apache's HTTP_IN filter has sent its own error
+ * response (a bad chunk, a chunked body over LimitRequestBody). */
 static int input_pull(input_object *io, char *dest, apr_size_t want,
                       apr_size_t least, apr_size_t *got)
 {
@@ -101,11 +155,15 @@ static int input_pull(input_object *io, char *dest, apr_size_t want,
     if (rv == APR_SUCCESS)
         return 0;
     req->input_status = ap_map_http_request_error(rv, HTTP_BAD_REQUEST);
-    if (req->input_status == AP_FILTER_ERROR)
-        req->input_status = HTTP_BAD_REQUEST;
     req->input_eos = 1;
-    PyErr_Format(PyExc_OSError, "error reading the request body: %s (HTTP %d)",
-                 apr_strerror(rv, err, sizeof(err)), req->input_status);
+    if (req->input_status == AP_FILTER_ERROR)
+        PyErr_SetString(PyExc_OSError,
+                        "the request body was refused: Apache has answered "
+                        "the client itself (see its error log entry)");
+    else
+        PyErr_Format(PyExc_OSError,
+                     "error reading the request body: %s (HTTP %d)",
+                     apr_strerror(rv, err, sizeof(err)), req->input_status);
     return -1;
 }
 
@@ -124,18 +182,28 @@ static apr_size_t input_buffered(pyh_request *req)
     return req->ibuf_len - req->ibuf_pos;
 }
 
+/* The first buffered byte. Before the first readline there is no buffer,
+ * and even NULL + 0 is undefined (UBSan says so). */
+static const char *input_head(pyh_request *req)
+{
+    return req->ibuf ? req->ibuf + req->ibuf_pos : "";
+}
+
 /* Moves up to n buffered bytes to dest. */
 static apr_size_t input_take(pyh_request *req, char *dest, apr_size_t n)
 {
     apr_size_t have = input_buffered(req);
     if (n > have)
         n = have;
-    memcpy(dest, req->ibuf + req->ibuf_pos, n);
+    if (!n)
+        return 0; /* ibuf may be NULL: memcpy must not see it, even for 0 */
+    memcpy(dest, input_head(req), n);
     req->ibuf_pos += n;
     return n;
 }
 
-/* Reads exactly `want` bytes unless the body ends first. */
+/* Reads exactly `want` bytes unless the body ends first, into one bytes
+ * object sized up front: only for sizes up to INPUT_PREALLOC. */
 static PyObject *input_read_sized(input_object *io, apr_size_t want)
 {
     pyh_request *req = io->req;
@@ -161,27 +229,37 @@ static PyObject *input_read_sized(input_object *io, apr_size_t want)
     return shorter;
 }
 
-/* Reads to the end of a body of unknown length (chunked). */
-static PyObject *input_read_all_unknown(input_object *io)
+/* Reads up to `want` bytes (APR_SIZE_MAX: to the end of the body) into a
+ * buffer that grows only as data arrives: a Content-Length or a size
+ * argument is a claim, and 2^63 of it must cost no more than the bytes
+ * the client really sends. */
+static PyObject *input_read_growing(input_object *io, apr_size_t want)
 {
     pyh_request *req = io->req;
-    apr_size_t cap = INPUT_CHUNK + input_buffered(req), have, got;
-    char *buf = PyMem_Malloc(cap), *grown;
+    /* A body of known length past INPUT_PREALLOC starts at that much, as a
+     * read of that size would; one of unknown length (chunked) smaller. */
+    apr_size_t cap = input_buffered(req)
+                     + (io->remaining >= 0 ? INPUT_PREALLOC : INPUT_CHUNK);
+    apr_size_t have, got;
+    char *buf, *grown;
     PyObject *out;
 
-    if (!buf)
+    if (cap > want)
+        cap = want;
+    if (!(buf = PyMem_Malloc(cap ? cap : 1)))
         return PyErr_NoMemory();
     have = input_take(req, buf, cap);
-    while (!req->input_eos) {
-        if (cap - have < INPUT_CHUNK) {
-            cap *= 2;
+    while (have < want && !req->input_eos) {
+        if (have == cap) {
+            cap = cap > want / 2 ? want : cap * 2;
             if (!(grown = PyMem_Realloc(buf, cap))) {
                 PyMem_Free(buf);
                 return PyErr_NoMemory();
             }
             buf = grown;
         }
-        if (input_pull(io, buf + have, cap - have, 1, &got) < 0) {
+        /* fill what is allocated before taking the GIL back */
+        if (input_pull(io, buf + have, cap - have, cap - have, &got) < 0) {
             PyMem_Free(buf);
             return NULL;
         }
@@ -218,15 +296,19 @@ static PyObject *input_read(PyObject *self, PyObject *const *args,
     if (input_check(io) < 0 || input_size_arg(nargs, args, &size) < 0)
         return NULL;
     if (size < 0 && io->remaining < 0)
-        return input_read_all_unknown(io);
+        return input_read_growing(io, APR_SIZE_MAX);
     want = input_buffered(io->req);
     if (io->remaining > 0 && !io->req->input_eos)
-        want += (apr_size_t)io->remaining;
+        want = (apr_uint64_t)io->remaining < (apr_uint64_t)(APR_SIZE_MAX - want)
+                   ? want + (apr_size_t)io->remaining
+                   : APR_SIZE_MAX;
     if (size >= 0 && (io->remaining >= 0 ? (apr_size_t)size < want : 1))
         want = (apr_size_t)size;
     /* An unknown-length body read in sized pieces: a piece at a time. */
-    if (io->remaining < 0 && want > INPUT_CHUNK * 16 && size >= 0)
-        want = INPUT_CHUNK * 16;
+    if (io->remaining < 0 && want > INPUT_PREALLOC && size >= 0)
+        want = INPUT_PREALLOC;
+    if (want > INPUT_PREALLOC)
+        return input_read_growing(io, want);
     return input_read_sized(io, want);
 }
 
@@ -259,7 +341,7 @@ static PyObject *input_readline_impl(input_object *io, Py_ssize_t size)
 
     for (;;) {
         apr_size_t have = input_buffered(req);
-        const char *start = req->ibuf + req->ibuf_pos;
+        const char *start = input_head(req);
         const char *nl;
         apr_size_t limit = size >= 0 && (apr_size_t)size < have ? (apr_size_t)size
                                                                 : have;
@@ -281,7 +363,7 @@ static PyObject *input_readline_impl(input_object *io, Py_ssize_t size)
             return NULL;
         req->ibuf_len += got;
     }
-    line = PyBytes_FromStringAndSize(req->ibuf + req->ibuf_pos, n);
+    line = PyBytes_FromStringAndSize(input_head(req), n);
     if (line)
         req->ibuf_pos += n;
     return line;

@@ -6,6 +6,7 @@
 #include "pyhost.h"
 
 #include "ap_mpm.h"
+#include "http_main.h"
 #include "http_request.h"
 #include "apr_atomic.h"
 #include "apr_strings.h"
@@ -119,12 +120,53 @@ static int interp_import_threading(void)
     return threading ? 0 : -1;
 }
 
+/* ---- protocols ------------------------------------------------------------ */
+
+/* The per-interpreter side of each protocol binding (as NGINX Unit's
+ * Python module has): interp.c reaches WSGI and ASGI only through this
+ * table, so a new binding is one row, not new calls here. init runs when
+ * an interpreter is set up, clear before it ends; both with its GIL. */
+typedef struct {
+    const char *name;
+    int (*interp_init)(pyh_interp *in);
+    void (*interp_clear)(pyh_interp *in);
+} interp_protocol;
+
+static int interp_wsgi_init(pyh_interp *in)
+{
+    return pyh_input_init_type(in) < 0 || pyh_wsgi_init_types(in) < 0 ? -1 : 0;
+}
+
+static const interp_protocol interp_protocols[] = {
+    {"WSGI", interp_wsgi_init, pyh_wsgi_interp_clear},
+    {"ASGI", pyh_asgi_interp_init, pyh_asgi_interp_clear},
+};
+#define INTERP_PROTOCOLS \
+    ((int)(sizeof(interp_protocols) / sizeof(interp_protocols[0])))
+
+static int interp_protocols_init(pyh_interp *in)
+{
+    int i;
+    for (i = 0; i < INTERP_PROTOCOLS; i++)
+        if (interp_protocols[i].interp_init(in) < 0)
+            return -1;
+    return 0;
+}
+
+/* In reverse order of init: a later binding may use an earlier one's. */
+static void interp_protocols_clear(pyh_interp *in)
+{
+    int i;
+    for (i = INTERP_PROTOCOLS - 1; i >= 0; i--)
+        interp_protocols[i].interp_clear(in);
+}
+
 /* Everything an interpreter needs before it can serve; the GIL is held
  * with a thread state of `in` current. */
 static int interp_setup(pyh_interp *in, server_rec *s)
 {
     if (interp_make_constants(in) < 0 || pyh_log_init_type(in) < 0
-        || pyh_input_init_type(in) < 0 || pyh_wsgi_init_types(in) < 0
+        || interp_protocols_init(in) < 0
         || pyh_log_redirect_stdio(in) < 0 || interp_import_threading() < 0) {
         pyh_log_exception(in, NULL, s, "PYH0006: setting up interpreter");
         return -1;
@@ -238,6 +280,12 @@ void pyh_interp_release(pyh_interp *in)
 {
     (void)in;
     PyEval_SaveThread();
+    apr_atomic_dec32(&interp_busy);
+}
+
+void pyh_interp_leave(pyh_interp *in)
+{
+    (void)in;
     apr_atomic_dec32(&interp_busy);
 }
 
@@ -457,21 +505,55 @@ static pyh_script *interp_load(pyh_interp *in, request_rec *r,
     return module ? sc : NULL;
 }
 
+/* An ASGI mount without callable-object=: `application`, as WSGI, else
+ * `app`, the name FastAPI and Starlette use. */
+static const char *interp_asgi_default(pyh_interp *in, pyh_script *sc)
+{
+    PyObject *module, *key, *found = NULL;
+    int rc = -1;
+    PYH_LOCK(&in->lock);
+    module = Py_NewRef(sc->module);
+    PYH_UNLOCK(&in->lock);
+    if ((key = PyUnicode_InternFromString("application"))) {
+        rc = pyh_dict_get_ref(PyModule_GetDict(module), key, &found);
+        Py_DECREF(key);
+    }
+    if (rc < 0)
+        PyErr_Clear();
+    Py_XDECREF(found);
+    Py_DECREF(module);
+    return rc > 0 ? "application" : "app";
+}
+
+/* One error-log entry, for a request or (at startup) for the server. */
+static void interp_log_missing(request_rec *r, server_rec *s, const char *msg)
+{
+    if (r)
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "%s", msg);
+    else
+        ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, "%s", msg);
+}
+
 PyObject *pyh_script_callable(pyh_interp *in, request_rec *r,
                               const char *path, const char *callable,
                               int reloading, int *http_status)
 {
     pyh_script *sc = interp_load(in, r, path, reloading);
     PyObject *app, *module, *name = NULL, *old = NULL;
+    int asgi_default = !callable;
+    server_rec *s = r ? r->server : ap_server_conf;
+    apr_pool_t *p = r ? r->pool : interp_pool;
+    const char *kind = asgi_default ? "ASGI" : "WSGI";
 
     *http_status = HTTP_INTERNAL_SERVER_ERROR;
     if (!sc) {
-        pyh_log_exception(in, r, r->server,
-                          apr_psprintf(r->pool,
-                                       "PYH0011: loading WSGI script '%s'",
-                                       path));
+        pyh_log_exception(in, r, s,
+                          apr_psprintf(p, "PYH0011: loading %s script '%s'",
+                                       kind, path));
         return NULL;
     }
+    if (asgi_default)
+        callable = interp_asgi_default(in, sc);
     /* A reload in another thread may replace sc's fields: take references
      * under in->lock (free-threaded builds; the GIL elsewhere). */
     PYH_LOCK(&in->lock);
@@ -483,7 +565,7 @@ PyObject *pyh_script_callable(pyh_interp *in, request_rec *r,
     if (!name) {
         if (!(name = PyUnicode_InternFromString(callable))) {
             Py_DECREF(module);
-            pyh_log_exception(in, r, r->server, "PYH0008: out of memory");
+            pyh_log_exception(in, r, s, "PYH0008: out of memory");
             return NULL;
         }
         PYH_LOCK(&in->lock);
@@ -498,21 +580,24 @@ PyObject *pyh_script_callable(pyh_interp *in, request_rec *r,
     Py_DECREF(module);
     if (!app) {
         if (PyErr_Occurred())
-            pyh_log_exception(in, r, r->server, "PYH0012: looking up callable");
+            pyh_log_exception(in, r, s, "PYH0012: looking up callable");
+        else if (asgi_default)
+            interp_log_missing(r, s, apr_psprintf(p,
+                "PYH0012: ASGI script '%s' defines neither 'application' "
+                "nor 'app'; name the callable with callable-object=",
+                path));
         else
-            ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
-                          "PYH0012: WSGI script '%s' defines no '%s'; name the "
-                          "callable with WSGICallableObject or "
-                          "callable-object=",
-                          path, callable);
+            interp_log_missing(r, s, apr_psprintf(p,
+                "PYH0012: %s script '%s' defines no '%s'; name the "
+                "callable with WSGICallableObject or callable-object=",
+                kind, path, callable));
         return NULL;
     }
     if (!PyCallable_Check(app)) {
-        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
-                      "PYH0012: '%s' in WSGI script '%s' is a %s, not a "
-                      "callable; name the WSGI callable with "
-                      "WSGICallableObject or callable-object=",
-                      callable, path, Py_TYPE(app)->tp_name);
+        interp_log_missing(r, s, apr_psprintf(p,
+            "PYH0012: '%s' in %s script '%s' is a %s, not a callable; name "
+            "the %s callable with WSGICallableObject or callable-object=",
+            callable, kind, path, Py_TYPE(app)->tp_name, kind));
         Py_DECREF(app);
         return NULL;
     }
@@ -653,7 +738,7 @@ static void interp_end_sub(pyh_interp *in, server_rec *s,
             return;
         }
     }
-    pyh_wsgi_interp_clear(in);
+    interp_protocols_clear(in);
     for (i = 0; i < in->tstates->nelts; i++) {
         t = APR_ARRAY_IDX(in->tstates, i, PyThreadState *);
         PyThreadState_Clear(t);
@@ -702,7 +787,7 @@ static apr_status_t interp_child_exit(void *data)
         if (in->istate)
             interp_end_sub(in, s, main_ts);
     }
-    pyh_wsgi_interp_clear(interp_main);
+    interp_protocols_clear(interp_main);
     if (Py_FinalizeEx() < 0)
         ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s,
                      "PYH0016: errors while finalizing Python at child exit");

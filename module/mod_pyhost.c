@@ -46,7 +46,7 @@ static void pyh_route_set(request_rec *r, const pyh_alias *a, const char *script
     route->path_info = r->uri + len;
     ap_set_module_config(r->request_config, &pyhost_module, route);
     r->filename = (char *)script;
-    r->handler = "wsgi-script";
+    r->handler = a->protocol == PYH_PROTO_ASGI ? "asgi-script" : "wsgi-script";
 }
 
 static int pyh_translate_name(request_rec *r)
@@ -130,6 +130,12 @@ static const pyh_dir_conf pyh_defaults = {
     NULL, NULL, NULL, 1
 };
 
+/* ASGI: no callable name means `application`, else `app` (interp.c);
+ * chunked request bodies are always welcome. */
+static const pyh_dir_conf pyh_asgi_defaults = {
+    "%{GLOBAL}", NULL, "", 0, 1, 1, PYH_HEAD_OFF, 0
+};
+
 static int pyh_handler(request_rec *r)
 {
     const pyh_route *route =
@@ -142,15 +148,20 @@ static int pyh_handler(request_rec *r)
     pyh_interp *in;
     PyObject *app;
     const char *missing;
-    int status;
+    int status, asgi;
 
     if (!r->handler || (strcmp(r->handler, "wsgi-script")
-                        && strcmp(r->handler, "application/x-httpd-wsgi")))
+                        && strcmp(r->handler, "application/x-httpd-wsgi")
+                        && strcmp(r->handler, "asgi-script")))
         return DECLINED;
+    asgi = route && route->alias->protocol == PYH_PROTO_ASGI;
+    if (!asgi && !strcmp(r->handler, "asgi-script"))
+        return DECLINED; /* only ASGIScriptAlias routes to ASGI */
 
     req = apr_pcalloc(r->pool, sizeof(*req));
     req->r = r;
-    pyh_overlay_options(&conf, &pyh_defaults, dconf);
+    pyh_overlay_options(&conf, asgi ? &pyh_asgi_defaults : &pyh_defaults,
+                        dconf);
     if (route)
         pyh_overlay_options(&req->conf, &conf, &route->alias->options);
     else
@@ -182,13 +193,9 @@ static int pyh_handler(request_rec *r)
                       r->filename);
         return HTTP_NOT_FOUND;
     }
-    if (!req->conf.chunked_request
-        && apr_table_get(r->headers_in, "Transfer-Encoding")) {
-        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
-                      "PYH0023: chunked request body refused (411); enable "
-                      "WSGIChunkedRequest On for this location to accept it");
-        return HTTP_LENGTH_REQUIRED;
-    }
+    /* ASGI reads a chunked body to its end; WSGI only when asked to. */
+    if ((status = pyh_input_check(r, asgi || req->conf.chunked_request)) != OK)
+        return status;
     req->app_group = pyh_app_group(r, req->conf.application_group,
                                    req->script_name);
     daemon = pyh_daemon_lookup(r, req->conf.process_group, &missing);
@@ -197,6 +204,22 @@ static int pyh_handler(request_rec *r)
                       "PYH0030: WSGIProcessGroup '%s': no WSGIDaemonProcess "
                       "of that name",
                       missing);
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    if (daemon && asgi) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
+                      "PYH0220: ASGIScriptAlias %s: process group '%s' is a "
+                      "daemon group, and daemon mode does not serve ASGI "
+                      "yet; serve it embedded (WSGIProcessGroup %%{GLOBAL})",
+                      route->alias->location, daemon->name);
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    if (asgi && *req->app_group) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
+                      "PYH0221: ASGIScriptAlias %s: application group '%s': "
+                      "ASGI apps run only in the main interpreter so far "
+                      "(WSGIApplicationGroup %%{GLOBAL})",
+                      route->alias->location, req->app_group);
         return HTTP_INTERNAL_SERVER_ERROR;
     }
     if (daemon) {
@@ -217,6 +240,13 @@ static int pyh_handler(request_rec *r)
     req->interp = in;
     app = pyh_script_callable(in, r, r->filename, req->conf.callable_object,
                               req->conf.script_reloading, &status);
+    if (app && asgi) {
+        /* returns with the GIL released */
+        status = pyh_asgi_handle(in, req, app,
+                                 pyh_asgi_lifespan_mode(r->server, route->alias));
+        pyh_interp_leave(in);
+        return status;
+    }
     if (app) {
         status = pyh_wsgi_handle(in, req, app);
         Py_DECREF(app);
@@ -235,6 +265,36 @@ static int pyh_pre_config(apr_pool_t *pconf, apr_pool_t *plog,
     return OK;
 }
 
+/* An ASGI mount must run embedded in the main interpreter for now: a
+ * daemon group (inline, or WSGIProcessGroup at server level) or a named
+ * application group is refused at startup rather than per request. */
+static const char *pyh_check_asgi_mount(apr_pool_t *p, server_rec *s,
+                                        const pyh_alias *a)
+{
+    const pyh_dir_conf *sd =
+        ap_get_module_config(s->lookup_defaults, &pyhost_module);
+    const char *g = a->options.process_group ? a->options.process_group
+                                             : sd->process_group;
+    const char *ag = a->options.application_group
+                         ? a->options.application_group
+                         : sd->application_group;
+    if (a->protocol != PYH_PROTO_ASGI)
+        return NULL;
+    if (g && *g && strcmp(g, "%{GLOBAL}"))
+        return apr_psprintf(p,
+                            "PYH0220: ASGIScriptAlias %s: process-group=%s: "
+                            "daemon mode does not serve ASGI yet; serve it "
+                            "embedded (process-group=%%{GLOBAL}, the default)",
+                            a->location, g);
+    if (ag && strcmp(ag, "%{GLOBAL}"))
+        return apr_psprintf(p,
+                            "PYH0221: ASGIScriptAlias %s: application-group=%s: "
+                            "ASGI apps run only in the main interpreter so "
+                            "far (application-group=%%{GLOBAL}, the default)",
+                            a->location, ag);
+    return NULL;
+}
+
 /* Process groups named statically (inline process-group=, and
  * WSGIImportScript's) must exist; WSGIProcessGroup in a <Directory> is
  * checked per request. */
@@ -248,6 +308,9 @@ static const char *pyh_check_process_groups(apr_pool_t *p, server_rec *s)
         for (i = 0; i < sc->aliases->nelts; i++) {
             const pyh_alias *a = &APR_ARRAY_IDX(sc->aliases, i, pyh_alias);
             const char *g = a->options.process_group;
+            const char *err = pyh_check_asgi_mount(p, v, a);
+            if (err)
+                return err;
             if (g && g[0] != '%'
                 && !apr_hash_get(pyh_globals.daemons_by_name, g,
                                  APR_HASH_KEY_STRING))
@@ -332,6 +395,8 @@ static void pyh_child_init(apr_pool_t *pchild, server_rec *s)
                      "PYH0004: Python could not start in this child (pid %d); "
                      "its WSGI requests will fail with 500",
                      (int)getpid());
+    else
+        pyh_asgi_child_init(pchild, s);
 }
 
 static void pyh_register_hooks(apr_pool_t *p)

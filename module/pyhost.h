@@ -52,6 +52,20 @@ typedef struct {
     int group_authoritative;
 } pyh_dir_conf;
 
+/* What a mount speaks (pyh_alias.protocol) */
+#define PYH_PROTO_WSGI 0
+#define PYH_PROTO_ASGI 1
+
+/* ASGILifespan / lifespan= values */
+#define PYH_LIFESPAN_AUTO 0
+#define PYH_LIFESPAN_ON 1
+#define PYH_LIFESPAN_OFF 2
+
+/* ASGIEventLoop values */
+#define PYH_LOOP_AUTO 0
+#define PYH_LOOP_ASYNCIO 1
+#define PYH_LOOP_UVLOOP 2
+
 typedef struct {
     const char *location;   /* URL prefix, or the regex source */
     ap_regex_t *regexp;     /* WSGIScriptAliasMatch only */
@@ -59,6 +73,8 @@ typedef struct {
     int is_dir;             /* script is a directory: the URL's next
                                segment names the script in it */
     pyh_dir_conf options;   /* inline options; unset fields inherit */
+    int protocol;           /* PYH_PROTO_WSGI or PYH_PROTO_ASGI */
+    int lifespan;           /* ASGI: lifespan=, PYH_UNSET: ASGILifespan */
 } pyh_alias;
 
 typedef struct {
@@ -70,6 +86,7 @@ typedef struct {
 typedef struct {
     apr_array_header_t *aliases; /* pyh_alias */
     int index;                   /* position in the server list, for relay */
+    int asgi_lifespan;           /* ASGILifespan; PYH_UNSET: auto */
 } pyh_server_conf;
 
 /* A WSGIDaemonProcess group. Parsed in config.c; run by daemon.c. */
@@ -112,6 +129,7 @@ typedef struct {
                                  their own GIL (PEP 684, 3.12+) */
     int free_threading;       /* WSGIFreeThreading: start a free-threaded
                                  build with the GIL off (PEP 703) */
+    int asgi_event_loop;      /* ASGIEventLoop: PYH_LOOP_* */
 } pyh_globals_t;
 
 extern pyh_globals_t pyh_globals;
@@ -206,8 +224,11 @@ int pyh_python_ready(void);
  * creating it on first use, or NULL (logged) on failure. */
 pyh_interp *pyh_interp_acquire(const char *group, server_rec *s);
 void pyh_interp_release(pyh_interp *in);
+/* pyh_interp_release for a thread that has already released the GIL. */
+void pyh_interp_leave(pyh_interp *in);
 /* Returns a new reference to the WSGI callable, loading or reloading
- * the script as needed; NULL with nothing raised means "logged, 500". */
+ * the script as needed; NULL with nothing raised means "logged, 500".
+ * callable NULL: an ASGI mount's default, `application`, else `app`. */
 PyObject *pyh_script_callable(pyh_interp *in, request_rec *r,
                               const char *path, const char *callable,
                               int reloading, int *http_status);
@@ -247,7 +268,8 @@ typedef struct pyh_request {
     char *ibuf;                     /* read-ahead for readline */
     apr_size_t ibuf_cap, ibuf_pos, ibuf_len;
     int input_eos;
-    int input_status;               /* HTTP status of a body read error */
+    int input_status;               /* HTTP status of a body read error;
+                                     * AP_FILTER_ERROR: Apache answered */
     /* Python objects handed to the app, detached at request end: the
      * request object (start_response's self, owned) and the wsgi.input
      * and wsgi.errors it holds (borrowed from it) */
@@ -284,10 +306,29 @@ PyObject *pyh_input_new(pyh_interp *in);
 void pyh_input_attach(PyObject *input, pyh_request *req);
 void pyh_input_detach(PyObject *input);
 
+/* OK, or the HTTP status (501, 411, 413) that refuses r's body framing
+ * before the app runs; chunked_ok: WSGIChunkedRequest On. */
+int pyh_input_check(request_rec *r, int chunked_ok);
 /* Reads at most `want` body bytes through r's input filters into dest,
  * without the GIL; *got == 0 with req->input_eos set is the end. */
 apr_status_t pyh_input_fill(pyh_request *req, char *dest, apr_size_t want,
                             apr_size_t *got);
+
+/* ---- ASGI (asgi.c) --------------------------------------------------------- */
+
+/* The protocol table's row (interp.c): the loop starts on first need;
+ * clear runs lifespan shutdown and ends the interpreter's loop thread. */
+int pyh_asgi_interp_init(pyh_interp *in);
+void pyh_asgi_interp_clear(pyh_interp *in);
+/* Lifespan startup of the mounts known before any request. */
+void pyh_asgi_child_init(apr_pool_t *pchild, server_rec *s);
+/* The effective lifespan mode (PYH_LIFESPAN_*) of ASGI mount a. */
+int pyh_asgi_lifespan_mode(server_rec *s, const pyh_alias *a);
+/* Runs an ASGI request: called with in's GIL held and a reference to app,
+ * which it consumes; returns with the GIL released (the worker does the
+ * request's I/O without it). */
+int pyh_asgi_handle(pyh_interp *in, pyh_request *req, PyObject *app,
+                    int lifespan);
 
 /* ---- daemon mode (daemon.c, relay.c) --------------------------------------- */
 

@@ -392,6 +392,7 @@ typedef struct {
     char *bodybuf;              /* for R answers: one per request */
     apr_off_t pending;          /* bytes in bb not passed on yet */
     int done, status;           /* the response is over: the handler's status */
+    int answered;               /* Apache refused the body and answered */
 } relay_resp;
 
 static void relay_resp_init(relay_resp *rs, request_rec *r, pyh_request *req,
@@ -437,7 +438,8 @@ static apr_status_t relay_big_data(relay_resp *rs, uint32_t len)
 {
     char *data = apr_bucket_alloc(len, rs->ba);
     apr_status_t rv = rc_read(rs->rc, data, len, rs->io_timeout);
-    if (rv != APR_SUCCESS) {
+    /* HEAD after the headers went out: read, then dropped (relay_frame). */
+    if (rv != APR_SUCCESS || (rs->r->header_only && rs->r->sent_bodyct)) {
         apr_bucket_free(data);
         return rv;
     }
@@ -468,6 +470,7 @@ static apr_status_t relay_send_body(relay_resp *rs, const char *payload,
     if (rv != APR_SUCCESS) {
         int32_t code = rv;
         rs->req->input_eos = 1;
+        rs->answered = rv == AP_FILTER_ERROR;
         return rc_frame(rs->rc, PYH_F_BODY_ERROR, &code, sizeof(code),
                         rs->io_timeout);
     }
@@ -493,10 +496,23 @@ static apr_status_t relay_done(relay_resp *rs, int status)
     return APR_SUCCESS;
 }
 
+/* After Apache's HTTP_IN filter refused the body (a bad chunk, a chunked
+ * body over LimitRequestBody) and sent the client its error response, the
+ * daemon's answer is read to its end, so the connection stays in step,
+ * and dropped: it would trail that error page. */
+static apr_status_t relay_drop(relay_resp *rs, int type)
+{
+    if (type == PYH_F_END || type == PYH_F_ABORT || type == PYH_F_STATUS)
+        return relay_done(rs, AP_FILTER_ERROR);
+    return APR_SUCCESS;
+}
+
 /* Acts on one frame whose payload has been read. */
 static apr_status_t relay_frame(relay_resp *rs, int type, char *payload,
                                 uint32_t len)
 {
+    if (rs->answered && type != PYH_F_READ)
+        return relay_drop(rs, type);
     switch (type) {
     case PYH_F_READ:
         return relay_send_body(rs, payload, len);
@@ -508,7 +524,9 @@ static apr_status_t relay_frame(relay_resp *rs, int type, char *payload,
     case PYH_F_DATA:
         if (!rs->headers)
             return APR_EGENERAL;
-        if (len) {
+        /* HEAD: body after the headers went out is dropped here, as
+         * wsgi_send does in embedded mode (mod_http2 would send it). */
+        if (len && !(rs->r->header_only && rs->r->sent_bodyct)) {
             apr_brigade_write(rs->bb, NULL, NULL, payload, len);
             rs->pending += len;
         }
@@ -602,7 +620,7 @@ static int relay_response(request_rec *r, pyh_request *req, pyh_daemon *d,
             return OK;
         }
         rs.frames++;
-        if (type == PYH_F_DATA && len > 8192 && rs.headers)
+        if (type == PYH_F_DATA && len > 8192 && rs.headers && !rs.answered)
             rv = relay_big_data(&rs, len);
         else if ((rv = relay_read_payload(&rs, len, &payload)) == APR_SUCCESS)
             rv = relay_frame(&rs, type, payload, len);
@@ -1244,5 +1262,10 @@ int pyh_relay_serve(pyh_dconn *dc)
         return -1;
     relay_request_rec(&ctx, &fx, req, &q);
     relay_finish(&ctx, relay_run_app(req));
+    /* Now, not at this thread's next request: what the request's pool
+     * holds must not outlive it (a wsgi.file_wrapper bucket's own
+     * descriptor would keep the file open, deleted or not, while the
+     * thread waits). */
+    apr_pool_clear(relay_pool);
     return dc->broken ? -1 : 0;
 }

@@ -11,6 +11,7 @@
 #include "apr_buckets.h"
 #include "apr_strings.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
 
 /* ---- the request object: start_response and write ----------------------
@@ -618,6 +619,13 @@ static int wsgi_pass(pyh_request *req)
 {
     request_rec *r = req->r;
     apr_status_t rv;
+    /* Apache's HTTP_IN filter refused the body and has sent the client its
+     * error response: whatever the app answers would trail that page. */
+    if (req->input_status == AP_FILTER_ERROR) {
+        apr_brigade_cleanup(req->obb);
+        req->client_gone = 1;
+        return 1;
+    }
     req->passed = 1;
     Py_BEGIN_ALLOW_THREADS
     rv = ap_pass_brigade(r->output_filters, req->obb);
@@ -653,11 +661,15 @@ static int wsgi_send(pyh_request *req, const char *data, apr_size_t len,
     if (req->content_length >= 0
         && (apr_off_t)len > req->content_length - req->body_sent)
         len = (apr_size_t)(req->content_length - req->body_sent);
-    if (len) {
+    /* HEAD: once the headers are out (sent_bodyct), body can only be
+     * eaten; HTTP/1.1's header filter does, mod_http2 only in the brigade
+     * that carried the headers and sends the rest as DATA frames, which
+     * clients reject (PROTOCOL_ERROR). Before that it is kept, so that
+     * Apache can still count it for Content-Length as for GET. */
+    if (len && !(req->r->header_only && req->r->sent_bodyct))
         APR_BRIGADE_INSERT_TAIL(req->obb,
                                 apr_bucket_transient_create(data, len, ba));
-        req->body_sent += len;
-    }
+    req->body_sent += len;
     if (!flush)
         return 0;
     APR_BRIGADE_INSERT_TAIL(req->obb, apr_bucket_flush_create(ba));
@@ -757,6 +769,40 @@ static long long wsgi_call_offset(PyObject *filelike, PyObject *name)
     return v < 0 ? -1 : v;
 }
 
+/* A descriptor of the app's file that Apache owns: a dup made in the
+ * request pool with APR's own file cleanup, which follows the file bucket
+ * when a filter sets it aside into a longer-lived pool. The bucket must
+ * not use the app's descriptor: the app closes it (close(), or the file
+ * object's finalizer) as soon as the handler returns, and not every reader
+ * has read the bucket by then. mod_http2 reads it later, on its own
+ * thread, whatever FLUSH was sent; with the app's descriptor it found it
+ * closed (EBADF: cut responses), or worse, reused for another request's
+ * file or socket. Close-on-exec is set again as on every descriptor
+ * Python makes (PEP 446): dup() clears it. */
+static apr_status_t wsgi_own_file(request_rec *r, apr_os_file_t fd,
+                                  apr_int32_t flags, apr_file_t **own)
+{
+    apr_file_t *app_file = NULL;
+    apr_os_file_t dup_fd;
+    apr_status_t rv;
+
+    *own = NULL;
+    /* A view of the app's descriptor, only to dup it; no cleanup (it is
+     * not ours to close). */
+    if ((rv = apr_os_file_put(&app_file, &fd, flags, r->pool)) != APR_SUCCESS)
+        return rv;
+    if ((rv = apr_file_dup(own, app_file, r->pool)) != APR_SUCCESS)
+        return rv;
+    if ((rv = apr_os_file_get(&dup_fd, *own)) == APR_SUCCESS
+        && fcntl(dup_fd, F_SETFD, FD_CLOEXEC) < 0)
+        rv = APR_FROM_OS_ERROR(errno);
+    if (rv != APR_SUCCESS) {
+        apr_file_close(*own);
+        *own = NULL;
+    }
+    return rv;
+}
+
 /* Sends a wsgi.file_wrapper of a regular file as a file bucket, from the
  * file's current position. 2: not a plain file, iterate it instead. */
 static int wsgi_send_file(pyh_request *req, file_wrapper_object *fw)
@@ -767,7 +813,9 @@ static int wsgi_send_file(pyh_request *req, file_wrapper_object *fw)
     apr_os_file_t fd;
     apr_off_t pos, length;
     apr_int32_t flags = APR_FOPEN_READ;
+    apr_status_t rv;
     struct stat st;
+    char err[120];
 
     if (!fw->filelike || !req->started)
         return 2;
@@ -783,6 +831,17 @@ static int wsgi_send_file(pyh_request *req, file_wrapper_object *fw)
     length = st.st_size > pos ? st.st_size - pos : 0;
     if (req->content_length >= 0 && length > req->content_length - req->body_sent)
         length = req->content_length - req->body_sent;
+    if (core && core->enable_sendfile == ENABLE_SENDFILE_ON)
+        flags |= APR_FOPEN_SENDFILE_ENABLED;
+    /* Before anything is committed, so that a failure (EMFILE) is a 500
+     * with one log entry, not a cut response. */
+    if (length && (rv = wsgi_own_file(r, fd, flags, &af)) != APR_SUCCESS) {
+        PyErr_Format(PyExc_OSError,
+                     "could not duplicate the descriptor of the "
+                     "wsgi.file_wrapper's file for Apache: %s",
+                     apr_strerror(rv, err, sizeof(err)));
+        return -1;
+    }
     if (!req->headers_sent && req->content_length < 0) {
         req->content_length = length; /* the whole body is this file */
         ap_set_content_length(r, length);
@@ -793,20 +852,11 @@ static int wsgi_send_file(pyh_request *req, file_wrapper_object *fw)
         wsgi_commit_headers(req);
     if (req->override_status)
         return 0;
-    if (core && core->enable_sendfile == ENABLE_SENDFILE_ON)
-        flags |= APR_FOPEN_SENDFILE_ENABLED;
-    if (apr_os_file_put(&af, &fd, flags, r->pool) != APR_SUCCESS) {
-        PyErr_SetString(PyExc_OSError, "could not wrap the file for Apache");
-        return -1;
-    }
-    apr_brigade_insert_file(req->obb, af, pos, length, r->pool);
+    /* HEAD after write() sent the headers: no body (see wsgi_send). */
+    if (!(r->header_only && r->sent_bodyct))
+        apr_brigade_insert_file(req->obb, af, pos, length, r->pool);
     req->body_sent += length;
-    /* The flush makes Apache finish with the descriptor before the app's
-     * close() can close it. */
-    APR_BRIGADE_INSERT_TAIL(req->obb,
-                            apr_bucket_flush_create(r->connection->bucket_alloc));
-    if (wsgi_pass(req))
-        return 1;
+    /* One pass: the file, a FLUSH when it is large (wsgi_finish), EOS. */
     return wsgi_finish(req);
 }
 

@@ -16,6 +16,10 @@ python="/usr/bin/${PYHOST_PY:-python3.11}"
 ensure_venv dev-env "$venv" "$python"
 
 "$venv/bin/python" -m pip install --quiet --upgrade pip
+# The distribution was called "pyhost" before it became mod-pyhost (that name
+# on PyPI is somebody else's); a venv holding the old one would keep two
+# distributions owning the same files.
+"$venv/bin/python" -m pip uninstall --quiet --yes pyhost 2>/dev/null || true
 # No wheel cache: a cached build of mod_pyhost may be linked to another
 # Python's libpython.
 "$venv/bin/python" -m pip install --no-cache-dir "$repo[test]"

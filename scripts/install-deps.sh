@@ -3,8 +3,10 @@
 # Idempotent: does nothing (not even apt-get update) when all are installed.
 # Callers: .ci/run and docker/Dockerfile.
 #   --test     also what only the test suite needs (tests/test_docker.py runs
-#              its own dockerd and builds the base image with debootstrap); CI
-#              and the README's test command pass it, the Dockerfile does not.
+#              its own dockerd and builds the base image with debootstrap;
+#              tests/test_http2.py drives mod_http2 with nghttp2-client's
+#              h2load, and curl, openssl); CI and the README's test command
+#              pass it, the Dockerfile does not.
 #   --runtime  only what a venv built elsewhere needs to serve: the Dockerfile's
 #              final stage, which copies the venv from its build stage.
 #   --matrix   also what scripts/matrix.sh needs: patchelf (scripts/host-pythons.sh),
@@ -16,7 +18,7 @@ py="${PYHOST_PY:-python3.11}"
 packages=(apache2 apache2-dev "$py-dev" "$py-venv" curl wrk build-essential)
 for opt in "$@"; do
     case "$opt" in
-        --test) packages+=(docker.io docker-compose debootstrap libapache2-mod-wsgi-py3) ;;
+        --test) packages+=(docker.io docker-compose debootstrap nghttp2-client openssl libapache2-mod-wsgi-py3) ;;
         --matrix) packages+=(patchelf debootstrap xz-utils pkg-config libssl-dev zlib1g-dev
                              libffi-dev libbz2-dev liblzma-dev libsqlite3-dev libreadline-dev
                              libexpat1-dev uuid-dev libgdbm-dev libncurses-dev) ;;

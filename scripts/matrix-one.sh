@@ -26,6 +26,7 @@ version="$("$venv/bin/python" -c 'import sys, sysconfig; print(sys.version.split
 
 log="$venv/matrix-build.log"
 if ! { "$venv/bin/python" -m pip install --quiet --upgrade pip \
+       && { "$venv/bin/python" -m pip uninstall --quiet --yes pyhost || true; } \
        && "$venv/bin/python" -m pip install --no-cache-dir "$repo[test]"; } >"$log" 2>&1; then
     tail -n 40 "$log" >&2
     echo "matrix $label: building or installing pyhost with $python failed" >&2

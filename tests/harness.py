@@ -842,3 +842,45 @@ def prepare_scenario_state(ws):
 def scenario_server(ws, mpm):
     prepare_scenario_state(ws)
     return Apache(ws, "scenarios-" + mpm, mpm=mpm, extra=SCENARIO_CONF, ports=2)
+
+
+# ---- TLS and HTTP/2 (tests/test_http2.py) ------------------------------------
+
+def tls_certificate(ws, name="localhost"):
+    """A self-signed certificate and key made with `openssl req` into the
+    workspace (once per workspace): (cert_path, key_path), world-readable so
+    that a config test or a child could read them too."""
+    cert = os.path.join(ws.root, "tls-%s.crt" % name)
+    key = os.path.join(ws.root, "tls-%s.key" % name)
+    if not (os.path.exists(cert) and os.path.exists(key)):
+        subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+             "-subj", "/CN=%s" % name, "-addext", "subjectAltName=DNS:%s,IP:127.0.0.1" % name,
+             "-keyout", key, "-out", cert],
+            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=60)
+        for p in (cert, key):
+            os.chmod(p, 0o644)
+    return cert, key
+
+
+def http2_conf(cert, key, tls_port="@PORT1@"):
+    """Config text that loads mod_ssl and mod_http2, offers h2c (cleartext,
+    upgrade or prior knowledge) on every port and h2 over TLS on tls_port,
+    whose <VirtualHost> serves the same URL space (it inherits the server's
+    mounts). Port 0 stays plain HTTP/1.1-capable, so wait_ready still works."""
+    moddir = apache_modules_dir()
+    loads = "\n".join(
+        "<IfModule !{0}_module>\n    LoadModule {0}_module {1}/mod_{0}.so\n</IfModule>"
+        .format(m, moddir) for m in ("socache_shmcb", "ssl", "http2"))
+    return """\
+{loads}
+SSLSessionCache none
+Protocols h2c http/1.1
+H2Direct on
+<VirtualHost 127.0.0.1:{port}>
+    SSLEngine on
+    SSLCertificateFile {cert}
+    SSLCertificateKeyFile {key}
+    Protocols h2 http/1.1
+</VirtualHost>
+""".format(loads=loads, port=tls_port, cert=cert, key=key)

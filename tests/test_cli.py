@@ -33,7 +33,7 @@ def test_check_passes_on_this_machine(workspace):
     p = pyhost("check", os.path.join(workspace.apps, "env.wsgi"))
     assert p.returncode == 0, p.stdout + p.stderr
     topics = [line.split()[0] for line in p.stdout.splitlines()]
-    assert topics == ["apache", "mpm", "module", "python", "readable"], p.stdout
+    assert topics == ["apache", "mpm", "module", "python", "readable", "app"], p.stdout
     assert all(line.split()[1] == "ok" for line in p.stdout.splitlines()), p.stdout
 
 
@@ -55,7 +55,22 @@ def test_check_reports_unreadable_app_directory(workspace, token):
 def test_check_reports_a_missing_script(workspace):
     p = pyhost("check", os.path.join(workspace.root, "no-such-app.wsgi"))
     assert p.returncode == 1
-    assert any(l.startswith("app") and "does not exist" in l for l in p.stdout.splitlines()), p.stdout
+    assert "no-such-app.wsgi is not a file" in p.stderr, p.stdout + p.stderr
+
+
+def test_check_loads_a_module_callable_as_the_children(workspace):
+    # module:callable from the current directory, imported as www-data.
+    cwd = os.path.join(workspace.apps, "serve_bad")
+    p = subprocess.run([PYHOST, "check", "other_name:app"], cwd=cwd, capture_output=True,
+                       text=True, timeout=60)
+    assert p.returncode == 0, p.stdout + p.stderr
+    app = [l for l in p.stdout.splitlines() if l.startswith("app")]
+    assert app and " ok " in app[0] and "`app` is callable" in app[0], p.stdout
+    p = subprocess.run([PYHOST, "check", "import_error:application"], cwd=cwd,
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 1, p.stdout
+    assert "ModuleNotFoundError: No module named 'no_such_module_for_pyhost_tests'" in p.stderr
+    assert any(l.startswith("app") and "FAIL" in l for l in p.stdout.splitlines()), p.stdout
 
 
 def fake_debian_layout(root):

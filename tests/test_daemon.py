@@ -742,7 +742,7 @@ def test_daemon_python_home_of_another_version(short_server, workspace):
         short_server, "dhome399", "python-home=%s" % home) == (
         "PYH0002: WSGIDaemonProcess grp python-home '%s' is Python 3.99 but "
         "mod_pyhost was built for Python %s; rebuild pyhost with that Python "
-        "(pip install pyhost) or point python-home= at a Python %s prefix or "
+        "(pip install mod-pyhost) or point python-home= at a Python %s prefix or "
         "venv" % (home, LIBV, LIBV))
 
 

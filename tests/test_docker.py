@@ -437,6 +437,52 @@ def test_image_serves_as_non_root_and_stops_promptly(dockerd, image):
         dockerd.docker("rm", "-f", name, check=False)
 
 
+def test_docker_stop_lets_a_request_in_flight_finish(dockerd, image, workspace):
+    # docker stop (and a Kubernetes rolling update) is a SIGTERM to PID 1:
+    # pyhost serve turns it into Apache's graceful stop, so a request in
+    # flight completes instead of being cut.
+    port, token = harness.free_port(), os.urandom(6).hex()
+    cmd = json.loads(dockerd.docker("image", "inspect", "-f", "{{json .Config.Cmd}}", image).text)
+    cmd = _listen_on(cmd, port)
+    cmd[-1] = os.path.join(workspace.apps, "slow_serve.py")
+    name = "pyhost-test-stop-%d" % os.getpid()
+    dockerd.docker("run", "-d", "--name", name, "--network", "host",
+                   "-v", "%s:%s:ro" % (workspace.apps, workspace.apps),
+                   "-v", "%s:%s" % (workspace.state, workspace.state), image, *cmd)
+    try:
+        try:
+            wait_http(port, timeout=60, path="/?token=" + token, want=b"slept 0.0\n")
+        except AssertionError as e:
+            raise AssertionError("%s\n%s" % (e, dockerd.docker("logs", name, check=False).text))
+        os.unlink(os.path.join(workspace.state, "started-" + token))
+        result = {}
+
+        def fetch():
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            try:
+                conn.request("GET", "/?sleep=2&token=" + token)
+                r = conn.getresponse()
+                result["status"], result["body"] = r.status, r.read()
+            except Exception as e:
+                result["error"] = repr(e)
+            finally:
+                conn.close()
+
+        t = threading.Thread(target=fetch, daemon=True)
+        t.start()
+        assert harness.wait_for(
+            lambda: os.path.exists(os.path.join(workspace.state, "started-" + token)), timeout=15)
+        dockerd.docker("stop", "-t", "20", name)
+        t.join(20)
+        logs = dockerd.docker("logs", name, check=False).text
+        state = json.loads(dockerd.docker("inspect", "-f", "{{json .State}}", name).text)
+        assert result == {"status": 200, "body": b"slept 2.0\n"}, (result, logs)
+        assert state["ExitCode"] == 0, (state, logs)
+        assert "stopping gracefully: 1 request in flight" in logs, logs
+    finally:
+        dockerd.docker("rm", "-f", name, check=False)
+
+
 def test_dev_service_serves_bind_mounted_app_and_reloads_it(stack):
     port = stack.ports["dev"]
     try:

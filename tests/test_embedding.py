@@ -148,7 +148,7 @@ def test_home_of_another_python_version(short_server, workspace):
     home = _fake_home(workspace, "home-399", version="3.99")
     assert _startup_error(short_server, "home399", home) == (
         "PYH0002: WSGIPythonHome '%s' is Python 3.99 but mod_pyhost was built "
-        "for Python %s; rebuild pyhost with that Python (pip install pyhost) "
+        "for Python %s; rebuild pyhost with that Python (pip install mod-pyhost) "
         "or point WSGIPythonHome at a Python %s prefix or venv"
         % (home, LIBV, LIBV))
 
@@ -158,7 +158,7 @@ def test_venv_of_another_python_version(short_server, workspace):
     assert _startup_error(short_server, "venv399", home) == (
         "PYH0002: WSGIPythonHome '%s' is a Python 3.99.1 venv but mod_pyhost "
         "was built for Python %s; rebuild pyhost inside that venv (pip install "
-        "pyhost) or use a Python %s venv" % (home, THIS, THIS))
+        "mod-pyhost) or use a Python %s venv" % (home, THIS, THIS))
 
 
 def test_home_that_is_not_a_python(short_server, workspace):

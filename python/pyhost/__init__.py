@@ -22,7 +22,7 @@ def module_location():
     found = sorted(glob.glob(os.path.join(here, "mod_pyhost*.so")))
     if not found:
         raise ModuleNotBuilt(
-            "mod_pyhost*.so is not in %s: reinstall pyhost with "
+            "mod_pyhost*.so is not in %s: reinstall mod-pyhost with "
             "`pip install --no-cache-dir .` from a checkout, with apxs "
             "(apache2-dev / httpd-devel) installed" % here
         )

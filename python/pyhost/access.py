@@ -75,9 +75,10 @@ def _describe(st):
     )
 
 
-def blocking_component(path, who):
+def blocking_component(path, who, list_dir=True):
     """(component, reason) that keeps `who` from reading `path` (a file it must
-    read, or a directory it must list), or None if nothing does."""
+    read, or a directory it must list, or with list_dir=False only pass
+    through), or None if nothing does."""
     path = os.path.realpath(path)
     parts = path.split(os.sep)
     for i in range(1, len(parts) + 1):
@@ -90,7 +91,7 @@ def blocking_component(path, who):
         if not last:
             need = X
         elif stat.S_ISDIR(st.st_mode):
-            need = R | X
+            need = R | X if list_dir else X
         else:
             need = R
         if not _allows(st, who, need):
@@ -98,9 +99,25 @@ def blocking_component(path, who):
     return None
 
 
+def blocking_write(path, who):
+    """(component, reason) that keeps `who` from writing `path` (an existing
+    file, or a directory to create files in), or None if nothing does."""
+    blocked = blocking_component(os.path.dirname(os.path.realpath(path)) or os.sep, who,
+                                 list_dir=False)
+    if blocked:
+        return blocked
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        return path, "missing (%s)" % e.strerror
+    if not _allows(st, who, W | X if stat.S_ISDIR(st.st_mode) else W):
+        return path, _describe(st)
+    return None
+
+
 PYTHON_FIX = (
     "use a Python and venv outside {blocker}, e.g. `/usr/bin/python3 -m venv /opt/venv`, "
-    "install pyhost there and run that venv's pyhost"
+    "install mod-pyhost there and run that venv's pyhost"
 )
 
 

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 
-from . import ModuleNotBuilt, access, apache, module_location
+from . import ModuleNotBuilt, access, apache, module_location, preflight
 
 
 @dataclass
@@ -107,20 +107,20 @@ def check_python(module_path):
     try:
         from . import _buildinfo
     except ImportError:
-        return [Line("python", False, "no build information next to the module: reinstall pyhost "
-                     "(`pip install --no-cache-dir pyhost`) with this Python")]
+        return [Line("python", False, "no build information next to the module: reinstall mod-pyhost "
+                     "(`pip install --no-cache-dir mod-pyhost`) with this Python")]
     venv = " in venv %s" % sys.prefix if sys.prefix != sys.base_prefix else ""
     if _buildinfo.PYTHON_VERSION != running:
-        return [Line("python", False, "module built for Python %s, this is Python %s%s: reinstall pyhost "
-                     "with this Python (`%s -m pip install --no-cache-dir --force-reinstall pyhost`)"
+        return [Line("python", False, "module built for Python %s, this is Python %s%s: reinstall mod-pyhost "
+                     "with this Python (`%s -m pip install --no-cache-dir --force-reinstall mod-pyhost`)"
                      % (_buildinfo.PYTHON_VERSION, running, venv, sys.executable))]
     if os.path.realpath(_buildinfo.PYTHON_HOME) != os.path.realpath(sys.base_prefix):
         return [Line("python", False, "module built against the Python at %s, this venv's Python is at %s: "
-                     "reinstall pyhost in this venv with --no-cache-dir so it links the right libpython"
+                     "reinstall mod-pyhost in this venv with --no-cache-dir so it links the right libpython"
                      % (_buildinfo.PYTHON_HOME, sys.base_prefix))]
     libver = module_path and linked_libpython(module_path)
     if libver and ("python%s" % running) not in libver[0]:
-        return [Line("python", False, "module links %s but this is Python %s: reinstall pyhost with "
+        return [Line("python", False, "module links %s but this is Python %s: reinstall mod-pyhost with "
                      "--no-cache-dir" % (libver[0], running))]
     return [Line("python", True, "Python %s at %s%s, as the module was built for"
                  % (running, sys.base_prefix, venv))]
@@ -178,18 +178,34 @@ def check_readable(who, script):
     return [Line("readable", True, "%s can read %sthe venv and the Python install" % (who.user, what))]
 
 
-def run(who, script=None, out=sys.stdout):
-    """Print the check's lines; True if nothing failed."""
+def check_app(target, user, group):
+    """Loads the app as Apache's children would (their user and sys.path);
+    the traceback, if any, is printed by the loader."""
+    if preflight.load_as_children(target, user, group) is None:
+        return [Line("app", False, "%s does not load as %s (see above); `pyhost serve` would "
+                     "refuse to start it" % (target.description, user or "this user"))]
+    return [Line("app", True, "%s loads as %s; `%s` is callable"
+                 % (target.description, user or "this user", target.callable))]
+
+
+def run(who, target=None, user=None, group=None, out=sys.stdout):
+    """Print the check's lines; True if nothing failed. target: a
+    targets.Target to check too."""
     lines, httpd = check_apache()
     lines += check_mpm(httpd)
     module_lines, module_path = check_module()
     lines += module_lines
     lines += check_python(module_path)
     lines += check_mod_wsgi()
-    if script and not os.path.exists(script):
-        lines.append(Line("app", False, "%s does not exist: give the path of your WSGI script" % script))
-        script = None
-    lines += check_readable(who, script)
+    readable = []
+    for path in (target.source_files if target else [None]):
+        readable += [l for l in check_readable(who, path) if not l.ok or not readable]
+    lines += readable
     for line in lines:
         out.write("%s\n" % line)
+    if target and all(line.ok for line in readable):
+        out.flush()  # the loader's traceback, if any, comes after these lines
+        app = check_app(target, user, group)
+        out.write("%s\n" % app[0])
+        lines += app
     return all(line.ok for line in lines)

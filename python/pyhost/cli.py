@@ -2,9 +2,13 @@
 it, check an installation, and serve a WSGI script with a private Apache."""
 
 import argparse
+import dataclasses
 import grp
+import json
 import os
 import pwd
+import re
+import shlex
 import shutil
 import signal
 import socket
@@ -13,8 +17,8 @@ import sys
 import tempfile
 import time
 
-from . import (__version__, access, apache, checks, install, module_location, ModuleNotBuilt,
-               reloader, serverconf, targets)
+from . import (__version__, access, apache, checks, djangosite, install, logpipes, module_location,
+               ModuleNotBuilt, preflight, reloader, serverconf, targets)
 
 STARTUP_TIMEOUT = 30.0  # seconds for httpd to start listening
 SHUTDOWN_TIMEOUT = 20.0  # seconds for httpd to stop after SIGTERM
@@ -36,6 +40,21 @@ def cmd_module_config(args):
     return 0
 
 
+def identity_problem(args):
+    """One line for a --user/--group that does not exist, or None."""
+    if args.user:
+        try:
+            pwd.getpwnam(args.user)
+        except KeyError:
+            return "--user %s: no such user on this machine" % args.user
+    if args.group:
+        try:
+            grp.getgrnam(args.group)
+        except KeyError:
+            return "--group %s: no such group on this machine" % args.group
+    return None
+
+
 def child_identity(args):
     """(Identity, user, group) of Apache's children. user/group are None when
     we are not root: httpd then ignores User/Group and children keep our uid."""
@@ -47,11 +66,17 @@ def child_identity(args):
 
 
 def cmd_check(args):
-    try:
-        who, _, _ = child_identity(args)
-    except KeyError as e:
-        return error("unknown user or group %s: pass an existing --user/--group" % e, 1)
-    return 0 if checks.run(who, args.script) else 1
+    problem = identity_problem(args)
+    if problem:
+        return error(problem, 1)
+    who, user, group = child_identity(args)
+    target = None
+    if args.script:
+        try:
+            target = targets.resolve(args.script)
+        except targets.TargetError as e:
+            return error(str(e), 1)
+    return 0 if checks.run(who, target, user, group) else 1
 
 
 def cmd_install_module(args):
@@ -111,43 +136,109 @@ def _die_with_parent():
         pass
 
 
-def run_httpd(httpd, conf, server_root, host, port, urls, watcher=None):
+def open_connections(port):
+    """Server-side TCP connections on `port` still open (not listening, not
+    in TIME_WAIT), from /proc/net/tcp and tcp6. During a graceful stop Apache
+    has closed its idle keep-alive connections, so these are the requests
+    still in flight."""
+    wanted = "%04X" % port
+    count = 0
+    for name in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(name) as f:
+                rows = f.read().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            if len(fields) > 3 and fields[1].rsplit(":", 1)[1] == wanted \
+                    and fields[3] not in ("0A", "06"):
+                count += 1
+    return count
+
+
+class Stopper:
+    """The stop sequence: the first SIGINT/SIGTERM asks httpd for a graceful
+    stop (SIGWINCH: listeners close, requests in flight finish, up to
+    GracefulShutdownTimeout); a second one, or the timeout passing, asks for an
+    immediate stop (SIGTERM); httpd's whole process group is killed if it is
+    still there SHUTDOWN_TIMEOUT later."""
+
+    def __init__(self, proc, port, graceful_timeout):
+        self.proc, self.port, self.graceful_timeout = proc, port, graceful_timeout
+        self.graceful_at = self.immediate_at = None
+        # Before httpd listens there is nothing in flight, and it may not
+        # have its SIGWINCH handler yet (the default action ignores it).
+        self.serving = False
+
+    def requested(self):
+        return self.graceful_at is not None
+
+    def on_signal(self, signum=None, frame=None):
+        if self.proc.poll() is not None:
+            return
+        if self.graceful_at is None and self.graceful_timeout > 0 and self.serving:
+            self.graceful_at = time.monotonic()
+            n = open_connections(self.port) if self.port else 0
+            print("pyhost: stopping gracefully: %d request%s in flight, waiting up to %gs "
+                  "(Ctrl-C again to stop now)" % (n, "" if n == 1 else "s", self.graceful_timeout),
+                  flush=True)
+            os.kill(self.proc.pid, signal.SIGWINCH)
+        elif self.immediate_at is None:
+            self.graceful_at = self.graceful_at or time.monotonic()
+            self.immediate_at = time.monotonic()
+            os.kill(self.proc.pid, signal.SIGTERM)
+            print("pyhost: stopping now", flush=True)
+
+    def tick(self):
+        """Called while httpd runs after a stop was asked for."""
+        now = time.monotonic()
+        if self.immediate_at is None:
+            # httpd enforces GracefulShutdownTimeout itself; this is the net
+            # under it, a little later.
+            if now - self.graceful_at > self.graceful_timeout + 5:
+                self.on_signal()
+        elif now - self.immediate_at > SHUTDOWN_TIMEOUT:
+            # httpd's group: its children are in it too (own session).
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+
+def run_httpd(httpd, conf, server_root, host, port, urls, watcher=None, graceful_timeout=30,
+              pipes=None, cwd=None, process_name=None):
     """Start httpd in the foreground, report its URLs, stop it on SIGINT or
-    SIGTERM; with a reloader.ChangeWatcher, restart it gracefully when the
-    app's code changes. Returns the exit code for pyhost."""
+    SIGTERM (gracefully first, see Stopper); with a reloader.ChangeWatcher,
+    restart it gracefully when the app's code changes. Returns the exit code
+    for pyhost."""
     proc = subprocess.Popen(
-        [httpd, "-d", server_root, "-f", conf, "-DFOREGROUND"],
+        [process_name or httpd, "-d", server_root, "-f", conf, "-DFOREGROUND"],
+        executable=httpd,
+        cwd=cwd,  # the children's, and so the app's, working directory
         # Its own session: a terminal's Ctrl-C reaches only us, and we decide
         # how httpd stops.
         start_new_session=True,
         preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+        pass_fds=pipes.fds if pipes else (),
     )
-    stop_requested = []  # monotonic time of the first SIGINT/SIGTERM
-
-    def on_signal(signum, frame):
-        if not stop_requested:
-            stop_requested.append(time.monotonic())
-            if proc.poll() is None:
-                os.kill(proc.pid, signal.SIGTERM)
-
-    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    if pipes:
+        pipes.start(sys.stderr, sys.stdout)
+    stopper = Stopper(proc, port, graceful_timeout)
+    old = {s: signal.signal(s, stopper.on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         if wait_for_listen(proc, host, port, STARTUP_TIMEOUT):
-            print("pyhost: serving on %s (Apache pid %d, config %s)"
-                  % (" and ".join(urls), proc.pid, conf), flush=True)
-        elif not stop_requested and proc.poll() is None:
-            on_signal(None, None)
+            stopper.serving = True
+            if not stopper.requested():
+                print("pyhost: serving on %s (Apache pid %d, config %s)"
+                      % (" and ".join(urls), proc.pid, conf), flush=True)
+        elif not stopper.requested() and proc.poll() is None:
+            os.kill(proc.pid, signal.SIGTERM)
             proc.wait()
             return error("Apache did not listen on %s:%d within %ds (config %s)"
                          % (host, port, STARTUP_TIMEOUT, conf), 1)
 
         while proc.poll() is None:
-            if stop_requested:
-                if time.monotonic() - stop_requested[0] > SHUTDOWN_TIMEOUT:
-                    # httpd's group: its children are in it too (own session).
-                    os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait()
-                    break
+            if stopper.requested():
+                stopper.tick()
             elif watcher is not None:
                 changed = watcher.poll()
                 if changed:
@@ -155,13 +246,15 @@ def run_httpd(httpd, conf, server_root, host, port, urls, watcher=None):
                           flush=True)
                     os.kill(proc.pid, signal.SIGUSR1)
             time.sleep(0.2)
-        if stop_requested:
+        if stopper.requested():
             return 0
         return error("Apache exited with status %s (its error log is above; config %s)"
                      % (proc.returncode, conf), 1)
     finally:
         for s, handler in old.items():
             signal.signal(s, handler)
+        if pipes:
+            pipes.close()
 
 
 def serve_problem(args):
@@ -181,7 +274,24 @@ def serve_problem(args):
     if args.reload and args.setup_only:
         return ("--reload needs the running `pyhost serve` to restart Apache; "
                 "leave it out with --setup-only")
-    for path in (args.ssl_certificate_file, args.ssl_certificate_key_file, *args.include_file):
+    if args.request_timeout and not args.daemon:
+        return ("--request-timeout needs --daemon (a request stuck in an Apache child cannot "
+                "be interrupted; a daemon process's can)")
+    for flag, value in (("--ssl-ca-certificate-file", args.ssl_ca_certificate_file),
+                        ("--https-only", args.https_only), ("--hsts", args.hsts is not None)):
+        if value and not args.https_port:
+            return "%s needs --https-port" % flag
+    if args.rotate_logs and not (args.error_log or args.access_log):
+        return "--rotate-logs rotates --error-log/--access-log files: give at least one"
+    if args.rotate_logs and not os.access(serverconf.ServeConfig.rotatelogs, os.X_OK):
+        return "--rotate-logs needs %s (Debian: apache2-utils)" % serverconf.ServeConfig.rotatelogs
+    if args.access_log_format not in serverconf.LOG_FORMATS and "%" not in args.access_log_format:
+        return ("--access-log-format %r is neither common, combined nor timed nor an Apache "
+                "LogFormat string (with %%-directives)" % args.access_log_format)
+    if args.process_name is not None and (not args.process_name.strip() or "/" in args.process_name):
+        return "--process-name must be a non-empty name without /"
+    for path in (args.ssl_certificate_file, args.ssl_certificate_key_file,
+                 args.ssl_ca_certificate_file, *args.include_file, *args.env_file):
         if path and not os.path.isfile(path):
             return "%s is not a file" % path
     for url, directory in args.url_alias:
@@ -197,8 +307,15 @@ def cmd_serve(args):
     if problem:
         return error(problem)
     try:
+        app_env = [pair for path in args.env_file for pair in read_env_file(path)] + args.env
+    except (OSError, ValueError) as e:
+        return error(str(e))
+    # The app's environment: Apache's children and daemons inherit httpd's.
+    os.environ.update(app_env)
+    try:
         target = targets.resolve(args.target, django=args.django, django_settings=args.django_settings,
-                                 python_path=split_paths(args.python_path))
+                                 python_path=split_paths(args.python_path),
+                                 callable_object=args.callable_object)
     except targets.TargetError as e:
         return error(str(e))
     try:
@@ -207,15 +324,34 @@ def cmd_serve(args):
         modules_dir = apache.find_modules_dir()
     except (ModuleNotBuilt, apache.ApacheNotFound) as e:
         return error(str(e))
-    try:
-        who, user, group = child_identity(args)
-    except KeyError as e:
-        return error("unknown user or group %s" % e)
+    problem = identity_problem(args)
+    if problem:
+        return error(problem)
+    who, user, group = child_identity(args)
     url_aliases = [(url.rstrip("/"), os.path.abspath(d)) for url, d in args.url_alias]
     for path in target.source_files + [d for _, d in url_aliases]:
         problems = access.check_readable(who, path)
         if problems:
             return error(problems[0].message(who))
+    if args.working_directory:
+        workdir = os.path.abspath(args.working_directory)
+        problem = dir_problem(workdir, who, "--working-directory")
+        if problem:
+            return error(problem)
+    else:
+        workdir = default_working_directory(target, who)
+    facts = {}
+    if not args.lazy:
+        facts = preflight.load_as_children(target, user, group, workdir)
+        if facts is None:
+            return error("nothing was started: fix the app, or pass --lazy to start Apache anyway "
+                         "(the error is then reported at each request)", 1)
+    if target.kind == "django":
+        try:
+            url_aliases += djangosite.prepare(target, facts, who, args.collectstatic,
+                                          taken=[u for u, _ in url_aliases])
+        except djangosite.DjangoError as e:
+            return error(str(e), 1)
     if not args.setup_only:
         for port in filter(None, (args.port, args.https_port)):
             problem = listen_problem(args.host, port)
@@ -224,12 +360,87 @@ def cmd_serve(args):
 
     setup_dir = args.setup_only
     made_root = not (setup_dir or args.server_root)
-    server_root = os.path.abspath(setup_dir or args.server_root or tempfile.mkdtemp(prefix="pyhost-"))
-    os.makedirs(server_root, exist_ok=True)
-    os.chmod(server_root, 0o755)
+    if made_root:
+        server_root = tempfile.mkdtemp(prefix="pyhost-")
+        os.chmod(server_root, 0o755)
+    else:
+        server_root = os.path.abspath(setup_dir or args.server_root)
+        if not serverconf.make_dir(server_root):
+            problem = dir_problem(server_root, who, "--setup-only" if setup_dir else "--server-root")
+            if problem:
+                return error(problem)
+    plan = ServePlan(target=target, who=who, user=user, group=group, module=module, httpd=httpd,
+                     modules_dir=modules_dir, url_aliases=url_aliases, workdir=workdir,
+                     server_root=server_root, setup_dir=setup_dir)
+    try:
+        return serve_in(args, plan)
+    finally:
+        if made_root:
+            shutil.rmtree(server_root, ignore_errors=True)
+
+
+def default_working_directory(target, who):
+    """The current directory, as `python app.py` would have it, when Apache's
+    children can enter it; else the app's own directory (readable: checked)."""
+    cwd = os.getcwd()
+    if dir_problem(cwd, who, "") is None:
+        return cwd
+    fallback = target.python_path[0] if target.python_path else "/"
+    print("pyhost: user %s (Apache's children) cannot enter %s; the app's working directory "
+          "is %s (choose one with --working-directory)" % (who.user, cwd, fallback), flush=True)
+    return fallback
+
+
+def dir_problem(path, who, what):
+    """Why Apache's children (who) cannot pass through directory path, or None.
+    A user's directory is never loosened behind their back."""
+    if not os.path.isdir(path):
+        return "%s %s is not a directory" % (what, path)
+    blocked = access.blocking_component(path, who, list_dir=False)
+    if blocked:
+        return ("%s %s: Apache's children (user %s) must pass through it, and %s is %s; "
+                "allow it (chmod o+x, or a group %s is in) or choose another directory"
+                % (what, path, who.user, blocked[0], blocked[1], who.user))
+    return None
+
+
+@dataclasses.dataclass
+class ServePlan:
+    """What cmd_serve checked and decided, for serve_in."""
+    target: targets.Target
+    who: access.Identity
+    user: str
+    group: str
+    module: str
+    httpd: str
+    modules_dir: str
+    url_aliases: list
+    workdir: str
+    server_root: str
+    setup_dir: str
+
+
+def serve_in(args, plan):
+    """Writes the config into the server root and runs (or, with
+    --setup-only, leaves) Apache; returns pyhost's exit code."""
+    target, server_root, setup_dir = plan.target, plan.server_root, plan.setup_dir
     logs = os.path.join(server_root, "logs")
     if setup_dir:
-        os.makedirs(logs, exist_ok=True)
+        serverconf.make_dir(logs)
+
+    # Relative log paths are the user's, not the (temporary) server root's.
+    error_log = args.error_log and os.path.abspath(args.error_log)
+    access_log = None if args.no_access_log else (args.access_log and os.path.abspath(args.access_log))
+    pipes = None
+    if setup_dir:
+        error_log = error_log or os.path.join(logs, "error.log")
+        if not args.no_access_log:
+            access_log = access_log or os.path.join(logs, "access.log")
+    else:
+        pipes = logpipes.LogPipes(error=not error_log,
+                                  access=not (args.no_access_log or access_log))
+        error_log = error_log or pipes.path("error")
+        access_log = access_log or pipes.path("access")
 
     script = target.script
     watcher = None
@@ -237,30 +448,29 @@ def cmd_serve(args):
         state_dir = None
         if args.reload:
             state_dir = os.path.join(server_root, "reload")
-            make_child_writable_dir(state_dir, user, group)
+            make_child_writable_dir(state_dir, plan.user, plan.group)
             watcher = reloader.ChangeWatcher(state_dir)
         script = write_wrapper(server_root, target, state_dir)
 
     cfg = serverconf.ServeConfig(
         script=script,
         server_root=server_root,
-        module_path=module,
+        module_path=plan.module,
         python_home=sys.prefix,
-        modules_dir=modules_dir,
+        modules_dir=plan.modules_dir,
         host=args.host,
         port=args.port,
         mpm=args.mpm,
         processes=args.processes,
         threads=args.threads,
-        user=user,
-        group=group,
-        compiled_in=apache.compiled_in_modules(httpd),
+        user=plan.user,
+        group=plan.group,
+        compiled_in=apache.compiled_in_modules(plan.httpd),
         log_level=args.log_level,
-        error_log=args.error_log or (os.path.join(logs, "error.log") if setup_dir else "/dev/stderr"),
-        access_log=None if args.no_access_log else (
-            args.access_log or (os.path.join(logs, "access.log") if setup_dir else "/dev/stdout")),
+        error_log=error_log,
+        access_log=access_log,
         python_path=target.python_path,
-        url_aliases=url_aliases,
+        url_aliases=plan.url_aliases,
         https_port=args.https_port,
         ssl_certificate_file=args.ssl_certificate_file and os.path.abspath(args.ssl_certificate_file),
         ssl_certificate_key_file=args.ssl_certificate_key_file and os.path.abspath(args.ssl_certificate_key_file),
@@ -269,20 +479,66 @@ def cmd_serve(args):
         daemon=args.daemon,
         daemon_processes=args.daemon_processes or 2,
         daemon_threads=args.daemon_threads or 10,
+        graceful_timeout=args.graceful_timeout,
+        working_directory=plan.workdir,
+        mount_point=args.mount_point,
+        request_timeout=args.request_timeout,
+        maximum_requests=args.maximum_requests,
+        limit_request_body=args.limit_request_body,
+        trusted_proxies=args.trust_proxy,
+        access_log_format=args.access_log_format,
+        pid_file=args.pid_file and os.path.abspath(args.pid_file),
+        compress_responses=args.compress_responses,
+        ssl_ca_certificate_file=args.ssl_ca_certificate_file and os.path.abspath(args.ssl_ca_certificate_file),
+        https_only=args.https_only,
+        hsts=args.hsts,
+        server_status=args.server_status,
+        rotate_logs=args.rotate_logs,
+        max_log_size=args.max_log_size,
+        callable_object=None if script != target.script or target.callable == "application"
+        else target.callable,
     )
     conf = serverconf.write(cfg)
     if setup_dir:
-        ctl = serverconf.write_apachectl(cfg, httpd)
+        ctl = serverconf.write_apachectl(cfg, plan.httpd)
         print("pyhost: wrote %s and %s; start it with `%s start`, stop it with `%s stop` "
               "(logs in %s)" % (conf, ctl, ctl, ctl, logs))
         return 0
-    urls = ["http://%s/" % serverconf.listen_address(args.host, args.port)]
+    print(banner(args, plan, cfg), flush=True)
+    path = args.mount_point.rstrip("/") + "/"
+    urls = ["http://%s%s" % (serverconf.listen_address(args.host, args.port), path)]
     if args.https_port:
-        urls.append("https://%s/" % serverconf.listen_address(args.host, args.https_port))
-    code = run_httpd(httpd, conf, server_root, args.host, args.port, urls, watcher)
-    if made_root and code == 0:
-        shutil.rmtree(server_root, ignore_errors=True)
-    return code
+        urls.append("https://%s%s" % (serverconf.listen_address(args.host, args.https_port), path))
+    return run_httpd(plan.httpd, conf, server_root, args.host, args.port, urls, watcher,
+                     graceful_timeout=args.graceful_timeout, pipes=pipes, cwd=plan.workdir,
+                     process_name=args.process_name)
+
+
+def banner(args, plan, cfg):
+    """What is about to run, before Apache starts: the app and its interface,
+    Python, Apache and its MPM, the process model, where the logs go."""
+    t = plan.target
+    app = t.description if t.kind != "script" else t.script
+    if t.kind != "django":
+        app += " (WSGI, callable %s)" % t.callable
+    else:
+        app += " (WSGI)"
+    procs, threads = cfg.resolved_processes(), cfg.resolved_threads()
+    model = "embedded: %d process%s x %d thread%s" % (
+        procs, "" if procs == 1 else "es", threads, "" if threads == 1 else "s")
+    if cfg.daemon:
+        model = "daemon: %d process%s x %d threads (Apache's children relay to them)" % (
+            cfg.daemon_processes, "" if cfg.daemon_processes == 1 else "es", cfg.daemon_threads)
+    logs = []
+    for name, value in (("error log", cfg.error_log), ("access log", cfg.access_log)):
+        if value:
+            logs.append("%s %s" % (name, "on this terminal" if value.startswith("/dev/fd/") else value))
+    return "\n".join([
+        "pyhost %s: %s" % (__version__, app),
+        "  Python %s (%s)" % (sys.version.split()[0], sys.executable),
+        "  %s, %s MPM, %s" % (apache.httpd_version(plan.httpd) or plan.httpd, cfg.mpm, model),
+        "  %s; starting Apache..." % (", ".join(logs) or "no logs"),
+    ])
 
 
 def split_paths(values):
@@ -310,15 +566,83 @@ def write_wrapper(server_root, target, state_dir):
     return path
 
 
+def whole_number(text):
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("%r is not a whole number" % text) from None
+
+
 def positive_int(text):
-    value = int(text)
+    value = whole_number(text)
     if value < 1:
         raise argparse.ArgumentTypeError("must be at least 1")
     return value
 
 
+def non_negative_int(text):
+    value = whole_number(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be 0 or more")
+    return value
+
+
+LOG_LEVELS = ("emerg", "alert", "crit", "error", "warn", "notice", "info", "debug",
+              *("trace%d" % i for i in range(1, 9)))
+
+
+def log_level(text):
+    words = text.split()
+    for i, word in enumerate(words):
+        level = word.rsplit(":", 1)[-1] if i else word
+        if level not in LOG_LEVELS or (i == 0 and ":" in word):
+            raise argparse.ArgumentTypeError(
+                "%r is not an Apache log level (%s, optionally followed by module:level)"
+                % (word, ", ".join(LOG_LEVELS[:8]) + ", trace1-8"))
+    if not words:
+        raise argparse.ArgumentTypeError("empty")
+    return text
+
+
+def mount_point(text):
+    if not text.startswith("/") or "//" in text or any(c.isspace() for c in text):
+        raise argparse.ArgumentTypeError("must be a URL path starting with / (like /app)")
+    return text.rstrip("/") or "/"
+
+
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def env_pair(text):
+    key, sep, value = text.partition("=")
+    if not sep or not ENV_NAME.match(key):
+        raise argparse.ArgumentTypeError("%r is not KEY=VALUE with a variable name as KEY" % text)
+    return key, value
+
+
+def read_env_file(path):
+    """KEY=VALUE lines; blank lines and # comments skipped; a value in
+    matching single or double quotes loses them; `export ` may lead."""
+    pairs = []
+    with open(path, encoding="utf-8") as f:
+        for no, line in enumerate(f, 1):
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            if line.startswith("export "):
+                line = line[len("export "):].lstrip()
+            try:
+                key, value = env_pair(line)
+            except argparse.ArgumentTypeError:
+                raise ValueError("%s:%d: expected KEY=VALUE, got %r" % (path, no, line)) from None
+            if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+                value = value[1:-1]
+            pairs.append((key, value))
+    return pairs
+
+
 def port_number(text):
-    value = int(text)
+    value = whole_number(text)
     if not 0 < value < 65536:
         raise argparse.ArgumentTypeError("must be a TCP port (1-65535)")
     return value
@@ -330,6 +654,9 @@ def add_serve_arguments(p):
                         "importable from the current directory")
     p.add_argument("--django", metavar="PATH",
                    help="serve the Django project in PATH (the directory with manage.py)")
+    p.add_argument("--collectstatic", action="store_true",
+                   help="Django: run collectstatic into STATIC_ROOT before serving (Apache serves "
+                        "STATIC_URL from STATIC_ROOT)")
     p.add_argument("--django-settings", metavar="MODULE",
                    help="its settings module, when --django cannot tell (e.g. mysite.settings)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
@@ -341,6 +668,17 @@ def add_serve_arguments(p):
                    help="add to sys.path (WSGIPythonPath); repeatable")
     p.add_argument("--url-alias", nargs=2, action="append", default=[], metavar=("URL", "DIR"),
                    help="serve the files in DIR at URL with Apache itself (static files); repeatable")
+    p.add_argument("--callable-object", metavar="NAME",
+                   help="the WSGI callable's name in the script or module (default application)")
+    p.add_argument("--working-directory", metavar="DIR",
+                   help="the app's working directory, in embedded and daemon mode (default: "
+                        "the current directory)")
+    p.add_argument("--lazy", action="store_true",
+                   help="do not load the app before starting Apache (a broken app is then "
+                        "reported at each request instead of stopping pyhost serve)")
+    p.add_argument("--graceful-timeout", type=non_negative_int, default=30, metavar="SECONDS",
+                   help="on SIGTERM or the first Ctrl-C, let requests in flight finish for up to "
+                        "this long (default 30; 0 stops at once); a second Ctrl-C stops at once")
     p.add_argument("--reload", action="store_true",
                    help="restart the app when a Python source file it loaded changes (development)")
     p.add_argument("--https-port", type=port_number, help="also serve HTTPS on this port")
@@ -352,7 +690,9 @@ def add_serve_arguments(p):
     p.add_argument("--group", help="their group (default: the user's primary group)")
     p.add_argument("--include-file", action="append", default=[], metavar="EXTRA.conf",
                    help="Include this file at the end of the generated httpd.conf; repeatable")
-    p.add_argument("--log-level", default="warn", help="Apache LogLevel (default warn)")
+    p.add_argument("--log-level", default="warn", type=log_level,
+                   help="Apache LogLevel: emerg, alert, crit, error, warn (default), notice, info, "
+                        "debug, trace1-8; module:level pairs may follow")
     p.add_argument("--error-log", metavar="PATH", help="error log file (default: the terminal)")
     p.add_argument("--access-log", metavar="PATH", help="combined-format access log (default: the terminal)")
     p.add_argument("--no-access-log", action="store_true", help="no access log")
@@ -365,14 +705,60 @@ def add_serve_arguments(p):
     p.add_argument("--daemon", action="store_true",
                    help="run the app in its own daemon processes (WSGIDaemonProcess); Apache's "
                         "children relay requests to them")
-    p.add_argument("--daemon-processes", type=int, metavar="N",
+    p.add_argument("--daemon-processes", type=positive_int, metavar="N",
                    help="daemon processes with --daemon (default 2)")
-    p.add_argument("--daemon-threads", type=int, metavar="N",
+    p.add_argument("--daemon-threads", type=positive_int, metavar="N",
                    help="threads per daemon process with --daemon (default 10)")
+    p.add_argument("--mount-point", default="/", type=mount_point, metavar="URL",
+                   help="the URL the app is mounted at (its SCRIPT_NAME; default /)")
+    p.add_argument("--env", action="append", default=[], type=env_pair, metavar="KEY=VALUE",
+                   help="set an environment variable for the app (os.environ); repeatable")
+    p.add_argument("--env-file", action="append", default=[], metavar="FILE",
+                   help="KEY=VALUE lines (# comments, optional quotes) as --env; repeatable")
+    p.add_argument("--request-timeout", type=positive_int, metavar="SECONDS",
+                   help="with --daemon: a request still running after this long gets 504 and a "
+                        "TimeoutError in its thread")
+    p.add_argument("--maximum-requests", type=positive_int, metavar="N",
+                   help="recycle a process after N requests (--daemon: daemon processes; "
+                        "embedded: Apache's children, counted in connections)")
+    p.add_argument("--limit-request-body", type=non_negative_int, metavar="BYTES",
+                   help="largest request body accepted (LimitRequestBody; larger gets 413)")
+    p.add_argument("--trust-proxy", action="append", default=[], metavar="ADDRESS",
+                   help="a proxy (address or CIDR) whose X-Forwarded-For gives the client's "
+                        "address (REMOTE_ADDR); repeatable")
+    p.add_argument("--access-log-format", default=serverconf.DEFAULT_LOG_FORMAT, metavar="FORMAT",
+                   help="common, combined, timed (combined plus the time taken; the default) "
+                        "or an Apache LogFormat string")
+    p.add_argument("--pid-file", metavar="PATH", help="write Apache's pid here")
+    p.add_argument("--process-name", metavar="NAME",
+                   help="the name Apache's processes show in ps (default apache2/httpd)")
+    p.add_argument("--compress-responses", action="store_true",
+                   help="gzip text, JSON, JavaScript and SVG responses for clients that accept "
+                        "it (mod_deflate)")
+    p.add_argument("--ssl-ca-certificate-file", metavar="PEM",
+                   help="with --https-port: require client certificates signed by these CAs "
+                        "(SSL_CLIENT_* reach the app's environ)")
+    p.add_argument("--https-only", action="store_true",
+                   help="with --https-port: the HTTP port redirects every request to HTTPS")
+    p.add_argument("--hsts", type=non_negative_int, nargs="?", const=31536000, metavar="SECONDS",
+                   help="with --https-port: send Strict-Transport-Security (default max-age a year)")
+    p.add_argument("--server-status", action="store_true",
+                   help="Apache's mod_status at /server-status, for requests from this host only")
+    p.add_argument("--rotate-logs", action="store_true",
+                   help="rotate --error-log/--access-log files through rotatelogs (10 files kept)")
+    p.add_argument("--max-log-size", type=positive_int, default=10, metavar="MB",
+                   help="with --rotate-logs: rotate at this size (default 10)")
+
+
+class Parser(argparse.ArgumentParser):
+    """A bad option is one line that names it, not the whole usage."""
+
+    def error(self, message):
+        self.exit(2, "%s: error: %s (%s --help lists the options)\n" % (self.prog, message, self.prog))
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="pyhost", description="Python web applications inside Apache httpd."
     )
     parser.add_argument("--version", action="version", version="pyhost " + __version__)
@@ -394,15 +780,61 @@ def build_parser():
     p.set_defaults(func=cmd_install_module)
 
     p = sub.add_parser("check", help="check Apache, the module, the Python and file permissions")
-    p.add_argument("script", nargs="?", help="also check Apache's children can read this WSGI script")
+    p.add_argument("script", nargs="?", metavar="TARGET",
+                   help="also check the app (a WSGI script, module:callable or Django project "
+                        "directory) loads as Apache's children would load it")
     p.add_argument("--user", help="user Apache's children run as (default as root: www-data)")
     p.add_argument("--group", help="their group (default: the user's primary group)")
     p.set_defaults(func=cmd_check)
 
-    p = sub.add_parser("serve", help="serve a WSGI app with a private Apache in the foreground")
+    p = sub.add_parser("serve", help="serve a WSGI app with a private Apache in the foreground",
+                       epilog="Every option can also be set with an environment variable: "
+                              "PYHOST_ and the option's name in capitals with _ for - "
+                              "(PYHOST_PORT=9000, PYHOST_DAEMON=1, PYHOST_ENV='A=1 B=2'); "
+                              "the command line wins.")
     add_serve_arguments(p)
     p.set_defaults(func=cmd_serve)
+    env_defaults(p, os.environ)
     return parser
+
+
+TRUE_WORDS, FALSE_WORDS = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
+
+
+def env_defaults(parser, environ):
+    """Options from PYHOST_* variables (as GUNICORN_CMD_ARGS and GRANIAN_*
+    do): each becomes the option's default, so the command line still wins.
+    Repeatable options take a shell-quoted list."""
+    for action in parser._actions:
+        if not action.option_strings or action.dest == "help":
+            continue
+        name = "PYHOST_" + action.dest.upper()
+        if name not in environ:
+            continue
+        raw = environ[name]
+        try:
+            action.default = _env_value(action, raw)
+        except (argparse.ArgumentTypeError, ValueError) as e:
+            parser.error("%s=%r: %s" % (name, raw, e))
+
+
+def _env_value(action, raw):
+    convert = action.type or (lambda v: v)
+    if action.nargs == 0:  # a flag
+        word = raw.strip().lower()
+        if word not in TRUE_WORDS + FALSE_WORDS:
+            raise ValueError("expected one of %s" % ", ".join(TRUE_WORDS + FALSE_WORDS[:-1]))
+        return word in TRUE_WORDS
+    if isinstance(action, argparse._AppendAction):
+        words = [convert(w) for w in shlex.split(raw)]
+        if action.nargs == 2:
+            if len(words) % 2:
+                raise ValueError("expected pairs of values")
+            return [words[i:i + 2] for i in range(0, len(words), 2)]
+        return words
+    if action.choices is not None and raw not in action.choices:
+        raise ValueError("expected one of %s" % ", ".join(action.choices))
+    return convert(raw)
 
 
 def main(argv=None):

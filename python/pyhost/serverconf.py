@@ -8,9 +8,18 @@ from typing import FrozenSet, List, Optional, Tuple
 
 MPMS = ("event", "worker", "prefork")
 
-COMBINED_LOG_FORMAT = (
-    r'"%h %l %u %t \"%r\" %>s %b \"%{Referer}i\" \"%{User-Agent}i\""'
-)
+# Apache's standard formats by name; pyhost serve's default is combined plus
+# the time taken in microseconds (%D), as gunicorn's and uvicorn's logs show it.
+LOG_FORMATS = {
+    "common": r'%h %l %u %t "%r" %>s %b',
+    "combined": r'%h %l %u %t "%r" %>s %b "%{Referer}i" "%{User-Agent}i"',
+    "timed": r'%h %l %u %t "%r" %>s %b "%{Referer}i" "%{User-Agent}i" %Dus',
+}
+DEFAULT_LOG_FORMAT = "timed"
+# Types mod_deflate compresses with --compress-responses (text, not images).
+COMPRESSIBLE = ("text/html", "text/plain", "text/css", "text/xml", "text/csv",
+                "application/json", "application/javascript", "text/javascript",
+                "application/xml", "image/svg+xml")
 
 MIME_TYPES = "/etc/mime.types"
 
@@ -44,6 +53,24 @@ class ServeConfig:
     daemon: bool = False  # run the app in a WSGIDaemonProcess group
     daemon_processes: int = 2
     daemon_threads: int = 10
+    working_directory: Optional[str] = None  # the daemons' home= (embedded: httpd's cwd)
+    callable_object: Optional[str] = None  # WSGIScriptAlias callable-object=
+    graceful_timeout: int = 30  # GracefulShutdownTimeout (and daemons' graceful-timeout)
+    mount_point: str = "/"
+    request_timeout: Optional[int] = None  # daemon request-timeout=
+    maximum_requests: Optional[int] = None  # daemon maximum-requests= / MaxConnectionsPerChild
+    limit_request_body: Optional[int] = None  # LimitRequestBody
+    trusted_proxies: List[str] = field(default_factory=list)  # mod_remoteip
+    access_log_format: str = DEFAULT_LOG_FORMAT  # a LOG_FORMATS name or a LogFormat string
+    pid_file: Optional[str] = None
+    compress_responses: bool = False
+    ssl_ca_certificate_file: Optional[str] = None  # verify client certificates
+    https_only: bool = False
+    hsts: Optional[int] = None  # Strict-Transport-Security max-age
+    server_status: bool = False  # mod_status at /server-status, from this host only
+    rotate_logs: bool = False  # file logs through rotatelogs
+    max_log_size: int = 10  # MB, with rotate_logs
+    rotatelogs: str = "/usr/bin/rotatelogs"
 
     def resolved_processes(self):
         if self.processes is not None:
@@ -74,7 +101,19 @@ def needed_modules(cfg):
         names += ["socache_shmcb", "ssl"]
     if cfg.http2:
         names.append("http2")
-    return names
+    if cfg.trusted_proxies:
+        names.append("remoteip")
+    if cfg.compress_responses:
+        names += ["filter", "deflate"]
+    if cfg.https_only:
+        names.append("alias")
+    if cfg.hsts is not None:
+        names.append("headers")
+    if cfg.server_status or cfg.trusted_proxies:
+        names.append("authz_host")
+    if cfg.server_status:
+        names.append("status")
+    return list(dict.fromkeys(names))
 
 
 def _load_module_lines(cfg):
@@ -100,7 +139,7 @@ def _mpm_lines(cfg):
             "MaxSpareServers %d" % procs,
             "ServerLimit %d" % procs,
             "MaxRequestWorkers %d" % procs,
-            "MaxConnectionsPerChild 0",
+            "MaxConnectionsPerChild %d" % _embedded_recycle(cfg),
         ]
     return [
         "StartServers %d" % procs,
@@ -112,14 +151,23 @@ def _mpm_lines(cfg):
         "MaxRequestWorkers %d" % (procs * threads),
         "MinSpareThreads 1",
         "MaxSpareThreads %d" % (procs * threads),
-        "MaxConnectionsPerChild 0",
+        "MaxConnectionsPerChild %d" % _embedded_recycle(cfg),
     ]
+
+
+def _embedded_recycle(cfg):
+    # --maximum-requests in embedded mode: Apache recycles a child after this
+    # many connections (keep-alive ones may carry several requests).
+    return cfg.maximum_requests if cfg.maximum_requests and not cfg.daemon else 0
 
 
 def _mount_lines(cfg):
     # Static URLs (--url-alias) still reach Apache: mod_alias maps before
     # mod_pyhost's WSGIScriptAlias, as it does before mod_wsgi's.
-    return ["WSGIScriptAlias / %s" % quote(cfg.script)]
+    line = "WSGIScriptAlias %s %s" % (quote(cfg.mount_point), quote(cfg.script))
+    if cfg.callable_object:
+        line += " callable-object=%s" % cfg.callable_object
+    return [line]
 
 
 DAEMON_GROUP = "pyhost"
@@ -133,8 +181,18 @@ def _daemon_lines(cfg):
         "display-name=%{GROUP}",
         quote("python-home=" + cfg.python_home),
     ]
+    if cfg.working_directory:
+        # The same working directory as embedded mode (httpd's), not the
+        # daemon user's home.
+        opts.append(quote("home=" + cfg.working_directory))
     if cfg.python_path:
         opts.append(quote("python-path=" + ":".join(cfg.python_path)))
+    if cfg.request_timeout:
+        opts.append("request-timeout=%d" % cfg.request_timeout)
+    if cfg.maximum_requests:
+        opts.append("maximum-requests=%d" % cfg.maximum_requests)
+    # A stop waits for the daemons' requests as long as for the children's.
+    opts.append("graceful-timeout=%d" % cfg.graceful_timeout)
     return [
         "WSGIRestrictEmbedded On",
         "WSGIDaemonProcess %s %s" % (DAEMON_GROUP, " ".join(opts)),
@@ -171,7 +229,57 @@ def _tls_lines(cfg):
     ]
     if cfg.http2:
         lines.append("    Protocols h2 http/1.1")
+    if cfg.ssl_ca_certificate_file:
+        lines += [
+            "    SSLCACertificateFile %s" % quote(cfg.ssl_ca_certificate_file),
+            "    SSLVerifyClient require",
+            "    SSLVerifyDepth 10",
+            # SSL_CLIENT_S_DN, SSL_CLIENT_CERT... reach the app's environ.
+            "    SSLOptions +StdEnvVars +ExportCertData",
+        ]
+    if cfg.hsts is not None:
+        lines.append('    Header always set Strict-Transport-Security "max-age=%d"' % cfg.hsts)
     return lines + ["</VirtualHost>", ""]
+
+
+def _https_only_lines(cfg):
+    """The plain HTTP port answers every request with a redirect to HTTPS."""
+    address = listen_address(cfg.host, cfg.port)
+    return [
+        "<VirtualHost %s>" % address,
+        "    ServerName %s" % address,
+        "    RedirectMatch permanent ^(.*)$ https://%s$1" % listen_address(cfg.host, cfg.https_port),
+        "</VirtualHost>",
+        "",
+    ]
+
+
+def log_target(cfg, path):
+    """A log's ErrorLog/CustomLog argument: the path, or with rotate_logs a
+    pipe to rotatelogs (-n: a fixed set of files, no dated names)."""
+    if cfg.rotate_logs and not path.startswith("/dev/"):
+        return quote("|%s -n 10 %s %dM" % (cfg.rotatelogs, path, cfg.max_log_size))
+    return quote(path)
+
+
+def _extra_lines(cfg):
+    lines = []
+    if cfg.limit_request_body is not None:
+        lines.append("LimitRequestBody %d" % cfg.limit_request_body)
+    if cfg.trusted_proxies:
+        # REMOTE_ADDR is the client's, from X-Forwarded-For, but only when
+        # the connection comes from one of these.
+        lines += ["RemoteIPHeader X-Forwarded-For",
+                  "RemoteIPTrustedProxy %s" % " ".join(cfg.trusted_proxies)]
+    if cfg.compress_responses:
+        lines.append("AddOutputFilterByType DEFLATE %s" % " ".join(COMPRESSIBLE))
+    if cfg.server_status:
+        lines += ["ExtendedStatus On",
+                  "<Location /server-status>",
+                  "    SetHandler server-status",
+                  "    Require local",
+                  "</Location>"]
+    return lines + [""] if lines else []
 
 
 def render(cfg):
@@ -183,7 +291,10 @@ def render(cfg):
         "# Generated by pyhost serve; edits are lost on the next run.",
         "ServerRoot %s" % quote(root),
         "DefaultRuntimeDir %s" % quote(os.path.join(root, "run")),
-        "PidFile %s" % quote(os.path.join(root, "run", "httpd.pid")),
+        "PidFile %s" % quote(cfg.pid_file or os.path.join(root, "run", "httpd.pid")),
+        # pyhost serve stops with a graceful stop (SIGWINCH): requests in
+        # flight get this long to finish.
+        "GracefulShutdownTimeout %d" % cfg.graceful_timeout,
         "Mutex file:%s default" % os.path.join(root, "run"),
         "",
         *_load_module_lines(cfg),
@@ -198,11 +309,11 @@ def render(cfg):
         *_mpm_lines(cfg),
         "",
         "LogLevel %s" % cfg.log_level,
-        "ErrorLog %s" % quote(cfg.error_log),
-        "LogFormat %s combined" % COMBINED_LOG_FORMAT,
+        "ErrorLog %s" % log_target(cfg, cfg.error_log),
+        "LogFormat %s pyhost" % quote(LOG_FORMATS.get(cfg.access_log_format, cfg.access_log_format)),
     ]
     if cfg.access_log:
-        lines.append("CustomLog %s combined" % quote(cfg.access_log))
+        lines.append("CustomLog %s pyhost" % log_target(cfg, cfg.access_log))
     if cfg.http2:
         # h2c: HTTP/2 over cleartext (prior knowledge or Upgrade); h2 is
         # offered by ALPN on the TLS port.
@@ -222,6 +333,9 @@ def render(cfg):
         lines += _static_lines(cfg)
     if cfg.https_port:
         lines += _tls_lines(cfg)
+    if cfg.https_only:
+        lines += _https_only_lines(cfg)
+    lines += _extra_lines(cfg)
     lines.append("WSGIPythonHome %s" % quote(cfg.python_home))
     if cfg.daemon:
         lines += _daemon_lines(cfg)
@@ -234,12 +348,21 @@ def render(cfg):
     return "\n".join(lines) + "\n"
 
 
+def make_dir(path):
+    """Creates path (mode 0755: Apache's children pass through it) unless it
+    exists; an existing directory's mode is the user's and is left alone.
+    Returns True if it was created."""
+    if os.path.isdir(path):
+        return False
+    os.makedirs(path, exist_ok=True)
+    os.chmod(path, 0o755)
+    return True
+
+
 def write(cfg):
     """Create the server root's layout and httpd.conf in it; returns its path."""
-    for sub in ("", "run", "htdocs"):
-        path = os.path.join(cfg.server_root, sub)
-        os.makedirs(path, exist_ok=True)
-        os.chmod(path, 0o755)
+    for sub in ("run", "htdocs"):
+        make_dir(os.path.join(cfg.server_root, sub))
     conf = os.path.join(cfg.server_root, "httpd.conf")
     with open(conf, "w") as f:
         f.write(render(cfg))

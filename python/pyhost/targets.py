@@ -32,18 +32,34 @@ class Target:
         return reload or self.kind != "script"
 
 
-def resolve(text, django=None, django_settings=None, python_path=(), cwd=None):
+def resolve(text, django=None, django_settings=None, python_path=(), cwd=None,
+            callable_object=None):
     """A Target for `pyhost serve TARGET` (or --django PATH)."""
     cwd = cwd or os.getcwd()
+    if callable_object is not None and not re.match(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$", callable_object):
+        raise TargetError("--callable-object %r is not a Python name" % callable_object)
     extra = [os.path.abspath(p) for p in python_path]
     if django:
+        if callable_object:
+            raise TargetError("--callable-object does not apply to --django (Django's WSGI "
+                              "application is served)")
         return _django(os.path.abspath(django), django_settings, extra)
     if text is None:
         raise TargetError("no TARGET: give a WSGI script, a module:callable or --django PATH")
+    if os.path.isdir(text):
+        # A Django project's directory (manage.py, or a settings package).
+        if callable_object:
+            raise TargetError("--callable-object does not apply to a Django project")
+        try:
+            return _django(os.path.abspath(text), django_settings, extra)
+        except TargetError as e:
+            raise TargetError("%s is a directory but not a Django project (%s); TARGET is a WSGI "
+                              "script, a module:callable or a Django project's directory"
+                              % (text, e)) from None
     if os.path.isfile(text):
         script = os.path.abspath(text)
         # As `python app.py` would: the script's directory is importable.
-        return Target("script", script, script=script,
+        return Target("script", script, script=script, callable=callable_object or "application",
                       python_path=_dedup([os.path.dirname(script)] + extra), source_files=[script])
     if text.endswith((".py", ".wsgi")) or os.sep in text:
         raise TargetError("%s is not a file: TARGET is a WSGI script, a module:callable "
@@ -51,13 +67,16 @@ def resolve(text, django=None, django_settings=None, python_path=(), cwd=None):
     if not MODULE_RE.match(text):
         raise TargetError("%r is neither a file nor a module:callable (like myapp.wsgi:application)" % text)
     module, _, attr = text.partition(":")
+    if attr and callable_object and attr != callable_object:
+        raise TargetError("%s names the callable %s and --callable-object names %s: give it once"
+                          % (text, attr, callable_object))
     path = _dedup([os.path.abspath(cwd)] + extra)
     origin = _find_module(module, path)
     if origin is None:
         raise TargetError("module %s is not found in %s: run pyhost from the project's "
                           "directory or add its directory with --python-path"
                           % (module.split(".")[0], ":".join(path)))
-    return Target("module", text, module=module, callable=attr or "application",
+    return Target("module", text, module=module, callable=attr or callable_object or "application",
                   python_path=path, source_files=[origin])
 
 

@@ -1,0 +1,605 @@
+/* asgi.c - ASGI, Apache's side: collects the scope's strings, hands the
+ * app to the interpreter's event loop (python/pyhost/_asgi.pyx), then
+ * does the request's I/O on the Apache worker thread with the GIL
+ * released: body pieces in through the input filters, response out
+ * through the output filters, as the loop asks for them (DESIGN rule 8). */
+#include "pyhost.h"
+#include "asgi_api.h"
+
+#include "http_core.h"
+#include "http_protocol.h"
+#include "http_request.h"
+#include "apr_atomic.h"
+#include "apr_strings.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#define ASGI_READ_CHUNK 65536
+/* Lifespan startup at child start and shutdown at its exit wait at most
+ * this long (seconds) per app. */
+#define ASGI_LIFESPAN_TIMEOUT 30.0
+#define ASGI_SHUTDOWN_TIMEOUT 5.0
+
+/* The loop of one interpreter (only the main one for now). */
+typedef struct {
+    pyh_asgi_host host;
+    const pyh_asgi_bridge *bridge;
+    PyObject *loop;            /* _asgi.Loop; NULL until started */
+    int failed;                /* starting failed: don't retry per request */
+    server_rec *server;        /* for entries that have no request */
+    pthread_mutex_t qlock;     /* the completion queue */
+    pyh_asgi_xfer *queue;
+} asgi_loop;
+
+/* A request's shared record: the xfer first, so the loop's pointer is
+ * this one. Freed by whichever side lets go last. */
+typedef struct {
+    pyh_asgi_xfer x;
+    asgi_loop *lp;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    unsigned work;             /* posted, not yet taken; under mu */
+    int worker_gone;           /* under mu */
+    apr_uint32_t refs;
+    char *rbuf;                /* the worker's read buffer */
+} asgi_req;
+
+static asgi_loop asgi_main_loop;
+
+/* ---- the host table: called from the loop thread ------------------------ */
+
+static int asgi_post(pyh_asgi_xfer *x, unsigned work)
+{
+    asgi_req *a = (asgi_req *)x;
+    int rc = 0;
+    pthread_mutex_lock(&a->mu);
+    if (a->worker_gone)
+        rc = -1;
+    else
+        a->work |= work;
+    pthread_cond_signal(&a->cv);
+    pthread_mutex_unlock(&a->mu);
+    return rc;
+}
+
+static pyh_asgi_xfer *asgi_take_completed(void *ctx)
+{
+    asgi_loop *lp = ctx;
+    pyh_asgi_xfer *list, *x;
+    pthread_mutex_lock(&lp->qlock);
+    list = lp->queue;
+    lp->queue = NULL;
+    /* A worker may queue an xfer again as soon as the lock is released,
+     * rewriting `next`: the loop walks `taken_next`, which only this
+     * function writes. */
+    for (x = list; x; x = x->next) {
+        x->taken = x->completed;
+        x->completed = 0;
+        x->taken_next = x->next;
+    }
+    pthread_mutex_unlock(&lp->qlock);
+    return list;
+}
+
+static void asgi_release(pyh_asgi_xfer *x)
+{
+    asgi_req *a = (asgi_req *)x;
+    if (apr_atomic_dec32(&a->refs))
+        return;
+    pthread_mutex_destroy(&a->mu);
+    pthread_cond_destroy(&a->cv);
+    free(a->x.error);
+    free(a->rbuf);
+    free(a);
+}
+
+static void asgi_log(void *ctx, int level, const char *msg)
+{
+    asgi_loop *lp = ctx;
+    ap_log_error(APLOG_MARK, level, 0, lp->server, "%s", msg);
+}
+
+/* ---- worker -> loop --------------------------------------------------- */
+
+/* Queues completion bits for the loop and wakes it: one eventfd write
+ * unless the xfer is already waiting in the queue. */
+static void asgi_complete(asgi_req *a, unsigned bits)
+{
+    asgi_loop *lp = a->lp;
+    uint64_t one = 1;
+    int wake;
+    pthread_mutex_lock(&lp->qlock);
+    wake = !a->x.completed;
+    if (wake) {
+        a->x.next = lp->queue;
+        lp->queue = &a->x;
+    }
+    a->x.completed |= bits;
+    pthread_mutex_unlock(&lp->qlock);
+    if (wake && write(lp->host.wake_fd, &one, sizeof(one)) < 0
+        && errno != EAGAIN)
+        ap_log_error(APLOG_MARK, APLOG_ERR, errno, lp->server,
+                     "PYH0210: cannot wake the ASGI event loop");
+}
+
+/* ---- starting the loop ------------------------------------------------- */
+
+/* The interpreter's loop, started on first need; GIL held. NULL (logged)
+ * when ASGI cannot run here. */
+static asgi_loop *asgi_loop_get(pyh_interp *in, server_rec *s)
+{
+    asgi_loop *lp = &asgi_main_loop;
+    PyObject *mod;
+    if (in->name && *in->name)
+        return NULL; /* the caller refused this earlier */
+    if (lp->loop)
+        return lp;
+    if (lp->failed)
+        return NULL;
+    lp->failed = 1;
+    lp->server = s;
+    if (!(mod = PyImport_ImportModule("pyhost._asgi"))
+        || !(lp->bridge = PyCapsule_Import(PYH_ASGI_CAPSULE, 0))) {
+        Py_XDECREF(mod);
+        pyh_log_exception(in, NULL, s,
+                          "PYH0211: the ASGI bridge (pyhost._asgi) did not "
+                          "load; reinstall mod-pyhost");
+        return NULL;
+    }
+    Py_DECREF(mod);
+    if (lp->bridge->version != PYH_ASGI_API_VERSION) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s,
+                     "PYH0211: pyhost._asgi speaks bridge version %d, "
+                     "mod_pyhost %d: install them from one pyhost build",
+                     lp->bridge->version, PYH_ASGI_API_VERSION);
+        return NULL;
+    }
+    if (pthread_mutex_init(&lp->qlock, NULL))
+        return NULL;
+    lp->host.version = PYH_ASGI_API_VERSION;
+    lp->host.ctx = lp;
+    lp->host.post = asgi_post;
+    lp->host.take_completed = asgi_take_completed;
+    lp->host.release = asgi_release;
+    lp->host.log = asgi_log;
+    lp->host.wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (lp->host.wake_fd < 0) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, errno, s,
+                     "PYH0212: cannot make the ASGI loop's eventfd");
+        return NULL;
+    }
+    if (!(lp->loop = lp->bridge->loop_start(&lp->host,
+                                            pyh_globals.asgi_event_loop))) {
+        pyh_log_exception(in, NULL, s,
+                          "PYH0212: starting the ASGI event loop");
+        close(lp->host.wake_fd);
+        return NULL;
+    }
+    lp->failed = 0;
+    return lp;
+}
+
+int pyh_asgi_interp_init(pyh_interp *in)
+{
+    (void)in; /* the loop starts on first need (or at child_init) */
+    return 0;
+}
+
+void pyh_asgi_interp_clear(pyh_interp *in)
+{
+    asgi_loop *lp = &asgi_main_loop;
+    if ((in->name && *in->name) || !lp->loop)
+        return;
+    if (lp->bridge->loop_stop(lp->loop, ASGI_SHUTDOWN_TIMEOUT) < 0)
+        pyh_log_exception(in, NULL, lp->server,
+                          "PYH0213: stopping the ASGI event loop");
+    Py_CLEAR(lp->loop);
+    /* the loop thread has ended: nobody reads the eventfd any more */
+    close(lp->host.wake_fd);
+}
+
+int pyh_asgi_lifespan_mode(server_rec *s, const pyh_alias *a)
+{
+    pyh_server_conf *sc = ap_get_module_config(s->module_config, &pyhost_module);
+    if (a->lifespan != PYH_UNSET)
+        return a->lifespan;
+    return sc->asgi_lifespan != PYH_UNSET ? sc->asgi_lifespan
+                                          : PYH_LIFESPAN_AUTO;
+}
+
+/* Lifespan startup for each ASGI mount whose app is known before any
+ * request (a fixed script in the main interpreter), so that the first
+ * request does not pay for it. */
+void pyh_asgi_child_init(apr_pool_t *pchild, server_rec *s)
+{
+    server_rec *v;
+    int i;
+    if (!pyh_python_ready())
+        return;
+    for (v = s; v; v = v->next) {
+        pyh_server_conf *sc =
+            ap_get_module_config(v->module_config, &pyhost_module);
+        for (i = 0; i < sc->aliases->nelts; i++) {
+            const pyh_alias *a = &APR_ARRAY_IDX(sc->aliases, i, pyh_alias);
+            const char *group = a->options.application_group;
+            int mode = pyh_asgi_lifespan_mode(v, a), status;
+            pyh_interp *in;
+            asgi_loop *lp;
+            PyObject *app;
+            if (a->protocol != PYH_PROTO_ASGI || a->regexp
+                || mode == PYH_LIFESPAN_OFF
+                || (group && strcmp(group, "%{GLOBAL}")))
+                continue;
+            if (!(in = pyh_interp_acquire("", v)))
+                return;
+            lp = asgi_loop_get(in, v);
+            app = lp ? pyh_script_callable(in, NULL, a->script,
+                                           a->options.callable_object, 1,
+                                           &status)
+                     : NULL;
+            if (app) {
+                if (lp->bridge->lifespan_startup(lp->loop, app, mode,
+                                                 a->script,
+                                                 ASGI_LIFESPAN_TIMEOUT) < 0)
+                    pyh_log_exception(in, NULL, v,
+                                      apr_psprintf(pchild,
+                                                   "PYH0205: lifespan startup "
+                                                   "of '%s'",
+                                                   a->script));
+                Py_DECREF(app);
+            }
+            pyh_interp_release(in);
+        }
+    }
+}
+
+/* ---- the request's scope ------------------------------------------------ */
+
+static int asgi_collect_header(void *data, const char *key, const char *val)
+{
+    apr_array_header_t *arr = data;
+    pyh_asgi_header *h = apr_array_push(arr);
+    char *name = apr_pstrdup(arr->pool, key), *c;
+    for (c = name; *c; c++)
+        *c = apr_tolower(*c);
+    h->name = name;
+    h->name_len = (size_t)(c - name);
+    h->value = val;
+    h->value_len = strlen(val);
+    return 1;
+}
+
+/* The path as the client sent it (r->uri and r->parsed_uri.path are
+ * decoded in place): the request target up to '?', without the scheme
+ * and authority of an absolute-form target. */
+static const char *asgi_raw_path(request_rec *r)
+{
+    const char *u = r->unparsed_uri ? r->unparsed_uri : r->uri;
+    const char *q;
+    if (*u != '/') {
+        const char *sep = strstr(u, "://");
+        if (sep && (sep = strchr(sep + 3, '/')))
+            u = sep;
+        else
+            return r->uri;
+    }
+    q = strchr(u, '?');
+    return q ? apr_pstrmemdup(r->pool, u, (apr_size_t)(q - u)) : u;
+}
+
+static void asgi_scope_in(pyh_request *req, pyh_asgi_scope_in *sc)
+{
+    request_rec *r = req->r;
+    conn_rec *c = r->connection;
+    const char *cl = apr_table_get(r->headers_in, "Content-Length");
+    const char *raw = asgi_raw_path(r);
+    apr_array_header_t *hdrs = apr_array_make(
+        r->pool, apr_table_elts(r->headers_in)->nelts, sizeof(pyh_asgi_header));
+
+    memset(sc, 0, sizeof(*sc));
+    sc->method = r->method;
+    sc->http_version = r->proto_num >= 2000   ? "2"
+                       : r->proto_num >= 1001 ? "1.1"
+                                              : "1.0";
+    sc->scheme = ap_http_scheme(r);
+    sc->path = r->uri;
+    sc->path_len = strlen(r->uri);
+    sc->raw_path = raw;
+    sc->raw_path_len = strlen(raw);
+    sc->query = r->args ? r->args : "";
+    sc->query_len = strlen(sc->query);
+    sc->root_path = req->script_name;
+    sc->root_path_len = strlen(req->script_name);
+    sc->client_host = r->useragent_ip;
+    sc->client_port = r->useragent_addr ? r->useragent_addr->port
+                                        : c->client_addr->port;
+    sc->server_host = c->local_ip;
+    sc->server_port = c->local_addr->port;
+    apr_table_do(asgi_collect_header, hdrs, r->headers_in, NULL);
+    sc->headers = (const pyh_asgi_header *)hdrs->elts;
+    sc->nheaders = hdrs->nelts;
+    sc->has_body = apr_table_get(r->headers_in, "Transfer-Encoding")
+                   || (cl && strcmp(cl, "0"));
+}
+
+/* ---- the worker's side of the request ----------------------------------- */
+
+static int asgi_is_hop_by_hop(const char *name)
+{
+    static const char *const hop[] = {
+        "connection", "keep-alive", "proxy-authenticate",
+        "proxy-authorization", "te", "trailer", "transfer-encoding",
+        "upgrade", NULL
+    };
+    int i;
+    for (i = 0; hop[i]; i++)
+        if (!strcasecmp(name, hop[i]))
+            return 1;
+    return 0;
+}
+
+/* The app's status and headers into r. The strings are copied: the
+ * loop lets go of its bytes once the send completes. */
+static void asgi_commit_headers(pyh_request *req, const pyh_asgi_xfer *x)
+{
+    request_rec *r = req->r;
+    int i;
+    r->status = x->status;
+    r->status_line = ap_get_status_line(x->status);
+    if (atoi(r->status_line) != x->status)
+        r->status_line = apr_psprintf(r->pool, "%03d ", x->status);
+    for (i = 0; i < x->nheaders; i++) {
+        const pyh_asgi_header *h = &x->headers[i];
+        char *name = apr_pstrmemdup(r->pool, h->name, h->name_len);
+        char *value = apr_pstrmemdup(r->pool, h->value, h->value_len);
+        if (!strcasecmp(name, "content-type")) {
+            ap_set_content_type(r, value);
+        }
+        else if (!strcasecmp(name, "content-length")) {
+            /* digits only: _asgi.pyx checked */
+            apr_strtoff(&req->content_length, value, NULL, 10);
+            ap_set_content_length(r, req->content_length);
+        }
+        else if (asgi_is_hop_by_hop(name)) {
+            /* Apache owns the connection; honour only a request to close */
+            if (!strcasecmp(name, "connection")
+                && ap_find_token(r->pool, value, "close"))
+                r->connection->keepalive = AP_CONN_CLOSE;
+        }
+        else {
+            apr_table_addn(r->headers_out, name, value);
+        }
+    }
+    req->headers_sent = 1;
+}
+
+/* 0: passed; 1: the client is gone or the filters failed. */
+static int asgi_pass(pyh_request *req)
+{
+    request_rec *r = req->r;
+    apr_status_t rv = ap_pass_brigade(r->output_filters, req->obb);
+    apr_brigade_cleanup(req->obb);
+    req->passed = 1;
+    if (rv != APR_SUCCESS || r->connection->aborted) {
+        req->client_gone = 1;
+        return 1;
+    }
+    return 0;
+}
+
+/* Cuts a response whose headers are out: an incomplete body and a closed
+ * connection, never a fake success. */
+static void asgi_abort_response(pyh_request *req)
+{
+    request_rec *r = req->r;
+    apr_bucket_alloc_t *ba = r->connection->bucket_alloc;
+    apr_brigade_cleanup(req->obb);
+    r->connection->keepalive = AP_CONN_CLOSE;
+    APR_BRIGADE_INSERT_TAIL(req->obb, ap_bucket_error_create(HTTP_BAD_GATEWAY,
+                                                            NULL, r->pool, ba));
+    APR_BRIGADE_INSERT_TAIL(req->obb, apr_bucket_eos_create(ba));
+    asgi_pass(req);
+}
+
+/* Drops what the app set before anything reached the filters, so that
+ * Apache sends its own error page; returns that page's status. */
+static int asgi_unsent_error(pyh_request *req)
+{
+    request_rec *r = req->r;
+    apr_brigade_cleanup(req->obb);
+    r->status = HTTP_OK;
+    r->status_line = NULL;
+    r->content_type = NULL;
+    apr_table_clear(r->headers_out);
+    return req->input_status ? req->input_status : HTTP_INTERNAL_SERVER_ERROR;
+}
+
+/* One SEND. Returns 0 to keep serving, 1 when the response is complete
+ * or cannot go on (the worker leaves, answering *status). */
+static int asgi_write(asgi_req *a, pyh_request *req, int *status)
+{
+    request_rec *r = req->r;
+    apr_bucket_alloc_t *ba = r->connection->bucket_alloc;
+    apr_size_t len = a->x.body_len;
+
+    a->x.send_failed = 0;
+    if (a->x.status > 0)
+        asgi_commit_headers(req, &a->x);
+    if (req->content_length >= 0
+        && (apr_off_t)len > req->content_length - req->body_sent)
+        len = (apr_size_t)(req->content_length - req->body_sent);
+    if (len) {
+        APR_BRIGADE_INSERT_TAIL(req->obb,
+                                apr_bucket_transient_create(a->x.body, len, ba));
+        req->body_sent += len;
+    }
+    if (a->x.more_body) {
+        APR_BRIGADE_INSERT_TAIL(req->obb, apr_bucket_flush_create(ba));
+        if (asgi_pass(req)) {
+            a->x.send_failed = 1;
+            return 1;
+        }
+        return 0;
+    }
+    if (req->content_length >= 0 && req->body_sent < req->content_length
+        && !r->header_only) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
+                      "PYH0202: ASGI app ended its body after %" APR_OFF_T_FMT
+                      " bytes but its Content-Length header says "
+                      "%" APR_OFF_T_FMT "; response cut",
+                      req->body_sent, req->content_length);
+        if (req->passed)
+            asgi_abort_response(req);
+        else
+            *status = asgi_unsent_error(req);
+        return 1;
+    }
+    APR_BRIGADE_INSERT_TAIL(req->obb, apr_bucket_eos_create(ba));
+    if (asgi_pass(req))
+        a->x.send_failed = 1;
+    return 1;
+}
+
+static void asgi_read(asgi_req *a, pyh_request *req)
+{
+    apr_size_t got = 0;
+    apr_status_t rv;
+    a->x.read_failed = 0;
+    a->x.read_len = 0;
+    if (!a->rbuf && !(a->rbuf = malloc(ASGI_READ_CHUNK))) {
+        a->x.read_failed = 1;
+        return;
+    }
+    rv = pyh_input_fill(req, a->rbuf, ASGI_READ_CHUNK, &got);
+    if (rv != APR_SUCCESS) {
+        a->x.read_failed = 1;
+        a->x.read_eos = 1;
+        if (!req->input_status)
+            req->input_status = ap_map_http_request_error(rv, HTTP_BAD_REQUEST);
+        return;
+    }
+    a->x.rbuf = a->rbuf;
+    a->x.read_len = got;
+    a->x.read_eos = req->input_eos;
+}
+
+/* The app is finished; returns the handler's status. */
+static int asgi_done(asgi_req *a, pyh_request *req, int complete)
+{
+    request_rec *r = req->r;
+    if (a->x.done_status > 0 && !req->passed)
+        return a->x.done_status;
+    if (a->x.error)
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "%s", a->x.error);
+    else if (!complete)
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
+                      "PYH0201: ASGI app returned %s for %s %s",
+                      req->passed ? "before its response was complete"
+                                  : "without sending a response",
+                      r->method, ap_escape_logitem(r->pool, r->uri));
+    if (req->passed) {
+        asgi_abort_response(req);
+        return OK;
+    }
+    return asgi_unsent_error(req);
+}
+
+/* Serves the loop's work until the request is over; no GIL. */
+static int asgi_serve(asgi_req *a, pyh_request *req)
+{
+    int status = OK, leave = 0;
+    for (;;) {
+        unsigned work, bits = 0;
+        pthread_mutex_lock(&a->mu);
+        while (!a->work)
+            pthread_cond_wait(&a->cv, &a->mu);
+        work = a->work;
+        a->work = 0;
+        pthread_mutex_unlock(&a->mu);
+        if (work & PYH_ASGI_READ) {
+            asgi_read(a, req);
+            bits |= PYH_ASGI_READ;
+        }
+        if (work & PYH_ASGI_SEND) {
+            if (asgi_write(a, req, &status))
+                leave = 1;
+            bits |= PYH_ASGI_SEND;
+        }
+        if ((work & PYH_ASGI_DONE) && !leave) {
+            status = asgi_done(a, req, 0);
+            leave = 1;
+        }
+        if (leave) {
+            pthread_mutex_lock(&a->mu);
+            a->worker_gone = 1;
+            pthread_mutex_unlock(&a->mu);
+            /* Only with a SEND or READ completion, whose posted reference
+             * keeps the loop's request object (and so the xfer) alive until
+             * the loop has handled it; after a DONE the loop knows. */
+            if (bits)
+                bits |= PYH_ASGI_FINISHED;
+        }
+        if (bits)
+            asgi_complete(a, bits);
+        if (leave)
+            return status;
+    }
+}
+
+int pyh_asgi_handle(pyh_interp *in, pyh_request *req, PyObject *app,
+                    int lifespan)
+{
+    request_rec *r = req->r;
+    pyh_asgi_scope_in sc;
+    asgi_loop *lp;
+    asgi_req *a;
+    int status;
+
+    if (!(lp = asgi_loop_get(in, r->server))) {
+        Py_DECREF(app);
+        PyEval_SaveThread();
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    /* mod_mime typed the script file; the response's type is the app's */
+    r->content_type = NULL;
+    r->content_encoding = NULL;
+    r->content_languages = NULL;
+    req->content_length = -1;
+    req->obb = apr_brigade_create(r->pool, r->connection->bucket_alloc);
+    asgi_scope_in(req, &sc);
+    if (!(a = calloc(1, sizeof(*a)))) {
+        Py_DECREF(app);
+        PyEval_SaveThread();
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    a->lp = lp;
+    a->refs = 2; /* the worker's and the loop's */
+    if (pthread_mutex_init(&a->mu, NULL) || pthread_cond_init(&a->cv, NULL)) {
+        free(a);
+        Py_DECREF(app);
+        PyEval_SaveThread();
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    status = lp->bridge->submit(lp->loop, app, lifespan, r->filename, &sc,
+                                &a->x);
+    if (status < 0)
+        pyh_log_exception(in, r, r->server,
+                          "PYH0200: starting the ASGI request");
+    Py_DECREF(app);
+    /* From here the worker needs no Python: it waits for the loop's work
+     * and does Apache's I/O without the GIL. */
+    PyEval_SaveThread();
+    if (status) {
+        /* not submitted: the loop never saw the xfer */
+        asgi_release(&a->x);
+        asgi_release(&a->x);
+        return status < 0 ? HTTP_INTERNAL_SERVER_ERROR : status;
+    }
+    status = asgi_serve(a, req);
+    asgi_release(&a->x);
+    return status;
+}

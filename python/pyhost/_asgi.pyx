@@ -1,0 +1,599 @@
+# cython: language_level=3
+"""ASGI, the loop side (DESIGN rule 8): one event loop per interpreter per
+process on its own thread, the scope and message objects, receive() and
+send(), message checks, and the lifespan protocol.
+
+mod_pyhost's asgi.c reaches this module only through the capsule _C_API
+(a pyh_asgi_bridge, module/asgi_api.h) and gives it a pyh_asgi_host in
+return. The Apache worker thread that owns a request does its I/O: send()
+and receive() post work to it and wait for the completion, which the
+worker queues and signals on an eventfd this loop watches.
+"""
+
+import asyncio
+import concurrent.futures
+import threading
+import traceback
+
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.object cimport PyObject
+from cpython.pycapsule cimport PyCapsule_New
+from cpython.ref cimport Py_DECREF, Py_INCREF
+from libc.stdlib cimport free, malloc
+from libc.string cimport strdup
+from posix.unistd cimport read
+
+from pyhost.includes.asgi cimport (
+    PYH_ASGI_API_VERSION, PYH_ASGI_CAPSULE, PYH_ASGI_DONE, PYH_ASGI_FINISHED,
+    PYH_ASGI_READ, PYH_ASGI_SEND, pyh_asgi_bridge, pyh_asgi_header,
+    pyh_asgi_host, pyh_asgi_scope_in, pyh_asgi_xfer,
+)
+
+# module/pyhost.h's PYH_LIFESPAN_* and PYH_LOOP_*, syslog levels
+cdef enum:
+    LIFESPAN_AUTO = 0
+    LIFESPAN_ON = 1
+    LIFESPAN_OFF = 2
+    LOOP_AUTO = 0
+    LOOP_ASYNCIO = 1
+    LOOP_UVLOOP = 2
+    LOG_ERR = 3
+    LOG_WARNING = 4
+    LOG_INFO = 6
+
+
+class ClientDisconnected(OSError):
+    """send() after the client went away (ASGI www spec 2.4)."""
+
+
+cdef str _traceback(exc):
+    return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)).rstrip("\n")
+
+
+cdef void _log(Loop lp, int level, str msg):
+    data = msg.encode("utf-8", "replace")
+    lp.host.log(lp.host.ctx, level, data)
+
+
+# ---- the loop --------------------------------------------------------------
+
+def _run_loop(loop, started):
+    asyncio.set_event_loop(loop)
+    loop.call_soon(started.set)
+    try:
+        loop.run_forever()
+    finally:
+        asyncio.set_event_loop(None)
+
+
+cdef class Loop:
+    def __cinit__(self):
+        self.lifespans = {}
+
+    def _drain(self):
+        self.drain()
+
+    cdef void drain(self) noexcept:
+        cdef char buf[8]
+        cdef pyh_asgi_xfer *x
+        cdef pyh_asgi_xfer *nxt
+        cdef Request req
+        if read(self.host.wake_fd, buf, 8) < 0:
+            pass  # EAGAIN: a completion raced the last drain; take it anyway
+        x = self.host.take_completed(self.host.ctx)
+        while x != NULL:
+            nxt = x.taken_next
+            # alive: every queued completion holds a posted reference
+            req = <Request>x.owner
+            req.completed(x.taken)
+            x = nxt
+
+    def lifespan_for(self, app, int mode, name):
+        ls = self.lifespans.get(id(app))
+        if ls is None or ls.app is not app:
+            ls = Lifespan(self, app, mode, name)
+            self.lifespans[id(app)] = ls
+        return ls
+
+
+cdef object loop_start(const pyh_asgi_host *host, int loop_kind):
+    cdef Loop lp = Loop()
+    lp.host = host
+    loop = None
+    if loop_kind != LOOP_ASYNCIO:
+        try:
+            import uvloop
+        except ImportError:
+            if loop_kind == LOOP_UVLOOP:
+                raise RuntimeError(
+                    "ASGIEventLoop uvloop: uvloop is not installed in this "
+                    "Python (pip install uvloop)")
+        else:
+            loop = uvloop.new_event_loop()
+    if loop is None:
+        loop = asyncio.new_event_loop()
+    lp.loop = loop
+    loop.add_reader(host.wake_fd, lp._drain)
+    started = threading.Event()
+    lp.thread = threading.Thread(target=_run_loop, args=(loop, started),
+                                 name="pyhost-asgi-loop", daemon=True)
+    lp.thread.start()
+    started.wait()
+    return lp
+
+
+cdef int loop_stop(object loop, double timeout) except -1:
+    cdef Loop lp = <Loop>loop
+    aloop = lp.loop
+
+    async def shutdown_all():
+        await asyncio.gather(*[ls.shutdown() for ls in list(lp.lifespans.values())],
+                             return_exceptions=True)
+
+    fut = asyncio.run_coroutine_threadsafe(shutdown_all(), aloop)
+    try:
+        fut.result(timeout)
+    except concurrent.futures.TimeoutError:
+        _log(lp, LOG_WARNING, "PYH0209: ASGI lifespan shutdown did not finish "
+                              "within %g s; stopping the loop anyway" % timeout)
+    aloop.call_soon_threadsafe(aloop.stop)
+    lp.thread.join(timeout)
+    if not lp.thread.is_alive():
+        aloop.close()
+    lp.lifespans.clear()
+    return 0
+
+
+# ---- lifespan --------------------------------------------------------------
+
+class Lifespan:
+    """The lifespan protocol for one app: startup once per process, state
+    shared (shallow-copied) into every request's scope, shutdown at exit.
+    Made on any thread; its asyncio objects are made on the loop."""
+
+    def __init__(self, lp, app, mode, name):
+        self.lp = lp
+        self.app = app
+        self.mode = mode
+        self.name = name.decode("utf-8", "replace") if isinstance(name, bytes) else str(name)
+        self.state = {}
+        self.failed = False
+        self.supported = True
+        self.ready_ev = None
+        self.task = None
+        self.sent_startup = False
+        self.shutting_down = False
+
+    def is_failed(self):
+        return self.failed and self.ready_ev is not None and self.ready_ev.is_set()
+
+    async def ready(self):
+        if self.ready_ev is None:
+            self.ready_ev = asyncio.Event()
+            self.shutdown_ev = asyncio.Event()
+            self.shut_done = asyncio.Event()
+            self.task = asyncio.get_running_loop().create_task(self.main())
+        await self.ready_ev.wait()
+
+    async def main(self):
+        scope = {"type": "lifespan",
+                 "asgi": {"version": "3.0", "spec_version": "2.0"},
+                 "state": self.state}
+        try:
+            await self.app(scope, self.receive, self.send)
+        except BaseException as e:
+            if self.failed:
+                pass  # lifespan.startup.failed was logged already
+            elif not self.ready_ev.is_set():
+                if self.mode == LIFESPAN_AUTO:
+                    self.supported = False
+                    _log(self.lp, LOG_INFO,
+                         "PYH0206: '%s' does not take the ASGI lifespan "
+                         "protocol (%s: %s); serving it without "
+                         "(ASGILifespan auto)" % (self.name, type(e).__name__, e))
+                else:
+                    self.failed = True
+                    _log(self.lp, LOG_ERR,
+                         "PYH0205: ASGI lifespan startup of '%s' raised; its "
+                         "requests get 503: %s" % (self.name, _traceback(e)))
+            else:
+                _log(self.lp, LOG_ERR,
+                     "PYH0208: ASGI lifespan of '%s' raised%s: %s"
+                     % (self.name, " at shutdown" if self.shutting_down else "",
+                        _traceback(e)))
+        finally:
+            self.ready_ev.set()
+            self.shut_done.set()
+
+    async def receive(self):
+        if not self.sent_startup:
+            self.sent_startup = True
+            return {"type": "lifespan.startup"}
+        await self.shutdown_ev.wait()
+        return {"type": "lifespan.shutdown"}
+
+    async def send(self, message):
+        kind = message["type"]
+        if kind == "lifespan.startup.complete":
+            self.ready_ev.set()
+        elif kind == "lifespan.startup.failed":
+            self.failed = True
+            _log(self.lp, LOG_ERR,
+                 "PYH0205: ASGI lifespan startup of '%s' failed; its requests "
+                 "get 503: %s" % (self.name, message.get("message", "")))
+            self.ready_ev.set()
+        elif kind == "lifespan.shutdown.complete":
+            self.shut_done.set()
+        elif kind == "lifespan.shutdown.failed":
+            _log(self.lp, LOG_ERR,
+                 "PYH0208: ASGI lifespan shutdown of '%s' failed: %s"
+                 % (self.name, message.get("message", "")))
+            self.shut_done.set()
+        else:
+            raise RuntimeError("unknown lifespan message type %r" % (kind,))
+
+    async def shutdown(self):
+        if (self.task is None or self.task.done() or self.failed
+                or not self.supported):
+            return
+        self.shutting_down = True
+        self.shutdown_ev.set()
+        await self.shut_done.wait()
+
+
+cdef int lifespan_startup(object loop, object app, int mode, const char *name,
+                          double timeout) except -1:
+    cdef Loop lp = <Loop>loop
+    ls = lp.lifespan_for(app, mode, name)
+    fut = asyncio.run_coroutine_threadsafe(ls.ready(), lp.loop)
+    try:
+        fut.result(timeout)  # waits with the GIL released
+    except concurrent.futures.TimeoutError:
+        _log(lp, LOG_WARNING,
+             "PYH0207: ASGI lifespan startup of '%s' did not finish within "
+             "%g s; its requests wait for it" % (ls.name, timeout))
+    return 1 if ls.failed else 0
+
+
+# ---- requests --------------------------------------------------------------
+
+cdef bytes _DISCONNECT_TYPE = b"http.disconnect"
+
+
+cdef inline dict _disconnect():
+    return {"type": "http.disconnect"}
+
+
+cdef inline bint _is_token(bytes name):
+    cdef const unsigned char *p = <const unsigned char *>PyBytes_AS_STRING(name)
+    cdef Py_ssize_t i, n = PyBytes_GET_SIZE(name)
+    cdef unsigned char c
+    if n == 0:
+        return False
+    for i in range(n):
+        c = p[i]
+        if c <= 32 or c >= 127 or c in b'()<>@,;:\\"/[]?={}':
+            return False
+    return True
+
+
+cdef inline bint _is_field_value(bytes value):
+    cdef const unsigned char *p = <const unsigned char *>PyBytes_AS_STRING(value)
+    cdef Py_ssize_t i, n = PyBytes_GET_SIZE(value)
+    cdef unsigned char c
+    for i in range(n):
+        c = p[i]
+        if c == 13 or c == 10 or c == 0 or (c < 32 and c != 9) or c == 127:
+            return False
+    return True
+
+
+cdef inline bint _is_digits(bytes value):
+    cdef const unsigned char *p = <const unsigned char *>PyBytes_AS_STRING(value)
+    cdef Py_ssize_t i, n = PyBytes_GET_SIZE(value)
+    if n == 0 or n > 18:
+        return False
+    for i in range(n):
+        if p[i] < 48 or p[i] > 57:
+            return False
+    return True
+
+
+cdef class Request:
+    def __cinit__(self):
+        self.hold = []
+        self.disconnect_waiters = []
+
+    def __dealloc__(self):
+        if self.hdrs != NULL:
+            free(self.hdrs)
+        if self.x != NULL:
+            self.lp.host.release(self.x)
+
+    cdef object invalid(self, str problem):
+        if self.problem is None:
+            self.problem = problem
+        return RuntimeError("invalid ASGI message: " + problem)
+
+    cdef void completed(self, unsigned bits) noexcept:
+        cdef pyh_asgi_xfer *x = self.x
+        try:
+            if bits & PYH_ASGI_FINISHED:
+                self.finished = True
+            if bits & PYH_ASGI_SEND:
+                self.hold = []
+                if self.hdrs != NULL:
+                    free(self.hdrs)
+                    self.hdrs = NULL
+                x.headers = NULL
+                x.body = NULL
+                w = self.send_waiter
+                self.send_waiter = None
+                if x.send_failed:
+                    self.client_gone = True
+                if w is not None and not w.done():
+                    if x.send_failed:
+                        w.set_exception(ClientDisconnected("the client went away"))
+                    else:
+                        w.set_result(None)
+                Py_DECREF(self)
+            if bits & PYH_ASGI_READ:
+                w = self.recv_waiter
+                self.recv_waiter = None
+                if x.read_failed:
+                    self.body_done = True
+                    msg = _disconnect()
+                else:
+                    if x.read_eos:
+                        self.body_done = True
+                    msg = {"type": "http.request",
+                           "body": PyBytes_FromStringAndSize(x.rbuf, x.read_len),
+                           "more_body": not x.read_eos}
+                if w is not None and not w.done():
+                    w.set_result(msg)
+                Py_DECREF(self)
+            if self.finished:
+                waiters = self.disconnect_waiters
+                self.disconnect_waiters = []
+                for w in waiters:
+                    if not w.done():
+                        w.set_result(None)
+        except BaseException as e:
+            _log(self.lp, LOG_ERR, "PYH0214: ASGI bridge error: " + _traceback(e))
+
+    async def receive(self):
+        if self.finished or self.client_gone:
+            return _disconnect()
+        if not self.body_done:
+            if not self.has_body:
+                self.body_done = True
+                return {"type": "http.request", "body": b"", "more_body": False}
+            if self.recv_waiter is not None:
+                raise RuntimeError("receive() called while another receive() is waiting")
+            w = self.lp.loop.create_future()
+            self.recv_waiter = w
+            Py_INCREF(self)
+            if self.lp.host.post(self.x, PYH_ASGI_READ) < 0:
+                Py_DECREF(self)
+                self.recv_waiter = None
+                self.finished = True
+                return _disconnect()
+            return await w
+        # the body is read: the next event is the end of the response
+        w = self.lp.loop.create_future()
+        self.disconnect_waiters.append(w)
+        await w
+        return _disconnect()
+
+    cdef int set_headers(self, headers) except -1:
+        cdef list items
+        cdef Py_ssize_t i, n
+        cdef pyh_asgi_header *h
+        try:
+            items = list(headers)
+        except TypeError:
+            raise self.invalid("headers must be an iterable of [name, value] "
+                               "pairs, not %s" % type(headers).__name__)
+        n = len(items)
+        h = <pyh_asgi_header *>malloc((n if n else 1) * sizeof(pyh_asgi_header))
+        if h == NULL:
+            raise MemoryError()
+        if self.hdrs != NULL:
+            free(self.hdrs)
+        self.hdrs = h
+        for i in range(n):
+            item = items[i]
+            try:
+                name, value = item
+            except (TypeError, ValueError):
+                raise self.invalid("header %d is not a [name, value] pair: %r" % (i, item))
+            if type(name) is not bytes or type(value) is not bytes:
+                raise self.invalid("header %d: name and value must be bytes, not "
+                                   "%s and %s" % (i, type(name).__name__,
+                                                  type(value).__name__))
+            if not _is_token(name):
+                raise self.invalid("header name %r is not an HTTP token" % (name,))
+            if not _is_field_value(value):
+                raise self.invalid("header %r has a value with CR, LF or another "
+                                   "control character" % (name,))
+            if name.lower() == b"content-length" and not _is_digits(value):
+                raise self.invalid("content-length %r is not a number" % (value,))
+            self.hold.append(name)
+            self.hold.append(value)
+            h[i].name = PyBytes_AS_STRING(name)
+            h[i].name_len = PyBytes_GET_SIZE(name)
+            h[i].value = PyBytes_AS_STRING(value)
+            h[i].value_len = PyBytes_GET_SIZE(value)
+        self.x.headers = h
+        self.x.nheaders = <int>n
+        return 0
+
+    async def send(self, message):
+        cdef pyh_asgi_xfer *x = self.x
+        try:
+            kind = message["type"]
+        except (TypeError, KeyError, IndexError):
+            raise self.invalid("a message must be a dict with a 'type', not %r"
+                               % (message,))
+        if kind == "http.response.body":
+            if not self.started:
+                raise self.invalid("http.response.body before http.response.start")
+            if self.complete:
+                raise self.invalid("http.response.body after the response "
+                                   "was complete")
+            body = message.get("body", b"")
+            if type(body) is not bytes:
+                if isinstance(body, (bytearray, memoryview)):
+                    body = bytes(body)
+                else:
+                    raise self.invalid("body must be bytes, not %s"
+                                       % type(body).__name__)
+            more = bool(message.get("more_body", False))
+            if self.client_gone or self.finished:
+                raise ClientDisconnected("the client went away")
+            if more and not body and not self.start_pending:
+                return
+            x.status = self.status if self.start_pending else 0
+            if not self.start_pending:
+                x.nheaders = 0
+            x.body = PyBytes_AS_STRING(body)
+            x.body_len = PyBytes_GET_SIZE(body)
+            x.more_body = more
+            self.hold.append(body)
+            self.start_pending = False
+            if not more:
+                self.complete = True
+            w = self.lp.loop.create_future()
+            self.send_waiter = w
+            Py_INCREF(self)
+            if self.lp.host.post(x, PYH_ASGI_SEND) < 0:
+                Py_DECREF(self)
+                self.send_waiter = None
+                self.client_gone = True
+                raise ClientDisconnected("the client went away")
+            await w
+            return
+        if kind == "http.response.start":
+            if self.started:
+                raise self.invalid("http.response.start sent twice")
+            status = message.get("status")
+            if type(status) is not int:
+                raise self.invalid("status must be an int, not %s"
+                                   % type(status).__name__)
+            if not 100 <= status <= 999:
+                raise self.invalid("status %d is not a 3-digit HTTP status" % status)
+            self.set_headers(message.get("headers", ()))
+            self.status = status
+            self.started = True
+            self.start_pending = True
+            return
+        raise self.invalid("unknown message type %r" % (kind,))
+
+    async def run(self):
+        err = None
+        done_status = 0
+        try:
+            state = None
+            if self.lifespan != LIFESPAN_OFF:
+                ls = self.lp.lifespan_for(self.app, self.lifespan, self.name)
+                await ls.ready()
+                if ls.failed:
+                    done_status = 503
+                elif ls.supported:
+                    state = ls.state
+            if not done_status:
+                self.scope["state"] = dict(state) if state else {}
+                await self.app(self.scope, self.receive, self.send)
+        except BaseException as e:
+            err = e
+        self.finish(err, done_status)
+
+    def finish(self, err, int done_status):
+        cdef pyh_asgi_xfer *x = self.x
+        cdef bytes data
+        where = "for %s %s" % (self.scope["method"],
+                               self.scope["raw_path"].decode("latin-1"))
+        msg = None
+        if self.client_gone and isinstance(err, ClientDisconnected):
+            err = None  # the client left: not the app's fault, nothing to log
+        if self.problem is not None:
+            msg = "PYH0204: invalid ASGI message %s: %s" % (where, self.problem)
+            if err is not None:
+                msg += "\n" + _traceback(err)
+        elif err is not None:
+            msg = "PYH0203: exception in ASGI app %s: %s" % (where, _traceback(err))
+        if not self.finished:
+            x.done_status = done_status
+            if msg is not None:
+                data = msg.encode("utf-8", "replace")
+                x.error = strdup(data)
+            if self.lp.host.post(x, PYH_ASGI_DONE) == 0:
+                return  # the worker logs it, with its request
+            free(x.error)
+            x.error = NULL
+        if msg is not None:
+            _log(self.lp, LOG_ERR, msg + " (after the response was sent)")
+
+
+def _start(Request req):
+    req.lp.loop.create_task(req.run())
+
+
+cdef dict _scope(const pyh_asgi_scope_in *sc):
+    cdef int i
+    cdef list headers = []
+    for i in range(sc.nheaders):
+        headers.append((PyBytes_FromStringAndSize(sc.headers[i].name, sc.headers[i].name_len),
+                        PyBytes_FromStringAndSize(sc.headers[i].value, sc.headers[i].value_len)))
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.4"},
+        "http_version": sc.http_version.decode("latin-1"),
+        "method": sc.method.decode("latin-1"),
+        "scheme": sc.scheme.decode("latin-1"),
+        "path": sc.path[:sc.path_len].decode("utf-8", "replace"),
+        "raw_path": sc.raw_path[:sc.raw_path_len],
+        "query_string": sc.query[:sc.query_len],
+        "root_path": sc.root_path[:sc.root_path_len].decode("utf-8", "replace"),
+        "headers": headers,
+        "client": (sc.client_host.decode("latin-1"), sc.client_port),
+        "server": (sc.server_host.decode("latin-1"), sc.server_port),
+        "extensions": {},
+    }
+
+
+cdef int submit(object loop, object app, int lifespan, const char *name,
+                const pyh_asgi_scope_in *sc, pyh_asgi_xfer *x) except -1:
+    cdef Loop lp = <Loop>loop
+    cdef Request req
+    if lifespan != LIFESPAN_OFF:
+        ls = lp.lifespans.get(id(app))
+        if ls is not None and ls.app is app and ls.is_failed():
+            return 503
+    req = Request.__new__(Request)
+    req.lp = lp
+    req.app = app
+    req.lifespan = lifespan
+    req.name = name
+    req.has_body = sc.has_body
+    req.scope = _scope(sc)
+    req.x = x
+    x.owner = <PyObject *>req
+    try:
+        lp.loop.call_soon_threadsafe(_start, req)
+    except BaseException:
+        req.x = NULL  # asgi.c lets go of it
+        raise
+    return 0
+
+
+# ---- the capsule asgi.c imports ------------------------------------------------
+
+cdef pyh_asgi_bridge _bridge
+_bridge.version = PYH_ASGI_API_VERSION
+_bridge.loop_start = loop_start
+_bridge.lifespan_startup = lifespan_startup
+_bridge.submit = submit
+_bridge.loop_stop = loop_stop
+
+_C_API = PyCapsule_New(<void *>&_bridge, PYH_ASGI_CAPSULE, NULL)

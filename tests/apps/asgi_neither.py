@@ -1,0 +1,5 @@
+"""Defines neither `application` nor `app`."""
+
+
+async def handler(scope, receive, send):
+    pass

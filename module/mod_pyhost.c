@@ -133,7 +133,8 @@ static const pyh_dir_conf pyh_defaults = {
 /* ASGI: no callable name means `application`, else `app` (interp.c);
  * chunked request bodies are always welcome. */
 static const pyh_dir_conf pyh_asgi_defaults = {
-    "%{GLOBAL}", NULL, "", 0, 1, 1, PYH_HEAD_OFF, 0
+    "%{GLOBAL}", NULL, "", 0, 1, 1, PYH_HEAD_OFF, 0,
+    NULL, NULL, NULL, 1
 };
 
 static int pyh_handler(request_rec *r)

@@ -653,3 +653,38 @@ def test_https_variable_makes_url_scheme_https(modwsgi_server, path):
     proxied = modwsgi_server.get(path, headers={"X-Forwarded-Proto": "https"}).json()["environ"]
     assert proxied["HTTPS"] == "on"
     assert proxied["wsgi.url_scheme"] == "https"
+
+
+# -- item 6: a body over LimitRequestBody is one clean 413 ----------------------------
+
+LIMIT_CONF = """
+WSGIScriptAlias /limited @APPS@/input.wsgi
+WSGIScriptAlias /limited-catch @APPS@/dropin_catch.wsgi
+<LocationMatch ^/limited>
+    LimitRequestBody 1000
+    WSGIChunkedRequest On
+</LocationMatch>
+"""
+
+
+@pytest.mark.parametrize("path", ["/limited", "/limited-catch"])
+@pytest.mark.parametrize("framing", ["content-length", "chunked"])
+def test_limit_request_body_is_one_clean_413(short_server, framing, path):
+    srv = started(short_server, "limit", LIMIT_CONF)
+    body = b"x" * 5000
+    if framing == "chunked":
+        head = b"Transfer-Encoding: chunked\r\n"
+        payload = b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
+    else:
+        head = b"Content-Length: %d\r\n" % len(body)
+        payload = body
+    r = srv.raw(b"POST " + path.encode() + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n" + head
+                + b"Connection: close\r\n\r\n" + payload, timeout=15)
+    assert r.status == 413, r.raw[:300]
+    assert r.raw.count(b"HTTP/1.1 ") == 1, r.raw
+    assert b"Request Entity Too Large" in r.body
+    assert b"Internal Server Error" not in r.raw and b"</html>" == r.body.rstrip()[-7:]
+    assert r.body.count(b"<html>") == 1
+    with open(os.path.join(srv.logs, "access.log")) as f:
+        lines = [ln for ln in f if "POST %s " % path in ln]
+    assert len(lines) == 1 and '" 413 ' in lines[0], lines

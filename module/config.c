@@ -44,6 +44,7 @@ static void cfg_init_options(pyh_dir_conf *c)
     c->error_override = PYH_UNSET;
     c->auth_user_script = c->auth_group_script = c->access_script = NULL;
     c->group_authoritative = PYH_UNSET;
+    c->trusted_proxy_headers = c->trusted_proxies = NULL;
 }
 
 void *pyh_create_dir_conf(apr_pool_t *p, char *dir)
@@ -73,6 +74,8 @@ void pyh_overlay_options(pyh_dir_conf *out, const pyh_dir_conf *base,
     CFG_MERGE_PTR(auth_group_script);
     CFG_MERGE_PTR(access_script);
     CFG_MERGE_INT(group_authoritative);
+    CFG_MERGE_PTR(trusted_proxy_headers);
+    CFG_MERGE_PTR(trusted_proxies);
 }
 
 void *pyh_merge_dir_conf(apr_pool_t *p, void *basev, void *addv)

@@ -394,3 +394,210 @@ int pyh_compat_daemon_option(cmd_parms *cmd, const char *group,
         }
     return 0;
 }
+
+/* ---- WSGITrustedProxyHeaders / WSGITrustedProxies ------------------------ */
+
+/* What a trusted proxy header overrides; headers of one kind are synonyms,
+ * of which only the one that was applied reaches the app. */
+enum { PX_CLIENT, PX_HOST, PX_SERVER, PX_PORT, PX_SCHEME, PX_KINDS };
+static const struct {
+    const char *name; /* as the request header is named */
+    int kind;
+    int flag;         /* PX_SCHEME: a boolean (X-Forwarded-HTTPS: On) */
+} compat_proxy_headers[] = {
+    {"X-Forwarded-For", PX_CLIENT, 0},    {"X-Client-IP", PX_CLIENT, 0},
+    {"X-Real-IP", PX_CLIENT, 0},          {"X-Forwarded-Host", PX_HOST, 0},
+    {"X-Host", PX_HOST, 0},               {"X-Forwarded-Server", PX_SERVER, 0},
+    {"X-Forwarded-Port", PX_PORT, 0},     {"X-Forwarded-Proto", PX_SCHEME, 0},
+    {"X-Forwarded-Scheme", PX_SCHEME, 0}, {"X-Scheme", PX_SCHEME, 0},
+    {"X-Forwarded-HTTPS", PX_SCHEME, 1},  {"X-Forwarded-SSL", PX_SCHEME, 1},
+    {"X-HTTPS", PX_SCHEME, 1},
+};
+#define COMPAT_NPROXY \
+    (int)(sizeof(compat_proxy_headers) / sizeof(compat_proxy_headers[0]))
+
+/* mod_wsgi names them as environ keys (HTTP_X_FORWARDED_FOR) or headers. */
+static int compat_proxy_header_index(const char *name)
+{
+    int i;
+    const char *n = strncasecmp(name, "HTTP_", 5) ? name : name + 5;
+    for (i = 0; i < COMPAT_NPROXY; i++) {
+        const char *a = compat_proxy_headers[i].name, *b = n;
+        while (*a && *b
+               && (apr_tolower(*a) == apr_tolower(*b)
+                   || (*a == '-' && *b == '_')))
+            a++, b++;
+        if (!*a && !*b)
+            return i;
+    }
+    return -1;
+}
+
+const char *pyh_compat_trusted_proxy_headers(cmd_parms *cmd, void *dconf,
+                                             const char *args)
+{
+    pyh_dir_conf *c = dconf;
+    apr_array_header_t *a = apr_array_make(cmd->pool, 4, sizeof(int));
+    while (*args) {
+        const char *w = ap_getword_conf(cmd->pool, &args);
+        int i;
+        if (!*w)
+            break;
+        if ((i = compat_proxy_header_index(w)) < 0)
+            return apr_psprintf(cmd->pool,
+                                "WSGITrustedProxyHeaders: '%s' is not a "
+                                "proxy header mod_wsgi knows (X-Forwarded-For, "
+                                "X-Client-IP, X-Real-IP, X-Forwarded-Host, "
+                                "X-Host, X-Forwarded-Server, X-Forwarded-Port, "
+                                "X-Forwarded-Proto, X-Forwarded-Scheme, "
+                                "X-Scheme, X-Forwarded-HTTPS, X-Forwarded-SSL, "
+                                "X-HTTPS)",
+                                w);
+        *(int *)apr_array_push(a) = i;
+    }
+    c->trusted_proxy_headers = a;
+    return NULL;
+}
+
+const char *pyh_compat_trusted_proxies(cmd_parms *cmd, void *dconf,
+                                       const char *args)
+{
+    pyh_dir_conf *c = dconf;
+    apr_array_header_t *a =
+        apr_array_make(cmd->pool, 4, sizeof(apr_ipsubnet_t *));
+    while (*args) {
+        char *w = ap_getword_conf(cmd->pool, &args), *mask;
+        apr_ipsubnet_t *sub;
+        if (!*w)
+            break;
+        if ((mask = strchr(w, '/')))
+            *mask++ = '\0';
+        if (apr_ipsubnet_create(&sub, w, mask, cmd->pool) != APR_SUCCESS)
+            return apr_psprintf(cmd->pool,
+                                "WSGITrustedProxies: '%s%s%s' is not an IP "
+                                "address or network",
+                                w, mask ? "/" : "", mask ? mask : "");
+        *(apr_ipsubnet_t **)apr_array_push(a) = sub;
+    }
+    c->trusted_proxies = a;
+    return NULL;
+}
+
+static int compat_ip_trusted(request_rec *r, const apr_array_header_t *nets,
+                             const char *ip, apr_sockaddr_t *sa)
+{
+    int i;
+    if (!sa) {
+        const char *p = ip;
+        if (!*p)
+            return 0;
+        for (; *p; p++) /* numeric only: never a DNS lookup */
+            if (!apr_isxdigit(*p) && *p != '.' && *p != ':')
+                return 0;
+        if (apr_sockaddr_info_get(&sa, ip, APR_UNSPEC, 0, 0, r->pool)
+            != APR_SUCCESS)
+            return 0;
+    }
+    for (i = 0; i < nets->nelts; i++)
+        if (apr_ipsubnet_test(APR_ARRAY_IDX(nets, i, apr_ipsubnet_t *), sa))
+            return 1;
+    return 0;
+}
+
+/* The client of X-Forwarded-For: without WSGITrustedProxies the first
+ * entry; with it, the entry before the trusted proxies at its end. */
+static const char *compat_forwarded_for(request_rec *r, const char *value,
+                                        const apr_array_header_t *nets)
+{
+    apr_array_header_t *items = apr_array_make(r->pool, 4, sizeof(char *));
+    char *list = apr_pstrdup(r->pool, value), *tok, *state;
+    int i;
+    for (tok = apr_strtok(list, ",", &state); tok;
+         tok = apr_strtok(NULL, ",", &state)) {
+        char *end;
+        while (apr_isspace(*tok))
+            tok++;
+        end = tok + strlen(tok);
+        while (end > tok && apr_isspace(end[-1]))
+            *--end = '\0';
+        if (*tok) /* RFC 9110: empty list elements are ignored */
+            *(char **)apr_array_push(items) = tok;
+    }
+    if (!items->nelts)
+        return NULL;
+    if (!nets)
+        return APR_ARRAY_IDX(items, 0, char *);
+    for (i = items->nelts - 1; i > 0; i--)
+        if (!compat_ip_trusted(r, nets, APR_ARRAY_IDX(items, i, char *), NULL))
+            break;
+    return APR_ARRAY_IDX(items, i, char *);
+}
+
+/* As mod_wsgi: the headers named by WSGITrustedProxyHeaders, sent by a
+ * peer in WSGITrustedProxies (any peer when that is unset), override the
+ * client address, host, server name, port and scheme the app sees; every
+ * other header of the same kinds (all of them, from an untrusted peer) is
+ * kept from the app, so a client cannot pass off a forged one. Runs in
+ * the Apache child, on the CGI variables, before they are relayed to a
+ * daemon. */
+void pyh_compat_apply_proxy_headers(pyh_request *req)
+{
+    request_rec *r = req->r;
+    const apr_array_header_t *hdrs = req->conf.trusted_proxy_headers;
+    const apr_array_header_t *nets = req->conf.trusted_proxies;
+    int kind_named[PX_KINDS] = {0}, kind_winner[PX_KINDS];
+    const char *host = NULL;
+    int trusted, i;
+    if (!hdrs || !hdrs->nelts)
+        return;
+    trusted = !nets || compat_ip_trusted(r, nets, r->useragent_ip,
+                                         r->useragent_addr);
+    for (i = 0; i < PX_KINDS; i++)
+        kind_winner[i] = -1;
+    for (i = 0; i < hdrs->nelts; i++) {
+        int h = APR_ARRAY_IDX(hdrs, i, int), kind;
+        const char *v;
+        kind = compat_proxy_headers[h].kind;
+        kind_named[kind] = 1;
+        if (!trusted || kind_winner[kind] >= 0
+            || !(v = apr_table_get(r->headers_in, compat_proxy_headers[h].name)))
+            continue;
+        kind_winner[kind] = h;
+        switch (kind) {
+        case PX_CLIENT:
+            if (h == 0)
+                v = compat_forwarded_for(r, v, nets);
+            if (v)
+                req->vars[PYH_K_REMOTE_ADDR] = v;
+            break;
+        case PX_HOST:
+            host = v; /* HTTP_HOST, below */
+            break;
+        case PX_SERVER:
+            req->vars[PYH_K_SERVER_NAME] = v;
+            break;
+        case PX_PORT:
+            req->vars[PYH_K_SERVER_PORT] = v;
+            break;
+        case PX_SCHEME:
+            if (compat_proxy_headers[h].flag)
+                v = (!strcasecmp(v, "on") || !strcasecmp(v, "true")
+                     || !strcmp(v, "1")) ? "https" : "http";
+            if (!strcasecmp(v, "https"))
+                req->vars[PYH_K_REQUEST_SCHEME] = "https";
+            else if (!strcasecmp(v, "http"))
+                req->vars[PYH_K_REQUEST_SCHEME] = "http";
+            break;
+        }
+    }
+    /* The app reads headers from r->headers_in: a copy without the
+     * synonyms that were not applied, and with Host from X-Forwarded-Host. */
+    r->headers_in = apr_table_copy(r->pool, r->headers_in);
+    for (i = 0; i < COMPAT_NPROXY; i++) {
+        int kind = compat_proxy_headers[i].kind;
+        if (kind_named[kind] && kind_winner[kind] != i)
+            apr_table_unset(r->headers_in, compat_proxy_headers[i].name);
+    }
+    if (host)
+        apr_table_set(r->headers_in, "Host", host);
+}

@@ -243,6 +243,7 @@ void pyh_env_collect(pyh_request *req)
     v[PYH_K_MODWSGI_APPLICATION_GROUP] = req->app_group;
     v[PYH_K_MODWSGI_CALLABLE_OBJECT] = req->conf.callable_object;
     v[PYH_K_MODWSGI_SCRIPT_RELOADING] = req->conf.script_reloading ? "1" : "0";
+    pyh_compat_apply_proxy_headers(req); /* WSGITrustedProxyHeaders */
 }
 
 /* A CGI variable from req->vars, when present; `common` is a constant for

@@ -50,6 +50,9 @@ typedef struct {
     const pyh_auth_script *auth_user_script, *auth_group_script,
         *access_script;
     int group_authoritative;
+    /* directives_compat.c: NULL unset */
+    apr_array_header_t *trusted_proxy_headers; /* int: header index */
+    apr_array_header_t *trusted_proxies;       /* apr_ipsubnet_t * */
 } pyh_dir_conf;
 
 /* What a mount speaks (pyh_alias.protocol) */
@@ -412,6 +415,11 @@ const char *pyh_compat_python_setting(cmd_parms *cmd, void *dconf,
 const char *pyh_auth_script_directive(cmd_parms *cmd, void *dconf,
                                       const char *args);
 void pyh_auth_register_hooks(apr_pool_t *p);
+const char *pyh_compat_trusted_proxy_headers(cmd_parms *cmd, void *dconf,
+                                             const char *args);
+const char *pyh_compat_trusted_proxies(cmd_parms *cmd, void *dconf,
+                                       const char *args);
+void pyh_compat_apply_proxy_headers(pyh_request *req);
 #define PYH_COMPAT_PYTHON(name, help) \
     AP_INIT_TAKE1(name, pyh_compat_python_setting, NULL, RSRC_CONF, help)
 
@@ -454,10 +462,13 @@ void pyh_auth_register_hooks(apr_pool_t *p);
                       "not applied yet"),                                      \
     PYH_COMPAT_ACCEPT("WSGIEnableSendfile",                                    \
                       "wsgi.file_wrapper always becomes a file bucket"),       \
-    PYH_COMPAT_ACCEPT("WSGITrustedProxyHeaders",                               \
-                      "not applied yet: apps see the proxy's address"),        \
-    PYH_COMPAT_ACCEPT("WSGITrustedProxies",                                    \
-                      "not applied yet: apps see the proxy's address"),        \
+    AP_INIT_RAW_ARGS("WSGITrustedProxyHeaders",                                \
+                     pyh_compat_trusted_proxy_headers, NULL,                   \
+                     RSRC_CONF | ACCESS_CONF | OR_FILEINFO,                    \
+                     "header...: proxy headers trusted proxies may set"),      \
+    AP_INIT_RAW_ARGS("WSGITrustedProxies", pyh_compat_trusted_proxies,         \
+                     NULL, RSRC_CONF | ACCESS_CONF | OR_FILEINFO,              \
+                     "address[/bits]...: the trusted proxies"),                \
     AP_INIT_FLAG("WSGIGroupAuthoritative", cfg_set_flag,                       \
                  (void *)APR_OFFSETOF(pyh_dir_conf, group_authoritative),      \
                  OR_AUTHCFG | RSRC_CONF,                                       \

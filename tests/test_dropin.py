@@ -275,8 +275,6 @@ ACCEPTED = {
     "WSGIPassApacheRequest": "Off",
     "WSGIIgnoreActivity": "Off",
     "WSGIEnableSendfile": "On",
-    "WSGITrustedProxyHeaders": "X-Forwarded-For",
-    "WSGITrustedProxies": "127.0.0.1",
     "WSGIServerMetrics": "Off",
     "WSGITelemetryService": "unix:/tmp/none",
     "WSGITelemetryOptions": "None",
@@ -688,3 +686,81 @@ def test_limit_request_body_is_one_clean_413(short_server, framing, path):
     with open(os.path.join(srv.logs, "access.log")) as f:
         lines = [ln for ln in f if "POST %s " % path in ln]
     assert len(lines) == 1 and '" 413 ' in lines[0], lines
+
+
+# -- item 3: WSGITrustedProxyHeaders / WSGITrustedProxies ---------------------------
+
+PROXY_CONF = """
+WSGIDaemonProcess pxgrp processes=1 threads=2
+WSGIScriptAlias /px @APPS@/env.wsgi
+WSGIScriptAlias /pxd @APPS@/env.wsgi process-group=pxgrp
+<LocationMatch ^/pxd?$>
+    WSGITrustedProxyHeaders X-Forwarded-For X-Forwarded-Host X-Forwarded-Port X-Forwarded-Proto
+    WSGITrustedProxies 127.0.0.1 192.0.2.0/24
+</LocationMatch>
+WSGIScriptAlias /untrusted @APPS@/env.wsgi
+<Location /untrusted>
+    WSGITrustedProxyHeaders HTTP_X_FORWARDED_FOR HTTP_X_FORWARDED_PROTO
+    WSGITrustedProxies 10.0.0.0/8
+</Location>
+WSGIScriptAlias /anypeer @APPS@/env.wsgi
+<Location /anypeer>
+    WSGITrustedProxyHeaders X-Real-IP X-Forwarded-SSL
+</Location>
+"""
+FORWARDED = {"X-Forwarded-For": "203.0.113.5, 192.0.2.9, 127.0.0.1",
+             "X-Forwarded-Host": "www.example.org", "X-Forwarded-Port": "8443",
+             "X-Forwarded-Proto": "https", "X-Real-IP": "198.51.100.66"}
+
+
+@pytest.fixture(scope="module")
+def proxy_server():
+    ws = Workspace()
+    srv = Apache(ws, "proxy", extra=PROXY_CONF)
+    srv.start(timeout=30)
+    yield srv
+    srv.stop()
+    ws.cleanup()
+
+
+@pytest.mark.parametrize("path", ["/px", "/pxd"])
+def test_trusted_proxy_headers_from_a_trusted_proxy(proxy_server, path):
+    env = proxy_server.get(path, headers=FORWARDED).json()
+    # the client before the trusted proxies at the end of the list
+    assert env["REMOTE_ADDR"] == "203.0.113.5"
+    assert env["HTTP_HOST"] == "www.example.org"
+    assert env["SERVER_PORT"] == "8443"
+    assert env["wsgi.url_scheme"] == "https"
+    assert env["HTTP_X_FORWARDED_FOR"] == FORWARDED["X-Forwarded-For"]
+    # a synonym that was not declared trusted never reaches the app
+    assert "HTTP_X_REAL_IP" not in env
+
+
+def test_trusted_proxy_headers_from_an_untrusted_peer(proxy_server):
+    env = proxy_server.get("/untrusted", headers=FORWARDED).json()
+    assert env["REMOTE_ADDR"] == "127.0.0.1"
+    assert env["wsgi.url_scheme"] == "http"
+    assert "HTTP_X_FORWARDED_FOR" not in env and "HTTP_X_FORWARDED_PROTO" not in env
+    assert "HTTP_X_REAL_IP" not in env
+    # not declared at all: passed through as a plain header
+    assert env["HTTP_X_FORWARDED_HOST"] == "www.example.org"
+
+
+def test_trusted_proxy_headers_without_a_proxy_list_trust_any_peer(proxy_server):
+    env = proxy_server.get("/anypeer", headers=dict(FORWARDED, **{"X-Forwarded-SSL": "on"})).json()
+    assert env["REMOTE_ADDR"] == "198.51.100.66"
+    assert env["wsgi.url_scheme"] == "https"
+    assert "HTTP_X_FORWARDED_FOR" not in env  # a CLIENT synonym not declared
+    assert "HTTP_X_FORWARDED_PROTO" not in env
+
+
+def test_without_proxy_headers_nothing_changes(proxy_server):
+    env = proxy_server.get("/px").json()
+    assert env["REMOTE_ADDR"] == "127.0.0.1" and env["wsgi.url_scheme"] == "http"
+
+
+def test_trusted_proxy_header_unknown_is_an_error(short_server):
+    rc, out = config_test(short_server, "pxbad", "WSGITrustedProxyHeaders X-Bogus\n")
+    assert rc != 0 and "'X-Bogus' is not a proxy header mod_wsgi knows" in out, out
+    rc, out = config_test(short_server, "pxbad2", "WSGITrustedProxies not-an-ip\n")
+    assert rc != 0 and "'not-an-ip' is not an IP address or network" in out, out

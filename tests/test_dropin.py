@@ -12,9 +12,15 @@ import sys
 
 import pytest
 
-from harness import Apache, Workspace
+from harness import MPMS, Apache, Workspace
 
 MOD_WSGI_SO = "/usr/lib/apache2/modules/mod_wsgi.so"
+
+
+def _mpms():
+    # as conftest's: the MPMs PYHOST_TEST_MPMS selects, for module-scoped servers
+    wanted = os.environ.get("PYHOST_TEST_MPMS")
+    return [m.strip() for m in wanted.split(",") if m.strip() in MPMS] if wanted else list(MPMS)
 INFO = "@APPS@/dropin_info.wsgi"
 
 
@@ -43,8 +49,8 @@ GUARDED = """
 """
 
 
-def test_ifmodule_guards_see_pyhost(short_server):
-    srv = started(short_server, "ifmod", GUARDED)
+def test_ifmodule_guards_see_pyhost(short_server, mpm):
+    srv = started(short_server, "ifmod", GUARDED, mpm=mpm)
     for path in ("/by-file", "/by-symbol"):
         r = srv.get(path)
         assert r.status == 200, (path, r)
@@ -52,10 +58,10 @@ def test_ifmodule_guards_see_pyhost(short_server):
     assert srv.get("/not-wsgi/ping.txt").status == 404
 
 
-def test_ifmodule_guards_hold_across_graceful_restart(short_server):
+def test_ifmodule_guards_hold_across_graceful_restart(short_server, mpm):
     # The stand-in module records are removed with the configuration and
     # made again: a stale one would crash or hide the guards on restart.
-    srv = started(short_server, "ifmod-restart", GUARDED)
+    srv = started(short_server, "ifmod-restart", GUARDED, mpm=mpm)
     srv.graceful_restart()
     for path in ("/by-file", "/by-symbol"):
         assert srv.get(path).status == 200, path
@@ -80,8 +86,8 @@ def test_mod_wsgi_loaded_too_fails_configtest(short_server):
 
 
 @needs_mod_wsgi
-def test_mod_wsgi_loaded_too_refuses_to_start(short_server):
-    srv = short_server("both", extra=BOTH)
+def test_mod_wsgi_loaded_too_refuses_to_start(short_server, mpm):
+    srv = short_server("both", extra=BOTH, mpm=mpm)
     with pytest.raises(Exception):
         srv.start(timeout=20)
     log = srv.error_log()
@@ -135,8 +141,8 @@ def test_configtest_passes_a_good_config(short_server):
 
 # -- item 9: mod_wsgi's option syntax, socket prefix, huge timeouts ------------
 
-def test_quoted_option_values_lose_their_quotes(short_server):
-    srv = started(short_server, "quoted",
+def test_quoted_option_values_lose_their_quotes(short_server, mpm):
+    srv = started(short_server, "quoted", mpm=mpm, extra=
                   "WSGIDaemonProcess qgrp processes=1 threads=2 display-name='%{GROUP}' "
                   "python-path=\"@APPS@/pylib1\"\n"
                   "WSGIScriptAlias /q @APPS@/dropin_info.wsgi process-group='qgrp' "
@@ -198,8 +204,8 @@ WSGIScriptAlias /info @APPS@/dropin_info.wsgi
 
 
 @pytest.fixture
-def py_settings(short_server):
-    srv = started(short_server, "pysettings", PY_SETTINGS)
+def py_settings(short_server, mpm):
+    srv = started(short_server, "pysettings", PY_SETTINGS, mpm=mpm)
     r = srv.get("/info")
     assert r.status == 200, r
     return r.json()
@@ -294,14 +300,14 @@ DAEMON_ACCEPTED = {
 }
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=_mpms())
 def accepted_server(request):
     ws = Workspace()
     extra = "".join("%s %s\n" % kv for kv in ACCEPTED.items())
     extra += "WSGIDaemonProcess grp processes=1 threads=2 %s\n" % " ".join(
         "%s=%s" % kv for kv in DAEMON_ACCEPTED.items())
     extra += "WSGIScriptAlias /acc @APPS@/dropin_info.wsgi process-group=grp\n"
-    srv = Apache(ws, "accepted", extra=extra)
+    srv = Apache(ws, "accepted", mpm=request.param, extra=extra)
     srv.start(timeout=30)
     yield srv
     srv.stop()
@@ -355,8 +361,8 @@ def test_interpreter_options_section_fails_with_pyhosts_own_line(short_server):
 # -- item 2: WSGIScriptAlias to a directory -------------------------------------
 
 @pytest.mark.parametrize("alias", ["/wsgi/ @APPS@/dropin_dir/", "/wsgi @APPS@/dropin_dir"])
-def test_script_alias_to_a_directory(short_server, workspace, alias):
-    srv = started(short_server, "diralias", "WSGIScriptAlias %s\n" % alias)
+def test_script_alias_to_a_directory(short_server, workspace, alias, mpm):
+    srv = started(short_server, "diralias", "WSGIScriptAlias %s\n" % alias, mpm=mpm)
     d = os.path.join(workspace.apps, "dropin_dir")
     r = srv.get("/wsgi/hello.wsgi")
     assert r.status == 200, r
@@ -378,8 +384,8 @@ FAIL_CONF = ("WSGIScriptAlias /fail @APPS@/dropin_fail.wsgi\n"
 
 
 @pytest.mark.parametrize("path", ["/fail", "/faild"])
-def test_traceback_is_one_line_per_line_grouped_by_log_id(short_server, workspace, path):
-    srv = started(short_server, "tb", FAIL_CONF)
+def test_traceback_is_one_line_per_line_grouped_by_log_id(short_server, workspace, path, mpm):
+    srv = started(short_server, "tb", FAIL_CONF, mpm=mpm)
     mark = srv.log_mark()
     assert srv.get(path).status == 500
     # (a daemon's "ready" info line may land after the mark: not a report)
@@ -404,9 +410,9 @@ def test_traceback_is_one_line_per_line_grouped_by_log_id(short_server, workspac
     assert all("[client " in ln or "[remote " in ln for ln in lines)
 
 
-def test_concurrent_tracebacks_keep_their_own_ids(short_server):
+def test_concurrent_tracebacks_keep_their_own_ids(short_server, mpm):
     import threading
-    srv = started(short_server, "tb-many", FAIL_CONF)
+    srv = started(short_server, "tb-many", FAIL_CONF, mpm=mpm)
     mark = srv.log_mark()
     threads = [threading.Thread(target=srv.get, args=("/fail",)) for _ in range(6)]
     for t in threads:
@@ -526,10 +532,10 @@ WSGIScriptAlias /access @APPS@/env.wsgi
 """
 
 
-@pytest.fixture(scope="module")
-def auth_server():
+@pytest.fixture(scope="module", params=_mpms())
+def auth_server(request):
     ws = Workspace()
-    srv = Apache(ws, "auth", extra=_auth_conf())
+    srv = Apache(ws, "auth", mpm=request.param, extra=_auth_conf())
     srv.start(timeout=30)
     yield srv
     srv.stop()
@@ -614,10 +620,10 @@ SetEnvIf X-Forwarded-Proto ^https$ HTTPS=on
 """
 
 
-@pytest.fixture(scope="module")
-def modwsgi_server():
+@pytest.fixture(scope="module", params=_mpms())
+def modwsgi_server(request):
     ws = Workspace()
-    srv = Apache(ws, "modwsgi", extra=MODWSGI_CONF)
+    srv = Apache(ws, "modwsgi", mpm=request.param, extra=MODWSGI_CONF)
     srv.start(timeout=30)
     yield srv
     srv.stop()
@@ -626,9 +632,11 @@ def modwsgi_server():
 
 def test_mod_wsgi_module_embedded(modwsgi_server):
     m = modwsgi_server.get("/embedded").json()["module"]
-    # the harness's event MPM: MaxRequestWorkers 16 in 4-thread processes
-    assert m == {"process_group": "", "application_group": "", "maximum_processes": 4,
-                 "threads_per_process": 4, "version": [6, 0, 0]}
+    # the harness's MPM settings: MaxRequestWorkers 16 in 4-thread processes
+    # (event, worker), or 8 single-threaded ones (prefork)
+    procs, threads = (8, 1) if modwsgi_server.mpm == "prefork" else (4, 4)
+    assert m == {"process_group": "", "application_group": "", "maximum_processes": procs,
+                 "threads_per_process": threads, "version": [6, 0, 0]}
 
 
 def test_mod_wsgi_module_sub_interpreter(modwsgi_server):
@@ -667,8 +675,8 @@ WSGIScriptAlias /limited-catch @APPS@/dropin_catch.wsgi
 
 @pytest.mark.parametrize("path", ["/limited", "/limited-catch"])
 @pytest.mark.parametrize("framing", ["content-length", "chunked"])
-def test_limit_request_body_is_one_clean_413(short_server, framing, path):
-    srv = started(short_server, "limit", LIMIT_CONF)
+def test_limit_request_body_is_one_clean_413(short_server, framing, path, mpm):
+    srv = started(short_server, "limit", LIMIT_CONF, mpm=mpm)
     body = b"x" * 5000
     if framing == "chunked":
         head = b"Transfer-Encoding: chunked\r\n"
@@ -713,10 +721,10 @@ FORWARDED = {"X-Forwarded-For": "203.0.113.5, 192.0.2.9, 127.0.0.1",
              "X-Forwarded-Proto": "https", "X-Real-IP": "198.51.100.66"}
 
 
-@pytest.fixture(scope="module")
-def proxy_server():
+@pytest.fixture(scope="module", params=_mpms())
+def proxy_server(request):
     ws = Workspace()
-    srv = Apache(ws, "proxy", extra=PROXY_CONF)
+    srv = Apache(ws, "proxy", mpm=request.param, extra=PROXY_CONF)
     srv.start(timeout=30)
     yield srv
     srv.stop()

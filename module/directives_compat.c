@@ -97,9 +97,9 @@ const char *pyh_compat_check_foreign(apr_pool_t *p)
 /* One name=value option of WSGIScriptAlias, WSGIImportScript or
  * WSGIDaemonProcess, as mod_wsgi parses them: the value may be quoted
  * (process-group='name', python-path="/a b"), or the whole option
- * ("name=value", as cfg_asgi_options hands them back). Returns 0 at the end of the
- * line, 1 with an option, -1 for a word that is not name=value (*name is
- * then the word). */
+ * ("name=value", as cfg_asgi_options hands them back). Returns 0 at the
+ * end of the line, 1 with an option, -1 for a word that is not name=value
+ * (*name is then the word). */
 int pyh_compat_parse_option(apr_pool_t *p, const char **line,
                             const char **name, const char **value)
 {
@@ -211,7 +211,8 @@ const char *pyh_compat_python_setting(cmd_parms *cmd, void *dconf,
         long n = strtol(v, &end, 10);
         if (!*v || *end || n < 0 || n > 2)
             return apr_psprintf(cmd->pool,
-                                "WSGIPythonOptimize takes 0, 1 or 2, not '%s'", v);
+                                "WSGIPythonOptimize takes 0, 1 or 2, not '%s'",
+                                v);
         pyh_compat.optimize = (int)n;
     }
     else if (!strcasecmp(name, "WSGIPythonHashSeed")) {
@@ -381,9 +382,9 @@ static const struct {
 int pyh_compat_daemon_option(cmd_parms *cmd, const char *group,
                              const char *name, const char *value)
 {
-    apr_size_t i;
-    for (i = 0; i < sizeof(compat_daemon_options) / sizeof(compat_daemon_options[0]);
-         i++)
+    apr_size_t i, n = sizeof(compat_daemon_options)
+                      / sizeof(compat_daemon_options[0]);
+    for (i = 0; i < n; i++)
         if (!strcmp(name, compat_daemon_options[i].name)) {
             compat_note(cmd, apr_psprintf(cmd->pool,
                                           "WSGIDaemonProcess %s: %s=%s "
@@ -560,7 +561,8 @@ void pyh_compat_apply_proxy_headers(pyh_request *req)
         kind = compat_proxy_headers[h].kind;
         kind_named[kind] = 1;
         if (!trusted || kind_winner[kind] >= 0
-            || !(v = apr_table_get(r->headers_in, compat_proxy_headers[h].name)))
+            || !(v = apr_table_get(r->headers_in,
+                                   compat_proxy_headers[h].name)))
             continue;
         kind_winner[kind] = h;
         switch (kind) {

@@ -361,7 +361,8 @@ void pyh_log_detach(PyObject *log);
 /* Redirect sys.stdout and sys.stderr of this interpreter to the log. */
 int pyh_log_redirect_stdio(pyh_interp *in);
 /* Log the pending Python exception with its traceback (one PYH entry,
- * then a line per traceback line) and clear it. r may be NULL (then s is used). */
+ * then a line per traceback line) and clear it. r may be NULL (then s is
+ * used). */
 void pyh_log_exception(pyh_interp *in, request_rec *r, server_rec *s,
                        const char *what);
 

@@ -772,3 +772,24 @@ def test_trusted_proxy_header_unknown_is_an_error(short_server):
     assert rc != 0 and "'X-Bogus' is not a proxy header mod_wsgi knows" in out, out
     rc, out = config_test(short_server, "pxbad2", "WSGITrustedProxies not-an-ip\n")
     assert rc != 0 and "'not-an-ip' is not an IP address or network" in out, out
+
+
+@pytest.mark.parametrize("path", ["/embedded", "/daemon"])
+def test_mod_wsgi_environ_keys(modwsgi_server, path):
+    envs = [modwsgi_server.get(path).json()["environ"] for _ in range(2)]
+    for env in envs:
+        assert env["mod_wsgi.request_handler"] == "wsgi-script"
+        assert env["mod_wsgi.version"] == [6, 0, 0]
+        assert re.match(r"^[A-Za-z0-9+/@_-]{6,}$", env["mod_wsgi.request_id"]), env
+    assert envs[0]["mod_wsgi.request_id"] != envs[1]["mod_wsgi.request_id"]
+
+
+@pytest.mark.parametrize("path", ["/embedded", "/daemon"])
+def test_request_id_is_the_traceback_group_id(modwsgi_server, path):
+    mark = modwsgi_server.log_mark()
+    assert modwsgi_server.get(path + "?fail").status == 500
+    text = modwsgi_server.wait_log_text(mark, r"ValueError: request id")
+    m = re.search(r"\[([^\]]+)\] ValueError: request id <([^>]+)>", text)
+    assert m and m.group(1) == m.group(2), text
+    assert re.search(r"PYH0100: exception in WSGI app for GET %s \[%s\]: Traceback"
+                     % (path, re.escape(m.group(1))), text), text

@@ -6,6 +6,8 @@ import mod_wsgi
 
 
 def application(environ, start_response):
+    if environ.get("QUERY_STRING") == "fail":
+        raise ValueError("request id <%s>" % environ["mod_wsgi.request_id"])
     body = json.dumps({
         "module": {k: getattr(mod_wsgi, k) for k in (
             "process_group", "application_group", "maximum_processes",
@@ -13,7 +15,8 @@ def application(environ, start_response):
         "environ": {k: environ.get(k) for k in (
             "mod_wsgi.process_group", "mod_wsgi.application_group",
             "mod_wsgi.callable_object", "mod_wsgi.script_reloading",
-            "wsgi.url_scheme", "HTTPS")},
+            "wsgi.url_scheme", "HTTPS", "mod_wsgi.request_handler",
+            "mod_wsgi.request_id", "mod_wsgi.version")},
     }).encode()
     start_response("200 OK", [("Content-Type", "application/json")])
     return [body]

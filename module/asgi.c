@@ -381,7 +381,15 @@ static void asgi_commit_headers(pyh_request *req, const pyh_asgi_xfer *x)
 static int asgi_pass(pyh_request *req)
 {
     request_rec *r = req->r;
-    apr_status_t rv = ap_pass_brigade(r->output_filters, req->obb);
+    apr_status_t rv;
+    /* Apache's HTTP_IN filter refused the body and has sent the client its
+     * error response: whatever the app answers would trail that page. */
+    if (req->input_status == AP_FILTER_ERROR) {
+        apr_brigade_cleanup(req->obb);
+        req->client_gone = 1;
+        return 1;
+    }
+    rv = ap_pass_brigade(r->output_filters, req->obb);
     apr_brigade_cleanup(req->obb);
     req->passed = 1;
     if (rv != APR_SUCCESS || r->connection->aborted) {

@@ -470,20 +470,15 @@ static const char *cfg_daemon_user(cmd_parms *cmd, pyh_daemon *d)
                                 d->name, d->user);
         }
         d->user = apr_pstrdup(cmd->pool, pw->pw_name);
+        d->user_given = 1;
         d->uid = pw->pw_uid;
         if (!d->group)
             d->gid = pw->pw_gid;
         if (!d->home)
             d->home = apr_pstrdup(cmd->pool, pw->pw_dir);
     }
-    else {
-        d->user = ap_unixd_config.user_name;
-        d->uid = ap_unixd_config.user_id;
-        if (!d->group)
-            d->gid = ap_unixd_config.group_id;
-        if (!d->home && (pw = getpwuid(d->uid)))
-            d->home = apr_pstrdup(cmd->pool, pw->pw_dir);
-    }
+    /* Without user=, Apache's User: pyh_daemon_resolve_users, once the
+     * whole configuration is read (User may well come later). */
     if (d->group) {
         if (d->group[0] == '#')
             d->gid = (gid_t)strtoul(d->group + 1, &end, 10);
@@ -659,7 +654,7 @@ static const char *cfg_daemon_process(cmd_parms *cmd, void *dconf,
     }
     if ((err = cfg_daemon_user(cmd, d)))
         return err;
-    if (d->uid == 0)
+    if (d->user_given && d->uid == 0)
         return apr_psprintf(cmd->pool,
                             "WSGIDaemonProcess: refusing to run daemon group "
                             "'%s' as root; set user= to an unprivileged user",
@@ -667,6 +662,37 @@ static const char *cfg_daemon_process(cmd_parms *cmd, void *dconf,
     d->index = pyh_globals.daemons->nelts;
     *(pyh_daemon **)apr_array_push(pyh_globals.daemons) = d;
     apr_hash_set(pyh_globals.daemons_by_name, d->name, APR_HASH_KEY_STRING, d);
+    return NULL;
+}
+
+const char *pyh_daemon_resolve_users(apr_pool_t *p)
+{
+    int i;
+    for (i = 0; i < pyh_globals.daemons->nelts; i++) {
+        pyh_daemon *d = APR_ARRAY_IDX(pyh_globals.daemons, i, pyh_daemon *);
+        struct passwd *pw;
+        if (d->user_given)
+            continue;
+        /* Apache's children keep their identity when Apache does not run
+         * as root; so do the daemons. */
+        d->uid = geteuid() == 0 ? ap_unixd_config.user_id : geteuid();
+        if (!d->group)
+            d->gid = geteuid() == 0 ? ap_unixd_config.group_id : getegid();
+        if ((pw = getpwuid(d->uid))) {
+            d->user = apr_pstrdup(p, pw->pw_name);
+            if (!d->home)
+                d->home = apr_pstrdup(p, pw->pw_dir);
+        }
+        else {
+            d->user = apr_psprintf(p, "#%ld", (long)d->uid);
+        }
+        if (d->uid == 0)
+            return apr_psprintf(p,
+                                "PYH0059: WSGIDaemonProcess %s has no user= "
+                                "and would run as root (Apache's User); set "
+                                "user= to an unprivileged user",
+                                d->name);
+    }
     return NULL;
 }
 

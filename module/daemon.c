@@ -1,9 +1,10 @@
-/* daemon.c - WSGIDaemonProcess groups. In the httpd parent: each group's
- * listening UNIX socket, forking its processes, restarting any that die,
- * and stopping them with Apache. In a daemon process: dropping privileges,
- * starting Python, and serving relayed requests with one dispatcher thread
- * (epoll over the listener and idle connections), worker threads, and a
- * watchdog that enforces timeouts and recycles the process. */
+/* daemon.c - WSGIDaemonProcess groups. In a daemon process: dropping
+ * privileges, starting Python, and serving relayed requests with one
+ * dispatcher thread (epoll over the listener and idle connections),
+ * worker threads, and a watchdog that enforces timeouts and recycles the
+ * process. In Apache's children: a group's sockets and state. Apache's
+ * parent (sockets, forking, supervision) is daemon_parent.c. */
+#include "daemon.h"
 #include "relay.h"
 
 #include "http_core.h"
@@ -22,299 +23,17 @@
 #include <locale.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <stdarg.h>
 #include <sys/epoll.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
-#include <sys/wait.h>
 #include <pthread.h>
 #include <unistd.h>
 
 unsigned char pyh_relay_secret[16];
 pyh_daemon *pyh_this_daemon;
-
-/* ==== parent: sockets, processes, supervision ============================== */
-
-/* The parent's record of one daemon process of the current generation. */
-typedef struct pyh_dproc {
-    pyh_daemon *d;
-    int slot;
-    apr_proc_t proc;
-    int registered;         /* an APR "other child" (APR's unregister
-                               dereferences NULL for an unknown one) */
-    struct pyh_sock *sock;  /* the socket path it serves */
-} pyh_dproc;
-
-/* A generation's socket path: unlinked when its last process is gone, so
- * that old children finishing requests after a graceful restart can still
- * connect to the old daemons. malloc'd: it outlives the configuration. */
-typedef struct pyh_sock {
-    char *path;
-    int live;
-} pyh_sock;
-
-/* Daemons of earlier generations, still finishing their connections. They
- * are handed to the MPM (ap_register_extra_mpm_process), which reaps them
- * and kills them at a stop; nothing of ours that holds a function pointer
- * survives a restart, because Apache unloads and reloads this module. */
-typedef struct pyh_retired {
-    pid_t pid;
-    pyh_sock *sock;
-    struct pyh_retired *next;
-} pyh_retired;
-
-static apr_pool_t *daemon_pconf;
-static pyh_retired *daemon_retired;
-
-static void daemon_release_sock(pyh_sock *sk)
-{
-    if (--sk->live > 0)
-        return;
-    unlink(sk->path);
-    free(sk->path);
-    free(sk);
-}
-
-/* Forgets retired daemons that are gone (reaped by the MPM), unlinking
- * each generation's socket after its last process. */
-static void daemon_sweep_retired(int all)
-{
-    pyh_retired **pp = &daemon_retired;
-    while (*pp) {
-        pyh_retired *rt = *pp;
-        if (all || (kill(rt->pid, 0) < 0 && errno == ESRCH)) {
-            *pp = rt->next;
-            daemon_release_sock(rt->sock);
-            free(rt);
-        }
-        else {
-            pp = &rt->next;
-        }
-    }
-}
-
-static void daemon_spawn(pyh_dproc *dp);
-
-static void daemon_maintenance(int reason, void *data, apr_wait_t status)
-{
-    pyh_dproc *dp = data;
-    if (reason == APR_OC_REASON_UNREGISTER) {
-        dp->registered = 0; /* by us, or by pconf's cleanup */
-        return;
-    }
-    if (reason == APR_OC_REASON_RUNNING) {
-        daemon_sweep_retired(0); /* the MPM calls this every few seconds */
-        return;
-    }
-    if (reason != APR_OC_REASON_DEATH && reason != APR_OC_REASON_LOST)
-        return;
-    if (dp->registered)
-        apr_proc_other_child_unregister(dp);
-    if (WIFSIGNALED(status))
-        ap_log_error(APLOG_MARK, APLOG_ERR, 0, ap_server_conf,
-                     "PYH0040: daemon process %d of group '%s' was killed by "
-                     "signal %d; starting a new one",
-                     (int)dp->proc.pid, dp->d->name, WTERMSIG(status));
-    else
-        ap_log_error(APLOG_MARK, APLOG_INFO, 0, ap_server_conf,
-                     "PYH0041: daemon process %d of group '%s' exited (%d); "
-                     "starting a new one",
-                     (int)dp->proc.pid, dp->d->name, WEXITSTATUS(status));
-    dp->proc.pid = 0;
-    daemon_spawn(dp);
-}
-
-static void daemon_main(pyh_dproc *dp) __attribute__((noreturn));
-
-static void daemon_spawn(pyh_dproc *dp)
-{
-    apr_status_t rv;
-    rv = apr_proc_fork(&dp->proc, daemon_pconf);
-    if (rv == APR_INCHILD)
-        daemon_main(dp);
-    if (rv != APR_INPARENT) {
-        ap_log_error(APLOG_MARK, APLOG_CRIT, rv, ap_server_conf,
-                     "PYH0042: could not fork a daemon process for group '%s'",
-                     dp->d->name);
-        return;
-    }
-    apr_proc_other_child_register(&dp->proc, daemon_maintenance, dp, NULL,
-                                  daemon_pconf);
-    dp->registered = 1;
-}
-
-/* pconf cleanup: a restart or stop retires this generation's daemons. They
- * get SIGTERM and finish what their connections still bring; at a restart
- * the MPM takes them over; at a stop the parent waits for them
- * (shutdown-timeout) and then kills what is left. */
-static apr_status_t daemon_parent_cleanup(void *data)
-{
-    apr_array_header_t *procs = data;
-    int exiting = ap_state_query(AP_SQ_MAIN_STATE) == AP_SQ_MS_EXITING;
-    apr_interval_time_t wait = 0;
-    apr_time_t until;
-    int i, left;
-
-    /* The handler is in this module, which is about to be unloaded. */
-    signal(SIGCHLD, SIG_DFL);
-    for (i = 0; i < procs->nelts; i++) {
-        pyh_dproc *dp = APR_ARRAY_IDX(procs, i, pyh_dproc *);
-        if (dp->d->shutdown_timeout > wait)
-            wait = dp->d->shutdown_timeout;
-        if (dp->d->listen_fd >= 0) {
-            close(dp->d->listen_fd);
-            dp->d->listen_fd = -1;
-        }
-        if (dp->registered)
-            apr_proc_other_child_unregister(dp);
-        if (dp->proc.pid <= 0) {
-            daemon_release_sock(dp->sock);
-            continue;
-        }
-        kill(dp->proc.pid, SIGTERM);
-        if (!exiting) {
-            pyh_retired *rt = malloc(sizeof(*rt));
-            ap_register_extra_mpm_process(dp->proc.pid,
-                                          ap_state_query(AP_SQ_CONFIG_GEN));
-            if (rt) {
-                rt->pid = dp->proc.pid;
-                rt->sock = dp->sock;
-                rt->next = daemon_retired;
-                daemon_retired = rt;
-            }
-            else {
-                daemon_release_sock(dp->sock);
-            }
-        }
-    }
-    if (!exiting)
-        return APR_SUCCESS;
-    until = apr_time_now() + wait + apr_time_from_sec(1);
-    do {
-        left = 0;
-        for (i = 0; i < procs->nelts; i++) {
-            pyh_dproc *dp = APR_ARRAY_IDX(procs, i, pyh_dproc *);
-            if (dp->proc.pid > 0) {
-                if (waitpid(dp->proc.pid, NULL, WNOHANG) == dp->proc.pid
-                    || (kill(dp->proc.pid, 0) < 0 && errno == ESRCH))
-                    dp->proc.pid = 0;
-                else
-                    left++;
-            }
-        }
-        if (left)
-            apr_sleep(apr_time_from_msec(20));
-    } while (left && apr_time_now() < until);
-    for (i = 0; i < procs->nelts; i++) {
-        pyh_dproc *dp = APR_ARRAY_IDX(procs, i, pyh_dproc *);
-        if (dp->proc.pid > 0) {
-            ap_log_error(APLOG_MARK, APLOG_WARNING, 0, ap_server_conf,
-                         "PYH0043: daemon process %d of group '%s' did not "
-                         "stop in time; killing it",
-                         (int)dp->proc.pid, dp->d->name);
-            kill(dp->proc.pid, SIGKILL);
-            waitpid(dp->proc.pid, NULL, 0);
-        }
-        daemon_release_sock(dp->sock);
-    }
-    daemon_sweep_retired(1); /* the MPM has reclaimed them by now */
-    return APR_SUCCESS;
-}
-
-static int daemon_make_socket(apr_pool_t *p, pyh_daemon *d, server_rec *s)
-{
-    const char *prefix = pyh_globals.socket_prefix
-                             ? pyh_globals.socket_prefix
-                             : ap_runtime_dir_relative(p, "pyhost");
-    struct sockaddr_un sa;
-    int fd;
-
-    d->socket_path = apr_psprintf(p, "%s.%d.%d.%d.sock", prefix, (int)getpid(),
-                                  ap_state_query(AP_SQ_CONFIG_GEN), d->index);
-    if (strlen(d->socket_path) >= sizeof(sa.sun_path)) {
-        ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s,
-                     "PYH0044: daemon socket path '%s' is longer than %d "
-                     "bytes; set a shorter WSGISocketPrefix",
-                     d->socket_path, (int)sizeof(sa.sun_path) - 1);
-        return -1;
-    }
-    memset(&sa, 0, sizeof(sa));
-    sa.sun_family = AF_UNIX;
-    strcpy(sa.sun_path, d->socket_path);
-    unlink(d->socket_path);
-    /* Non-blocking: every process of the group waits on this socket, and
-     * the ones that lose the race for a connection must not block. */
-    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0
-        || chmod(d->socket_path, 0600) < 0
-        || (geteuid() == 0
-            && chown(d->socket_path, ap_unixd_config.user_id, (gid_t)-1) < 0)
-        || listen(fd, d->listen_backlog) < 0) {
-        ap_log_error(APLOG_MARK, APLOG_CRIT, errno, s,
-                     "PYH0044: cannot make daemon socket '%s' for group '%s'"
-                     " (WSGISocketPrefix sets its directory)",
-                     d->socket_path, d->name);
-        if (fd >= 0)
-            close(fd);
-        return -1;
-    }
-    d->listen_fd = fd;
-    return 0;
-}
-
-/* The MPM reaps children between one-second sleeps; a SIGCHLD handler
- * (doing nothing) cuts that sleep short, so a daemon that died or recycled
- * is replaced at once rather than up to a second later. */
-static void daemon_on_sigchld(int sig)
-{
-    (void)sig;
-}
-
-int pyh_daemon_start_all(apr_pool_t *pconf, server_rec *s)
-{
-    apr_array_header_t *procs;
-    struct sigaction sa;
-    int i, j;
-
-    if (!pyh_globals.daemons->nelts)
-        return OK;
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = daemon_on_sigchld;
-    sa.sa_flags = SA_RESTART | SA_NOCLDSTOP;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGCHLD, &sa, NULL);
-    if (apr_generate_random_bytes(pyh_relay_secret, sizeof(pyh_relay_secret))
-        != APR_SUCCESS) {
-        ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s,
-                     "PYH0044: no random bytes for the daemon relay secret");
-        return HTTP_INTERNAL_SERVER_ERROR;
-    }
-    daemon_pconf = pconf;
-    daemon_sweep_retired(0);
-    procs = apr_array_make(pconf, 8, sizeof(pyh_dproc *));
-    apr_pool_cleanup_register(pconf, procs, daemon_parent_cleanup,
-                              apr_pool_cleanup_null);
-    for (i = 0; i < pyh_globals.daemons->nelts; i++) {
-        pyh_daemon *d = APR_ARRAY_IDX(pyh_globals.daemons, i, pyh_daemon *);
-        pyh_sock *sk;
-        if (daemon_make_socket(pconf, d, s) < 0)
-            return HTTP_INTERNAL_SERVER_ERROR;
-        sk = calloc(1, sizeof(*sk));
-        if (!sk || !(sk->path = strdup(d->socket_path)))
-            return HTTP_INTERNAL_SERVER_ERROR;
-        for (j = 0; j < d->processes; j++) {
-            pyh_dproc *dp = apr_pcalloc(pconf, sizeof(*dp));
-            dp->d = d;
-            dp->slot = j;
-            dp->sock = sk;
-            sk->live++;
-            *(pyh_dproc **)apr_array_push(procs) = dp;
-            daemon_spawn(dp);
-        }
-    }
-    return OK;
-}
 
 /* ==== Apache child ========================================================== */
 
@@ -334,12 +53,69 @@ void pyh_daemon_child_init(apr_pool_t *pchild, server_rec *s)
         if (apr_thread_mutex_create(&d->idle_mutex, APR_THREAD_MUTEX_DEFAULT,
                                     pchild) != APR_SUCCESS)
             d->idle_mutex = NULL;
+        /* Apache's children only read a group's state. */
+        if (d->state)
+            mprotect((void *)d->state, d->state_size, PROT_READ);
     }
+}
+
+/* A group whose processes cannot start gets its requests answered at once
+ * (503, with Retry-After) instead of left to time out on a socket that no
+ * process accepts from. */
+int pyh_daemon_check_available(request_rec *r, pyh_daemon *d)
+{
+    const pyh_dstate *st = d->state;
+    char cause[sizeof(st->cause)];
+    apr_interval_time_t wait;
+
+    if (!st || !st->failing)
+        return OK;
+    memcpy(cause, st->cause, sizeof(cause));
+    cause[sizeof(cause) - 1] = '\0';
+    wait = st->retry_at - apr_time_now();
+    apr_table_setn(r->err_headers_out, "Retry-After",
+                   apr_psprintf(r->pool, "%" APR_TIME_T_FMT,
+                                wait > 0 ? apr_time_sec(wait) + 1 : 1));
+    ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
+                  "PYH0056: daemon group '%s' cannot start its processes "
+                  "(%s); answering 503",
+                  d->name, cause[0] ? cause : "no reason given");
+    return HTTP_SERVICE_UNAVAILABLE;
 }
 
 /* ==== daemon process ======================================================== */
 
 enum { DS_RUNNING, DS_RECYCLING, DS_STOPPING, DS_EXIT };
+
+/* Who takes a new connection. Apache's children pool relay connections
+ * and reuse them for many requests, so the process that accepts one gets
+ * that share of the load until the connection ends. Every process of the
+ * group waits on the one listener; each waits before accepting
+ * DS_ACCEPT_STEP per request it runs (up to DS_ACCEPT_STEPS), so that the
+ * least busy process wins, and one whose threads are all busy leaves the
+ * connection to its siblings (taking it after DS_FULL_WAIT only if nobody
+ * did, or as soon as one of its threads is free). */
+#define DS_ACCEPT_STEP apr_time_from_msec(1)
+#define DS_ACCEPT_STEPS 4
+#define DS_FULL_WAIT apr_time_from_msec(250)
+/* And connections are retired: after a request, one older than
+ * DS_CONN_AGE (plus up to as much again of jitter, so that they do not
+ * all go at once) gets a goodbye, and Apache opens a new one, which the
+ * rule above gives to the least busy process. So a replaced process gets
+ * its share within about a second, whatever the load (what gRPC's
+ * MAX_CONNECTION_AGE does for the same reason). It costs a reconnect
+ * per connection in use and 0.5-1 s, not a system call per request. */
+#define DS_CONN_AGE apr_time_from_msec(500)
+/* Connections a process already holds bring requests too: when all its
+ * threads are busy and none has finished a request for DS_STALLED (slow
+ * requests hold them all), a request on a pooled connection is sent back
+ * to Apache (the goodbye it retries on) to go to a sibling. A process
+ * that is merely saturated by quick requests keeps its queue: it frees a
+ * thread sooner than a reconnect would. */
+#define DS_STALLED apr_time_from_msec(50)
+
+/* The listener: armed (one-shot), waiting to accept, or off (recycling). */
+enum { DS_LISTEN_ARMED, DS_LISTEN_WAIT, DS_LISTEN_OFF };
 
 typedef struct {
     apr_thread_t *thread;
@@ -358,6 +134,8 @@ static struct {
     apr_thread_cond_t *ready_cond;
     pyh_dconn *ready_head, *ready_tail, *all;
     int nconns, nqueued, nbusy;
+    int nfresh;                 /* accepted, no request read yet */
+    int full_wait;              /* the dispatcher waits for a free thread */
     int state;
     const char *why;            /* reason for recycling */
     apr_time_t started, state_since, last_active;
@@ -366,6 +144,12 @@ static struct {
     pyh_dworker *workers;
     apr_thread_t *watchdog;
     pid_t parent;               /* Apache's parent process */
+    pyh_dproc *dp;              /* this process's slot */
+    /* The dispatcher's alone: */
+    int listen;                 /* DS_LISTEN_* */
+    apr_time_t wait_since;      /* the listener became readable */
+    uint32_t rng;               /* jitter of connection ages */
+    int siblings;               /* other processes could take connections */
 } ds;
 
 static PYH_THREAD_LOCAL pyh_dworker *ds_me;
@@ -435,6 +219,8 @@ static void ds_close_conn(pyh_dconn *dc)
     if (dc->all_next)
         dc->all_next->all_prev = dc->all_prev;
     ds.nconns--;
+    if (dc->fresh)
+        ds.nfresh--;
     pyh_dconn_free(dc);
 }
 
@@ -454,6 +240,16 @@ static void ds_goodbye(pyh_dconn *dc)
     ds_close_conn(dc);
 }
 
+/* xorshift32: jitter, not secrets. */
+static uint32_t ds_random(void)
+{
+    uint32_t x = ds.rng ? ds.rng : 2463534242u;
+    x ^= x << 13;
+    x ^= x >> 17;
+    x ^= x << 5;
+    return ds.rng = x;
+}
+
 /* Takes one pending connection; 0 when there was none. */
 static int ds_accept(void)
 {
@@ -461,6 +257,7 @@ static int ds_accept(void)
     socklen_t len = sizeof(cred);
     pyh_dconn *dc;
     struct timeval tv;
+    apr_interval_time_t age;
     int fd = accept4(ds.d->listen_fd, NULL, NULL, SOCK_CLOEXEC);
     if (fd < 0)
         return 0;
@@ -496,17 +293,40 @@ static int ds_accept(void)
     ds.all = dc;
     ds.nconns++;
     dc->state = PYH_DC_IDLE;
+    /* Apache connects to send a request: count it as running at once. */
+    dc->fresh = 1;
+    ds.nfresh++;
+    age = DS_CONN_AGE + (apr_interval_time_t)(ds_random() % DS_CONN_AGE);
+    dc->retire_at = ds.siblings ? apr_time_now() + age : 0;
     if (ds_arm(dc, EPOLL_CTL_ADD) < 0)
         ds_close_conn(dc);
     apr_thread_mutex_unlock(ds.mutex);
     return 1;
 }
 
+/* A request came on a connection: queued for a worker, or, when every
+ * thread is held by requests that have not let go for a while, handed
+ * back with a goodbye so that Apache sends it again on a new connection,
+ * which a sibling with a free thread takes. Only on a pooled connection
+ * (a new one was taken for this request: a retry is never sent back). */
 static void ds_enqueue(pyh_dconn *dc)
 {
+    apr_time_t now = apr_time_now();
+    int fresh = dc->fresh;
     apr_thread_mutex_lock(ds.mutex);
+    if (fresh) {
+        dc->fresh = 0;
+        ds.nfresh--;
+    }
+    else if (ds.siblings && ds.state == DS_RUNNING
+             && ds.nbusy + ds.nqueued >= ds.d->threads
+             && now - ds.last_active > DS_STALLED) {
+        ds_goodbye(dc);
+        apr_thread_mutex_unlock(ds.mutex);
+        return;
+    }
     dc->state = PYH_DC_QUEUED;
-    dc->queued = apr_time_now();
+    dc->queued = now;
     dc->next = NULL;
     if (ds.ready_tail)
         ds.ready_tail->next = dc;
@@ -569,6 +389,7 @@ static void *APR_THREAD_FUNC ds_worker(apr_thread_t *thread, void *data)
     pyh_dconn *dc;
     int keep;
 
+    (void)thread;
     ds_me = w;
     w->ident = (unsigned long)pthread_self();
     for (;;) {
@@ -599,7 +420,15 @@ static void *APR_THREAD_FUNC ds_worker(apr_thread_t *thread, void *data)
         if (ds.d->maximum_requests && ds.requests >= ds.d->maximum_requests)
             ds_recycle("maximum-requests reached");
         dc->state = PYH_DC_IDLE;
-        if (keep && ds.state == DS_RECYCLING) {
+        /* A thread is free again: the dispatcher may take the connection
+         * it left to the siblings (the only wake-up a request causes, and
+         * only when every thread was busy as a connection came). */
+        if (ds.full_wait) {
+            ds.full_wait = 0;
+            ds_wake();
+        }
+        if (keep && (ds.state == DS_RECYCLING
+                     || (dc->retire_at && ds.last_active >= dc->retire_at))) {
             ds_goodbye(dc);
         }
         else if (!keep || ds_arm(dc, EPOLL_CTL_MOD) < 0) {
@@ -610,7 +439,8 @@ static void *APR_THREAD_FUNC ds_worker(apr_thread_t *thread, void *data)
             ds_wake();
         apr_thread_mutex_unlock(ds.mutex);
     }
-    apr_thread_exit(thread, APR_SUCCESS);
+    /* Returning ends the thread as apr_thread_exit() would, without the
+     * pthread_exit() unwinding that ASan misreads (sigaltstack). */
     return NULL;
 }
 
@@ -664,6 +494,7 @@ static void ds_check_requests(apr_time_t now)
 static void *APR_THREAD_FUNC ds_watchdog(apr_thread_t *thread, void *data)
 {
     pyh_daemon *d = ds.d;
+    (void)thread;
     (void)data;
     while (ds.state != DS_EXIT) {
         apr_time_t now = apr_time_now();
@@ -686,8 +517,28 @@ static void *APR_THREAD_FUNC ds_watchdog(apr_thread_t *thread, void *data)
             ds_recycle(why);
         apr_thread_mutex_unlock(ds.mutex);
     }
-    apr_thread_exit(thread, APR_SUCCESS);
-    return NULL;
+    return NULL; /* not apr_thread_exit(): see ds_worker */
+}
+
+/* Records why this process could not start, for the parent's log and
+ * for the 503s Apache's children answer while the group keeps failing. */
+static void ds_cause(int err, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void ds_cause(int err, const char *fmt, ...)
+{
+    pyh_dstate *st = ds.d ? ds.d->state : NULL;
+    char errbuf[120];
+    apr_size_t n;
+    va_list ap;
+    if (!st)
+        return;
+    va_start(ap, fmt);
+    n = (apr_size_t)apr_vsnprintf(st->cause, sizeof(st->cause) - 1, fmt, ap);
+    va_end(ap);
+    if (err && n < sizeof(st->cause) - 1)
+        apr_snprintf(st->cause + n, sizeof(st->cause) - 1 - n, ": %s",
+                     apr_strerror(APR_FROM_OS_ERROR(err), errbuf,
+                                  sizeof(errbuf)));
 }
 
 /* Drops to the group's user. Every call is checked: a daemon that could
@@ -725,6 +576,7 @@ static int ds_drop_privileges(pyh_daemon *d)
         goto fail;
     return 0;
 fail:
+    ds_cause(errno, "user '%s' could not %s", d->user, step);
     ap_log_error(APLOG_MARK, APLOG_CRIT, errno, ds.s,
                  "PYH0045: daemon group '%s' (user '%s') could not %s; the "
                  "process will not run",
@@ -755,12 +607,47 @@ static void ds_set_title(pyh_daemon *d)
     }
 }
 
+/* This process could not start: the parent counts failed starts in a row
+ * and backs off (see daemon_note_death). */
 static void ds_fail_exit(void) __attribute__((noreturn));
 static void ds_fail_exit(void)
 {
-    /* The parent starts a replacement at once: slow a failing one down. */
-    apr_sleep(apr_time_from_sec(1));
+    pyh_dstate *st = ds.d ? ds.d->state : NULL;
+    if (st) /* every caller said why first (ds_cause) */
+        st->slot[ds.dp->slot] = DSLOT_FAILED;
     _exit(1);
+}
+
+/* A slot whose starts keep failing waits before it tries again (the
+ * parent said how long); a stop, or the parent gone, ends the wait. */
+static void ds_backoff(apr_interval_time_t delay)
+{
+    apr_time_t until = apr_time_now() + delay;
+    while (apr_time_now() < until) {
+        if (ds_signalled || getppid() != ds.parent)
+            _exit(0);
+        apr_sleep(apr_time_from_msec(100));
+    }
+}
+
+/* Started: the group serves. The state goes out of this process's reach:
+ * the app runs here from now on. */
+static void ds_ready(void)
+{
+    pyh_daemon *d = ds.d;
+    pyh_dstate *st = d->state;
+    if (!st)
+        return;
+    if (st->failing)
+        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, ds.s,
+                     "PYH0058: daemon group '%s' serves again after %d "
+                     "failed starts",
+                     d->name, st->fails);
+    st->slot[ds.dp->slot] = DSLOT_READY;
+    st->fails = 0;
+    st->failing = 0;
+    munmap((void *)st, d->state_size);
+    d->state = NULL;
 }
 
 static int ds_setup_process(pyh_dproc *dp)
@@ -786,19 +673,27 @@ static int ds_setup_process(pyh_dproc *dp)
     ap_close_listeners();
     for (i = 0; i < pyh_globals.daemons->nelts; i++) {
         pyh_daemon *o = APR_ARRAY_IDX(pyh_globals.daemons, i, pyh_daemon *);
-        if (o != d && o->listen_fd >= 0) {
+        if (o == d)
+            continue;
+        if (o->listen_fd >= 0) {
             close(o->listen_fd);
             o->listen_fd = -1;
         }
+        if (o->state) {
+            munmap((void *)o->state, o->state_size);
+            o->state = NULL;
+        }
     }
     ds_set_title(d);
+    if (dp->delay > 0)
+        ds_backoff(dp->delay);
     if (ds_drop_privileges(d) < 0)
         return -1;
     /* After the user switch: changing credentials clears it. And if the
      * parent is already gone, there is nobody to serve. */
     prctl(PR_SET_PDEATHSIG, SIGTERM, 0, 0, 0);
     if (getppid() != ds.parent)
-        return -1;
+        _exit(0);
     if (d->umask >= 0)
         umask((mode_t)d->umask);
     /* The user's home is only a default: a system user's often does not
@@ -810,6 +705,7 @@ static int ds_setup_process(pyh_dproc *dp)
                      d->name, d->user, d->home);
     }
     else if (d->home && d->home_given && chdir(d->home) < 0) {
+        ds_cause(errno, "cannot change to home directory '%s'", d->home);
         ap_log_error(APLOG_MARK, APLOG_CRIT, errno, ds.s,
                      "PYH0046: daemon group '%s': cannot change to home "
                      "directory '%s'",
@@ -824,8 +720,10 @@ static int ds_setup_process(pyh_dproc *dp)
                      "available",
                      d->name, d->locale);
     if (pipe2(ds.wake, O_CLOEXEC | O_NONBLOCK) < 0
-        || (ds.epfd = epoll_create1(EPOLL_CLOEXEC)) < 0)
+        || (ds.epfd = epoll_create1(EPOLL_CLOEXEC)) < 0) {
+        ds_cause(errno, "no pipe or epoll descriptor");
         return -1;
+    }
     return 0;
 }
 
@@ -847,19 +745,73 @@ static int ds_start_threads(void)
                    == APR_SUCCESS ? 0 : -1;
 }
 
+static int ds_arm_listener(int op)
+{
+    struct epoll_event ev;
+    ev.events = EPOLLIN | EPOLLONESHOT;
+    ev.data.ptr = NULL;
+    return epoll_ctl(ds.epfd, op, ds.d->listen_fd, &ev);
+}
+
 /* The dispatcher's epoll set: the wake pipe (data: &ds.wake), the
- * listening socket (data: NULL) and, armed one-shot, the connections. */
+ * listening socket (data: NULL) and the connections, the last two armed
+ * one-shot. */
 static void ds_watch(void)
 {
     struct epoll_event ev;
     ev.events = EPOLLIN;
     ev.data.ptr = &ds.wake;
     epoll_ctl(ds.epfd, EPOLL_CTL_ADD, ds.wake[0], &ev);
-    ev.data.ptr = NULL;
-    epoll_ctl(ds.epfd, EPOLL_CTL_ADD, ds.d->listen_fd, &ev);
+    ds_arm_listener(EPOLL_CTL_ADD);
+    ds.listen = DS_LISTEN_ARMED;
+    ds.siblings = ds.d->processes > 1;
+    ds.rng = (uint32_t)getpid() ^ (uint32_t)apr_time_now();
 }
 
-static void ds_handle_events(struct epoll_event *evs, int n, int listening)
+/* How much longer to wait before taking a pending connection (see
+ * DS_ACCEPT_STEP; caller holds the mutex); 0: take it now. */
+static apr_interval_time_t ds_accept_wait(apr_time_t now)
+{
+    int running = ds.nbusy + ds.nqueued + ds.nfresh;
+    apr_time_t at;
+    if (!ds.siblings)
+        return 0;
+    ds.full_wait = running >= ds.d->threads;
+    if (ds.full_wait)
+        at = ds.wait_since + DS_FULL_WAIT;
+    else
+        at = ds.wait_since + DS_ACCEPT_STEP * (running < DS_ACCEPT_STEPS
+                                                   ? running
+                                                   : DS_ACCEPT_STEPS);
+    return at > now ? at - now : 0;
+}
+
+/* The listener is readable (and disarmed): accepts when it is this
+ * process's turn, then arms it again, which reports at once if more
+ * connections wait. Returns the wait left in ms, or -1: not waiting. */
+static int ds_accept_turn(void)
+{
+    apr_interval_time_t wait;
+    int recycling;
+    apr_thread_mutex_lock(ds.mutex);
+    wait = ds_accept_wait(apr_time_now());
+    recycling = ds.state == DS_RECYCLING;
+    apr_thread_mutex_unlock(ds.mutex);
+    if (recycling)
+        return -1; /* the listener is about to go */
+    if (wait > 0)
+        return (int)((wait + 999) / 1000);
+    /* Alone, take them all; with siblings one at a time, each at its
+     * turn. A sibling may have taken it meanwhile: accept finds none. */
+    while (ds_accept() && !ds.siblings)
+        ;
+    ds.listen = DS_LISTEN_ARMED;
+    if (ds_arm_listener(EPOLL_CTL_MOD) < 0)
+        ds.listen = DS_LISTEN_OFF;
+    return -1;
+}
+
+static void ds_handle_events(struct epoll_event *evs, int n)
 {
     char drain[64];
     int i;
@@ -869,8 +821,10 @@ static void ds_handle_events(struct epoll_event *evs, int n, int listening)
                 ;
         }
         else if (!evs[i].data.ptr) {
-            while (listening && ds_accept())
-                ;
+            if (ds.listen == DS_LISTEN_ARMED) {
+                ds.listen = DS_LISTEN_WAIT;
+                ds.wait_since = apr_time_now();
+            }
         }
         else {
             ds_enqueue(evs[i].data.ptr);
@@ -893,12 +847,13 @@ static void ds_check_stop(void)
 
 /* One step of recycling (caller holds the mutex): stop listening, say
  * goodbye to idle connections; 1 when the process may leave. */
-static int ds_recycling_step(int *listening)
+static int ds_recycling_step(void)
 {
     pyh_dconn *dc, *next;
-    if (*listening) {
+    if (ds.listen != DS_LISTEN_OFF) {
         epoll_ctl(ds.epfd, EPOLL_CTL_DEL, ds.d->listen_fd, NULL);
-        *listening = 0;
+        ds.listen = DS_LISTEN_OFF;
+        ds.full_wait = 0;
         ap_log_error(APLOG_MARK, APLOG_INFO, 0, ds.s,
                      "PYH0047: daemon process %d of group '%s' is "
                      "recycling: %s",
@@ -914,12 +869,12 @@ static int ds_recycling_step(int *listening)
 }
 
 /* Once not running: 1 when the dispatcher may return. */
-static int ds_winding_down(int *listening)
+static int ds_winding_down(void)
 {
     int leave = 0;
     apr_thread_mutex_lock(ds.mutex);
     if (ds.state == DS_RECYCLING)
-        leave = ds_recycling_step(listening);
+        leave = ds_recycling_step();
     else if (ds.state == DS_STOPPING)
         /* Old children may still relay requests on their connections
          * (a graceful restart); leave when they have all closed. */
@@ -933,39 +888,53 @@ static int ds_winding_down(int *listening)
 static void ds_dispatch(void)
 {
     struct epoll_event evs[64];
-    int listening = 1;
 
     ds_watch();
     for (;;) {
         int timeout = ds.d->queue_timeout || ds.state != DS_RUNNING ? 100 : 1000;
-        int n = epoll_wait(ds.epfd, evs, 64, timeout);
-        ds_handle_events(evs, n, listening);
+        int n;
+        if (ds.listen == DS_LISTEN_WAIT) {
+            int wait = ds_accept_turn();
+            if (wait >= 0 && wait < timeout)
+                timeout = wait;
+        }
+        n = epoll_wait(ds.epfd, evs, 64, timeout);
+        ds_handle_events(evs, n);
         ds_check_stop();
         if (ds.d->queue_timeout && ds.ready_head)
             ds_expire_queue();
-        if (ds.state != DS_RUNNING && ds_winding_down(&listening))
+        if (ds.state != DS_RUNNING && ds_winding_down())
             return;
     }
 }
 
-static void daemon_main(pyh_dproc *dp)
+void pyh_daemon_main(pyh_dproc *dp, apr_pool_t *pconf)
 {
     pyh_daemon *d = dp->d;
     apr_status_t rv;
     int i, busy;
 
     memset(&ds, 0, sizeof(ds));
+    ds.wake[0] = ds.wake[1] = -1; /* a signal before the pipe: no write */
     ds.parent = getppid();
+    ds.dp = dp;
     ds.d = d;
     ds.s = ap_server_conf;
     pyh_this_daemon = d;
     ds.started = ds.last_active = apr_time_now();
     ds.state = DS_RUNNING;
-    if (apr_pool_create(&ds.pool, daemon_pconf) != APR_SUCCESS)
+    if (apr_pool_create(&ds.pool, pconf) != APR_SUCCESS) {
+        ds_cause(0, "no memory");
         ds_fail_exit();
+    }
     if (ds_setup_process(dp) < 0)
         ds_fail_exit();
     if (pyh_interp_process_init(ds.pool, ds.s, d) < 0) {
+        ds_cause(0, "Python could not start (python-home '%s'; the log "
+                    "says more)",
+                 d->python_home ? d->python_home
+                 : pyh_globals.python_home ? pyh_globals.python_home
+                                           : PYH_PYTHON_HOME);
         ap_log_error(APLOG_MARK, APLOG_CRIT, 0, ds.s,
                      "PYH0048: Python could not start in daemon process %d "
                      "of group '%s'",
@@ -976,12 +945,14 @@ static void daemon_main(pyh_dproc *dp)
         ap_log_error(APLOG_MARK, APLOG_CRIT, 0, ds.s,
                      "PYH0048: daemon group '%s': could not start threads",
                      d->name);
-        _exit(1);
+        ds_cause(0, "could not start threads");
+        ds_fail_exit();
     }
     ap_log_error(APLOG_MARK, APLOG_INFO, 0, ds.s,
                  "PYH0049: daemon process %d of group '%s' ready (%d threads, "
                  "user %s)",
                  (int)getpid(), d->name, d->threads, d->user);
+    ds_ready();
     ds_dispatch();
 
     /* Stop the workers; if one is stuck in the app, Python cannot be

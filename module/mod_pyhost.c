@@ -5,6 +5,7 @@
 #include "pyhost.h"
 
 #include "http_core.h"
+#include "mpm_common.h" /* ap_hook_monitor */
 #include "http_protocol.h"
 #include "http_request.h"
 #include "ap_regex.h"
@@ -224,6 +225,9 @@ static int pyh_handler(request_rec *r)
         return HTTP_INTERNAL_SERVER_ERROR;
     }
     if (daemon) {
+        int status = pyh_daemon_check_available(r, daemon);
+        if (status != OK)
+            return status;
         req->conf.process_group = daemon->name; /* %{ENV:x} resolved */
         return pyh_relay_request(r, req, daemon);
     }
@@ -337,11 +341,13 @@ static const char *pyh_check_process_groups(apr_pool_t *p, server_rec *s)
 
 /* What would stop a start: checked in post_config, and for `apachectl -t`
  * in check_config, so that a configtest catches it before a restart. */
-static const char *pyh_startup_checks(apr_pool_t *ptemp, server_rec *s)
+static const char *pyh_startup_checks(apr_pool_t *pconf, apr_pool_t *ptemp,
+                                      server_rec *s)
 {
     const char *err;
     if ((err = pyh_compat_check_foreign(ptemp))
         || (err = pyh_check_process_groups(ptemp, s))
+        || (err = pyh_daemon_resolve_users(pconf))
         || (err = pyh_check_python_home(ptemp, s)))
         return err;
     return NULL;
@@ -351,11 +357,10 @@ static int pyh_check_config(apr_pool_t *pconf, apr_pool_t *plog,
                             apr_pool_t *ptemp, server_rec *s)
 {
     const char *err;
-    (void)pconf;
     (void)plog;
     if (ap_state_query(AP_SQ_RUN_MODE) != AP_SQ_RM_CONFIG_TEST)
         return OK; /* post_config checks, once the error log is open */
-    if ((err = pyh_startup_checks(ptemp, s))) {
+    if ((err = pyh_startup_checks(pconf, ptemp, s))) {
         ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s, "%s", err);
         return HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -374,7 +379,7 @@ static int pyh_post_config(apr_pool_t *pconf, apr_pool_t *plog,
             ap_get_module_config(v->module_config, &pyhost_module);
         sc->index = i++;
     }
-    if ((err = pyh_startup_checks(ptemp, s))) {
+    if ((err = pyh_startup_checks(pconf, ptemp, s))) {
         /* Apache has pointed stderr at the error log by now: one entry. */
         ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s, "%s", err);
         return HTTP_INTERNAL_SERVER_ERROR;
@@ -411,6 +416,7 @@ static void pyh_register_hooks(apr_pool_t *p)
     ap_hook_pre_config(pyh_pre_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_post_config(pyh_post_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_child_init(pyh_child_init, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_monitor(pyh_daemon_monitor, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_translate_name(pyh_translate_name, after, before, APR_HOOK_MIDDLE);
     ap_hook_handler(pyh_handler, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_check_config(pyh_check_config, NULL, NULL, APR_HOOK_MIDDLE);

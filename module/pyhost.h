@@ -92,6 +92,10 @@ typedef struct {
     int asgi_lifespan;           /* ASGILifespan; PYH_UNSET: auto */
 } pyh_server_conf;
 
+/* A daemon group's start-up state, shared by Apache's parent, children and
+ * the group's daemons (daemon.c). */
+typedef struct pyh_dstate pyh_dstate;
+
 /* A WSGIDaemonProcess group. Parsed in config.c; run by daemon.c. */
 typedef struct pyh_daemon {
     const char *name;
@@ -99,6 +103,8 @@ typedef struct pyh_daemon {
     server_rec *server;            /* where it was defined */
     int processes, threads;
     const char *user, *group;
+    int user_given;                /* user= set (else Apache's User, known
+                                      once the whole config is read) */
     uid_t uid;
     gid_t gid;
     apr_array_header_t *groups;    /* gid_t: supplementary-groups */
@@ -114,6 +120,8 @@ typedef struct pyh_daemon {
     /* set in post_config (parent), inherited by children and daemons */
     const char *socket_path;
     int listen_fd;
+    pyh_dstate *state;             /* shared memory, NULL when unmapped */
+    apr_size_t state_size;
     /* Apache child side: idle relay connections, reused across requests */
     apr_thread_mutex_t *idle_mutex;
     struct pyh_rconn *idle;
@@ -335,12 +343,20 @@ int pyh_asgi_lifespan_mode(server_rec *s, const pyh_alias *a);
 int pyh_asgi_handle(pyh_interp *in, pyh_request *req, PyObject *app,
                     int lifespan);
 
-/* ---- daemon mode (daemon.c, relay.c) --------------------------------------- */
+/* ---- daemon mode (daemon_parent.c, daemon.c, relay.c) ------------------ */
 
 /* Parent: make sockets, fork and supervise every group's processes. */
 int pyh_daemon_start_all(apr_pool_t *pconf, server_rec *s);
 /* Apache child: forget the daemons' listening sockets, make idle pools. */
 void pyh_daemon_child_init(apr_pool_t *pchild, server_rec *s);
+/* Parent, Apache's monitor hook: retry failed forks, kill daemons of
+ * earlier generations that outstayed their time. */
+int pyh_daemon_monitor(apr_pool_t *p, server_rec *s);
+/* Apache child: OK, or 503 (logged) while group d cannot start. */
+int pyh_daemon_check_available(request_rec *r, pyh_daemon *d);
+/* Post_config: a group without user= runs as Apache's User and Group as
+ * the whole configuration has them; NULL or an error message. */
+const char *pyh_daemon_resolve_users(apr_pool_t *p);
 /* Apache child: relay r to group d; returns the handler's status. */
 int pyh_relay_request(request_rec *r, pyh_request *req, pyh_daemon *d);
 /* Daemon process: serve one request arriving on connection fd. Returns 0

@@ -206,11 +206,13 @@ static pyh_rconn *rc_get(request_rec *r, pyh_daemon *d, int fresh,
 
 static void rc_put(pyh_daemon *d, pyh_rconn *rc)
 {
-    if (!d->idle_mutex) {
+    /* Bytes read past the end of the response can only be a goodbye (a
+     * daemon retires connections right after a request): dropping them
+     * with the buffer would hide it from rc_stale. */
+    if (!d->idle_mutex || rc->pos < rc->len) {
         rc_close(rc);
         return;
     }
-    rc->pos = rc->len = 0;
     apr_thread_mutex_lock(d->idle_mutex);
     rc->next = d->idle;
     d->idle = rc;

@@ -82,6 +82,8 @@ typedef struct pyh_dconn {
     apr_size_t wlen, wcap;
     int broken;                 /* an I/O error: close after this request */
     apr_time_t queued;          /* when it became readable */
+    apr_time_t retire_at;       /* after this, goodbye after a request */
+    int fresh;                  /* accepted, no request seen yet */
     struct pyh_dconn *next;     /* ready queue */
     struct pyh_dconn *all_next, *all_prev;
     char rbuf[PYH_DCONN_RBUF];

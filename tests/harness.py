@@ -28,7 +28,7 @@ APPS_SRC = os.path.join(HERE, "apps")
 MPMS = ("event", "worker", "prefork")
 # Module message ids: every entry mod_pyhost writes carries one.
 LOG_ID_RE = re.compile(os.environ.get("PYHOST_TEST_LOG_ID", r"PYH\d{4}"))
-CRASH_RE = re.compile(r"Segmentation fault|exit signal|AH00052|core dumped")
+CRASH_RE = re.compile(r"Segmentation fault|exit signal|AH00052|core dumped|PYH0040: .* killed by signal (?:6|7|8|11)\b")
 
 # Every Apache this process created, in order, for the failure report.
 ALL_SERVERS = []

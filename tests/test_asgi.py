@@ -346,3 +346,18 @@ def test_asyncio_loop_choice(short_server, mpm):
                        extra="ASGIEventLoop asyncio\nASGIScriptAlias /a @APPS@/asgi_http.py\n")
     srv.start()
     assert srv.get("/a/hello").body == b"Hello, ASGI!"
+
+
+@pytest.mark.parametrize("path", ["/a/echo", "/a/echo-tolerant"])
+def test_apache_answers_a_bad_chunked_body_alone(asgi, path):
+    # Apache's HTTP_IN filter sends its own 400 while the app reads; whatever
+    # the app answers after that must not follow Apache's page on the wire.
+    mark = asgi.log_mark()
+    data = asgi.raw(b"POST " + path.encode() + b" HTTP/1.1\r\nHost: x\r\n"
+                    b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+                    b"zz\r\nabc\r\n0\r\n\r\n")
+    assert data.status == 400, data
+    assert data.body.count(b"<html>") == 1 and data.body.rstrip().endswith(b"</html>"), data
+    assert b"{app}" not in data.body, data
+    assert not harness.CRASH_RE.search(asgi.log_since(mark))
+    assert asgi.get("/a/hello").body == b"Hello, ASGI!"

@@ -1040,6 +1040,63 @@ static const char *cfg_check_home(apr_pool_t *p, const char *home,
     return cfg_unreadable_message(p, "the Python installation", prefix, w);
 }
 
+/* One script's readability by the user that will load it: a PYH0115
+ * warning naming what blocks it. */
+static void cfg_warn_unreadable(apr_pool_t *p, server_rec *s, const char *what,
+                                const char *script, pyh_daemon *d)
+{
+    cfg_who w = {ap_unixd_config.user_name, ap_unixd_config.user_id,
+                 ap_unixd_config.group_id, "Apache's User", ""};
+    const char *blocked;
+    mode_t mode = 0;
+    if (d) {
+        w.user = d->user;
+        w.uid = d->uid;
+        w.gid = d->gid;
+        w.who = apr_psprintf(p, "WSGIDaemonProcess %s user", d->name);
+    }
+    if (!cfg_is_file(p, script)
+        || !(blocked = cfg_unreadable_component(p, script, &w, &mode)))
+        return;
+    ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s,
+                 "PYH0115: %s: %s '%s' cannot read the script '%s' ('%s' is "
+                 "mode %04o); its requests will fail until that user can "
+                 "read it",
+                 what, w.who, w.user, script, blocked, (unsigned)mode);
+}
+
+void pyh_warn_unreadable_scripts(apr_pool_t *p, server_rec *s)
+{
+    server_rec *v;
+    int i;
+    for (v = s; v; v = v->next) {
+        pyh_server_conf *sc =
+            ap_get_module_config(v->module_config, &pyhost_module);
+        for (i = 0; i < sc->aliases->nelts; i++) {
+            const pyh_alias *a = &APR_ARRAY_IDX(sc->aliases, i, pyh_alias);
+            const char *g = a->options.process_group;
+            pyh_daemon *d = NULL;
+            if (a->regexp || a->is_dir)
+                continue; /* which file runs depends on the URL */
+            if (g && g[0] != '%'
+                && !(d = apr_hash_get(pyh_globals.daemons_by_name, g,
+                                      APR_HASH_KEY_STRING)))
+                continue;
+            cfg_warn_unreadable(p, s, apr_psprintf(p, "%s %s",
+                                                   "WSGIScriptAlias",
+                                                   a->location),
+                                a->script, d);
+        }
+    }
+    for (i = 0; i < pyh_globals.imports->nelts; i++) {
+        const pyh_import *imp =
+            &APR_ARRAY_IDX(pyh_globals.imports, i, pyh_import);
+        pyh_daemon *d = apr_hash_get(pyh_globals.daemons_by_name,
+                                     imp->process_group, APR_HASH_KEY_STRING);
+        cfg_warn_unreadable(p, s, "WSGIImportScript", imp->script, d);
+    }
+}
+
 const char *pyh_check_python_home(apr_pool_t *p, server_rec *s)
 {
     cfg_who w = {ap_unixd_config.user_name, ap_unixd_config.user_id,

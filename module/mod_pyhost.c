@@ -364,6 +364,7 @@ static int pyh_check_config(apr_pool_t *pconf, apr_pool_t *plog,
         ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s, "%s", err);
         return HTTP_INTERNAL_SERVER_ERROR;
     }
+    pyh_warn_unreadable_scripts(ptemp, s);
     return OK;
 }
 
@@ -390,6 +391,7 @@ static int pyh_post_config(apr_pool_t *pconf, apr_pool_t *plog,
         || ap_state_query(AP_SQ_RUN_MODE) != AP_SQ_RM_NORMAL)
         return OK;
     pyh_compat_log_notes(s);
+    pyh_warn_unreadable_scripts(ptemp, s);
     return pyh_daemon_start_all(pconf, s);
 }
 

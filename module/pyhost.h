@@ -159,6 +159,9 @@ void pyh_overlay_options(pyh_dir_conf *out, const pyh_dir_conf *base,
 const char *pyh_check_home_for(apr_pool_t *p, const char *home, uid_t uid,
                                gid_t gid, const char *user, const char *what);
 const char *pyh_check_python_home(apr_pool_t *p, server_rec *s);
+/* PYH0115 warnings for scripts the configuration names that their user
+ * cannot read (a warning: only their requests fail). */
+void pyh_warn_unreadable_scripts(apr_pool_t *p, server_rec *s);
 /* The daemon group a process-group value names for r: NULL for embedded
  * mode (%{GLOBAL} or unset); *missing set to the name when there is no
  * such group. */

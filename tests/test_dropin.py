@@ -793,3 +793,26 @@ def test_request_id_is_the_traceback_group_id(modwsgi_server, path):
     assert m and m.group(1) == m.group(2), text
     assert re.search(r"PYH0100: exception in WSGI app for GET %s \[%s\]: Traceback"
                      % (path, re.escape(m.group(1))), text), text
+
+
+# -- item 4: scripts their user cannot read, in configtest and at start ---------------
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to check as the Apache user")
+def test_unreadable_script_is_a_warning_in_configtest_and_at_start(short_server, workspace):
+    private = os.path.join(workspace.root, "private-app")
+    os.makedirs(private)
+    script = os.path.join(private, "app.wsgi")
+    with open(os.path.join(workspace.apps, "dropin_info.wsgi")) as src, open(script, "w") as f:
+        f.write(src.read())
+    os.chmod(private, 0o700)
+    conf = ("WSGIScriptAlias /private %s\n"
+            "WSGIScriptAlias /fine @APPS@/dropin_info.wsgi\n" % script)
+    rc, out = config_test(short_server, "unreadable-t", conf)
+    assert rc == 0 and "Syntax OK" in out, out
+    needle = ("PYH0115: WSGIScriptAlias /private: Apache's User 'www-data' cannot read the "
+              "script '%s' ('%s' is mode 0700)" % (script, private))
+    assert needle in out, out
+    srv = started(short_server, "unreadable", conf)
+    assert srv.error_log().count("PYH0115") == 1, srv.error_log()
+    assert needle in srv.error_log()
+    assert srv.get("/fine").status == 200

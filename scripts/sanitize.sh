@@ -1,0 +1,149 @@
+#!/usr/bin/env bash
+# The sanitizer run: build mod_pyhost with AddressSanitizer and UBSan into a
+# venv of its own, run the core tests (embedded and daemon mode, every MPM)
+# with the sanitizer runtimes preloaded into Apache, and fail if any process
+# (Apache, its children, daemon processes) reported anything.
+#
+#   scripts/sanitize.sh [PYTEST_ARGS...]   extra args go to both pytest runs
+#
+# Environment:
+#   PYHOST_ASAN_VENV   the sanitizer venv (default /opt/pyhost/venv-asan)
+#   PYHOST_TEST_MPMS   MPMs to run (default all three, as in the suite)
+#   PYHOST_SANITIZE_LOGS  where the sanitizer logs go (default a new
+#                      /tmp/pyhost-sanitize.XXXXXX); kept after the run
+#   PYHOST_SANITIZE_TIMEOUT  seconds each pytest run may take (default 900)
+#
+# Tests: `pytest -m core` (which holds the daemon tests marked core), then the
+# rest of tests/test_daemon.py, so daemon mode gets its full file. Sanitizer
+# reports land in log files (one per process) rather than the error log,
+# because Apache's children and the daemons have no terminal and a report must
+# not be lost with a test's workspace; every report there fails the run and is
+# printed.
+set -uo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+repo="$(dirname "$here")"
+venv="${PYHOST_ASAN_VENV:-/opt/pyhost/venv-asan}"
+timeout_s="${PYHOST_SANITIZE_TIMEOUT:-900}"
+t_start=$SECONDS
+
+say() { echo "sanitize: $*"; }
+die() { echo "sanitize: $*" >&2; exit 1; }
+
+# -- build ---------------------------------------------------------------------
+# setup.py's compiler comes from setuptools, which appends $CFLAGS to every
+# compile and link line and $LDFLAGS to the link line. -O1 keeps stacks
+# readable; -g gives them file:line.
+san_flags="-fsanitize=address,undefined -fno-omit-frame-pointer -O1 -g"
+say "building mod_pyhost with $san_flags into $venv"
+CFLAGS="$san_flags" LDFLAGS="-fsanitize=address,undefined" PYHOST_VENV="$venv" \
+    bash "$here/dev-env.sh" >"${TMPDIR:-/tmp}/pyhost-sanitize-build.log" 2>&1 \
+    || { cat "${TMPDIR:-/tmp}/pyhost-sanitize-build.log" >&2; die "build failed"; }
+so="$("$venv/bin/pyhost" module-location)" || die "no module in $venv"
+# A build that ignored the flags would pass every test and prove nothing.
+deps="$(ldd "$so")" || die "ldd $so failed"
+grep -q 'libasan\.so' <<<"$deps" || die "$so is not linked to libasan: the flags did not reach the build"
+grep -q 'libubsan\.so' <<<"$deps" || die "$so is not linked to libubsan: the flags did not reach the build"
+
+# The runtimes the module was linked against, from the compiler that built
+# it. Apache itself is not instrumented, so ASan must be preloaded: it has to
+# come first in the process's library list to replace malloc before anything
+# allocates (else the module refuses to load).
+libasan="$(readlink -f "$(gcc -print-file-name=libasan.so)")"
+libubsan="$(readlink -f "$(gcc -print-file-name=libubsan.so)")"
+[ -f "$libasan" ] && [ -f "$libubsan" ] || die "gcc's libasan/libubsan not found ($libasan, $libubsan)"
+
+# -- logs ----------------------------------------------------------------------
+logs="${PYHOST_SANITIZE_LOGS:-$(mktemp -d "${TMPDIR:-/tmp}/pyhost-sanitize.XXXXXX")}"
+mkdir -p "$logs"
+rm -f "$logs"/asan.* "$logs"/ubsan.*
+chmod 1777 "$logs"  # Apache's children and the daemons run as www-data
+chmod a+x "$(dirname "$logs")"
+
+# detect_leaks=0: Python and Apache leave memory to the exit by design
+#   (scripts/valgrind.sh measures leaks per request instead).
+# allocator_may_return_null=1: a huge malloc returns NULL as it does without
+#   ASan (CPython then raises MemoryError) instead of aborting the process;
+#   some tests ask for absurd sizes on purpose.
+# handle_segv/abort: a crash gets a stack trace (and counts as a report).
+# halt_on_error=1: after a memory error the process is not worth trusting
+#   (and gcc's ASan cannot continue anyway); UBSan reports and goes on
+#   (halt_on_error=0), so one run shows every UB site; the run fails either way.
+asan_opts="detect_leaks=0:allocator_may_return_null=1:handle_segv=1:handle_abort=1"
+asan_opts+=":halt_on_error=1:log_path=$logs/asan"
+ubsan_opts="print_stacktrace=1:halt_on_error=0:report_error_type=1:log_path=$logs/ubsan"
+
+# -- canary --------------------------------------------------------------------
+# Prove the pipeline catches a report: a process as Apache's children run
+# (www-data when we are root) crashes under the preloaded runtime, and its
+# report must land in $logs.
+as_user=()
+if [ "$(id -u)" -eq 0 ] && id www-data >/dev/null 2>&1; then
+    as_user=(runuser -u www-data --)
+fi
+"${as_user[@]}" env LD_PRELOAD="$libasan" ASAN_OPTIONS="$asan_opts" \
+    "$venv/bin/python" -c 'import ctypes; ctypes.string_at(0)' >/dev/null 2>&1
+if ! grep -qs "ERROR: AddressSanitizer: SEGV" "$logs"/asan.*; then
+    die "canary: a deliberate crash under ASan left no report in $logs (is it writable by the children's user?)"
+fi
+rm -f "$logs"/asan.*
+say "canary: reports reach $logs"
+
+# -- tests ---------------------------------------------------------------------
+# Only Apache gets the runtime (tests/harness.py's PYHOST_TEST_APACHE_ENV_*
+# passthrough): pytest and the clients it runs stay uninstrumented.
+# PYTHONMALLOC=malloc sends CPython's small objects through malloc too, so
+# ASan sees a module's misuse of Python memory, not only of its own.
+export PYHOST_TEST_APACHE_ENV_LD_PRELOAD="$libasan:$libubsan"
+export PYHOST_TEST_APACHE_ENV_ASAN_OPTIONS="$asan_opts"
+export PYHOST_TEST_APACHE_ENV_UBSAN_OPTIONS="$ubsan_opts"
+export PYHOST_TEST_APACHE_ENV_PYTHONMALLOC=malloc
+
+cd "$repo"
+pytest=("$venv/bin/python" -m pytest -q -p no:cacheprovider)
+rc_core=0
+rc_daemon=0
+say "pytest -m core (MPMs: ${PYHOST_TEST_MPMS:-event,worker,prefork})"
+# The parent-RSS test measures ASan's quarantine and shadow memory, not pyhost.
+timeout -k 30 "$timeout_s" "${pytest[@]}" -m core tests \
+    --deselect "tests/test_embedding.py::test_python_runs_in_children_only_and_restarts_do_not_grow_the_parent" \
+    "$@" || rc_core=$?
+# The daemon tests outside the core mark. The deliberate segfault would be a
+# report by design (ASan catches the SEGV the test provokes, and the daemon
+# then exits 1, not by signal 11 as the test expects).
+say "pytest tests/test_daemon.py (the tests not marked core)"
+timeout -k 30 "$timeout_s" "${pytest[@]}" -m "not core" tests/test_daemon.py \
+    --deselect tests/test_daemon.py::test_segfault_in_app_costs_one_request "$@" || rc_daemon=$?
+
+# -- reports -------------------------------------------------------------------
+reports=()
+for f in "$logs"/asan.* "$logs"/ubsan.*; do
+    [ -e "$f" ] || continue
+    if grep -qE "ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:|WARNING: AddressSanitizer" "$f"; then
+        reports+=("$f")
+    fi
+done
+status=0
+if [ ${#reports[@]} -gt 0 ]; then
+    for f in "${reports[@]}"; do
+        echo "===== $f"
+        cat "$f"
+    done
+    say "${#reports[@]} sanitizer report(s), kept in $logs" >&2
+    status=1
+fi
+for pair in "core:$rc_core" "daemon:$rc_daemon"; do
+    rc="${pair#*:}"
+    if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
+        say "pytest (${pair%%:*}) timed out after ${timeout_s}s" >&2
+        status=1
+    elif [ "$rc" -eq 5 ]; then
+        say "pytest (${pair%%:*}) collected no tests" >&2
+        status=1
+    elif [ "$rc" -ne 0 ]; then
+        say "pytest (${pair%%:*}) failed (exit $rc)" >&2
+        status=1
+    fi
+done
+say "$((SECONDS - t_start))s; logs in $logs; $([ $status -eq 0 ] && echo clean || echo FAILED)"
+exit $status

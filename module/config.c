@@ -816,7 +816,7 @@ const command_rec pyh_commands[] = {
                   "refuses it), on (a failure stops the mount) or off"),
     AP_INIT_TAKE1("ASGIEventLoop", cfg_asgi_event_loop, NULL, RSRC_CONF,
                   "auto (default: uvloop when installed), asyncio or uvloop"),
-    {NULL}
+    {.name = NULL}  /* designated: clang warns on {NULL} (missing fields) */
 };
 
 /* ---- startup checks --------------------------------------------------------- */

@@ -8,6 +8,11 @@
 #
 # Environment:
 #   PYHOST_ASAN_VENV   the sanitizer venv (default /opt/pyhost/venv-asan)
+#   PYHOST_SANITIZE_CC the compiler: clang (default; needs clang and
+#                      libclang-rt-14-dev) or gcc. gcc 12's ASan runtime
+#                      reports a stack-buffer-underflow in sigaltstack when
+#                      a thread ends through apr_thread_exit (daemon.c's
+#                      threads do); clang 14's does not.
 #   PYHOST_TEST_MPMS   MPMs to run (default all three, as in the suite)
 #   PYHOST_SANITIZE_LOGS  where the sanitizer logs go (default a new
 #                      /tmp/pyhost-sanitize.XXXXXX); kept after the run
@@ -31,27 +36,46 @@ say() { echo "sanitize: $*"; }
 die() { echo "sanitize: $*" >&2; exit 1; }
 
 # -- build ---------------------------------------------------------------------
-# setup.py's compiler comes from setuptools, which appends $CFLAGS to every
-# compile and link line and $LDFLAGS to the link line. -O1 keeps stacks
-# readable; -g gives them file:line.
+# clang by default: its UBSan also checks the arguments of builtins such as
+# memcpy (nonnull) and pointer arithmetic on NULL, which gcc 12's does not.
+# PYHOST_SANITIZE_CC=gcc builds with gcc instead. setup.py's compiler comes
+# from setuptools, which takes $CC, appends $CFLAGS to every compile and link
+# line and $LDFLAGS to the link line. -O1 keeps stacks readable; -g gives
+# them file:line.
+cc="${PYHOST_SANITIZE_CC:-clang}"
+command -v "$cc" >/dev/null || die "$cc not found"
 san_flags="-fsanitize=address,undefined -fno-omit-frame-pointer -O1 -g"
-say "building mod_pyhost with $san_flags into $venv"
-CFLAGS="$san_flags" LDFLAGS="-fsanitize=address,undefined" PYHOST_VENV="$venv" \
-    bash "$here/dev-env.sh" >"${TMPDIR:-/tmp}/pyhost-sanitize-build.log" 2>&1 \
-    || { cat "${TMPDIR:-/tmp}/pyhost-sanitize-build.log" >&2; die "build failed"; }
+case "$cc" in
+    clang*)
+        # clang links no sanitizer runtime into a shared object unless told;
+        # its ASan runtime carries UBSan's handlers too.
+        link_flags="-fsanitize=address,undefined -shared-libasan"
+        runtimes=("$("$cc" -print-file-name=libclang_rt.asan-x86_64.so)") ;;
+    *)
+        link_flags="-fsanitize=address,undefined"
+        runtimes=("$("$cc" -print-file-name=libasan.so)" "$("$cc" -print-file-name=libubsan.so)") ;;
+esac
+say "building mod_pyhost with $cc $san_flags into $venv"
+build_log="${TMPDIR:-/tmp}/pyhost-sanitize-build.log"
+CC="$cc" CFLAGS="$san_flags" LDFLAGS="$link_flags" PYHOST_VENV="$venv" \
+    bash "$here/dev-env.sh" >"$build_log" 2>&1 \
+    || { cat "$build_log" >&2; die "build failed"; }
 so="$("$venv/bin/pyhost" module-location)" || die "no module in $venv"
-# A build that ignored the flags would pass every test and prove nothing.
-deps="$(ldd "$so")" || die "ldd $so failed"
-grep -q 'libasan\.so' <<<"$deps" || die "$so is not linked to libasan: the flags did not reach the build"
-grep -q 'libubsan\.so' <<<"$deps" || die "$so is not linked to libubsan: the flags did not reach the build"
+# A build that ignored the flags would pass every test and prove nothing:
+# an instrumented module calls into both runtimes.
+syms="$(nm -D --undefined-only "$so")" || die "nm $so failed"
+grep -q '__asan_' <<<"$syms" || die "$so has no ASan instrumentation: the flags did not reach the build"
+grep -q '__ubsan_handle_' <<<"$syms" || die "$so has no UBSan instrumentation: the flags did not reach the build"
 
-# The runtimes the module was linked against, from the compiler that built
-# it. Apache itself is not instrumented, so ASan must be preloaded: it has to
-# come first in the process's library list to replace malloc before anything
-# allocates (else the module refuses to load).
-libasan="$(readlink -f "$(gcc -print-file-name=libasan.so)")"
-libubsan="$(readlink -f "$(gcc -print-file-name=libubsan.so)")"
-[ -f "$libasan" ] && [ -f "$libubsan" ] || die "gcc's libasan/libubsan not found ($libasan, $libubsan)"
+# Apache itself is not instrumented, so the runtime must be preloaded: it has
+# to come first in the process's library list to replace malloc before
+# anything allocates (else the module refuses to load).
+preload=""
+for lib in "${runtimes[@]}"; do
+    lib="$(readlink -f "$lib")"
+    [ -f "$lib" ] || die "sanitizer runtime $lib not found (clang: libclang-rt-dev)"
+    preload="${preload:+$preload:}$lib"
+done
 
 # -- logs ----------------------------------------------------------------------
 logs="${PYHOST_SANITIZE_LOGS:-$(mktemp -d "${TMPDIR:-/tmp}/pyhost-sanitize.XXXXXX")}"
@@ -81,7 +105,7 @@ as_user=()
 if [ "$(id -u)" -eq 0 ] && id www-data >/dev/null 2>&1; then
     as_user=(runuser -u www-data --)
 fi
-"${as_user[@]}" env LD_PRELOAD="$libasan" ASAN_OPTIONS="$asan_opts" \
+"${as_user[@]}" env LD_PRELOAD="$preload" ASAN_OPTIONS="$asan_opts" \
     "$venv/bin/python" -c 'import ctypes; ctypes.string_at(0)' >/dev/null 2>&1
 if ! grep -qs "ERROR: AddressSanitizer: SEGV" "$logs"/asan.*; then
     die "canary: a deliberate crash under ASan left no report in $logs (is it writable by the children's user?)"
@@ -94,7 +118,7 @@ say "canary: reports reach $logs"
 # passthrough): pytest and the clients it runs stay uninstrumented.
 # PYTHONMALLOC=malloc sends CPython's small objects through malloc too, so
 # ASan sees a module's misuse of Python memory, not only of its own.
-export PYHOST_TEST_APACHE_ENV_LD_PRELOAD="$libasan:$libubsan"
+export PYHOST_TEST_APACHE_ENV_LD_PRELOAD="$preload"
 export PYHOST_TEST_APACHE_ENV_ASAN_OPTIONS="$asan_opts"
 export PYHOST_TEST_APACHE_ENV_UBSAN_OPTIONS="$ubsan_opts"
 export PYHOST_TEST_APACHE_ENV_PYTHONMALLOC=malloc

@@ -19,7 +19,8 @@
 #   PYHOST_SANITIZE_TIMEOUT  seconds each pytest run may take (default 900)
 #
 # Tests: `pytest -m core` (which holds the daemon tests marked core), then the
-# rest of tests/test_daemon.py, so daemon mode gets its full file. Sanitizer
+# rest of tests/test_daemon.py and test_daemon_lifecycle.py (daemon mode in
+# full) and test_malformed.py (framing and body edge cases). Sanitizer
 # reports land in log files (one per process) rather than the error log,
 # because Apache's children and the daemons have no terminal and a report must
 # not be lost with a test's workspace; every report there fails the run and is
@@ -125,19 +126,25 @@ export PYHOST_TEST_APACHE_ENV_PYTHONMALLOC=malloc
 
 cd "$repo"
 pytest=("$venv/bin/python" -m pytest -q -p no:cacheprovider)
+# SIGINT at the time limit: pytest then stops its Apaches (fixture teardown)
+# as it would for Ctrl-C; SIGTERM would leave them running.
+bounded() { timeout -s INT -k 60 "$timeout_s" "$@"; }
 rc_core=0
-rc_daemon=0
+rc_more=0
 say "pytest -m core (MPMs: ${PYHOST_TEST_MPMS:-event,worker,prefork})"
 # The parent-RSS test measures ASan's quarantine and shadow memory, not pyhost.
-timeout -k 30 "$timeout_s" "${pytest[@]}" -m core tests \
+bounded "${pytest[@]}" -m core tests \
     --deselect "tests/test_embedding.py::test_python_runs_in_children_only_and_restarts_do_not_grow_the_parent" \
     "$@" || rc_core=$?
-# The daemon tests outside the core mark. The deliberate segfault would be a
-# report by design (ASan catches the SEGV the test provokes, and the daemon
-# then exits 1, not by signal 11 as the test expects).
-say "pytest tests/test_daemon.py (the tests not marked core)"
-timeout -k 30 "$timeout_s" "${pytest[@]}" -m "not core" tests/test_daemon.py \
-    --deselect tests/test_daemon.py::test_segfault_in_app_costs_one_request "$@" || rc_daemon=$?
+# Daemon mode beyond the core mark (processes, restarts, generations) and the
+# malformed-request corpus (the body and framing paths, embedded and daemon).
+# The deliberate segfault would be a report by design (ASan catches the SEGV
+# the test provokes, and the daemon then exits 1, not by signal 11 as the
+# test expects).
+more=(tests/test_daemon.py tests/test_daemon_lifecycle.py tests/test_malformed.py)
+say "pytest ${more[*]} (the tests not marked core)"
+bounded "${pytest[@]}" -m "not core" "${more[@]}" \
+    --deselect tests/test_daemon.py::test_segfault_in_app_costs_one_request "$@" || rc_more=$?
 
 # -- reports -------------------------------------------------------------------
 reports=()
@@ -156,7 +163,7 @@ if [ ${#reports[@]} -gt 0 ]; then
     say "${#reports[@]} sanitizer report(s), kept in $logs" >&2
     status=1
 fi
-for pair in "core:$rc_core" "daemon:$rc_daemon"; do
+for pair in "core:$rc_core" "daemon and malformed:$rc_more"; do
     rc="${pair#*:}"
     if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
         say "pytest (${pair%%:*}) timed out after ${timeout_s}s" >&2

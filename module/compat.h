@@ -6,6 +6,12 @@
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+/* Before any APR header: APR_OFFSETOF (under the APR_RING and brigade
+ * macros) is offsetof only if offsetof is defined when apr_general.h is
+ * read, and otherwise subtracts null pointers, which clang -Wextra -Werror
+ * refuses (scripts/sanitize.sh builds with clang). Python.h includes
+ * stddef.h only where HAVE_STDDEF_H is defined, which 3.11's is not. */
+#include <stddef.h>
 
 #if PY_VERSION_HEX < 0x03090000
 #error "pyhost needs Python 3.9 or newer"

@@ -888,7 +888,7 @@ const command_rec pyh_commands[] = {
                  RSRC_CONF, "On (default): agree to permessage-deflate "
                  "when the client offers it; Off: never"),
     PYH_COMPAT_COMMANDS,
-    {NULL}
+    {.name = NULL}  /* designated: clang warns on {NULL} (missing fields) */
 };
 
 /* ---- startup checks --------------------------------------------------------- */

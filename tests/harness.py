@@ -61,6 +61,22 @@ def apache_modules_dir():
     raise RuntimeError("no Apache modules directory with mod_mpm_event.so found")
 
 
+# PYHOST_TEST_APACHE_ENV_<NAME>=value sets <NAME>=value in the environment of
+# the Apaches the harness starts (and so of their children and daemons), and
+# nowhere else: scripts/sanitize.sh preloads the ASan runtime into Apache with
+# it without also preloading it into pytest and every tool pytest runs.
+APACHE_ENV_PREFIX = "PYHOST_TEST_APACHE_ENV_"
+
+
+def apache_env():
+    """The environment for an apache2 process: ours plus the passthroughs."""
+    env = dict(os.environ)
+    for key, value in os.environ.items():
+        if key.startswith(APACHE_ENV_PREFIX) and len(key) > len(APACHE_ENV_PREFIX):
+            env[key[len(APACHE_ENV_PREFIX):]] = value
+    return env
+
+
 def module_under_test():
     """(module_name, path) for the LoadModule line of the module under test."""
     path = os.environ.get("PYHOST_TEST_MODULE")
@@ -424,7 +440,8 @@ class Apache:
         """apache2 -t on the rendered config: (returncode, combined output)."""
         self.write_config()
         p = subprocess.run([find_apache(), "-t", "-f", self.conf_path],
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60,
+                           env=apache_env())
         return p.returncode, p.stdout.decode("utf-8", "replace")
 
     # -- lifecycle -------------------------------------------------------
@@ -439,6 +456,7 @@ class Apache:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
+                env=apache_env(),
             )
             self.ports = ports
             self.started_at = time.time()

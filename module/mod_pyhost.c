@@ -3,6 +3,7 @@
  * child_init, and the content handler that runs a WSGI request. */
 #define PYH_MODULE_RECORD_FILE
 #include "pyhost.h"
+#include "metrics.h"
 
 #include "http_core.h"
 #include "mpm_common.h" /* ap_hook_monitor */
@@ -123,10 +124,9 @@ static const pyh_dir_conf pyh_asgi_defaults = {
     "%{GLOBAL}", NULL, "", 0, 1, 1, PYH_HEAD_OFF, 0
 };
 
-static int pyh_handler(request_rec *r)
+/* A request routed to pyhost (pyh_handler counts it). */
+static int pyh_handle(request_rec *r, const pyh_route *route)
 {
-    const pyh_route *route =
-        ap_get_module_config(r->request_config, &pyhost_module);
     const pyh_dir_conf *dconf =
         ap_get_module_config(r->per_dir_config, &pyhost_module);
     pyh_request *req;
@@ -135,15 +135,7 @@ static int pyh_handler(request_rec *r)
     pyh_interp *in;
     PyObject *app;
     const char *missing;
-    int status, asgi;
-
-    if (!r->handler || (strcmp(r->handler, "wsgi-script")
-                        && strcmp(r->handler, "application/x-httpd-wsgi")
-                        && strcmp(r->handler, "asgi-script")))
-        return DECLINED;
-    asgi = route && route->alias->protocol == PYH_PROTO_ASGI;
-    if (!asgi && !strcmp(r->handler, "asgi-script"))
-        return DECLINED; /* only ASGIScriptAlias routes to ASGI */
+    int status, asgi = route && route->alias->protocol == PYH_PROTO_ASGI;
 
     req = apr_pcalloc(r->pool, sizeof(*req));
     req->r = r;
@@ -244,6 +236,26 @@ static int pyh_handler(request_rec *r)
     return status;
 }
 
+static int pyh_handler(request_rec *r)
+{
+    const pyh_route *route =
+        ap_get_module_config(r->request_config, &pyhost_module);
+    pyh_mreq m;
+    int status, asgi;
+
+    if (!r->handler || (strcmp(r->handler, "wsgi-script")
+                        && strcmp(r->handler, "application/x-httpd-wsgi")
+                        && strcmp(r->handler, "asgi-script")))
+        return DECLINED;
+    asgi = route && route->alias->protocol == PYH_PROTO_ASGI;
+    if (!asgi && !strcmp(r->handler, "asgi-script"))
+        return DECLINED; /* only ASGIScriptAlias routes to ASGI */
+    pyh_metrics_begin(&m, r);
+    status = pyh_handle(r, route);
+    pyh_metrics_end(&m, r, route ? route->alias : NULL, asgi, status);
+    return status;
+}
+
 static int pyh_pre_config(apr_pool_t *pconf, apr_pool_t *plog,
                           apr_pool_t *ptemp)
 {
@@ -341,6 +353,7 @@ static int pyh_post_config(apr_pool_t *pconf, apr_pool_t *plog,
         ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s, "%s", err);
         return HTTP_INTERNAL_SERVER_ERROR;
     }
+    pyh_metrics_post_config(pconf, s); /* before anything forks */
     /* The first configuration pass is only a check before Apache detaches;
      * daemons start with the configuration that will run. */
     if (ap_state_query(AP_SQ_CONFIG_GEN) == 0
@@ -375,6 +388,7 @@ static void pyh_register_hooks(apr_pool_t *p)
     ap_hook_monitor(pyh_daemon_monitor, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_translate_name(pyh_translate_name, after, before, APR_HOOK_MIDDLE);
     ap_hook_handler(pyh_handler, NULL, NULL, APR_HOOK_MIDDLE);
+    pyh_metrics_register_hooks(p);
 }
 
 AP_DECLARE_MODULE(pyhost) = {

@@ -5,7 +5,8 @@
 #   --test     also what only the test suite needs (tests/test_docker.py runs
 #              its own dockerd and builds the base image with debootstrap;
 #              tests/test_http2.py drives mod_http2 with nghttp2-client's
-#              h2load, and curl, openssl); CI and the README's test command
+#              h2load, and curl, openssl; tests/test_metrics.py scrapes with
+#              a real Prometheus server); CI and the README's test command
 #              pass it, the Dockerfile does not.
 #   --runtime  only what a venv built elsewhere needs to serve: the Dockerfile's
 #              final stage, which copies the venv from its build stage.
@@ -18,7 +19,7 @@ py="${PYHOST_PY:-python3.11}"
 packages=(apache2 apache2-dev "$py-dev" "$py-venv" curl wrk build-essential)
 for opt in "$@"; do
     case "$opt" in
-        --test) packages+=(docker.io docker-compose debootstrap nghttp2-client openssl) ;;
+        --test) packages+=(docker.io docker-compose debootstrap nghttp2-client openssl prometheus) ;;
         --matrix) packages+=(patchelf debootstrap xz-utils pkg-config libssl-dev zlib1g-dev
                              libffi-dev libbz2-dev liblzma-dev libsqlite3-dev libreadline-dev
                              libexpat1-dev uuid-dev libgdbm-dev libncurses-dev) ;;

@@ -126,3 +126,159 @@ def test_counts_are_exact_across_children_and_modes(short_server, mpm):
     # a second scrape adds nothing: the endpoint counts only pyhost's requests
     assert scrape(srv) == s or total(scrape(srv), "pyhost_requests_total") == 101
     no_crash(srv)
+
+
+def restarts(s, cause):
+    return val(s, "pyhost_daemon_restarts_total", group="grp", cause=cause)
+
+
+def test_daemon_restarts_are_counted_by_cause(short_server, mpm):
+    srv = start(short_server, mpm, "processes=1 threads=2 maximum-requests=5 "
+                "request-timeout=1")
+    s = scrape(srv)
+    assert total(s, "pyhost_daemon_restarts_total", group="grp") == 0
+    # maximum-requests: 5 requests recycle the process, twice
+    for i in range(10):
+        r = srv.get("/d/info?i=%d" % i)
+        assert r.status == 200
+        if i in (4, 9):  # the recycled process is gone before the next one
+            assert wait_for(lambda: restarts(scrape(srv), "maximum-requests")
+                            == (i + 1) // 5, timeout=15), scrape(srv)
+    # a kill
+    assert wait_for(lambda: len(daemon_pids(srv)) == 1 and srv.get("/d/info").status == 200,
+                    timeout=15)
+    os.kill(daemon_pids(srv)[0], signal.SIGKILL)
+    assert wait_for(lambda: restarts(scrape(srv), "signal") == 1, timeout=15), scrape(srv)
+    # a request stuck in C (time.sleep) past request-timeout: 504 for it,
+    # and the process recycles after twice the timeout
+    assert wait_for(lambda: srv.get("/d/info").status == 200, timeout=15)
+    r = srv.get("/d/sleep?t=6")
+    assert r.status == 504
+    assert wait_for(lambda: restarts(scrape(srv), "request-timeout") == 1,
+                    timeout=15), scrape(srv)
+    s = scrape(srv)
+    assert val(s, "pyhost_daemon_request_timeouts_total", group="grp") == 1
+    assert restarts(s, "maximum-requests") >= 2  # requests after the kill count too
+    assert restarts(s, "exit") == 0 and restarts(s, "start-failure") == 0
+    assert val(s, "pyhost_requests_total", mount="/d", protocol="wsgi", status="5xx") == 1
+
+
+def test_counters_survive_a_graceful_restart(short_server, mpm):
+    srv = start(short_server, mpm)
+    burst(srv, ["/e/info?i=%d" % i for i in range(20)] + ["/d/info?i=%d" % i for i in range(10)])
+    before = scrape(srv)
+    assert val(before, "pyhost_requests_total", mount="/e", protocol="wsgi", status="2xx") == 20
+    srv.graceful_restart()
+    assert wait_for(lambda: len(daemon_pids(srv)) >= 1, timeout=15)
+    burst(srv, ["/e/info?j=%d" % i for i in range(5)] + ["/d/info?j=%d" % i for i in range(3)])
+    after = scrape(srv)
+    assert val(after, "pyhost_requests_total", mount="/e", protocol="wsgi", status="2xx") == 25
+    assert val(after, "pyhost_requests_total", mount="/d", protocol="wsgi", status="2xx") == 13
+    assert val(after, "pyhost_app_seconds_count", mount="/e") == 25
+    # the old generation's daemons were retired, not restarted
+    assert total(after, "pyhost_daemon_restarts_total", group="grp") == 0
+    no_crash(srv)
+
+
+def test_openmetrics_when_asked(short_server):
+    from prometheus_client.openmetrics.parser import text_string_to_metric_families as om
+    srv = start(short_server, "event")
+    assert srv.get("/e/info").status == 200
+    r = srv.get("/metrics", headers={"Accept": "application/openmetrics-text; "
+                                               "version=1.0.0,text/plain;q=0.5"})
+    assert r.status == 200
+    assert r.header("Content-Type").startswith("application/openmetrics-text")
+    assert r.text.endswith("# EOF\n")
+    fams = {f.name: f for f in om(r.text)}
+    assert fams["pyhost_requests"].type == "counter"
+    assert fams["pyhost_app_seconds"].type == "histogram"
+    plain = srv.get("/metrics")
+    assert plain.header("Content-Type").startswith("text/plain; version=0.0.4")
+
+
+class Prometheus:
+    """A real Prometheus server (Debian's package) scraping one target
+    every second, with its own storage in the test workspace; stopped by
+    its pid."""
+
+    def __init__(self, workspace, target_port):
+        self.dir = os.path.join(workspace.root, "prometheus-%d" % target_port)
+        os.makedirs(self.dir, exist_ok=True)
+        self.port = harness.free_port()
+        cfg = os.path.join(self.dir, "prometheus.yml")
+        with open(cfg, "w") as f:
+            f.write("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+                    "scrape_configs:\n  - job_name: pyhost\n    metrics_path: /metrics\n"
+                    "    static_configs:\n      - targets: ['127.0.0.1:%d']\n" % target_port)
+        self.log = open(os.path.join(self.dir, "prometheus.log"), "wb")
+        self.proc = subprocess.Popen(
+            [shutil.which("prometheus"), "--config.file=" + cfg,
+             "--storage.tsdb.path=" + os.path.join(self.dir, "data"),
+             "--web.listen-address=127.0.0.1:%d" % self.port],
+            stdout=self.log, stderr=subprocess.STDOUT)
+
+    def get(self, path):
+        with urllib.request.urlopen("http://127.0.0.1:%d%s" % (self.port, path),
+                                    timeout=5) as r:
+            return r.read()
+
+    def ready(self):
+        try:
+            return self.get("/-/ready") is not None
+        except OSError:
+            return False
+
+    def query(self, q):
+        body = json.loads(self.get("/api/v1/query?" + urllib.parse.urlencode({"query": q})))
+        assert body["status"] == "success", body
+        return body["data"]["result"]
+
+    def up(self):
+        r = self.query("up")
+        return bool(r) and r[0]["value"][1] == "1"
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.log.close()
+
+
+@pytest.mark.skipif(not shutil.which("prometheus"),
+                    reason="needs Debian's prometheus package (install-deps.sh --test)")
+def test_a_real_prometheus_scrapes_rates_and_restarts(short_server, workspace, mpm):
+    srv = start(short_server, mpm)
+    prom = Prometheus(workspace, srv.port)
+    try:
+        assert wait_for(prom.ready, timeout=30), open(prom.log.name).read()[-3000:]
+        assert wait_for(prom.up, timeout=20), prom.query("up")
+        # steady traffic for a few scrapes, and one daemon killed meanwhile
+        deadline = time.time() + 6
+        killed = False
+        while time.time() < deadline:
+            assert srv.get("/e/info").status == 200
+            if not killed and time.time() > deadline - 4:
+                os.kill(daemon_pids(srv)[0], signal.SIGKILL)
+                killed = True
+            time.sleep(0.02)
+
+        def rate():
+            r = prom.query('sum(rate(pyhost_requests_total{mount="/e"}[5s]))')
+            return r and float(r[0]["value"][1]) > 0
+
+        assert wait_for(rate, timeout=10), prom.query("pyhost_requests_total")
+
+        def restarts_seen():
+            r = prom.query('pyhost_daemon_restarts_total{group="grp",cause="signal"}')
+            return r and float(r[0]["value"][1]) == 1
+
+        assert wait_for(restarts_seen, timeout=10), \
+            prom.query("pyhost_daemon_restarts_total")
+        other = prom.query('sum(pyhost_daemon_restarts_total{cause!="signal"})')
+        assert float(other[0]["value"][1]) == 0
+    finally:
+        prom.stop()

@@ -9,6 +9,7 @@
 #include "http_request.h"
 #include "ap_mpm.h"
 #include "scoreboard.h"
+#include "mod_status.h"
 #include "apr_strings.h"
 
 #include <signal.h>
@@ -91,6 +92,7 @@ static metrics_seg *metrics_seg_p;     /* this configuration's view */
 static metrics_slot *metrics_me;       /* a daemon's own slot */
 static metrics_slot *volatile metrics_child; /* a child's, found lazily */
 static int metrics_group_of[METRICS_GROUPS]; /* pyh_daemon index -> seg */
+static int metrics_off;                /* PyhostMetrics Off */
 
 #define MET_ADD(field, n) __atomic_fetch_add(&(field), (n), __ATOMIC_RELAXED)
 #define MET_GET(field) __atomic_load_n(&(field), __ATOMIC_RELAXED)
@@ -243,7 +245,7 @@ static metrics_slot *metrics_child_slot(request_rec *r)
 
 void pyh_metrics_begin(pyh_mreq *m, request_rec *r)
 {
-    metrics_slot *me = metrics_child_slot(r);
+    metrics_slot *me = metrics_off ? NULL : metrics_child_slot(r);
     m->slot = me;
     if (!me)
         return;
@@ -281,6 +283,44 @@ void pyh_metrics_end(pyh_mreq *m, request_rec *r, const pyh_alias *a,
     MET_ADD(mm->buckets[b], 1);
     MET_ADD(mm->app_us, (uint64_t)us);
     MET_ADD(me->in_flight, -1);
+    /* for LogFormat's %{pyhost-app-time-us}n and %{pyhost-process}n:
+     * pool memory, no system call */
+    apr_table_setn(r->notes, "pyhost-app-time-us",
+                   apr_psprintf(r->pool, "%" APR_TIME_T_FMT, us));
+    if (!apr_table_get(r->notes, "pyhost-process"))
+        apr_table_setn(r->notes, "pyhost-process",
+                       apr_psprintf(r->pool, "child/%d", (int)me->index));
+}
+
+void pyh_metrics_note(request_rec *r, const pyh_daemon *d,
+                      const char *app_group)
+{
+    apr_table_setn(r->notes, "pyhost-group", d ? d->name : "%{GLOBAL}");
+    apr_table_setn(r->notes, "pyhost-interpreter",
+                   *app_group ? app_group : "%{GLOBAL}");
+    if (d)
+        apr_table_setn(r->notes, "pyhost-process",
+                       apr_pstrcat(r->pool, "daemon/", d->name, NULL));
+}
+
+static apr_status_t metrics_on_again(void *data)
+{
+    (void)data;
+    metrics_off = 0;
+    return APR_SUCCESS;
+}
+
+const char *pyh_metrics_set_enabled(cmd_parms *cmd, void *dconf, int on)
+{
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+    (void)dconf;
+    if (err)
+        return err;
+    metrics_off = !on;
+    /* the next configuration starts from the default (On) */
+    apr_pool_cleanup_register(cmd->pool, NULL, metrics_on_again,
+                              apr_pool_cleanup_null);
+    return NULL;
 }
 
 /* ---- daemon processes and the parent ------------------------------------ */
@@ -637,8 +677,95 @@ static int metrics_handler(request_rec *r)
     return OK;
 }
 
+/* ---- mod_status ------------------------------------------------------------ */
+
+/* A pyhost section in /server-status: totals, then each daemon group and
+ * each live process; ?auto gets the same figures as Key: value lines. */
+static int metrics_status(request_rec *r, int flags)
+{
+    const metrics_seg *seg = metrics_seg_p;
+    uint64_t req = 0, err5 = 0;
+    int64_t in_flight = 0;
+    int i, m, p, c, g, short_form = flags & AP_STATUS_SHORT;
+
+    if (!seg)
+        return OK;
+    for (i = 0; i < seg->nslots; i++) {
+        const metrics_slot *sl = &seg->slots[i];
+        for (m = 0; m < seg->nmounts; m++)
+            for (p = 0; p < METRICS_PROTOS; p++)
+                for (c = 0; c < METRICS_CLASSES; c++) {
+                    uint64_t n = MET_GET(sl->mounts[m].requests[p][c]);
+                    req += n;
+                    if (c == 4)
+                        err5 += n;
+                }
+        if (sl->used == 1 && metrics_pid_alive(sl->pid))
+            in_flight += MET_GET(sl->in_flight);
+    }
+    if (short_form)
+        ap_rprintf(r,
+                   "PyhostRequests: %" APR_UINT64_T_FMT "\n"
+                   "Pyhost5xx: %" APR_UINT64_T_FMT "\n"
+                   "PyhostInFlight: %" APR_INT64_T_FMT "\n",
+                   req, err5, in_flight);
+    else
+        ap_rprintf(r,
+                   "<hr />\n<h2>pyhost</h2>\n<dl><dt>%" APR_UINT64_T_FMT
+                   " requests, %" APR_UINT64_T_FMT " answered 5xx, %"
+                   APR_INT64_T_FMT " in flight</dt></dl>\n",
+                   req, err5, in_flight);
+    if (!short_form)
+        ap_rputs("<table border=\"0\"><tr><th>group</th><th>restarts</th>"
+                 "<th>queue timeouts</th><th>request timeouts</th></tr>\n", r);
+    for (g = 0; g < seg->ngroups; g++) {
+        const metrics_group *gr = &seg->groups[g];
+        uint64_t restarts = 0;
+        for (c = PYH_MC_EXIT; c < PYH_MC_COUNT; c++)
+            restarts += MET_GET(gr->restarts[c]);
+        if (short_form)
+            ap_rprintf(r, "PyhostDaemonRestarts_%s: %" APR_UINT64_T_FMT "\n",
+                       gr->name, restarts);
+        else
+            ap_rprintf(r,
+                       "<tr><td>%s</td><td>%" APR_UINT64_T_FMT "</td><td>%"
+                       APR_UINT64_T_FMT "</td><td>%" APR_UINT64_T_FMT
+                       "</td></tr>\n",
+                       ap_escape_html(r->pool, gr->name), restarts,
+                       MET_GET(gr->queue_timeouts),
+                       MET_GET(gr->request_timeouts));
+    }
+    if (!short_form)
+        ap_rputs("</table>\n<table border=\"0\"><tr><th>process</th>"
+                 "<th>pid</th><th>busy</th><th>threads</th>"
+                 "<th>resident memory</th></tr>\n", r);
+    for (i = 0; i < seg->nslots; i++) {
+        const metrics_slot *sl = &seg->slots[i];
+        const char *name;
+        if (!sl->used || !metrics_pid_alive(sl->pid))
+            continue;
+        name = metrics_slot_name(r->pool, seg, sl);
+        if (short_form)
+            ap_rprintf(r, "PyhostBusy_%s: %" APR_INT64_T_FMT "\n", name,
+                       MET_GET(sl->in_flight));
+        else
+            ap_rprintf(r,
+                       "<tr><td>%s</td><td>%d</td><td>%" APR_INT64_T_FMT
+                       "</td><td>%d</td><td>%ld</td></tr>\n",
+                       ap_escape_html(r->pool, name), (int)sl->pid,
+                       MET_GET(sl->in_flight), (int)sl->threads,
+                       metrics_rss(sl->pid));
+    }
+    if (!short_form)
+        ap_rputs("</table>\n", r);
+    return OK;
+}
+
 void pyh_metrics_register_hooks(apr_pool_t *p)
 {
     (void)p;
     ap_hook_handler(metrics_handler, NULL, NULL, APR_HOOK_MIDDLE);
+    /* an optional hook: nothing happens without mod_status */
+    APR_OPTIONAL_HOOK(ap, status_hook, metrics_status, NULL, NULL,
+                      APR_HOOK_MIDDLE);
 }

@@ -29,6 +29,12 @@ int pyh_metrics_post_config(apr_pool_t *pconf, server_rec *s);
 void pyh_metrics_begin(pyh_mreq *m, request_rec *r);
 void pyh_metrics_end(pyh_mreq *m, request_rec *r, const pyh_alias *a,
                      int asgi, int status);
+/* Access-log notes (pyhost-group, pyhost-interpreter, pyhost-process)
+ * once the handler knows where the request runs; d NULL: embedded. */
+void pyh_metrics_note(request_rec *r, const pyh_daemon *d,
+                      const char *app_group);
+/* PyhostMetrics On|Off (config.c's command table). */
+const char *pyh_metrics_set_enabled(cmd_parms *cmd, void *dconf, int on);
 /* A daemon process, just forked for dp. */
 void pyh_metrics_daemon_init(struct pyh_dproc *dp);
 /* A daemon process is about to recycle: why is daemon.c's reason text. */

@@ -184,6 +184,7 @@ static int pyh_handle(request_rec *r, const pyh_route *route)
                       missing);
         return HTTP_INTERNAL_SERVER_ERROR;
     }
+    pyh_metrics_note(r, daemon, req->app_group);
     if (daemon && asgi) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
                       "PYH0220: ASGIScriptAlias %s: process group '%s' is a "

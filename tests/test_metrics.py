@@ -282,3 +282,47 @@ def test_a_real_prometheus_scrapes_rates_and_restarts(short_server, workspace, m
         assert float(other[0]["value"][1]) == 0
     finally:
         prom.stop()
+
+
+def test_server_status_has_a_pyhost_section(short_server, mpm):
+    extra = ("LoadModule status_module %s/mod_status.so\n"
+             "<Location /server-status>\n    SetHandler server-status\n</Location>\n"
+             % harness.apache_modules_dir())
+    if os.path.exists(os.path.join(harness.apache_modules_dir(), "mod_status.so")) is False:
+        pytest.skip("no mod_status.so")
+    srv = start(short_server, mpm, extra=extra)
+    burst(srv, ["/e/info?i=%d" % i for i in range(6)] + ["/d/info?i=%d" % i for i in range(4)]
+          + ["/e/status?code=500"])
+    html = srv.get("/server-status").text
+    assert "<h2>pyhost</h2>" in html and "11 requests, 1 answered 5xx" in html, html[-2000:]
+    assert "<td>grp</td>" in html and "daemon/grp/1" in html
+    auto = dict(line.split(": ", 1) for line in srv.get("/server-status?auto").text.splitlines()
+                if ": " in line)
+    assert auto["PyhostRequests"] == "11" and auto["Pyhost5xx"] == "1"
+    assert auto["PyhostDaemonRestarts_grp"] == "0"
+    assert "PyhostBusy_daemon/grp/0" in auto
+
+
+def test_access_log_notes(short_server, workspace, token):
+    log = os.path.join(workspace.root, "notes-%s.log" % token)
+    extra = ('LogFormat "%%U %%{pyhost-app-time-us}n %%{pyhost-group}n '
+             '%%{pyhost-interpreter}n %%{pyhost-process}n" pyhnotes\n'
+             'CustomLog %s pyhnotes\n' % log)
+    srv = start(short_server, "prefork", extra=extra)
+    assert srv.get("/e/sleep?t=0.3").status == 200
+    assert srv.get("/d/info").status == 200
+    assert wait_for(lambda: os.path.exists(log) and "/d/info" in open(log).read())
+    lines = [ln.split() for ln in open(log).read().splitlines()]
+    e = next(ln for ln in lines if ln[0] == "/e/sleep")
+    d = next(ln for ln in lines if ln[0] == "/d/info")
+    assert 300000 <= int(e[1]) < 5000000 and e[2:4] == ["%{GLOBAL}", "%{GLOBAL}"]
+    assert e[4].startswith("child/")
+    assert int(d[1]) > 0 and d[2:] == ["grp", "%{GLOBAL}", "daemon/grp"]
+
+
+def test_metrics_off_counts_nothing(short_server):
+    srv = start(short_server, "event", extra="PyhostMetrics Off\n")
+    burst(srv, ["/e/info?i=%d" % i for i in range(5)] + ["/d/info"])
+    s = scrape(srv)
+    assert total(s, "pyhost_requests_total") == 0
+    assert val(s, "pyhost_app_seconds_count", mount="/e") == 0

@@ -326,3 +326,13 @@ def test_metrics_off_counts_nothing(short_server):
     s = scrape(srv)
     assert total(s, "pyhost_requests_total") == 0
     assert val(s, "pyhost_app_seconds_count", mount="/e") == 0
+
+
+def test_asgi_requests_are_counted_as_asgi(short_server, mpm):
+    srv = start(short_server, mpm, extra="ASGIScriptAlias /a @APPS@/asgi_http.py\n")
+    burst(srv, ["/a/hello?i=%d" % i for i in range(9)] + ["/e/info"])
+    s = scrape(srv)
+    assert val(s, "pyhost_requests_total", mount="/a", protocol="asgi", status="2xx") == 9
+    assert val(s, "pyhost_requests_total", mount="/a", protocol="wsgi", status="2xx") == 0
+    assert val(s, "pyhost_app_seconds_count", mount="/a") == 9
+    assert val(s, "pyhost_requests_total", mount="/e", protocol="wsgi", status="2xx") == 1

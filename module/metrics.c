@@ -761,6 +761,179 @@ static int metrics_status(request_rec *r, int flags)
     return OK;
 }
 
+/* ---- pyhost.metrics: the figures as dicts, inside an app ---------------- */
+
+/* d[key] = an int; 0 on success. */
+static int metrics_py_set(PyObject *d, const char *key, long long v)
+{
+    PyObject *o = PyLong_FromLongLong(v);
+    int rc = o ? PyDict_SetItemString(d, key, o) : -1;
+    Py_XDECREF(o);
+    return rc;
+}
+
+/* d[key], a new dict made on first use (borrowed). */
+static PyObject *metrics_py_sub(PyObject *d, const char *key)
+{
+    PyObject *sub = PyDict_GetItemString(d, key);
+    if (sub)
+        return sub;
+    if (!(sub = PyDict_New()))
+        return NULL;
+    if (PyDict_SetItemString(d, key, sub) < 0) {
+        Py_DECREF(sub);
+        return NULL;
+    }
+    Py_DECREF(sub); /* d holds it */
+    return sub;
+}
+
+static PyObject *metrics_py_server(const metrics_seg *seg)
+{
+    PyObject *srv = PyDict_New(), *reqs, *app, *groups;
+    int64_t in_flight = 0;
+    int i, m, p, c, g;
+    char cls[4];
+
+    if (!srv || !(reqs = metrics_py_sub(srv, "requests"))
+        || !(app = metrics_py_sub(srv, "app_seconds"))
+        || !(groups = metrics_py_sub(srv, "daemon_groups")))
+        goto fail;
+    for (m = 0; m < seg->nmounts; m++) {
+        uint64_t count = 0, us = 0;
+        PyObject *mount = NULL, *tm;
+        for (p = 0; p < METRICS_PROTOS; p++)
+            for (c = 0; c < METRICS_CLASSES; c++) {
+                uint64_t n = 0;
+                for (i = 0; i < seg->nslots; i++)
+                    n += MET_GET(seg->slots[i].mounts[m].requests[p][c]);
+                if (!n)
+                    continue;
+                apr_snprintf(cls, sizeof(cls), "%dxx", c + 1);
+                if ((!mount && !(mount = metrics_py_sub(reqs, seg->mounts[m])))
+                    || !(tm = metrics_py_sub(mount, metrics_protos[p]))
+                    || metrics_py_set(tm, cls, (long long)n) < 0)
+                    goto fail;
+            }
+        for (i = 0; i < seg->nslots; i++) {
+            for (c = 0; c < METRICS_BUCKETS; c++)
+                count += MET_GET(seg->slots[i].mounts[m].buckets[c]);
+            us += MET_GET(seg->slots[i].mounts[m].app_us);
+        }
+        if (count) {
+            PyObject *a = metrics_py_sub(app, seg->mounts[m]), *sum;
+            if (!a || metrics_py_set(a, "count", (long long)count) < 0
+                || !(sum = PyFloat_FromDouble((double)us / 1e6)))
+                goto fail;
+            c = PyDict_SetItemString(a, "sum", sum);
+            Py_DECREF(sum);
+            if (c < 0)
+                goto fail;
+        }
+    }
+    for (i = 0; i < seg->nslots; i++)
+        if (seg->slots[i].used == 1 && metrics_pid_alive(seg->slots[i].pid))
+            in_flight += MET_GET(seg->slots[i].in_flight);
+    if (metrics_py_set(srv, "in_flight", in_flight) < 0)
+        goto fail;
+    for (g = 0; g < seg->ngroups; g++) {
+        const metrics_group *gr = &seg->groups[g];
+        PyObject *gd = metrics_py_sub(groups, gr->name), *rs;
+        long long alive = 0;
+        if (!gd || !(rs = metrics_py_sub(gd, "restarts")))
+            goto fail;
+        for (c = PYH_MC_EXIT; c < PYH_MC_COUNT; c++) {
+            PyObject *old = PyDict_GetItemString(rs, metrics_causes[c]);
+            if (metrics_py_set(rs, metrics_causes[c],
+                               (old ? PyLong_AsLongLong(old) : 0)
+                                   + (long long)MET_GET(gr->restarts[c])) < 0)
+                goto fail;
+        }
+        for (i = 0; i < gr->nslots; i++)
+            alive += metrics_pid_alive(seg->slots[gr->first_slot + i].pid);
+        if (metrics_py_set(gd, "processes", alive) < 0
+            || metrics_py_set(gd, "queue_timeouts",
+                              (long long)MET_GET(gr->queue_timeouts)) < 0
+            || metrics_py_set(gd, "request_timeouts",
+                              (long long)MET_GET(gr->request_timeouts)) < 0)
+            goto fail;
+    }
+    return srv;
+fail:
+    Py_XDECREF(srv);
+    return NULL;
+}
+
+static PyObject *metrics_py_snapshot(PyObject *mod, PyObject *unused)
+{
+    const metrics_seg *seg = metrics_seg_p;
+    const metrics_slot *me = metrics_me ? metrics_me : metrics_child;
+    PyObject *out, *proc, *srv, *name;
+    (void)mod;
+    (void)unused;
+    if (!seg || metrics_off)
+        Py_RETURN_NONE;
+    if (!(out = PyDict_New()))
+        return NULL;
+    if (!(proc = metrics_py_sub(out, "process"))
+        || metrics_py_set(proc, "pid", (long long)getpid()) < 0
+        || metrics_py_set(proc, "resident_memory_bytes",
+                          metrics_rss((int32_t)getpid())) < 0)
+        goto fail;
+    if (me) {
+        apr_pool_t *p;
+        if (apr_pool_create(&p, NULL) != APR_SUCCESS) {
+            PyErr_NoMemory();
+            goto fail;
+        }
+        name = PyUnicode_FromString(metrics_slot_name(p, seg, me));
+        apr_pool_destroy(p);
+        if (!name || PyDict_SetItemString(proc, "name", name) < 0) {
+            Py_XDECREF(name);
+            goto fail;
+        }
+        Py_DECREF(name);
+        if (metrics_py_set(proc, "threads", me->threads) < 0
+            || metrics_py_set(proc, "busy_threads", MET_GET(me->in_flight)) < 0)
+            goto fail;
+    }
+    if (!(srv = metrics_py_server(seg)))
+        goto fail;
+    if (PyDict_SetItemString(out, "server", srv) < 0) {
+        Py_DECREF(srv);
+        goto fail;
+    }
+    Py_DECREF(srv);
+    return out;
+fail:
+    Py_DECREF(out);
+    return NULL;
+}
+
+static PyMethodDef metrics_py_methods[] = {
+    {"snapshot", metrics_py_snapshot, METH_NOARGS,
+     "snapshot() -> {'process': {...}, 'server': {...}}, or None when "
+     "metrics are off"},
+    {NULL, NULL, 0, NULL}};
+
+static PyModuleDef_Slot metrics_py_slots[] = {
+#ifdef Py_mod_multiple_interpreters
+    {Py_mod_multiple_interpreters, Py_MOD_PER_INTERPRETER_GIL_SUPPORTED},
+#endif
+    {0, NULL}};
+
+static struct PyModuleDef metrics_py_def = {
+    PyModuleDef_HEAD_INIT, "_pyhost_metrics",
+    "pyhost's shared counters, for pyhost.metrics", 0, metrics_py_methods,
+    metrics_py_slots, NULL, NULL, NULL};
+
+/* Multi-phase init: the module has no state, so every interpreter
+ * (also one with its own GIL) may import it. */
+PyObject *pyh_metrics_pyinit(void)
+{
+    return PyModuleDef_Init(&metrics_py_def);
+}
+
 void pyh_metrics_register_hooks(apr_pool_t *p)
 {
     (void)p;

@@ -22,6 +22,9 @@ typedef struct {
 } pyh_mreq;
 
 void pyh_metrics_register_hooks(apr_pool_t *p);
+/* The _pyhost_metrics built-in module (PyImport_AppendInittab, interp.c)
+ * behind pyhost.metrics. */
+PyObject *pyh_metrics_pyinit(void);
 /* Parent, post_config, before anything forks: finds or makes the segment
  * and maps this configuration's mounts and daemon groups onto it. */
 int pyh_metrics_post_config(apr_pool_t *pconf, server_rec *s);

@@ -336,3 +336,25 @@ def test_asgi_requests_are_counted_as_asgi(short_server, mpm):
     assert val(s, "pyhost_requests_total", mount="/a", protocol="wsgi", status="2xx") == 0
     assert val(s, "pyhost_app_seconds_count", mount="/a") == 9
     assert val(s, "pyhost_requests_total", mount="/e", protocol="wsgi", status="2xx") == 1
+
+
+def test_python_api_in_the_app(short_server, mpm):
+    extra = "WSGIScriptAlias /api @APPS@/metrics_api.wsgi\n"
+    srv = start(short_server, mpm, extra=extra + "WSGIScriptAlias /dapi "
+                "@APPS@/metrics_api.wsgi process-group=grp\n")
+    burst(srv, ["/e/info?i=%d" % i for i in range(7)] + ["/d/info?i=%d" % i for i in range(3)])
+    r = srv.get("/api")
+    assert r.status == 200, r.body
+    got = r.json()
+    assert got["process"]["name"].startswith("child/") and got["process"]["busy_threads"] == 1
+    assert got["process"]["resident_memory_bytes"] > 1 << 20
+    server = got["server"]
+    assert server["requests"]["/e"]["wsgi"]["2xx"] == 7
+    assert server["requests"]["/d"]["wsgi"]["2xx"] == 3
+    assert server["app_seconds"]["/e"]["count"] == 7
+    assert server["in_flight"] == 1  # this request
+    assert server["daemon_groups"]["grp"]["processes"] == 2
+    assert server["daemon_groups"]["grp"]["restarts"]["signal"] == 0
+    d = srv.get("/dapi").json()
+    assert d["process"]["name"].startswith("daemon/grp/") and d["process"]["busy_threads"] == 1
+    assert d["server"]["requests"]["/api"]["wsgi"]["2xx"] == 1

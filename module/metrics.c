@@ -292,6 +292,13 @@ void pyh_metrics_end(pyh_mreq *m, request_rec *r, const pyh_alias *a,
                        apr_psprintf(r->pool, "child/%d", (int)me->index));
 }
 
+void pyh_metrics_websocket(request_rec *r, int delta)
+{
+    metrics_slot *me = metrics_off ? NULL : metrics_child_slot(r);
+    if (me)
+        MET_ADD(me->websockets_open, delta);
+}
+
 void pyh_metrics_note(request_rec *r, const pyh_daemon *d,
                       const char *app_group)
 {

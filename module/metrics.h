@@ -38,6 +38,10 @@ void pyh_metrics_note(request_rec *r, const pyh_daemon *d,
                       const char *app_group);
 /* PyhostMetrics On|Off (config.c's command table). */
 const char *pyh_metrics_set_enabled(cmd_parms *cmd, void *dconf, int on);
+/* An ASGI WebSocket of this Apache child opened (+1) or closed (-1):
+ * for websocket.c / asgi.c (pyhost_websockets_open). Its requests are
+ * counted as protocol "websocket" already (the Upgrade header). */
+void pyh_metrics_websocket(request_rec *r, int delta);
 /* A daemon process, just forked for dp. */
 void pyh_metrics_daemon_init(struct pyh_dproc *dp);
 /* A daemon process is about to recycle: why is daemon.c's reason text. */

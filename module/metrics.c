@@ -93,6 +93,7 @@ static metrics_slot *metrics_me;       /* a daemon's own slot */
 static metrics_slot *volatile metrics_child; /* a child's, found lazily */
 static int metrics_group_of[METRICS_GROUPS]; /* pyh_daemon index -> seg */
 static int metrics_off;                /* PyhostMetrics Off */
+static pid_t metrics_pid;              /* an Apache child's, at child_init */
 
 #define MET_ADD(field, n) __atomic_fetch_add(&(field), (n), __ATOMIC_RELAXED)
 #define MET_GET(field) __atomic_load_n(&(field), __ATOMIC_RELAXED)
@@ -227,7 +228,7 @@ static metrics_slot *metrics_child_slot(request_rec *r)
         process_score *ps = ap_get_scoreboard_process(i);
         if ((ws && ws >= ap_scoreboard_image->servers[i]
              && ws < ap_scoreboard_image->servers[i] + limit)
-            || (!ws && ps && ps->pid == getpid()))
+            || (!ws && ps && ps->pid == metrics_pid))
             break;
     }
     if (i == metrics_seg_p->nchildren)
@@ -237,7 +238,7 @@ static metrics_slot *metrics_child_slot(request_rec *r)
         limit = 1;
     MET_SET(me->threads, limit);
     MET_SET(me->index, i);
-    MET_SET(me->pid, (int32_t)getpid());
+    MET_SET(me->pid, (int32_t)metrics_pid);
     MET_SET(me->used, 1);
     metrics_child = me;
     return me;
@@ -941,9 +942,19 @@ PyObject *pyh_metrics_pyinit(void)
     return PyModuleDef_Init(&metrics_py_def);
 }
 
+/* The pid, once: a request that cannot find its slot yet (no scoreboard
+ * handle) looks again next time without a system call. */
+static void metrics_child_init(apr_pool_t *pchild, server_rec *s)
+{
+    (void)pchild;
+    (void)s;
+    metrics_pid = getpid();
+}
+
 void pyh_metrics_register_hooks(apr_pool_t *p)
 {
     (void)p;
+    ap_hook_child_init(metrics_child_init, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_handler(metrics_handler, NULL, NULL, APR_HOOK_MIDDLE);
     /* an optional hook: nothing happens without mod_status */
     APR_OPTIONAL_HOOK(ap, status_hook, metrics_status, NULL, NULL,

@@ -358,3 +358,21 @@ def test_python_api_in_the_app(short_server, mpm):
     d = srv.get("/dapi").json()
     assert d["process"]["name"].startswith("daemon/grp/") and d["process"]["busy_threads"] == 1
     assert d["server"]["requests"]["/api"]["wsgi"]["2xx"] == 1
+
+
+@pytest.mark.skipif(not shutil.which("h2load"),
+                    reason="needs h2load (nghttp2-client; scripts/install-deps.sh --test)")
+def test_http2_requests_are_counted(short_server):
+    # mod_http2 runs requests on secondary connections of its own: each
+    # must still find its child's record.
+    extra = ("LoadModule http2_module %s/mod_http2.so\nProtocols h2c http/1.1\n"
+             % harness.apache_modules_dir())
+    srv = start(short_server, "event", extra=extra)
+    out = subprocess.run(["h2load", "-n", "200", "-c", "4", "-m", "5",
+                          "http://127.0.0.1:%d/e/info" % srv.port],
+                         capture_output=True, text=True, timeout=120).stdout
+    assert "200 succeeded" in out and "200 2xx" in out, out
+    s = scrape(srv)
+    assert val(s, "pyhost_requests_total", mount="/e", protocol="wsgi", status="2xx") == 200
+    assert val(s, "pyhost_app_seconds_count", mount="/e") == 200
+    assert val(s, "pyhost_requests_in_flight") == 0

@@ -83,6 +83,10 @@ void *pyh_create_server_conf(apr_pool_t *p, server_rec *s)
     (void)s;
     c->aliases = apr_array_make(p, 4, sizeof(pyh_alias));
     c->asgi_lifespan = PYH_UNSET;
+    c->ws_max_message = PYH_UNSET;
+    c->ws_compression = PYH_UNSET;
+    c->ws_ping_interval = PYH_UNSET;
+    c->ws_ping_timeout = PYH_UNSET;
     return c;
 }
 
@@ -94,6 +98,12 @@ void *pyh_merge_server_conf(apr_pool_t *p, void *basev, void *addv)
     c->aliases = apr_array_append(p, add->aliases, base->aliases);
     c->asgi_lifespan = add->asgi_lifespan != PYH_UNSET ? add->asgi_lifespan
                                                        : base->asgi_lifespan;
+#define CFG_MERGE(f) c->f = add->f != PYH_UNSET ? add->f : base->f
+    CFG_MERGE(ws_max_message);
+    CFG_MERGE(ws_compression);
+    CFG_MERGE(ws_ping_interval);
+    CFG_MERGE(ws_ping_timeout);
+#undef CFG_MERGE
     return c;
 }
 
@@ -277,6 +287,43 @@ static const char *cfg_asgi_lifespan(cmd_parms *cmd, void *dconf, const char *v)
         ap_get_module_config(cmd->server->module_config, &pyhost_module);
     (void)dconf;
     return cfg_lifespan_value(cmd, v, &sconf->asgi_lifespan);
+}
+
+/* ASGIWebSocketMaxMessage / PingInterval / PingTimeout: a whole number,
+ * within the row's bounds (cmd->info: the field's offset). */
+static const char *cfg_ws_number(cmd_parms *cmd, void *dconf, const char *v)
+{
+    pyh_server_conf *sconf =
+        ap_get_module_config(cmd->server->module_config, &pyhost_module);
+    int field = (int)(apr_uintptr_t)cmd->info;
+    char *end;
+    long n;
+    (void)dconf;
+    errno = 0;
+    n = strtol(v, &end, 10);
+    if (errno || end == v || *end || n < (field == 0 ? 1 : 0)
+        || n > (field == 0 ? 1073741824L : 86400L))
+        return apr_psprintf(cmd->pool, "%s takes a whole number %s, not '%s'",
+                            cmd->cmd->name,
+                            field == 0 ? "of bytes, 1 to 1073741824"
+                                       : "of seconds, 0 to 86400",
+                            v);
+    if (field == 0)
+        sconf->ws_max_message = n;
+    else if (field == 1)
+        sconf->ws_ping_interval = (int)n;
+    else
+        sconf->ws_ping_timeout = (int)n;
+    return NULL;
+}
+
+static const char *cfg_ws_compression(cmd_parms *cmd, void *dconf, int on)
+{
+    pyh_server_conf *sconf =
+        ap_get_module_config(cmd->server->module_config, &pyhost_module);
+    (void)dconf;
+    sconf->ws_compression = on;
+    return NULL;
 }
 
 static const char *cfg_asgi_event_loop(cmd_parms *cmd, void *dconf,
@@ -820,6 +867,18 @@ const command_rec pyh_commands[] = {
                   "refuses it), on (a failure stops the mount) or off"),
     AP_INIT_TAKE1("ASGIEventLoop", cfg_asgi_event_loop, NULL, RSRC_CONF,
                   "auto (default: uvloop when installed), asyncio or uvloop"),
+    AP_INIT_TAKE1("ASGIWebSocketMaxMessage", cfg_ws_number, (void *)0,
+                  RSRC_CONF, "largest WebSocket message accepted, in bytes "
+                  "(default 16777216); larger ones close with 1009"),
+    AP_INIT_TAKE1("ASGIWebSocketPingInterval", cfg_ws_number, (void *)1,
+                  RSRC_CONF, "seconds of silence before a keepalive ping "
+                  "(default 20, 0: no pings)"),
+    AP_INIT_TAKE1("ASGIWebSocketPingTimeout", cfg_ws_number, (void *)2,
+                  RSRC_CONF, "seconds to wait for the pong before closing "
+                  "with 1011 (default 20)"),
+    AP_INIT_FLAG("ASGIWebSocketCompression", cfg_ws_compression, NULL,
+                 RSRC_CONF, "On (default): agree to permessage-deflate "
+                 "when the client offers it; Off: never"),
     {NULL}
 };
 

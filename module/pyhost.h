@@ -76,6 +76,12 @@ typedef struct {
     apr_array_header_t *aliases; /* pyh_alias */
     int index;                   /* position in the server list, for relay */
     int asgi_lifespan;           /* ASGILifespan; PYH_UNSET: auto */
+    /* WebSocket directives (asgi.c's WebSocket section); PYH_UNSET:
+     * the defaults there */
+    long ws_max_message;         /* ASGIWebSocketMaxMessage, bytes */
+    int ws_compression;          /* ASGIWebSocketCompression On|Off */
+    int ws_ping_interval;        /* ASGIWebSocketPingInterval, s; 0 off */
+    int ws_ping_timeout;         /* ASGIWebSocketPingTimeout, s */
 } pyh_server_conf;
 
 /* A daemon group's start-up state, shared by Apache's parent, children and

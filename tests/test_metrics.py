@@ -376,3 +376,23 @@ def test_http2_requests_are_counted(short_server):
     assert val(s, "pyhost_requests_total", mount="/e", protocol="wsgi", status="2xx") == 200
     assert val(s, "pyhost_app_seconds_count", mount="/e") == 200
     assert val(s, "pyhost_requests_in_flight") == 0
+
+
+def test_websockets_open_and_counted(short_server):
+    from test_asgi_websocket import Client
+    srv = start(short_server, "event", extra="ASGIScriptAlias /ws @APPS@/asgi_ws.py\n")
+    clients = [Client(srv, "/ws/echo") for _ in range(2)]
+    for c in clients:
+        assert c.status == 101 and c.accept_ok()
+        c.send_text("hi")
+        assert c.recv_message() == (1, b"hi")
+    s = scrape(srv)
+    assert val(s, "pyhost_websockets_open") == 2
+    assert val(s, "pyhost_requests_in_flight") == 2
+    for c in clients:
+        c.close()
+    assert wait_for(lambda: val(scrape(srv), "pyhost_websockets_open") == 0, timeout=10)
+    s = scrape(srv)
+    assert val(s, "pyhost_requests_total", mount="/ws", protocol="websocket", status="1xx") == 2
+    assert val(s, "pyhost_requests_total", mount="/ws", protocol="asgi", status="1xx") == 0
+    assert val(s, "pyhost_app_seconds_count", mount="/ws") == 2

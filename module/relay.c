@@ -1055,6 +1055,8 @@ static request_rec *relay_make_request(apr_pool_t *p, relay_ctx *ctx,
     r->server = s;
     r->log = &s->log;
     r->request_time = fx->request_time;
+    /* the Apache child's log id: a traceback here carries the same id */
+    r->log_id = req->vars[PYH_K_MODWSGI_REQUEST_ID];
     r->useragent_ip = c->client_ip;
     r->useragent_addr = c->client_addr;
     r->method = req->vars[PYH_K_REQUEST_METHOD];

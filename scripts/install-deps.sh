@@ -22,9 +22,11 @@ packages=(apache2 apache2-dev "$py-dev" "$py-venv" curl wrk build-essential zlib
 for opt in "$@"; do
     case "$opt" in
         # clang + libclang-rt-14-dev: libFuzzer and the sanitizer runtimes
-        # for scripts/fuzz.sh and tests/test_fuzz_corpus.py.
+        # for scripts/fuzz.sh and tests/test_fuzz_corpus.py;
+        # libapache2-mod-wsgi-py3: tests/test_dropin.py loads both modules.
         --test) packages+=(docker.io docker-compose debootstrap nghttp2-client openssl
-                           clang libclang-rt-14-dev prometheus) ;;
+                           clang libclang-rt-14-dev libapache2-mod-wsgi-py3
+                           prometheus) ;;
         --matrix) packages+=(patchelf debootstrap xz-utils pkg-config libssl-dev zlib1g-dev
                              libffi-dev libbz2-dev liblzma-dev libsqlite3-dev libreadline-dev
                              libexpat1-dev uuid-dev libgdbm-dev libncurses-dev) ;;

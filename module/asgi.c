@@ -5,6 +5,7 @@
  * through the output filters, as the loop asks for them (DESIGN rule 8). */
 #include "pyhost.h"
 #include "asgi_api.h"
+#include "metrics.h"
 
 #include "ap_mpm.h"
 #include "http_core.h"
@@ -1061,8 +1062,13 @@ static int asgi_serve(asgi_req *a, pyh_request *req)
         work = a->work;
         a->work = 0;
         pthread_mutex_unlock(&a->mu);
-        if (work & PYH_ASGI_WS_ACCEPT)
-            return asgi_ws_run(a, req, work);
+        if (work & PYH_ASGI_WS_ACCEPT) {
+            int status;
+            pyh_metrics_websocket(req->r, 1); /* pyhost_websockets_open */
+            status = asgi_ws_run(a, req, work);
+            pyh_metrics_websocket(req->r, -1);
+            return status;
+        }
         if (work & PYH_ASGI_READ) {
             asgi_read(a, req);
             bits |= PYH_ASGI_READ;

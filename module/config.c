@@ -2,6 +2,7 @@
  * and field-by-field merging of server and directory configuration, and the
  * startup checks that turn a misconfigured Python home into one line. */
 #include "pyhost.h"
+#include "metrics.h"
 
 #include "http_core.h"
 #include "unixd.h"
@@ -846,6 +847,9 @@ const command_rec pyh_commands[] = {
     AP_INIT_RAW_ARGS("WSGIImportScript", cfg_import_script, NULL, RSRC_CONF,
                      "script-path application-group=G [process-group=P]: "
                      "load the script when a process starts"),
+    AP_INIT_FLAG("PyhostMetrics", pyh_metrics_set_enabled, NULL, RSRC_CONF,
+                 "On (default): count requests in shared memory for "
+                 "SetHandler pyhost-metrics and mod_status; Off: do not"),
     AP_INIT_FLAG("WSGIRestrictEmbedded", cfg_restrict_embedded, NULL,
                  RSRC_CONF,
                  "On: never start Python in Apache's own child processes"),

@@ -5,6 +5,7 @@
  * process. In Apache's children: a group's sockets and state. Apache's
  * parent (sockets, forking, supervision) is daemon_parent.c. */
 #include "daemon.h"
+#include "metrics.h"
 #include "relay.h"
 
 #include "http_core.h"
@@ -181,6 +182,7 @@ static void ds_recycle(const char *why)
     ds.state = DS_RECYCLING;
     ds.state_since = apr_time_now();
     ds.why = why;
+    pyh_metrics_daemon_recycling(why);
     ds_wake();
 }
 
@@ -372,6 +374,7 @@ static void ds_expire_queue(void)
                      "PYH0051: daemon group '%s': a request waited more than "
                      "queue-timeout for a free thread; answering 503",
                      ds.d->name);
+        pyh_metrics_daemon_queue_timeout();
         ok = pyh_relay_refuse(dc, HTTP_SERVICE_UNAVAILABLE) == 0;
         apr_thread_mutex_lock(ds.mutex);
         dc->state = PYH_DC_IDLE;
@@ -409,7 +412,9 @@ static void *APR_THREAD_FUNC ds_worker(apr_thread_t *thread, void *data)
         dc->state = PYH_DC_BUSY;
         apr_thread_mutex_unlock(ds.mutex);
 
+        pyh_metrics_daemon_busy(1);
         keep = pyh_relay_serve(dc) == 0 && !dc->broken;
+        pyh_metrics_daemon_busy(-1);
         pyh_daemon_idle();
         pyh_dconn_idle(dc);
 
@@ -515,6 +520,7 @@ static void *APR_THREAD_FUNC ds_watchdog(apr_thread_t *thread, void *data)
             why = "startup-timeout: the WSGI script did not load";
         if (why)
             ds_recycle(why);
+        pyh_metrics_daemon_queued(ds.nqueued);
         apr_thread_mutex_unlock(ds.mutex);
     }
     return NULL; /* not apr_thread_exit(): see ds_worker */
@@ -921,6 +927,7 @@ void pyh_daemon_main(pyh_dproc *dp, apr_pool_t *pconf)
     ds.d = d;
     ds.s = ap_server_conf;
     pyh_this_daemon = d;
+    pyh_metrics_daemon_init(dp);
     ds.started = ds.last_active = apr_time_now();
     ds.state = DS_RUNNING;
     if (apr_pool_create(&ds.pool, pconf) != APR_SUCCESS) {

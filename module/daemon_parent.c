@@ -6,6 +6,7 @@
  * themselves are daemon.c's. */
 #include "daemon.h"
 #include "relay.h"
+#include "metrics.h"
 
 #include "http_core.h"
 #include "http_main.h"
@@ -317,6 +318,8 @@ static void daemon_note_death(pyh_dproc *dp, int reason, apr_wait_t status)
 
     was = st->slot[dp->slot];
     st->slot[dp->slot] = DSLOT_STARTING;
+    pyh_metrics_daemon_died(dp, was == DSLOT_READY,
+                            reason != APR_OC_REASON_LOST && WIFSIGNALED(status));
     if (was == DSLOT_READY) {
         dp->fails = 0;
         dp->delay = 0;

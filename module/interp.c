@@ -4,6 +4,7 @@
  * threads take the GIL cheaply, WSGI script loading and reloading, and
  * finalization when the child exits. */
 #include "pyhost.h"
+#include "metrics.h"
 
 #include "ap_mpm.h"
 #include "http_main.h"
@@ -656,6 +657,9 @@ static int interp_initialize(apr_pool_t *p, server_rec *s)
     st = pyh_compat_pyconfig(&config);
     if (interp_status_failed(st, &config, s, "WSGIPython* settings"))
         return -1;
+    if (PyImport_AppendInittab("_pyhost_metrics", pyh_metrics_pyinit) < 0)
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s,
+                     "PYH0302: pyhost.metrics will not be importable here");
     st = Py_InitializeFromConfig(&config);
     if (interp_status_failed(st, &config, s, home))
         return -1;

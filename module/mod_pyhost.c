@@ -3,6 +3,7 @@
  * child_init, and the content handler that runs a WSGI request. */
 #define PYH_MODULE_RECORD_FILE
 #include "pyhost.h"
+#include "metrics.h"
 
 #include "http_core.h"
 #include "mpm_common.h" /* ap_hook_monitor */
@@ -138,10 +139,9 @@ static const pyh_dir_conf pyh_asgi_defaults = {
     NULL, NULL, NULL, 1, NULL, NULL
 };
 
-static int pyh_handler(request_rec *r)
+/* A request routed to pyhost (pyh_handler counts it). */
+static int pyh_handle(request_rec *r, const pyh_route *route)
 {
-    const pyh_route *route =
-        ap_get_module_config(r->request_config, &pyhost_module);
     const pyh_dir_conf *dconf =
         ap_get_module_config(r->per_dir_config, &pyhost_module);
     pyh_request *req;
@@ -150,15 +150,7 @@ static int pyh_handler(request_rec *r)
     pyh_interp *in;
     PyObject *app;
     const char *missing;
-    int status, asgi;
-
-    if (!r->handler || (strcmp(r->handler, "wsgi-script")
-                        && strcmp(r->handler, "application/x-httpd-wsgi")
-                        && strcmp(r->handler, "asgi-script")))
-        return DECLINED;
-    asgi = route && route->alias->protocol == PYH_PROTO_ASGI;
-    if (!asgi && !strcmp(r->handler, "asgi-script"))
-        return DECLINED; /* only ASGIScriptAlias routes to ASGI */
+    int status, asgi = route && route->alias->protocol == PYH_PROTO_ASGI;
 
     req = apr_pcalloc(r->pool, sizeof(*req));
     req->r = r;
@@ -208,6 +200,7 @@ static int pyh_handler(request_rec *r)
                       missing);
         return HTTP_INTERNAL_SERVER_ERROR;
     }
+    pyh_metrics_note(r, daemon, req->app_group);
     if (daemon && asgi) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
                       "PYH0220: ASGIScriptAlias %s: process group '%s' is a "
@@ -257,6 +250,26 @@ static int pyh_handler(request_rec *r)
         Py_DECREF(app);
     }
     pyh_interp_release(in);
+    return status;
+}
+
+static int pyh_handler(request_rec *r)
+{
+    const pyh_route *route =
+        ap_get_module_config(r->request_config, &pyhost_module);
+    pyh_mreq m;
+    int status, asgi;
+
+    if (!r->handler || (strcmp(r->handler, "wsgi-script")
+                        && strcmp(r->handler, "application/x-httpd-wsgi")
+                        && strcmp(r->handler, "asgi-script")))
+        return DECLINED;
+    asgi = route && route->alias->protocol == PYH_PROTO_ASGI;
+    if (!asgi && !strcmp(r->handler, "asgi-script"))
+        return DECLINED; /* only ASGIScriptAlias routes to ASGI */
+    pyh_metrics_begin(&m, r);
+    status = pyh_handle(r, route);
+    pyh_metrics_end(&m, r, route ? route->alias : NULL, asgi, status);
     return status;
 }
 
@@ -385,6 +398,7 @@ static int pyh_post_config(apr_pool_t *pconf, apr_pool_t *plog,
         ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s, "%s", err);
         return HTTP_INTERNAL_SERVER_ERROR;
     }
+    pyh_metrics_post_config(pconf, s); /* before anything forks */
     /* The first configuration pass is only a check before Apache detaches;
      * daemons start with the configuration that will run. */
     if (ap_state_query(AP_SQ_CONFIG_GEN) == 0
@@ -421,6 +435,7 @@ static void pyh_register_hooks(apr_pool_t *p)
     ap_hook_monitor(pyh_daemon_monitor, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_translate_name(pyh_translate_name, after, before, APR_HOOK_MIDDLE);
     ap_hook_handler(pyh_handler, NULL, NULL, APR_HOOK_MIDDLE);
+    pyh_metrics_register_hooks(p);
     ap_hook_check_config(pyh_check_config, NULL, NULL, APR_HOOK_MIDDLE);
     pyh_auth_register_hooks(p);
     /* Last: adds module records of its own (see directives_compat.c). */

@@ -78,6 +78,7 @@ typedef struct {
     pyh_dir_conf options;   /* inline options; unset fields inherit */
     int protocol;           /* PYH_PROTO_WSGI or PYH_PROTO_ASGI */
     int lifespan;           /* ASGI: lifespan=, PYH_UNSET: ASGILifespan */
+    int metrics_mount;      /* its counters in metrics.c (post_config) */
 } pyh_alias;
 
 typedef struct {

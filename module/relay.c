@@ -5,6 +5,7 @@
  * request_rec of its own whose output and input filters are this wire, and
  * runs the app through the same WSGI adapter as embedded mode. */
 #include "relay.h"
+#include "metrics.h"
 
 #include "http_core.h"
 #include "http_main.h"
@@ -549,8 +550,10 @@ static int relay_failed(relay_resp *rs, apr_status_t rv)
                       rs->d->name,
                       rs->d->request_timeout ? "request-timeout"
                                              : "socket-timeout");
-        if (timeout)
+        if (timeout) {
+            pyh_metrics_request_timeout(rs->d);
             return HTTP_GATEWAY_TIME_OUT;
+        }
         return HTTP_BAD_GATEWAY;
     }
     ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, rs->r,

@@ -669,8 +669,10 @@ def test_serve_parity_options_in_one_server(serve, workspace, token, tmp_path):
     assert apache_pid == s.proc.pid or processes_mentioning("pyhost-test-" + token)
     with open("/proc/%d/cmdline" % got["pid"], "rb") as f:
         assert f.read().split(b"\0")[0] == ("pyhost-test-" + token).encode()
-    # The default access log format: combined plus the time taken.
-    assert harness.wait_for(lambda: re.search(r'"GET /app/x HTTP/1.1" 200 \d+ "-" "[^"]*" \d+us',
+    # The default access log format: combined plus the time taken, and
+    # the app's part of it.
+    assert harness.wait_for(lambda: re.search(r'"GET /app/x HTTP/1.1" 200 \d+ "-" "[^"]*" \d+us '
+                                              r'app_us=\d+\n',
                                               s.output()), timeout=5), s.output()
 
 

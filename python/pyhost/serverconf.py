@@ -13,7 +13,10 @@ MPMS = ("event", "worker", "prefork")
 LOG_FORMATS = {
     "common": r'%h %l %u %t "%r" %>s %b',
     "combined": r'%h %l %u %t "%r" %>s %b "%{Referer}i" "%{User-Agent}i"',
-    "timed": r'%h %l %u %t "%r" %>s %b "%{Referer}i" "%{User-Agent}i" %Dus',
+    # %D: the whole request; app_us: the app's part (pyhost's note, "-"
+    # for what pyhost did not serve)
+    "timed": r'%h %l %u %t "%r" %>s %b "%{Referer}i" "%{User-Agent}i" %Dus '
+             r'app_us=%{pyhost-app-time-us}n',
 }
 DEFAULT_LOG_FORMAT = "timed"
 # Types mod_deflate compresses with --compress-responses (text, not images).

@@ -15,6 +15,7 @@ import concurrent.futures
 import threading
 import traceback
 
+cimport cython
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.object cimport PyObject
 from cpython.pycapsule cimport PyCapsule_New
@@ -299,6 +300,11 @@ cdef inline bint _is_digits(bytes value):
     return True
 
 
+# no_gc_clear: a Request in a reference cycle (Django's request handling
+# makes them: exceptions, tracebacks, contexts) is freed by the cyclic GC,
+# whose tp_clear would set `lp` to None before __dealloc__ reads
+# lp.host to let go of the xfer: a crash while garbage-collecting.
+@cython.no_gc_clear
 cdef class Request:
     def __cinit__(self):
         self.hold = []

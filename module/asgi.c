@@ -13,7 +13,10 @@
 #include "apr_strings.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
+#include <sys/socket.h>
+#include <time.h>
 #include <stdlib.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -23,6 +26,10 @@
  * this long (seconds) per app. */
 #define ASGI_LIFESPAN_TIMEOUT 30.0
 #define ASGI_SHUTDOWN_TIMEOUT 5.0
+/* While the app runs without work for the worker, the worker looks at the
+ * client's connection this often (ms), so a client that goes away is
+ * noticed within a second (issue 13 point 4). */
+#define ASGI_GONE_POLL_MS 250
 
 /* The loop of one interpreter (only the main one for now). */
 typedef struct {
@@ -44,6 +51,7 @@ typedef struct {
     pthread_cond_t cv;
     unsigned work;             /* posted, not yet taken; under mu */
     int worker_gone;           /* under mu */
+    int gone_told;             /* the worker told the loop PYH_ASGI_GONE */
     apr_uint32_t refs;
     char *rbuf;                /* the worker's read buffer */
 } asgi_req;
@@ -503,7 +511,7 @@ static int asgi_done(asgi_req *a, pyh_request *req, int complete)
         return a->x.done_status;
     if (a->x.error)
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "%s", a->x.error);
-    else if (!complete)
+    else if (!complete && !req->client_gone) /* not the app's fault */
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
                       "PYH0201: ASGI app returned %s for %s %s",
                       req->passed ? "before its response was complete"
@@ -516,6 +524,91 @@ static int asgi_done(asgi_req *a, pyh_request *req, int complete)
     return asgi_unsent_error(req);
 }
 
+/* ---- noticing a client that goes away ---------------------------------- */
+
+/* The worker's wait uses the monotonic clock: a clock step must not make
+ * it sleep longer than ASGI_GONE_POLL_MS. */
+static int asgi_cond_init(pthread_cond_t *cv)
+{
+    pthread_condattr_t attr;
+    int rc;
+    if ((rc = pthread_condattr_init(&attr)))
+        return rc;
+    rc = pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    if (!rc)
+        rc = pthread_cond_init(cv, &attr);
+    pthread_condattr_destroy(&attr);
+    return rc;
+}
+
+/* Has the client closed or reset the connection? No GIL, the worker's own
+ * connection. An HTTP/1 connection's socket is polled for a hang-up
+ * (POLLRDHUP sees a FIN even behind unread data, such as a TLS
+ * close_notify); an HTTP/2 stream has no socket of its own and is gone
+ * when mod_http2 marks it aborted (stream reset, connection lost). A
+ * client that half-closes its side while waiting for the answer counts as
+ * gone, as with uvicorn. */
+static int asgi_client_gone(pyh_request *req)
+{
+    conn_rec *c = req->r->connection;
+    apr_socket_t *sock;
+    apr_os_sock_t fd;
+    struct pollfd pfd;
+    int n;
+    if (c->aborted)
+        return 1;
+    if (c->master)
+        return 0;
+    sock = ap_get_conn_socket(c);
+    if (!sock || apr_os_sock_get(&fd, sock) != APR_SUCCESS)
+        return 0;
+    pfd.fd = fd;
+    pfd.events = POLLIN | POLLRDHUP;
+    pfd.revents = 0;
+    n = poll(&pfd, 1, 0);
+    if (n <= 0)
+        return 0;
+    return (pfd.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
+}
+
+/* Waits for the loop's work (mu held); while there is none, looks at the
+ * client every ASGI_GONE_POLL_MS and, the first time it is gone, marks the
+ * connection aborted (the output filters then drop what the app still
+ * sends) and tells the loop, so that a waiting receive() returns
+ * http.disconnect and send() raises. */
+static unsigned asgi_wait_work(asgi_req *a, pyh_request *req)
+{
+    struct timespec until;
+    while (!a->work) {
+        if (a->gone_told) {
+            pthread_cond_wait(&a->cv, &a->mu);
+            continue;
+        }
+        clock_gettime(CLOCK_MONOTONIC, &until);
+        until.tv_nsec += ASGI_GONE_POLL_MS * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec += 1;
+            until.tv_nsec -= 1000000000L;
+        }
+        if (pthread_cond_timedwait(&a->cv, &a->mu, &until) != ETIMEDOUT
+            || a->work)
+            continue;
+        pthread_mutex_unlock(&a->mu);
+        if (asgi_client_gone(req)) {
+            if (!req->r->connection->master)
+                req->r->connection->aborted = 1;
+            req->client_gone = 1;
+            a->gone_told = 1;
+            /* the completion's own reference: the loop may have let go of
+             * the request by the time it reads the queue */
+            apr_atomic_inc32(&a->refs);
+            asgi_complete(a, PYH_ASGI_GONE);
+        }
+        pthread_mutex_lock(&a->mu);
+    }
+    return a->work;
+}
+
 /* Serves the loop's work until the request is over; no GIL. */
 static int asgi_serve(asgi_req *a, pyh_request *req)
 {
@@ -523,9 +616,7 @@ static int asgi_serve(asgi_req *a, pyh_request *req)
     for (;;) {
         unsigned work, bits = 0;
         pthread_mutex_lock(&a->mu);
-        while (!a->work)
-            pthread_cond_wait(&a->cv, &a->mu);
-        work = a->work;
+        work = asgi_wait_work(a, req);
         a->work = 0;
         pthread_mutex_unlock(&a->mu);
         if (work & PYH_ASGI_READ) {
@@ -586,7 +677,7 @@ int pyh_asgi_handle(pyh_interp *in, pyh_request *req, PyObject *app,
     }
     a->lp = lp;
     a->refs = 2; /* the worker's and the loop's */
-    if (pthread_mutex_init(&a->mu, NULL) || pthread_cond_init(&a->cv, NULL)) {
+    if (pthread_mutex_init(&a->mu, NULL) || asgi_cond_init(&a->cv)) {
         free(a);
         Py_DECREF(app);
         PyEval_SaveThread();

@@ -20,6 +20,10 @@
 /* Completions the worker posts back: SEND and READ as above, plus */
 #define PYH_ASGI_FINISHED 8u /* the worker has left the request (response
                                 complete or client gone): post() fails now */
+#define PYH_ASGI_GONE 16u    /* the client went away while the app ran;
+                                posted with a reference on the xfer, which
+                                the loop releases once it has handled it
+                                (owner is NULL if the request object died) */
 
 typedef struct {
     const char *name;

@@ -26,7 +26,7 @@ from posix.unistd cimport read
 
 from pyhost.includes.asgi cimport (
     PYH_ASGI_API_VERSION, PYH_ASGI_CAPSULE, PYH_ASGI_DONE, PYH_ASGI_FINISHED,
-    PYH_ASGI_READ, PYH_ASGI_SEND, pyh_asgi_bridge, pyh_asgi_header,
+    PYH_ASGI_GONE, PYH_ASGI_READ, PYH_ASGI_SEND, pyh_asgi_bridge, pyh_asgi_header,
     pyh_asgi_host, pyh_asgi_scope_in, pyh_asgi_xfer,
 )
 
@@ -84,9 +84,20 @@ cdef class Loop:
         x = self.host.take_completed(self.host.ctx)
         while x != NULL:
             nxt = x.taken_next
-            # alive: every queued completion holds a posted reference
+            if x.owner == NULL:
+                # only a GONE completion can outlive its request object;
+                # it holds its own reference on the xfer
+                self.host.release(x)
+                x = nxt
+                continue
+            # alive: every queued SEND or READ completion holds a posted
+            # reference, and a GONE one an xfer reference (owner is
+            # cleared when the request object dies)
             req = <Request>x.owner
             req.completed(x.taken)
+            if x.taken & PYH_ASGI_GONE:
+                self.host.release(x)  # req still holds its own
+            req = None
             x = nxt
 
     def lifespan_for(self, app, int mode, name):
@@ -314,6 +325,7 @@ cdef class Request:
         if self.hdrs != NULL:
             free(self.hdrs)
         if self.x != NULL:
+            self.x.owner = NULL  # a queued GONE completion finds no request
             self.lp.host.release(self.x)
 
     cdef object invalid(self, str problem):
@@ -326,6 +338,10 @@ cdef class Request:
         try:
             if bits & PYH_ASGI_FINISHED:
                 self.finished = True
+            if bits & PYH_ASGI_GONE:
+                # the worker saw the client leave: receive() returns
+                # http.disconnect, send() raises ClientDisconnected
+                self.client_gone = True
             if bits & PYH_ASGI_SEND:
                 self.hold = []
                 if self.hdrs != NULL:
@@ -358,7 +374,7 @@ cdef class Request:
                 if w is not None and not w.done():
                     w.set_result(msg)
                 Py_DECREF(self)
-            if self.finished:
+            if self.finished or self.client_gone:
                 waiters = self.disconnect_waiters
                 self.disconnect_waiters = []
                 for w in waiters:

@@ -10,6 +10,7 @@ cdef extern from "asgi_api.h" nogil:
     unsigned PYH_ASGI_READ
     unsigned PYH_ASGI_DONE
     unsigned PYH_ASGI_FINISHED
+    unsigned PYH_ASGI_GONE
 
     ctypedef struct pyh_asgi_header:
         const char *name

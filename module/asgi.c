@@ -434,6 +434,47 @@ static int asgi_unsent_error(pyh_request *req)
     return req->input_status ? req->input_status : HTTP_INTERNAL_SERVER_ERROR;
 }
 
+/* ---- http.response.pathsend / zerocopysend: the body is a file ---------- */
+
+/* The file of a SEND as a file bucket the request owns (pathsend: opened
+ * here; zerocopysend: the app's descriptor dup'ed, so the app may close
+ * its file as soon as send() returns), and how much of it to send. A
+ * failure is logged (PYH0280) and returns non-zero. */
+static int asgi_file_bucket(pyh_request *req, const pyh_asgi_xfer *x,
+                            apr_file_t **f, apr_off_t *off, apr_off_t *len)
+{
+    request_rec *r = req->r;
+    core_dir_config *core = ap_get_core_module_config(r->per_dir_config);
+    apr_int32_t flags = APR_FOPEN_READ;
+    apr_finfo_t fi;
+    apr_status_t rv;
+    const char *what = x->file_kind == 1 ? "pathsend" : "zerocopysend";
+
+    if (core && core->enable_sendfile == ENABLE_SENDFILE_ON)
+        flags |= APR_FOPEN_SENDFILE_ENABLED;
+    if (x->file_kind == 1)
+        rv = apr_file_open(f, x->file_path, flags, APR_OS_DEFAULT, r->pool);
+    else
+        rv = pyh_own_file(r, (apr_os_file_t)x->file_fd, flags, f);
+    if (rv == APR_SUCCESS)
+        rv = apr_file_info_get(&fi, APR_FINFO_SIZE | APR_FINFO_TYPE, *f);
+    if (rv == APR_SUCCESS && fi.filetype != APR_REG)
+        rv = APR_EBADF;
+    if (rv != APR_SUCCESS) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r,
+                      "PYH0280: ASGI http.response.%s of %s cannot be sent "
+                      "(not a readable regular file)", what,
+                      x->file_kind == 1 ? ap_escape_logitem(r->pool, x->file_path)
+                                        : "the app's file");
+        return 1;
+    }
+    *off = x->file_offset > 0 ? (apr_off_t)x->file_offset : 0;
+    *len = fi.size > *off ? fi.size - *off : 0;
+    if (x->file_count >= 0 && (apr_off_t)x->file_count < *len)
+        *len = (apr_off_t)x->file_count;
+    return 0;
+}
+
 /* One SEND. Returns 0 to keep serving, 1 when the response is complete
  * or cannot go on (the worker leaves, answering *status). */
 static int asgi_write(asgi_req *a, pyh_request *req, int *status)
@@ -445,6 +486,31 @@ static int asgi_write(asgi_req *a, pyh_request *req, int *status)
     a->x.send_failed = 0;
     if (a->x.status > 0)
         asgi_commit_headers(req, &a->x);
+    if (a->x.file_kind) {
+        apr_file_t *f;
+        apr_off_t off, flen;
+        if (asgi_file_bucket(req, &a->x, &f, &off, &flen)) {
+            a->x.send_failed = 1; /* send() raises: the response is over */
+            if (req->passed)
+                asgi_abort_response(req);
+            else
+                *status = asgi_unsent_error(req);
+            return 1;
+        }
+        /* the whole body is this file: Apache can say how long it is */
+        if (req->content_length < 0 && !a->x.more_body && !req->passed
+            && !req->body_sent) {
+            req->content_length = flen;
+            ap_set_content_length(r, flen);
+        }
+        if (req->content_length >= 0
+            && flen > req->content_length - req->body_sent)
+            flen = req->content_length - req->body_sent;
+        if (flen)
+            apr_brigade_insert_file(req->obb, f, off, flen, r->pool);
+        req->body_sent += flen;
+        len = 0;
+    }
     if (req->content_length >= 0
         && (apr_off_t)len > req->content_length - req->body_sent)
         len = (apr_size_t)(req->content_length - req->body_sent);

@@ -44,6 +44,15 @@ typedef struct pyh_asgi_xfer {
     const char *body;                 /* SEND: body bytes (may be 0) */
     size_t body_len;
     int more_body;
+    /* SEND of a file instead of body (http.response.pathsend/zerocopysend):
+     * file_kind 0 none, 1 file_path (opened by the worker), 2 file_fd (the
+     * app's, dup'ed by the worker); from file_offset, file_count bytes
+     * (-1: to the end) */
+    int file_kind;
+    const char *file_path;
+    int file_fd;
+    long long file_offset;
+    long long file_count;
     char *error;        /* DONE: malloc'd text to log, the worker frees it */
     int done_status;    /* DONE: > 0: answer with this status, no log */
     /* worker -> loop */

@@ -12,6 +12,8 @@ worker queues and signals on an eventfd this loop watches.
 
 import asyncio
 import concurrent.futures
+import os
+import stat
 import threading
 import traceback
 
@@ -495,6 +497,9 @@ cdef class Request:
                 raise ClientDisconnected("the client went away")
             await w
             return
+        if kind == "http.response.pathsend" or kind == "http.response.zerocopysend":
+            await self.send_file(message, kind)
+            return
         if kind == "http.response.start":
             if self.started:
                 raise self.invalid("http.response.start sent twice")
@@ -510,6 +515,82 @@ cdef class Request:
             self.start_pending = True
             return
         raise self.invalid("unknown message type %r" % (kind,))
+
+    # ---- http.response.pathsend / zerocopysend (file buckets) ----------
+
+    async def send_file(self, message, str kind):
+        """The body (or, with zerocopysend's more_body, part of it) is a
+        file the worker sends as a file bucket (sendfile where Apache
+        uses it): a path it opens itself, or the app's descriptor, which
+        it duplicates before send() returns."""
+        cdef pyh_asgi_xfer *x = self.x
+        cdef bytes path = None
+        cdef long long offset = 0, count = -1
+        cdef int fd = -1
+        if not self.started:
+            raise self.invalid("%s before http.response.start" % kind)
+        if self.complete:
+            raise self.invalid("%s after the response was complete" % kind)
+        more = False
+        if kind == "http.response.pathsend":
+            p = message.get("path")
+            if not isinstance(p, str) or not os.path.isabs(p):
+                raise self.invalid("pathsend's path must be an absolute path "
+                                   "(str), not %r" % (p,))
+            path = os.fsencode(p)
+            if b"\0" in path:
+                raise self.invalid("pathsend's path contains a NUL byte")
+            if not stat.S_ISREG(os.stat(path).st_mode):  # FileNotFoundError: the app's
+                raise self.invalid("pathsend's path %r is not a regular file" % (p,))
+        else:
+            f = message.get("file")
+            try:
+                fd = f.fileno()
+            except Exception:
+                raise self.invalid("zerocopysend's file must be a file object "
+                                   "with fileno(), not %s" % type(f).__name__)
+            o = message.get("offset")
+            c = message.get("count")
+            if (o is not None and type(o) is not int) or (c is not None and type(c) is not int):
+                raise self.invalid("zerocopysend's offset and count must be ints")
+            offset = o if o is not None else os.lseek(fd, 0, os.SEEK_CUR)
+            count = c if c is not None else -1
+            if offset < 0 or (c is not None and count < 0):
+                raise self.invalid("zerocopysend's offset and count must not be negative")
+            more = bool(message.get("more_body", False))
+        if self.client_gone or self.finished:
+            raise ClientDisconnected("the client went away")
+        x.status = self.status if self.start_pending else 0
+        if not self.start_pending:
+            x.nheaders = 0
+        x.body = NULL
+        x.body_len = 0
+        x.more_body = more
+        x.file_kind = 1 if path is not None else 2
+        x.file_path = PyBytes_AS_STRING(path) if path is not None else NULL
+        x.file_fd = fd
+        x.file_offset = offset
+        x.file_count = count
+        if path is not None:
+            self.hold.append(path)
+        self.start_pending = False
+        if not more:
+            self.complete = True
+        w = self.lp.loop.create_future()
+        self.send_waiter = w
+        Py_INCREF(self)
+        if self.lp.host.post(x, PYH_ASGI_SEND) < 0:
+            Py_DECREF(self)
+            self.send_waiter = None
+            self.client_gone = True
+            x.file_kind = 0
+            raise ClientDisconnected("the client went away")
+        try:
+            await w
+        finally:
+            # the worker is done with them (it has duplicated the fd)
+            x.file_kind = 0
+            x.file_path = NULL
 
     async def run(self):
         err = None
@@ -580,7 +661,11 @@ cdef dict _scope(const pyh_asgi_scope_in *sc):
         "headers": headers,
         "client": (sc.client_host.decode("latin-1"), sc.client_port),
         "server": (sc.server_host.decode("latin-1"), sc.server_port),
-        "extensions": {},
+        "extensions": {
+            # served as file buckets (Request.send_file)
+            "http.response.pathsend": {},
+            "http.response.zerocopysend": {},
+        },
     }
 
 

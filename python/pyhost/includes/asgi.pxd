@@ -25,6 +25,11 @@ cdef extern from "asgi_api.h" nogil:
         const char *body
         size_t body_len
         int more_body
+        int file_kind
+        const char *file_path
+        int file_fd
+        long long file_offset
+        long long file_count
         char *error
         int done_status
         int send_failed

@@ -1,0 +1,86 @@
+"""ASGI extensions Apache makes natural (issue 13 point 5), each listed in
+scope["extensions"] only where it works: http.response.pathsend and
+http.response.zerocopysend as file buckets the request owns. Raw ASGI app:
+tests/apps/asgi_files.py (it sends itself)."""
+
+import json
+import os
+import socket
+import time
+
+import pytest
+
+import harness
+
+# sendfile (not mmap): a file bucket Apache keeps reads its descriptor late
+CONF = "EnableSendfile On\nEnableMMAP Off\nASGIScriptAlias /f @APPS@/asgi_files.py\n"
+
+
+@pytest.fixture(scope="module", params=harness.MPMS if not os.environ.get("PYHOST_TEST_MPMS")
+                else [m for m in os.environ["PYHOST_TEST_MPMS"].split(",") if m in harness.MPMS])
+def srv(request, workspace):
+    s = harness.Apache(workspace, "asgi-ext-" + request.param, mpm=request.param, extra=CONF)
+    s.start()
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="module")
+def script(workspace):
+    with open(os.path.join(workspace.apps, "asgi_files.py"), "rb") as f:
+        return f.read()
+
+
+def test_extensions_listed(srv):
+    r = srv.get("/f/ext")
+    assert r.status == 200
+    assert json.loads(r.body) == ["http.response.pathsend", "http.response.zerocopysend"]
+
+
+def test_pathsend_sends_the_file_with_its_length(srv, script):
+    mark = srv.log_mark()
+    r = srv.get("/f/path")
+    assert (r.status, r.body) == (200, script), r
+    assert r.header("Content-Length") == str(len(script))
+    h = srv.request("HEAD", "/f/path")
+    assert (h.status, h.body, h.header("Content-Length")) == (200, b"", str(len(script)))
+    assert not srv.log_entries_since(mark), srv.log_since(mark)
+
+
+def test_zerocopysend_pieces_from_files_the_app_closed(srv, script):
+    mark = srv.log_mark()
+    r = srv.get("/f/zc")
+    assert r.status == 200, r
+    assert r.body == script[:50] + b"|mid|" + script[100:130] + script[200:], r.body[:300]
+    assert not srv.log_entries_since(mark), srv.log_since(mark)
+
+
+def test_zerocopysend_of_a_big_file_to_a_slow_client(srv):
+    # The worker may still be sending after the app closed its file: the
+    # bucket must own a descriptor of its own.
+    mark = srv.log_mark()
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connecting: a small window
+    s.settimeout(20)
+    s.connect(("127.0.0.1", srv.port))
+    s.sendall(b"GET /f/big HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    time.sleep(1.0)  # the app has sent and closed its file long since
+    data = harness.read_until_close(s, timeout=20)
+    s.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), head
+    assert len(body) == 8 * 1024 * 1024 and body == bytes(range(256)) * 32768, len(body)
+    assert not srv.log_entries_since(mark), srv.log_since(mark)
+
+
+@pytest.mark.parametrize("path, entry, needle", [
+    ("/f/missing", "PYH0203", "FileNotFoundError"),
+    ("/f/relative", "PYH0204", "pathsend's path must be an absolute path"),
+    ("/f/early", "PYH0204", "http.response.pathsend before http.response.start"),
+])
+def test_bad_pathsend_is_500_and_named(srv, path, entry, needle):
+    mark = srv.log_mark()
+    r = srv.get(path)
+    assert r.status == 500, r
+    entries = srv.wait_log_entries(mark, 1)
+    assert len(entries) == 1 and entry in entries[0] and needle in entries[0], entries

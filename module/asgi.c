@@ -475,6 +475,32 @@ static int asgi_file_bucket(pyh_request *req, const pyh_asgi_xfer *x,
     return 0;
 }
 
+/* ---- http.response.early_hint: a 103 -------------------------------------- */
+
+/* Sends the hint's Link headers as a 103 interim response (HTTP/1.1, and
+ * HTTP/2 through mod_http2), before anything of the response went out;
+ * the app's response status and headers are left as they were. */
+static void asgi_early_hint(pyh_request *req, const pyh_asgi_xfer *x)
+{
+    request_rec *r = req->r;
+    int status = r->status;
+    apr_table_t *out = r->headers_out;
+    int i;
+    if (req->passed || r->proto_num < HTTP_VERSION(1, 1))
+        return;
+    r->status = 103;
+    r->headers_out = apr_table_make(r->pool, x->nheaders);
+    for (i = 0; i < x->nheaders; i++)
+        apr_table_addn(r->headers_out,
+                       apr_pstrmemdup(r->pool, x->headers[i].name,
+                                      x->headers[i].name_len),
+                       apr_pstrmemdup(r->pool, x->headers[i].value,
+                                      x->headers[i].value_len));
+    ap_send_interim_response(r, 1);
+    r->status = status;
+    r->headers_out = out;
+}
+
 /* One SEND. Returns 0 to keep serving, 1 when the response is complete
  * or cannot go on (the worker leaves, answering *status). */
 static int asgi_write(asgi_req *a, pyh_request *req, int *status)
@@ -484,6 +510,10 @@ static int asgi_write(asgi_req *a, pyh_request *req, int *status)
     apr_size_t len = a->x.body_len;
 
     a->x.send_failed = 0;
+    if (a->x.early_hint) {
+        asgi_early_hint(req, &a->x);
+        return 0;
+    }
     if (a->x.status > 0)
         asgi_commit_headers(req, &a->x);
     if (a->x.file_kind) {

@@ -48,6 +48,7 @@ typedef struct pyh_asgi_xfer {
      * file_kind 0 none, 1 file_path (opened by the worker), 2 file_fd (the
      * app's, dup'ed by the worker); from file_offset, file_count bytes
      * (-1: to the end) */
+    int early_hint;     /* SEND: a 103 with headers (Link), no body */
     int file_kind;
     const char *file_path;
     int file_fd;

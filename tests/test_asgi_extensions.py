@@ -34,6 +34,10 @@ def script(workspace):
 def test_extensions_listed(srv):
     r = srv.get("/f/ext")
     assert r.status == 200
+    assert json.loads(r.body) == ["http.response.early_hint", "http.response.pathsend",
+                                  "http.response.zerocopysend"]
+    # HTTP/1.0 has no interim responses: no early_hint.
+    r = srv.raw(b"GET /f/ext HTTP/1.0\r\n\r\n")
     assert json.loads(r.body) == ["http.response.pathsend", "http.response.zerocopysend"]
 
 
@@ -73,7 +77,25 @@ def test_zerocopysend_of_a_big_file_to_a_slow_client(srv):
     assert not srv.log_entries_since(mark), srv.log_since(mark)
 
 
+def test_early_hint_is_a_103_before_the_response(srv):
+    mark = srv.log_mark()
+    data = srv.raw(b"GET /f/hint HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").raw
+    hint, _, rest = data.partition(b"\r\n\r\n")
+    lines = hint.split(b"\r\n")
+    assert lines[0].startswith(b"HTTP/1.1 103"), data[:500]
+    assert sorted(l for l in lines[1:] if l.lower().startswith(b"link:")) == [
+        b"Link: </app.js>; rel=preload; as=script",
+        b"Link: </style.css>; rel=preload; as=style"], data[:500]
+    assert rest.startswith(b"HTTP/1.1 200"), data[:500]
+    # The response keeps its own headers; a hint after the start is dropped.
+    head = rest.partition(b"\r\n\r\n")[0]
+    assert b"</style.css>" in head and b"</late>" not in data and b"</app.js>" not in head
+    assert rest.endswith(b"hinted"), rest
+    assert not srv.log_entries_since(mark), srv.log_since(mark)
+
+
 @pytest.mark.parametrize("path, entry, needle", [
+    ("/f/badhint", "PYH0204", "control character"),
     ("/f/missing", "PYH0203", "FileNotFoundError"),
     ("/f/relative", "PYH0204", "pathsend's path must be an absolute path"),
     ("/f/early", "PYH0204", "http.response.pathsend before http.response.start"),

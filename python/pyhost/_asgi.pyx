@@ -23,7 +23,7 @@ from cpython.object cimport PyObject
 from cpython.pycapsule cimport PyCapsule_New
 from cpython.ref cimport Py_DECREF, Py_INCREF
 from libc.stdlib cimport free, malloc
-from libc.string cimport strdup
+from libc.string cimport strcmp, strdup
 from posix.unistd cimport read
 
 from pyhost.includes.asgi cimport (
@@ -497,6 +497,9 @@ cdef class Request:
                 raise ClientDisconnected("the client went away")
             await w
             return
+        if kind == "http.response.early_hint":
+            await self.send_early_hint(message)
+            return
         if kind == "http.response.pathsend" or kind == "http.response.zerocopysend":
             await self.send_file(message, kind)
             return
@@ -515,6 +518,46 @@ cdef class Request:
             self.start_pending = True
             return
         raise self.invalid("unknown message type %r" % (kind,))
+
+    # ---- http.response.early_hint (a 103) ------------------------------
+
+    async def send_early_hint(self, message):
+        """The links go out as Link headers of a 103 before the response;
+        once the app has started its response the hint is dropped (the
+        spec lets a server ignore it)."""
+        cdef pyh_asgi_xfer *x = self.x
+        links = message.get("links", ())
+        if isinstance(links, (bytes, str)):
+            raise self.invalid("early_hint's links must be an iterable of bytes, "
+                               "not a single %s" % type(links).__name__)
+        try:
+            pairs = [(b"Link", link) for link in links]
+        except TypeError:
+            raise self.invalid("early_hint's links must be an iterable of bytes, not %s"
+                               % type(links).__name__)
+        if self.started or self.complete or not pairs:
+            return
+        if self.client_gone or self.finished:
+            raise ClientDisconnected("the client went away")
+        self.set_headers(pairs)  # checks each link like a header value
+        x.status = 0
+        x.body = NULL
+        x.body_len = 0
+        x.more_body = 1
+        x.early_hint = 1
+        w = self.lp.loop.create_future()
+        self.send_waiter = w
+        Py_INCREF(self)
+        if self.lp.host.post(x, PYH_ASGI_SEND) < 0:
+            Py_DECREF(self)
+            self.send_waiter = None
+            self.client_gone = True
+            x.early_hint = 0
+            raise ClientDisconnected("the client went away")
+        try:
+            await w
+        finally:
+            x.early_hint = 0
 
     # ---- http.response.pathsend / zerocopysend (file buckets) ----------
 
@@ -661,12 +704,19 @@ cdef dict _scope(const pyh_asgi_scope_in *sc):
         "headers": headers,
         "client": (sc.client_host.decode("latin-1"), sc.client_port),
         "server": (sc.server_host.decode("latin-1"), sc.server_port),
-        "extensions": {
-            # served as file buckets (Request.send_file)
-            "http.response.pathsend": {},
-            "http.response.zerocopysend": {},
-        },
+        "extensions": _extensions(sc),
     }
+
+
+cdef dict _extensions(const pyh_asgi_scope_in *sc):
+    ext = {
+        # served as file buckets (Request.send_file)
+        "http.response.pathsend": {},
+        "http.response.zerocopysend": {},
+    }
+    if strcmp(sc.http_version, b"1.0") != 0:  # HTTP/1.0 has no interim responses
+        ext["http.response.early_hint"] = {}
+    return ext
 
 
 cdef int submit(object loop, object app, int lifespan, const char *name,

@@ -46,6 +46,15 @@ async def application(scope, receive, send):
         await start(send)
         with open(path, "rb") as f:
             await send({"type": "http.response.zerocopysend", "file": f})
+    elif what == "hint":
+        await send({"type": "http.response.early_hint",
+                    "links": [b"</style.css>; rel=preload; as=style",
+                              b"</app.js>; rel=preload; as=script"]})
+        await start(send, [(b"link", b"</style.css>; rel=preload; as=style")])
+        await send({"type": "http.response.early_hint", "links": [b"</late>; rel=preload"]})
+        await send({"type": "http.response.body", "body": b"hinted"})
+    elif what == "badhint":
+        await send({"type": "http.response.early_hint", "links": [b"</x>\r\nX-Evil: 1"]})
     elif what == "missing":
         await start(send)
         await send({"type": "http.response.pathsend", "path": "/nonexistent/pyhost-file"})

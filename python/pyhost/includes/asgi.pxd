@@ -25,6 +25,7 @@ cdef extern from "asgi_api.h" nogil:
         const char *body
         size_t body_len
         int more_body
+        int early_hint
         int file_kind
         const char *file_path
         int file_fd

@@ -9,6 +9,7 @@
 #include "http_core.h"
 #include "http_protocol.h"
 #include "http_request.h"
+#include "mod_ssl.h"
 #include "apr_atomic.h"
 #include "apr_strings.h"
 
@@ -57,6 +58,8 @@ typedef struct {
 } asgi_req;
 
 static asgi_loop asgi_main_loop;
+
+static void asgi_optional_fns(void);
 
 /* ---- the host table: called from the loop thread ------------------------ */
 
@@ -226,6 +229,7 @@ void pyh_asgi_child_init(apr_pool_t *pchild, server_rec *s)
 {
     server_rec *v;
     int i;
+    asgi_optional_fns();
     if (!pyh_python_ready())
         return;
     for (v = s; v; v = v->next) {
@@ -299,6 +303,43 @@ static const char *asgi_raw_path(request_rec *r)
     return q ? apr_pstrmemdup(r->pool, u, (apr_size_t)(q - u)) : u;
 }
 
+/* ---- the "tls" extension: mod_ssl's view of the connection --------------- */
+
+static APR_OPTIONAL_FN_TYPE(ssl_is_https) *asgi_ssl_is_https;
+static APR_OPTIONAL_FN_TYPE(ssl_var_lookup) *asgi_ssl_var;
+
+/* Takes mod_ssl's optional functions (absent without mod_ssl); at child
+ * start, before any request. */
+static void asgi_optional_fns(void)
+{
+    asgi_ssl_is_https = APR_RETRIEVE_OPTIONAL_FN(ssl_is_https);
+    asgi_ssl_var = APR_RETRIEVE_OPTIONAL_FN(ssl_var_lookup);
+}
+
+static const char *asgi_ssl_lookup(request_rec *r, const char *name)
+{
+    const char *v = asgi_ssl_var(r->pool, r->server, r->connection, r,
+                                 (char *)name);
+    return v && *v ? v : NULL;
+}
+
+/* An HTTP/1 connection mod_ssl serves (an HTTP/2 stream's secondary
+ * connection is not asked: the extension is not listed there). */
+static void asgi_scope_tls(request_rec *r, pyh_asgi_scope_in *sc)
+{
+    conn_rec *c = r->connection;
+    if (!asgi_ssl_is_https || !asgi_ssl_var || c->master
+        || !asgi_ssl_is_https(c))
+        return;
+    sc->tls = 1;
+    sc->tls_protocol = asgi_ssl_lookup(r, "SSL_PROTOCOL");
+    sc->tls_cipher = asgi_ssl_lookup(r, "SSL_CIPHER");
+    sc->tls_server_cert = asgi_ssl_lookup(r, "SSL_SERVER_CERT");
+    sc->tls_client_cert = asgi_ssl_lookup(r, "SSL_CLIENT_CERT");
+    sc->tls_client_verify = asgi_ssl_lookup(r, "SSL_CLIENT_VERIFY");
+    sc->tls_client_dn = asgi_ssl_lookup(r, "SSL_CLIENT_S_DN");
+}
+
 static void asgi_scope_in(pyh_request *req, pyh_asgi_scope_in *sc)
 {
     request_rec *r = req->r;
@@ -332,6 +373,7 @@ static void asgi_scope_in(pyh_request *req, pyh_asgi_scope_in *sc)
     sc->nheaders = hdrs->nelts;
     sc->has_body = apr_table_get(r->headers_in, "Transfer-Encoding")
                    || (cl && strcmp(cl, "0"));
+    asgi_scope_tls(r, sc);
 }
 
 /* ---- the worker's side of the request ----------------------------------- */

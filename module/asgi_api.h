@@ -90,6 +90,15 @@ typedef struct {
     const pyh_asgi_header *headers; /* names lowercased, request order */
     int nheaders;
     int has_body;           /* 0: receive() needs no read at all */
+    /* TLS from mod_ssl (the "tls" extension); tls 0: not over TLS, or no
+     * mod_ssl to ask. Strings may be NULL. */
+    int tls;
+    const char *tls_protocol;      /* SSL_PROTOCOL: "TLSv1.3" */
+    const char *tls_cipher;        /* SSL_CIPHER (OpenSSL's name) */
+    const char *tls_server_cert;   /* PEM */
+    const char *tls_client_cert;   /* PEM, NULL or "" without one */
+    const char *tls_client_verify; /* SSL_CLIENT_VERIFY: NONE, SUCCESS, FAILED:why */
+    const char *tls_client_dn;     /* SSL_CLIENT_S_DN (RFC 2253) */
 } pyh_asgi_scope_in;
 
 /* What asgi.c gives the loop side. post, take_completed and release need

@@ -6,6 +6,7 @@ tests/apps/asgi_files.py (it sends itself)."""
 import json
 import os
 import socket
+import ssl
 import time
 
 import pytest
@@ -106,3 +107,49 @@ def test_bad_pathsend_is_500_and_named(srv, path, entry, needle):
     assert r.status == 500, r
     entries = srv.wait_log_entries(mark, 1)
     assert len(entries) == 1 and entry in entries[0] and needle in entries[0], entries
+
+
+# ---- tls ------------------------------------------------------------------------
+
+TLS_CONF = """\
+<IfModule !socache_shmcb_module>
+    LoadModule socache_shmcb_module {moddir}/mod_socache_shmcb.so
+</IfModule>
+<IfModule !ssl_module>
+    LoadModule ssl_module {moddir}/mod_ssl.so
+</IfModule>
+SSLSessionCache none
+<VirtualHost 127.0.0.1:@PORT1@>
+    SSLEngine on
+    SSLCertificateFile {cert}
+    SSLCertificateKeyFile {key}
+</VirtualHost>
+"""
+
+
+def test_tls_extension_from_mod_ssl(short_server, workspace, mpm):
+    cert, key = harness.tls_certificate(workspace)
+    srv = short_server("asgi-tls", mpm=mpm, ports=2, extra=CONF + TLS_CONF.format(
+        moddir=harness.apache_modules_dir(), cert=cert, key=key))
+    srv.start()
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    with socket.create_connection(("127.0.0.1", srv.ports[1]), timeout=10) as raw:
+        with ctx.wrap_socket(raw) as s:
+            s.sendall(b"GET /f/tls HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            data = harness.read_until_close(s, timeout=10)
+            version = s.version()
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), data[:300]
+    tls = json.loads(body)
+    with open(cert) as f:
+        pem = f.read()
+    assert tls["server_cert"].strip() == pem.strip()
+    assert tls["tls_version"] == {"TLSv1.2": 0x303, "TLSv1.3": 0x304}[version], (tls, version)
+    assert tls["client_cert_chain"] == [] and tls["client_cert_name"] is None
+    assert tls["client_cert_error"] is None and tls["cipher_suite"] is None
+    assert tls["cipher_name"], tls
+    # Plain HTTP: no tls extension.
+    r = srv.get("/f/tls")
+    assert (r.status, r.body) == (200, b"null")

@@ -716,7 +716,35 @@ cdef dict _extensions(const pyh_asgi_scope_in *sc):
     }
     if strcmp(sc.http_version, b"1.0") != 0:  # HTTP/1.0 has no interim responses
         ext["http.response.early_hint"] = {}
+    if sc.tls:
+        ext["tls"] = _tls(sc)
     return ext
+
+
+cdef dict _TLS_VERSIONS = {"SSLv3": 0x300, "TLSv1": 0x301, "TLSv1.1": 0x302,
+                           "TLSv1.2": 0x303, "TLSv1.3": 0x304}
+
+
+cdef inline object _text(const char *s):
+    return None if s == NULL else s.decode("latin-1")
+
+
+cdef dict _tls(const pyh_asgi_scope_in *sc):
+    """The ASGI TLS extension from mod_ssl's variables. cipher_suite is
+    None: mod_ssl names the cipher (SSL_CIPHER) but does not give its
+    16-bit code; the name is under "cipher_name" too (not in the spec)."""
+    client = _text(sc.tls_client_cert)
+    verify = _text(sc.tls_client_verify) or "NONE"
+    return {
+        "server_cert": _text(sc.tls_server_cert),
+        "client_cert_chain": [client] if client else [],
+        "client_cert_name": _text(sc.tls_client_dn) if client else None,
+        "client_cert_error": (None if verify in ("NONE", "SUCCESS")
+                              else verify.partition(":")[2] or verify),
+        "tls_version": _TLS_VERSIONS.get(_text(sc.tls_protocol)),
+        "cipher_suite": None,
+        "cipher_name": _text(sc.tls_cipher),
+    }
 
 
 cdef int submit(object loop, object app, int lifespan, const char *name,

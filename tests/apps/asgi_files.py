@@ -55,6 +55,10 @@ async def application(scope, receive, send):
         await send({"type": "http.response.body", "body": b"hinted"})
     elif what == "badhint":
         await send({"type": "http.response.early_hint", "links": [b"</x>\r\nX-Evil: 1"]})
+    elif what == "tls":
+        await start(send)
+        await send({"type": "http.response.body",
+                    "body": json.dumps(scope["extensions"].get("tls")).encode()})
     elif what == "missing":
         await start(send)
         await send({"type": "http.response.pathsend", "path": "/nonexistent/pyhost-file"})

@@ -62,6 +62,13 @@ cdef extern from "asgi_api.h" nogil:
         const pyh_asgi_header *headers
         int nheaders
         int has_body
+        int tls
+        const char *tls_protocol
+        const char *tls_cipher
+        const char *tls_server_cert
+        const char *tls_client_cert
+        const char *tls_client_verify
+        const char *tls_client_dn
 
     ctypedef struct pyh_asgi_host:
         int version

@@ -153,3 +153,25 @@ def test_tls_extension_from_mod_ssl(short_server, workspace, mpm):
     # Plain HTTP: no tls extension.
     r = srv.get("/f/tls")
     assert (r.status, r.body) == (200, b"null")
+
+
+@pytest.mark.skipif(not __import__("shutil").which("nghttp"),
+                    reason="needs nghttp (nghttp2-client; scripts/install-deps.sh --test)")
+def test_early_hint_over_http2(short_server, workspace, mpm):
+    if mpm == "prefork":
+        pytest.skip("mod_http2 does not serve under prefork")
+    cert, key = harness.tls_certificate(workspace)
+    # mod_http2 sends interim responses only with H2EarlyHints on (and
+    # would push the preloads unless H2Push off).
+    srv = short_server("asgi-h2-hint", mpm=mpm, ports=2,
+                       extra=harness.http2_conf(cert, key) + "H2EarlyHints on\nH2Push off\n" + CONF)
+    srv.start()
+    p = __import__("subprocess").run(
+        ["nghttp", "-v", "http://127.0.0.1:%d/f/hint" % srv.port],
+        capture_output=True, text=True, timeout=30)
+    recv = [l.split(") ", 1)[1] for l in p.stdout.splitlines()
+            if "recv (stream_id=" in l and (":status" in l or "link:" in l)]
+    assert recv[:2] == [":status: 103", "link: </style.css>; rel=preload; as=style, "
+                        "</app.js>; rel=preload; as=script"], p.stdout
+    assert recv[2] == ":status: 200", p.stdout
+    assert "hinted" in p.stdout, p.stdout

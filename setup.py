@@ -188,6 +188,8 @@ setup(
         Extension(
             MODULE_NAME,
             sources=module_sources(),
+            # zlib: permessage-deflate in module/websocket.c
+            libraries=["z"],
             depends=sorted(
                 os.path.relpath(p, HERE)
                 for p in glob.glob(os.path.join(HERE, "module", "*.h"))

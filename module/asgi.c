@@ -6,12 +6,18 @@
 #include "pyhost.h"
 #include "asgi_api.h"
 
+#include "ap_mpm.h"
 #include "http_core.h"
 #include "http_protocol.h"
 #include "http_request.h"
 #include "mod_ssl.h"
 #include "apr_atomic.h"
+#include "apr_base64.h"
+#include "apr_poll.h"
+#include "apr_sha1.h"
 #include "apr_strings.h"
+#include "util_filter.h"
+#include "websocket.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -55,6 +61,7 @@ typedef struct {
     int gone_told;             /* the worker told the loop PYH_ASGI_GONE */
     apr_uint32_t refs;
     char *rbuf;                /* the worker's read buffer */
+    int ws_efd;                /* > 0: a WebSocket worker polls it; under mu */
 } asgi_req;
 
 static asgi_loop asgi_main_loop;
@@ -73,6 +80,12 @@ static int asgi_post(pyh_asgi_xfer *x, unsigned work)
     else
         a->work |= work;
     pthread_cond_signal(&a->cv);
+    if (!rc && a->ws_efd > 0) {
+        /* A WebSocket worker sleeps in poll(), not on cv. */
+        uint64_t one = 1;
+        if (write(a->ws_efd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+            rc = -1;
+    }
     pthread_mutex_unlock(&a->mu);
     return rc;
 }
@@ -103,6 +116,8 @@ static void asgi_release(pyh_asgi_xfer *x)
         return;
     pthread_mutex_destroy(&a->mu);
     pthread_cond_destroy(&a->cv);
+    if (a->ws_efd > 0)
+        close(a->ws_efd);
     free(a->x.error);
     free(a->rbuf);
     free(a);
@@ -747,6 +762,523 @@ static unsigned asgi_wait_work(asgi_req *a, pyh_request *req)
     return a->work;
 }
 
+/* ---- WebSocket (RFC 6455): the handshake and the worker's side ----------
+ * After websocket.accept the worker owns the upgraded connection: it polls
+ * the socket and an eventfd the loop's posts write, feeds the bytes read
+ * through the connection's input filters to websocket.c's protocol core,
+ * and writes what the core asks for through the connection's output
+ * filters. Everything about one connection lives in asgi_ws and all I/O
+ * goes through asgi_ws_read_some/asgi_ws_flush, so a later step can move
+ * idle connections off the worker thread (to the MPM's event loop) without
+ * touching the protocol or the loop side. */
+
+#define ASGI_WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+#define ASGI_WS_DEFAULT_PING 20
+#define ASGI_WS_CLOSE_WAIT_MS 5000 /* for the client's close frame */
+
+typedef struct {
+    request_rec *r;
+    conn_rec *c;
+    pyh_ws *core;
+    apr_bucket_brigade *bb;
+    int fd;                   /* the client socket, for poll() */
+    char *held;               /* a message read, not yet asked for */
+    size_t held_len;
+    int held_type;            /* 1 text, 2 binary; 0: none */
+    int read_pending;         /* the app waits in receive() */
+    int gone;                 /* the connection is over */
+    int code;                 /* ... and websocket.disconnect's code */
+    int input_done;           /* EOF or a read error */
+    int h2_body_eos_seen;     /* HTTP/2: the request body's EOS went by */
+    int ping_interval_ms, ping_timeout_ms;
+    apr_time_t last_heard;    /* last bytes from the client */
+    apr_time_t ping_sent;     /* 0: no ping outstanding */
+    apr_time_t closing_since; /* 0: we have not sent a close frame */
+} asgi_ws;
+
+/* A valid WebSocket upgrade request? 0: no upgrade asked for (a normal
+ * HTTP request); 1: yes; an HTTP status for a broken one. HTTP/1.1 only:
+ * an HTTP/2 stream (RFC 8441) has no Upgrade header. */
+static int asgi_ws_requested(request_rec *r)
+{
+    const char *upgrade = apr_table_get(r->headers_in, "Upgrade");
+    const char *connection = apr_table_get(r->headers_in, "Connection");
+    const char *version = apr_table_get(r->headers_in, "Sec-WebSocket-Version");
+    const char *key = apr_table_get(r->headers_in, "Sec-WebSocket-Key");
+    char decoded[32];
+    size_t i;
+    if (!upgrade || !connection || r->proto_num < HTTP_VERSION(1, 1)
+        || !ap_find_token(r->pool, upgrade, "websocket")
+        || !ap_find_token(r->pool, connection, "upgrade"))
+        return 0;
+    if (r->method_number != M_GET)
+        return HTTP_BAD_REQUEST;
+    if (!version || strcmp(version, "13")) {
+        /* RFC 6455 4.4: say which version we speak */
+        apr_table_setn(r->err_headers_out, "Sec-WebSocket-Version", "13");
+        return HTTP_UPGRADE_REQUIRED;
+    }
+    /* base64 of 16 bytes: 22 characters and "==" */
+    if (!key || strlen(key) != 24 || strcmp(key + 22, "=="))
+        return HTTP_BAD_REQUEST;
+    for (i = 0; i < 22; i++)
+        if (!apr_isalnum(key[i]) && key[i] != '+' && key[i] != '/')
+            return HTTP_BAD_REQUEST;
+    if (apr_base64_decode_len(key) > (int)sizeof(decoded)
+        || apr_base64_decode(decoded, key) != 16)
+        return HTTP_BAD_REQUEST;
+    return 1;
+}
+
+static const char *asgi_ws_accept_value(request_rec *r)
+{
+    const char *key = apr_table_get(r->headers_in, "Sec-WebSocket-Key");
+    unsigned char digest[APR_SHA1_DIGESTSIZE];
+    apr_sha1_ctx_t sha;
+    char *out = apr_palloc(r->pool, apr_base64_encode_len(sizeof(digest)));
+    apr_sha1_init(&sha);
+    apr_sha1_update(&sha, key, (unsigned int)strlen(key));
+    apr_sha1_update(&sha, ASGI_WS_GUID, (unsigned int)strlen(ASGI_WS_GUID));
+    apr_sha1_final(digest, &sha);
+    apr_base64_encode(out, (const char *)digest, sizeof(digest));
+    return out;
+}
+
+/* Writes what the core has queued. 0, or -1 when the client is gone. */
+static int asgi_ws_flush(asgi_ws *w)
+{
+    size_t len;
+    const unsigned char *out = pyh_ws_output(w->core, &len);
+    apr_status_t rv;
+    if (!len)
+        return 0;
+    if (w->c->aborted)
+        return -1;
+    APR_BRIGADE_INSERT_TAIL(w->bb, apr_bucket_transient_create(
+                                       (const char *)out, len, w->c->bucket_alloc));
+    APR_BRIGADE_INSERT_TAIL(w->bb, apr_bucket_flush_create(w->c->bucket_alloc));
+    rv = ap_pass_brigade(w->c->output_filters, w->bb);
+    apr_brigade_cleanup(w->bb);
+    pyh_ws_output_consumed(w->core, len);
+    if (rv != APR_SUCCESS || w->c->aborted) {
+        w->input_done = 1;
+        return -1;
+    }
+    return 0;
+}
+
+/* Reads what the connection has without blocking and feeds it to the
+ * core; the end of input is fed as EOF. */
+static void asgi_ws_read_some(asgi_ws *w)
+{
+    for (;;) {
+        apr_status_t rv;
+        apr_bucket *b;
+        rv = ap_get_brigade(w->c->input_filters, w->bb, AP_MODE_READBYTES,
+                            APR_NONBLOCK_READ, ASGI_READ_CHUNK);
+        if (APR_STATUS_IS_EAGAIN(rv)
+            || (rv == APR_SUCCESS && APR_BRIGADE_EMPTY(w->bb))) {
+            apr_brigade_cleanup(w->bb);
+            return;
+        }
+        if (rv != APR_SUCCESS) {
+            ap_log_rerror(APLOG_MARK, APLOG_DEBUG, rv, w->r,
+                          "PYH0253: WebSocket input ended");
+            apr_brigade_cleanup(w->bb);
+            w->input_done = 1;
+            pyh_ws_feed_eof(w->core);
+            return;
+        }
+        for (b = APR_BRIGADE_FIRST(w->bb); b != APR_BRIGADE_SENTINEL(w->bb);
+             b = APR_BUCKET_NEXT(b)) {
+            const char *data;
+            apr_size_t n;
+            if (APR_BUCKET_IS_EOS(b)) {
+                /* On an HTTP/2 stream (RFC 8441) mod_http2 ends the
+                 * rewritten GET's empty body with an EOS before the
+                 * stream's data: only the next one ends the input. */
+                if (w->c->master && !w->h2_body_eos_seen) {
+                    w->h2_body_eos_seen = 1;
+                    continue;
+                }
+                w->input_done = 1;
+                break;
+            }
+            if (apr_bucket_read(b, &data, &n, APR_BLOCK_READ) != APR_SUCCESS) {
+                w->input_done = 1;
+                break;
+            }
+            if (n)
+                pyh_ws_feed(w->core, data, n);
+        }
+        apr_brigade_cleanup(w->bb);
+        w->last_heard = apr_time_now();
+        if (w->input_done) {
+            pyh_ws_feed_eof(w->core);
+            return;
+        }
+    }
+}
+
+/* Turns the core's events into state until a message is held for the app
+ * or the connection is over. */
+static void asgi_ws_pump(asgi_ws *w)
+{
+    pyh_ws_event ev;
+    while (!w->held_type && !w->gone && pyh_ws_next_event(w->core, &ev)) {
+        switch (ev.type) {
+        case PYH_WS_EV_TEXT:
+        case PYH_WS_EV_BINARY:
+            if (!(w->held = malloc(ev.len ? ev.len : 1))) {
+                pyh_ws_send_close(w->core, PYH_WS_CLOSE_INTERNAL_ERROR, NULL, 0);
+                w->gone = 1;
+                w->code = PYH_WS_CLOSE_INTERNAL_ERROR;
+                break;
+            }
+            memcpy(w->held, ev.data, ev.len);
+            w->held_len = ev.len;
+            w->held_type = ev.type == PYH_WS_EV_TEXT ? 1 : 2;
+            break;
+        case PYH_WS_EV_PING:
+            break; /* the pong is queued */
+        case PYH_WS_EV_PONG:
+            w->ping_sent = 0;
+            break;
+        case PYH_WS_EV_CLOSE:
+            w->gone = 1;
+            w->code = ev.code;
+            break;
+        case PYH_WS_EV_ERROR:
+            ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, w->r,
+                          "PYH0250: WebSocket closed with %d: %s", ev.code,
+                          ev.error);
+            w->gone = 1;
+            w->code = ev.code;
+            break;
+        case PYH_WS_EV_EOF:
+            w->gone = 1;
+            w->code = PYH_WS_CLOSE_ABNORMAL;
+            break;
+        }
+    }
+    asgi_ws_flush(w);
+    if (w->input_done && !w->gone && !w->held_type) {
+        w->gone = 1;
+        w->code = PYH_WS_CLOSE_ABNORMAL;
+    }
+}
+
+static int asgi_ws_stopping(void)
+{
+    int state = AP_MPMQ_RUNNING;
+    return ap_mpm_query(AP_MPMQ_MPM_STATE, &state) == APR_SUCCESS
+           && state == AP_MPMQ_STOPPING;
+}
+
+/* The 101: our handshake headers, then the app's extra ones. 0, or -1
+ * when the client is gone. */
+static int asgi_ws_send_101(asgi_req *a, asgi_ws *w, const pyh_ws_pmd *pmd,
+                            const char *extensions)
+{
+    request_rec *r = w->r;
+    int i;
+    (void)pmd;
+    apr_table_clear(r->headers_out);
+    apr_table_setn(r->headers_out, "Upgrade", "websocket");
+    apr_table_setn(r->headers_out, "Connection", "Upgrade");
+    apr_table_setn(r->headers_out, "Sec-WebSocket-Accept", asgi_ws_accept_value(r));
+    if (a->x.ws_subprotocol)
+        apr_table_setn(r->headers_out, "Sec-WebSocket-Protocol",
+                       apr_pstrmemdup(r->pool, a->x.ws_subprotocol,
+                                      a->x.ws_subprotocol_len));
+    if (extensions)
+        apr_table_setn(r->headers_out, "Sec-WebSocket-Extensions", extensions);
+    for (i = 0; i < a->x.nheaders; i++) {
+        const pyh_asgi_header *h = &a->x.headers[i];
+        char *name = apr_pstrmemdup(r->pool, h->name, h->name_len);
+        /* the handshake's own headers are ours to set */
+        if (asgi_is_hop_by_hop(name) || !strncasecmp(name, "sec-websocket-", 14)
+            || !strcasecmp(name, "content-length"))
+            continue;
+        apr_table_addn(r->headers_out, name,
+                       apr_pstrmemdup(r->pool, h->value, h->value_len));
+    }
+    r->status = HTTP_SWITCHING_PROTOCOLS;
+    r->status_line = ap_get_status_line(HTTP_SWITCHING_PROTOCOLS);
+    ap_send_interim_response(r, 1);
+    return w->c->aborted ? -1 : 0;
+}
+
+/* The descriptor poll() watches for the connection's input: its socket,
+ * or for an HTTP/2 stream (RFC 8441 through mod_http2's H2WebSockets) the
+ * pipe mod_http2 feeds. -1 when there is none. */
+static int asgi_ws_pollable(conn_rec *c)
+{
+#if AP_MODULE_MAGIC_AT_LEAST(20120211, 129)
+    apr_pollfd_t pfd;
+    apr_os_sock_t s;
+    apr_os_file_t f;
+    memset(&pfd, 0, sizeof(pfd));
+    if (ap_get_pollfd_from_conn(c, &pfd, NULL) != APR_SUCCESS)
+        return -1;
+    if (pfd.desc_type == APR_POLL_SOCKET && pfd.desc.s
+        && apr_os_sock_get(&s, pfd.desc.s) == APR_SUCCESS)
+        return s;
+    if (pfd.desc_type == APR_POLL_FILE && pfd.desc.f
+        && apr_os_file_get(&f, pfd.desc.f) == APR_SUCCESS)
+        return f;
+    return -1;
+#else
+    apr_os_sock_t s;
+    apr_socket_t *sock = c->master ? NULL : ap_get_conn_socket(c);
+    return sock && apr_os_sock_get(&s, sock) == APR_SUCCESS ? s : -1;
+#endif
+}
+
+/* Serves the connection from websocket.accept until the app is done or
+ * the client is gone; returns the handler's status. No GIL. */
+static int asgi_ws_run(asgi_req *a, pyh_request *req, unsigned work)
+{
+    request_rec *r = req->r;
+    pyh_server_conf *sc = ap_get_module_config(r->server->module_config,
+                                               &pyhost_module);
+    asgi_ws w;
+    pyh_ws_pmd pmd;
+    char extensions[160];
+    const char *ext = NULL;
+    apr_os_sock_t fd = -1;
+    int app_done = 0, efd, status = OK;
+
+    memset(&w, 0, sizeof(w));
+    memset(&pmd, 0, sizeof(pmd));
+    w.r = r;
+    w.c = r->connection;
+    w.bb = apr_brigade_create(r->pool, w.c->bucket_alloc);
+    w.ping_interval_ms = 1000 * (sc->ws_ping_interval != PYH_UNSET
+                                     ? sc->ws_ping_interval : ASGI_WS_DEFAULT_PING);
+    w.ping_timeout_ms = 1000 * (sc->ws_ping_timeout != PYH_UNSET
+                                    ? sc->ws_ping_timeout : ASGI_WS_DEFAULT_PING);
+    if (sc->ws_compression != 0
+        && pyh_ws_pmd_negotiate(apr_table_get(r->headers_in,
+                                              "Sec-WebSocket-Extensions"),
+                                &pmd, extensions, sizeof(extensions)) == 1)
+        ext = extensions;
+    w.core = pyh_ws_new(sc->ws_max_message != PYH_UNSET
+                            ? (size_t)sc->ws_max_message : 0,
+                        ext ? &pmd : NULL);
+    efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    fd = asgi_ws_pollable(r->connection);
+    if (fd < 0 || !w.core || efd <= 0) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, errno, r,
+                      "PYH0251: cannot set up the WebSocket connection");
+        if (efd > 0)
+            close(efd);
+        pyh_ws_free(w.core);
+        a->x.send_failed = 1;
+        /* nothing was sent yet: a plain 500 */
+        pthread_mutex_lock(&a->mu);
+        a->worker_gone = 1;
+        a->x.ws_code = PYH_WS_CLOSE_ABNORMAL;
+        pthread_mutex_unlock(&a->mu);
+        asgi_complete(a, PYH_ASGI_SEND | PYH_ASGI_FINISHED);
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    w.fd = fd;
+    pthread_mutex_lock(&a->mu);
+    a->ws_efd = efd;
+    pthread_mutex_unlock(&a->mu);
+
+    /* The request's timeouts (mod_reqtimeout) are for reading a request,
+     * not a long-lived connection; the connection ends with us. */
+    ap_remove_input_filter_byhandle(w.c->input_filters, "reqtimeout");
+    w.c->keepalive = AP_CONN_CLOSE;
+    a->x.send_failed = asgi_ws_send_101(a, &w, &pmd, ext) < 0;
+    req->headers_sent = 1;
+    req->passed = 1;
+    if (a->x.send_failed) {
+        w.gone = 1;
+        w.code = PYH_WS_CLOSE_ABNORMAL;
+    }
+    w.last_heard = apr_time_now();
+    work &= ~PYH_ASGI_WS_ACCEPT;
+    {
+        unsigned bits = PYH_ASGI_SEND;
+        if (work & PYH_ASGI_READ)
+            w.read_pending = 1;
+        work = 0;
+        asgi_complete(a, bits);
+    }
+
+    for (;;) {
+        unsigned bits = 0;
+        struct pollfd pfd[2];
+        int nfd = 1, timeout = -1, leave = 0;
+        apr_time_t now;
+
+        pthread_mutex_lock(&a->mu);
+        work |= a->work;
+        a->work = 0;
+        pthread_mutex_unlock(&a->mu);
+        if (work & PYH_ASGI_READ)
+            w.read_pending = 1;
+        if (work & PYH_ASGI_SEND) {
+            a->x.send_failed =
+                w.gone || pyh_ws_get_state(w.core) != PYH_WS_OPEN
+                || pyh_ws_send_message(w.core, a->x.ws_binary, a->x.body,
+                                       a->x.body_len) < 0
+                || asgi_ws_flush(&w) < 0;
+            bits |= PYH_ASGI_SEND;
+        }
+        if (work & PYH_ASGI_WS_CLOSE) {
+            a->x.send_failed = 0;
+            if (!w.gone && pyh_ws_get_state(w.core) == PYH_WS_OPEN) {
+                if (pyh_ws_send_close(w.core, a->x.ws_code, a->x.body,
+                                      a->x.body_len) < 0)
+                    /* _asgi.pyx checked the code and reason; be safe */
+                    pyh_ws_send_close(w.core, PYH_WS_CLOSE_NORMAL, NULL, 0);
+                w.closing_since = apr_time_now();
+                asgi_ws_flush(&w);
+            }
+            bits |= PYH_ASGI_SEND;
+        }
+        if (work & PYH_ASGI_DONE) {
+            if (a->x.error)
+                ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "%s", a->x.error);
+            app_done = 1;
+            if (!w.gone && pyh_ws_get_state(w.core) == PYH_WS_OPEN) {
+                pyh_ws_send_close(w.core, a->x.error ? PYH_WS_CLOSE_INTERNAL_ERROR
+                                                     : PYH_WS_CLOSE_NORMAL,
+                                  NULL, 0);
+                w.closing_since = apr_time_now();
+                asgi_ws_flush(&w);
+            }
+        }
+        work = 0;
+        asgi_ws_pump(&w);
+        now = apr_time_now();
+        if (!w.gone && asgi_ws_stopping()) {
+            /* A stop or graceful restart: do not hold the child up. */
+            pyh_ws_send_close(w.core, PYH_WS_CLOSE_GOING_AWAY,
+                              "server shutting down", 20);
+            asgi_ws_flush(&w);
+            w.gone = 1;
+            w.code = PYH_WS_CLOSE_GOING_AWAY;
+        }
+        if (w.closing_since && !w.gone
+            && now - w.closing_since > apr_time_from_msec(ASGI_WS_CLOSE_WAIT_MS)) {
+            w.gone = 1; /* the client never answered our close */
+            w.code = PYH_WS_CLOSE_ABNORMAL;
+        }
+        if (!w.gone && !w.closing_since && w.ping_interval_ms > 0) {
+            if (w.ping_sent && now - w.ping_sent
+                                   > apr_time_from_msec(w.ping_timeout_ms)) {
+                ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
+                              "PYH0252: WebSocket keepalive ping unanswered "
+                              "for %d ms; closing with 1011",
+                              w.ping_timeout_ms);
+                pyh_ws_send_close(w.core, PYH_WS_CLOSE_INTERNAL_ERROR,
+                                  "keepalive ping timeout", 22);
+                asgi_ws_flush(&w);
+                w.gone = 1;
+                w.code = PYH_WS_CLOSE_INTERNAL_ERROR;
+            }
+            else if (!w.ping_sent && now - w.last_heard
+                                         > apr_time_from_msec(w.ping_interval_ms)) {
+                pyh_ws_send_ping(w.core, "pyhost", 6);
+                asgi_ws_flush(&w);
+                w.ping_sent = now;
+            }
+        }
+        if (w.read_pending && !app_done && (w.held_type || w.gone)) {
+            free(a->rbuf); /* the loop copied it: it asked again */
+            a->rbuf = NULL;
+            if (w.held_type) {
+                a->rbuf = w.held;
+                a->x.rbuf = w.held;
+                a->x.read_len = w.held_len;
+                a->x.ws_type = w.held_type;
+                w.held = NULL;
+                w.held_type = 0;
+            }
+            else {
+                a->x.ws_type = 0;
+                a->x.ws_code = w.code;
+            }
+            w.read_pending = 0;
+            bits |= PYH_ASGI_READ;
+        }
+        /* Over when the app is done and the connection closed (or never
+         * will be), or when the connection is over and the app has been
+         * told (or will learn it when its next post fails). */
+        if (app_done && (w.gone || !w.closing_since))
+            leave = 1;
+        if (w.gone && !w.read_pending)
+            leave = 1;
+        if (leave) {
+            unsigned late;
+            pthread_mutex_lock(&a->mu);
+            /* Work posted since the top of this turn succeeded for the
+             * loop, which now waits for its completion: answer it. */
+            late = a->work;
+            a->work = 0;
+            a->worker_gone = 1;
+            a->x.ws_code = w.code ? w.code : PYH_WS_CLOSE_ABNORMAL;
+            pthread_mutex_unlock(&a->mu);
+            if ((late & PYH_ASGI_READ) && !(bits & PYH_ASGI_READ)) {
+                a->x.ws_type = 0;
+                bits |= PYH_ASGI_READ;
+            }
+            if (late & (PYH_ASGI_SEND | PYH_ASGI_WS_CLOSE)) {
+                a->x.send_failed = 1;
+                bits |= PYH_ASGI_SEND;
+            }
+            if (bits)
+                bits |= PYH_ASGI_FINISHED;
+        }
+        if (bits)
+            asgi_complete(a, bits);
+        if (leave)
+            break;
+
+        pfd[0].fd = efd;
+        pfd[0].events = POLLIN;
+        if (!w.gone && !w.held_type && !w.input_done) {
+            pfd[1].fd = w.fd;
+            pfd[1].events = POLLIN;
+            nfd = 2;
+        }
+        if (w.closing_since)
+            timeout = ASGI_WS_CLOSE_WAIT_MS;
+        else if (w.ping_interval_ms > 0)
+            timeout = w.ping_sent ? w.ping_timeout_ms : w.ping_interval_ms;
+        /* wake at least once a second to notice a stopping server */
+        if (timeout < 0 || timeout > 1000)
+            timeout = 1000;
+        if (poll(pfd, nfd, timeout) < 0) {
+            if (errno != EINTR && !w.gone) {
+                /* cannot wait: end the connection, tell the app */
+                w.gone = 1;
+                w.code = PYH_WS_CLOSE_ABNORMAL;
+            }
+            continue;
+        }
+        if (pfd[0].revents) {
+            uint64_t n; /* only a wake-up: the work is in a->work */
+            if (read(efd, &n, sizeof(n)) < 0 && errno != EAGAIN)
+                ap_log_rerror(APLOG_MARK, APLOG_DEBUG, errno, r,
+                              "PYH0253: reading the WebSocket eventfd");
+        }
+        if (nfd == 2 && pfd[1].revents)
+            asgi_ws_read_some(&w);
+    }
+    free(w.held);
+    pyh_ws_free(w.core);
+    /* Nothing more may reach the client after the WebSocket: Apache's end
+     * of request would otherwise write a response of its own. */
+    w.c->aborted = 1;
+    return status;
+}
+
 /* Serves the loop's work until the request is over; no GIL. */
 static int asgi_serve(asgi_req *a, pyh_request *req)
 {
@@ -757,6 +1289,8 @@ static int asgi_serve(asgi_req *a, pyh_request *req)
         work = asgi_wait_work(a, req);
         a->work = 0;
         pthread_mutex_unlock(&a->mu);
+        if (work & PYH_ASGI_WS_ACCEPT)
+            return asgi_ws_run(a, req, work);
         if (work & PYH_ASGI_READ) {
             asgi_read(a, req);
             bits |= PYH_ASGI_READ;
@@ -794,8 +1328,14 @@ int pyh_asgi_handle(pyh_interp *in, pyh_request *req, PyObject *app,
     pyh_asgi_scope_in sc;
     asgi_loop *lp;
     asgi_req *a;
-    int status;
+    int status, websocket = asgi_ws_requested(r);
 
+    if (websocket > 1) {
+        /* a broken WebSocket handshake: the app never sees it */
+        Py_DECREF(app);
+        PyEval_SaveThread();
+        return websocket;
+    }
     if (!(lp = asgi_loop_get(in, r->server))) {
         Py_DECREF(app);
         PyEval_SaveThread();
@@ -808,6 +1348,7 @@ int pyh_asgi_handle(pyh_interp *in, pyh_request *req, PyObject *app,
     req->content_length = -1;
     req->obb = apr_brigade_create(r->pool, r->connection->bucket_alloc);
     asgi_scope_in(req, &sc);
+    sc.websocket = websocket;
     if (!(a = calloc(1, sizeof(*a)))) {
         Py_DECREF(app);
         PyEval_SaveThread();

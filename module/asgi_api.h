@@ -10,7 +10,7 @@
 #include <Python.h>
 #include <stddef.h>
 
-#define PYH_ASGI_API_VERSION 1
+#define PYH_ASGI_API_VERSION 2
 #define PYH_ASGI_CAPSULE "pyhost._asgi._C_API"
 
 /* Work the loop posts to the worker thread (bits). */
@@ -20,7 +20,12 @@
 /* Completions the worker posts back: SEND and READ as above, plus */
 #define PYH_ASGI_FINISHED 8u /* the worker has left the request (response
                                 complete or client gone): post() fails now */
-#define PYH_ASGI_GONE 16u    /* the client went away while the app ran;
+/* WebSocket work (scope type "websocket"; asgi.c's WebSocket section).
+ * Both complete as SEND. After WS_ACCEPT, SEND carries one message
+ * (ws_binary, body) and READ asks for the next message or the end. */
+#define PYH_ASGI_WS_ACCEPT 16u /* websocket.accept: the 101, then frames */
+#define PYH_ASGI_WS_CLOSE 32u  /* websocket.close: ws_code, reason in body */
+#define PYH_ASGI_GONE 64u    /* the client went away while the app ran;
                                 posted with a reference on the xfer, which
                                 the loop releases once it has handled it
                                 (owner is NULL if the request object died) */
@@ -70,6 +75,14 @@ typedef struct pyh_asgi_xfer {
     unsigned taken;      /* bits take_completed handed to the loop */
     struct pyh_asgi_xfer *next;
     struct pyh_asgi_xfer *taken_next; /* the list take_completed returned */
+    /* WebSocket (loop -> worker) */
+    const char *ws_subprotocol;  /* WS_ACCEPT: the chosen one, or NULL */
+    size_t ws_subprotocol_len;
+    int ws_binary;               /* SEND: a binary message, not text */
+    /* both ways: WS_CLOSE: the app's code; READ (worker -> loop) and once
+     * the worker has left: the code of websocket.disconnect */
+    int ws_code;
+    int ws_type;                 /* READ: 1 text, 2 binary, 0 disconnect */
 } pyh_asgi_xfer;
 
 /* The request as the worker thread collected it for the scope. */
@@ -90,6 +103,7 @@ typedef struct {
     const pyh_asgi_header *headers; /* names lowercased, request order */
     int nheaders;
     int has_body;           /* 0: receive() needs no read at all */
+    int websocket;          /* a valid WebSocket upgrade: scope "websocket" */
     /* TLS from mod_ssl (the "tls" extension); tls 0: not over TLS, or no
      * mod_ssl to ask. Strings may be NULL. */
     int tls;

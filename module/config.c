@@ -42,6 +42,9 @@ static void cfg_init_options(pyh_dir_conf *c)
     c->script_reloading = PYH_UNSET;
     c->map_head_to_get = PYH_UNSET;
     c->error_override = PYH_UNSET;
+    c->auth_user_script = c->auth_group_script = c->access_script = NULL;
+    c->group_authoritative = PYH_UNSET;
+    c->trusted_proxy_headers = c->trusted_proxies = NULL;
 }
 
 void *pyh_create_dir_conf(apr_pool_t *p, char *dir)
@@ -67,6 +70,12 @@ void pyh_overlay_options(pyh_dir_conf *out, const pyh_dir_conf *base,
     CFG_MERGE_INT(script_reloading);
     CFG_MERGE_INT(map_head_to_get);
     CFG_MERGE_INT(error_override);
+    CFG_MERGE_PTR(auth_user_script);
+    CFG_MERGE_PTR(auth_group_script);
+    CFG_MERGE_PTR(access_script);
+    CFG_MERGE_INT(group_authoritative);
+    CFG_MERGE_PTR(trusted_proxy_headers);
+    CFG_MERGE_PTR(trusted_proxies);
 }
 
 void *pyh_merge_dir_conf(apr_pool_t *p, void *basev, void *addv)
@@ -82,6 +91,10 @@ void *pyh_create_server_conf(apr_pool_t *p, server_rec *s)
     (void)s;
     c->aliases = apr_array_make(p, 4, sizeof(pyh_alias));
     c->asgi_lifespan = PYH_UNSET;
+    c->ws_max_message = PYH_UNSET;
+    c->ws_compression = PYH_UNSET;
+    c->ws_ping_interval = PYH_UNSET;
+    c->ws_ping_timeout = PYH_UNSET;
     return c;
 }
 
@@ -93,6 +106,12 @@ void *pyh_merge_server_conf(apr_pool_t *p, void *basev, void *addv)
     c->aliases = apr_array_append(p, add->aliases, base->aliases);
     c->asgi_lifespan = add->asgi_lifespan != PYH_UNSET ? add->asgi_lifespan
                                                        : base->asgi_lifespan;
+#define CFG_MERGE(f) c->f = add->f != PYH_UNSET ? add->f : base->f
+    CFG_MERGE(ws_max_message);
+    CFG_MERGE(ws_compression);
+    CFG_MERGE(ws_ping_interval);
+    CFG_MERGE(ws_ping_timeout);
+#undef CFG_MERGE
     return c;
 }
 
@@ -130,18 +149,17 @@ static const char *cfg_check_process_group(cmd_parms *cmd, const char *v)
 static const char *cfg_parse_options(cmd_parms *cmd, const char *args,
                                      pyh_dir_conf *opts, int import_only)
 {
-    while (*args) {
-        const char *word = ap_getword_conf(cmd->pool, &args);
-        const char *eq = strchr(word, '=');
-        const char *name, *value, *err;
-        if (!*word)
+    for (;;) {
+        const char *name, *value = NULL, *err;
+        const char *word;
+        int got = pyh_compat_parse_option(cmd->pool, &args, &name, &value);
+        if (!got)
             break;
-        if (!eq || eq == word)
+        if (got < 0)
             return apr_psprintf(cmd->pool,
                                 "%s: option '%s' is not of the form name=value",
-                                cmd->cmd->name, word);
-        name = apr_pstrmemdup(cmd->pool, word, eq - word);
-        value = eq + 1;
+                                cmd->cmd->name, name);
+        word = apr_pstrcat(cmd->pool, name, "=", value, NULL);
         if (!strcmp(name, "application-group")) {
             opts->application_group = value;
         }
@@ -215,6 +233,7 @@ static const char *cfg_script_alias(cmd_parms *cmd, void *dconf,
         if (!a->script)
             return apr_psprintf(cmd->pool, "%s: invalid script path",
                                 cmd->cmd->name);
+        a->is_dir = ap_is_directory(cmd->temp_pool, a->script);
     }
     if (a->protocol == PYH_PROTO_ASGI && (err = cfg_asgi_options(cmd, a, &args)))
         return err;
@@ -276,6 +295,43 @@ static const char *cfg_asgi_lifespan(cmd_parms *cmd, void *dconf, const char *v)
         ap_get_module_config(cmd->server->module_config, &pyhost_module);
     (void)dconf;
     return cfg_lifespan_value(cmd, v, &sconf->asgi_lifespan);
+}
+
+/* ASGIWebSocketMaxMessage / PingInterval / PingTimeout: a whole number,
+ * within the row's bounds (cmd->info: the field's offset). */
+static const char *cfg_ws_number(cmd_parms *cmd, void *dconf, const char *v)
+{
+    pyh_server_conf *sconf =
+        ap_get_module_config(cmd->server->module_config, &pyhost_module);
+    int field = (int)(apr_uintptr_t)cmd->info;
+    char *end;
+    long n;
+    (void)dconf;
+    errno = 0;
+    n = strtol(v, &end, 10);
+    if (errno || end == v || *end || n < (field == 0 ? 1 : 0)
+        || n > (field == 0 ? 1073741824L : 86400L))
+        return apr_psprintf(cmd->pool, "%s takes a whole number %s, not '%s'",
+                            cmd->cmd->name,
+                            field == 0 ? "of bytes, 1 to 1073741824"
+                                       : "of seconds, 0 to 86400",
+                            v);
+    if (field == 0)
+        sconf->ws_max_message = n;
+    else if (field == 1)
+        sconf->ws_ping_interval = (int)n;
+    else
+        sconf->ws_ping_timeout = (int)n;
+    return NULL;
+}
+
+static const char *cfg_ws_compression(cmd_parms *cmd, void *dconf, int on)
+{
+    pyh_server_conf *sconf =
+        ap_get_module_config(cmd->server->module_config, &pyhost_module);
+    (void)dconf;
+    sconf->ws_compression = on;
+    return NULL;
 }
 
 static const char *cfg_asgi_event_loop(cmd_parms *cmd, void *dconf,
@@ -430,11 +486,15 @@ static const char *cfg_secs_opt(cmd_parms *cmd, const char *name,
     double v;
     errno = 0;
     v = strtod(value, &end);
-    if (!*value || *end || errno || v < 0 || v > 31536000.0)
+    if (!*value || *end || (errno && errno != ERANGE) || v < 0)
         return apr_psprintf(cmd->pool,
                             "WSGIDaemonProcess: %s=%s is not a number of "
                             "seconds",
                             name, value);
+    /* mod_wsgi takes any int (socket-timeout=2147483647 means "never"):
+     * a year is never enough, and stays far from overflow. */
+    if ((errno == ERANGE && v > 1) || v > 31536000.0)
+        v = 31536000.0;
     *out = (apr_interval_time_t)(v * APR_USEC_PER_SEC);
     return NULL;
 }
@@ -584,7 +644,7 @@ static const char *cfg_daemon_option(cmd_parms *cmd, pyh_daemon *d,
     else if (!strcmp(name, "locale")) {
         d->locale = value;
     }
-    else {
+    else if (!pyh_compat_daemon_option(cmd, d->name, name, value)) {
         return apr_psprintf(
             cmd->pool,
             "WSGIDaemonProcess %s: unknown option '%s' (known: processes, "
@@ -626,19 +686,17 @@ static const char *cfg_daemon_process(cmd_parms *cmd, void *dconf,
     d->shutdown_timeout = apr_time_from_sec(5);
     d->connect_timeout = apr_time_from_sec(15);
     d->listen_fd = -1;
-    while (*args) {
-        const char *word = ap_getword_conf(cmd->pool, &args);
-        const char *eq = strchr(word, '=');
-        if (!*word)
+    for (;;) {
+        const char *name, *value = NULL;
+        int got = pyh_compat_parse_option(cmd->pool, &args, &name, &value);
+        if (!got)
             break;
-        if (!eq || eq == word)
+        if (got < 0)
             return apr_psprintf(cmd->pool,
                                 "WSGIDaemonProcess %s: option '%s' is not of "
                                 "the form name=value",
-                                d->name, word);
-        if ((err = cfg_daemon_option(cmd, d,
-                                     apr_pstrmemdup(cmd->pool, word, eq - word),
-                                     eq + 1)))
+                                d->name, name);
+        if ((err = cfg_daemon_option(cmd, d, name, value)))
             return err;
     }
     if ((err = cfg_daemon_user(cmd, d)))
@@ -691,7 +749,8 @@ static const char *cfg_socket_prefix(cmd_parms *cmd, void *dconf, const char *v)
     (void)dconf;
     if (err)
         return err;
-    pyh_globals.socket_prefix = ap_runtime_dir_relative(cmd->pool, v);
+    /* Relative to ServerRoot, as in mod_wsgi (RHEL's "run/wsgi"). */
+    pyh_globals.socket_prefix = ap_server_root_relative(cmd->pool, v);
     return NULL;
 }
 
@@ -795,7 +854,7 @@ const command_rec pyh_commands[] = {
                      "group of daemon processes to run apps in"),
     AP_INIT_TAKE1("WSGISocketPrefix", cfg_socket_prefix, NULL, RSRC_CONF,
                   "path prefix of the daemon groups' UNIX sockets (relative "
-                  "to DefaultRuntimeDir)"),
+                  "to ServerRoot)"),
     AP_INIT_FLAG("WSGIPerInterpreterGIL", cfg_gil_mode, NULL, RSRC_CONF,
                  "On: every named application group gets its own GIL "
                  "(Python 3.12+); the main interpreter keeps the shared one"),
@@ -816,6 +875,19 @@ const command_rec pyh_commands[] = {
                   "refuses it), on (a failure stops the mount) or off"),
     AP_INIT_TAKE1("ASGIEventLoop", cfg_asgi_event_loop, NULL, RSRC_CONF,
                   "auto (default: uvloop when installed), asyncio or uvloop"),
+    AP_INIT_TAKE1("ASGIWebSocketMaxMessage", cfg_ws_number, (void *)0,
+                  RSRC_CONF, "largest WebSocket message accepted, in bytes "
+                  "(default 16777216); larger ones close with 1009"),
+    AP_INIT_TAKE1("ASGIWebSocketPingInterval", cfg_ws_number, (void *)1,
+                  RSRC_CONF, "seconds of silence before a keepalive ping "
+                  "(default 20, 0: no pings)"),
+    AP_INIT_TAKE1("ASGIWebSocketPingTimeout", cfg_ws_number, (void *)2,
+                  RSRC_CONF, "seconds to wait for the pong before closing "
+                  "with 1011 (default 20)"),
+    AP_INIT_FLAG("ASGIWebSocketCompression", cfg_ws_compression, NULL,
+                 RSRC_CONF, "On (default): agree to permessage-deflate "
+                 "when the client offers it; Off: never"),
+    PYH_COMPAT_COMMANDS,
     {NULL}
 };
 
@@ -1025,6 +1097,63 @@ static const char *cfg_check_home(apr_pool_t *p, const char *home,
                             what, home, landmark, w->setting);
     }
     return cfg_unreadable_message(p, "the Python installation", prefix, w);
+}
+
+/* One script's readability by the user that will load it: a PYH0115
+ * warning naming what blocks it. */
+static void cfg_warn_unreadable(apr_pool_t *p, server_rec *s, const char *what,
+                                const char *script, pyh_daemon *d)
+{
+    cfg_who w = {ap_unixd_config.user_name, ap_unixd_config.user_id,
+                 ap_unixd_config.group_id, "Apache's User", ""};
+    const char *blocked;
+    mode_t mode = 0;
+    if (d) {
+        w.user = d->user;
+        w.uid = d->uid;
+        w.gid = d->gid;
+        w.who = apr_psprintf(p, "WSGIDaemonProcess %s user", d->name);
+    }
+    if (!cfg_is_file(p, script)
+        || !(blocked = cfg_unreadable_component(p, script, &w, &mode)))
+        return;
+    ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s,
+                 "PYH0115: %s: %s '%s' cannot read the script '%s' ('%s' is "
+                 "mode %04o); its requests will fail until that user can "
+                 "read it",
+                 what, w.who, w.user, script, blocked, (unsigned)mode);
+}
+
+void pyh_warn_unreadable_scripts(apr_pool_t *p, server_rec *s)
+{
+    server_rec *v;
+    int i;
+    for (v = s; v; v = v->next) {
+        pyh_server_conf *sc =
+            ap_get_module_config(v->module_config, &pyhost_module);
+        for (i = 0; i < sc->aliases->nelts; i++) {
+            const pyh_alias *a = &APR_ARRAY_IDX(sc->aliases, i, pyh_alias);
+            const char *g = a->options.process_group;
+            pyh_daemon *d = NULL;
+            if (a->regexp || a->is_dir)
+                continue; /* which file runs depends on the URL */
+            if (g && g[0] != '%'
+                && !(d = apr_hash_get(pyh_globals.daemons_by_name, g,
+                                      APR_HASH_KEY_STRING)))
+                continue;
+            cfg_warn_unreadable(p, s, apr_psprintf(p, "%s %s",
+                                                   "WSGIScriptAlias",
+                                                   a->location),
+                                a->script, d);
+        }
+    }
+    for (i = 0; i < pyh_globals.imports->nelts; i++) {
+        const pyh_import *imp =
+            &APR_ARRAY_IDX(pyh_globals.imports, i, pyh_import);
+        pyh_daemon *d = apr_hash_get(pyh_globals.daemons_by_name,
+                                     imp->process_group, APR_HASH_KEY_STRING);
+        cfg_warn_unreadable(p, s, "WSGIImportScript", imp->script, d);
+    }
 }
 
 const char *pyh_check_python_home(apr_pool_t *p, server_rec *s)

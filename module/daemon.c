@@ -87,6 +87,36 @@ int pyh_daemon_check_available(request_rec *r, pyh_daemon *d)
 
 enum { DS_RUNNING, DS_RECYCLING, DS_STOPPING, DS_EXIT };
 
+/* Who takes a new connection. Apache's children pool relay connections
+ * and reuse them for many requests, so the process that accepts one gets
+ * that share of the load until the connection ends. Every process of the
+ * group waits on the one listener; each waits before accepting
+ * DS_ACCEPT_STEP per request it runs (up to DS_ACCEPT_STEPS), so that the
+ * least busy process wins, and one whose threads are all busy leaves the
+ * connection to its siblings (taking it after DS_FULL_WAIT only if nobody
+ * did, or as soon as one of its threads is free). */
+#define DS_ACCEPT_STEP apr_time_from_msec(1)
+#define DS_ACCEPT_STEPS 4
+#define DS_FULL_WAIT apr_time_from_msec(250)
+/* And connections are retired: after a request, one older than
+ * DS_CONN_AGE (plus up to as much again of jitter, so that they do not
+ * all go at once) gets a goodbye, and Apache opens a new one, which the
+ * rule above gives to the least busy process. So a replaced process gets
+ * its share within about a second, whatever the load (what gRPC's
+ * MAX_CONNECTION_AGE does for the same reason). It costs a reconnect
+ * per connection in use and 0.5-1 s, not a system call per request. */
+#define DS_CONN_AGE apr_time_from_msec(500)
+/* Connections a process already holds bring requests too: when all its
+ * threads are busy and none has finished a request for DS_STALLED (slow
+ * requests hold them all), a request on a pooled connection is sent back
+ * to Apache (the goodbye it retries on) to go to a sibling. A process
+ * that is merely saturated by quick requests keeps its queue: it frees a
+ * thread sooner than a reconnect would. */
+#define DS_STALLED apr_time_from_msec(50)
+
+/* The listener: armed (one-shot), waiting to accept, or off (recycling). */
+enum { DS_LISTEN_ARMED, DS_LISTEN_WAIT, DS_LISTEN_OFF };
+
 typedef struct {
     apr_thread_t *thread;
     unsigned long ident;        /* for PyThreadState_SetAsyncExc */
@@ -104,6 +134,8 @@ static struct {
     apr_thread_cond_t *ready_cond;
     pyh_dconn *ready_head, *ready_tail, *all;
     int nconns, nqueued, nbusy;
+    int nfresh;                 /* accepted, no request read yet */
+    int full_wait;              /* the dispatcher waits for a free thread */
     int state;
     const char *why;            /* reason for recycling */
     apr_time_t started, state_since, last_active;
@@ -113,6 +145,11 @@ static struct {
     apr_thread_t *watchdog;
     pid_t parent;               /* Apache's parent process */
     pyh_dproc *dp;              /* this process's slot */
+    /* The dispatcher's alone: */
+    int listen;                 /* DS_LISTEN_* */
+    apr_time_t wait_since;      /* the listener became readable */
+    uint32_t rng;               /* jitter of connection ages */
+    int siblings;               /* other processes could take connections */
 } ds;
 
 static PYH_THREAD_LOCAL pyh_dworker *ds_me;
@@ -182,6 +219,8 @@ static void ds_close_conn(pyh_dconn *dc)
     if (dc->all_next)
         dc->all_next->all_prev = dc->all_prev;
     ds.nconns--;
+    if (dc->fresh)
+        ds.nfresh--;
     pyh_dconn_free(dc);
 }
 
@@ -201,6 +240,16 @@ static void ds_goodbye(pyh_dconn *dc)
     ds_close_conn(dc);
 }
 
+/* xorshift32: jitter, not secrets. */
+static uint32_t ds_random(void)
+{
+    uint32_t x = ds.rng ? ds.rng : 2463534242u;
+    x ^= x << 13;
+    x ^= x >> 17;
+    x ^= x << 5;
+    return ds.rng = x;
+}
+
 /* Takes one pending connection; 0 when there was none. */
 static int ds_accept(void)
 {
@@ -208,6 +257,7 @@ static int ds_accept(void)
     socklen_t len = sizeof(cred);
     pyh_dconn *dc;
     struct timeval tv;
+    apr_interval_time_t age;
     int fd = accept4(ds.d->listen_fd, NULL, NULL, SOCK_CLOEXEC);
     if (fd < 0)
         return 0;
@@ -243,17 +293,40 @@ static int ds_accept(void)
     ds.all = dc;
     ds.nconns++;
     dc->state = PYH_DC_IDLE;
+    /* Apache connects to send a request: count it as running at once. */
+    dc->fresh = 1;
+    ds.nfresh++;
+    age = DS_CONN_AGE + (apr_interval_time_t)(ds_random() % DS_CONN_AGE);
+    dc->retire_at = ds.siblings ? apr_time_now() + age : 0;
     if (ds_arm(dc, EPOLL_CTL_ADD) < 0)
         ds_close_conn(dc);
     apr_thread_mutex_unlock(ds.mutex);
     return 1;
 }
 
+/* A request came on a connection: queued for a worker, or, when every
+ * thread is held by requests that have not let go for a while, handed
+ * back with a goodbye so that Apache sends it again on a new connection,
+ * which a sibling with a free thread takes. Only on a pooled connection
+ * (a new one was taken for this request: a retry is never sent back). */
 static void ds_enqueue(pyh_dconn *dc)
 {
+    apr_time_t now = apr_time_now();
+    int fresh = dc->fresh;
     apr_thread_mutex_lock(ds.mutex);
+    if (fresh) {
+        dc->fresh = 0;
+        ds.nfresh--;
+    }
+    else if (ds.siblings && ds.state == DS_RUNNING
+             && ds.nbusy + ds.nqueued >= ds.d->threads
+             && now - ds.last_active > DS_STALLED) {
+        ds_goodbye(dc);
+        apr_thread_mutex_unlock(ds.mutex);
+        return;
+    }
     dc->state = PYH_DC_QUEUED;
-    dc->queued = apr_time_now();
+    dc->queued = now;
     dc->next = NULL;
     if (ds.ready_tail)
         ds.ready_tail->next = dc;
@@ -347,7 +420,15 @@ static void *APR_THREAD_FUNC ds_worker(apr_thread_t *thread, void *data)
         if (ds.d->maximum_requests && ds.requests >= ds.d->maximum_requests)
             ds_recycle("maximum-requests reached");
         dc->state = PYH_DC_IDLE;
-        if (keep && ds.state == DS_RECYCLING) {
+        /* A thread is free again: the dispatcher may take the connection
+         * it left to the siblings (the only wake-up a request causes, and
+         * only when every thread was busy as a connection came). */
+        if (ds.full_wait) {
+            ds.full_wait = 0;
+            ds_wake();
+        }
+        if (keep && (ds.state == DS_RECYCLING
+                     || (dc->retire_at && ds.last_active >= dc->retire_at))) {
             ds_goodbye(dc);
         }
         else if (!keep || ds_arm(dc, EPOLL_CTL_MOD) < 0) {
@@ -664,19 +745,73 @@ static int ds_start_threads(void)
                    == APR_SUCCESS ? 0 : -1;
 }
 
+static int ds_arm_listener(int op)
+{
+    struct epoll_event ev;
+    ev.events = EPOLLIN | EPOLLONESHOT;
+    ev.data.ptr = NULL;
+    return epoll_ctl(ds.epfd, op, ds.d->listen_fd, &ev);
+}
+
 /* The dispatcher's epoll set: the wake pipe (data: &ds.wake), the
- * listening socket (data: NULL) and, armed one-shot, the connections. */
+ * listening socket (data: NULL) and the connections, the last two armed
+ * one-shot. */
 static void ds_watch(void)
 {
     struct epoll_event ev;
     ev.events = EPOLLIN;
     ev.data.ptr = &ds.wake;
     epoll_ctl(ds.epfd, EPOLL_CTL_ADD, ds.wake[0], &ev);
-    ev.data.ptr = NULL;
-    epoll_ctl(ds.epfd, EPOLL_CTL_ADD, ds.d->listen_fd, &ev);
+    ds_arm_listener(EPOLL_CTL_ADD);
+    ds.listen = DS_LISTEN_ARMED;
+    ds.siblings = ds.d->processes > 1;
+    ds.rng = (uint32_t)getpid() ^ (uint32_t)apr_time_now();
 }
 
-static void ds_handle_events(struct epoll_event *evs, int n, int listening)
+/* How much longer to wait before taking a pending connection (see
+ * DS_ACCEPT_STEP; caller holds the mutex); 0: take it now. */
+static apr_interval_time_t ds_accept_wait(apr_time_t now)
+{
+    int running = ds.nbusy + ds.nqueued + ds.nfresh;
+    apr_time_t at;
+    if (!ds.siblings)
+        return 0;
+    ds.full_wait = running >= ds.d->threads;
+    if (ds.full_wait)
+        at = ds.wait_since + DS_FULL_WAIT;
+    else
+        at = ds.wait_since + DS_ACCEPT_STEP * (running < DS_ACCEPT_STEPS
+                                                   ? running
+                                                   : DS_ACCEPT_STEPS);
+    return at > now ? at - now : 0;
+}
+
+/* The listener is readable (and disarmed): accepts when it is this
+ * process's turn, then arms it again, which reports at once if more
+ * connections wait. Returns the wait left in ms, or -1: not waiting. */
+static int ds_accept_turn(void)
+{
+    apr_interval_time_t wait;
+    int recycling;
+    apr_thread_mutex_lock(ds.mutex);
+    wait = ds_accept_wait(apr_time_now());
+    recycling = ds.state == DS_RECYCLING;
+    apr_thread_mutex_unlock(ds.mutex);
+    if (recycling)
+        return -1; /* the listener is about to go */
+    if (wait > 0)
+        return (int)((wait + 999) / 1000);
+    /* Alone, take them all; with siblings one at a time, each at its
+     * turn. A sibling may have taken it meanwhile: accept finds none. */
+    while (ds_accept() && !ds.siblings)
+        ;
+    ds.listen = DS_LISTEN_ARMED;
+    if (ds_arm_listener(EPOLL_CTL_MOD) < 0)
+        ds.listen = DS_LISTEN_OFF;
+    return -1;
+}
+
+static void ds_handle_events(struct epoll_event *evs, int n)
 {
     char drain[64];
     int i;
@@ -686,8 +821,10 @@ static void ds_handle_events(struct epoll_event *evs, int n, int listening)
                 ;
         }
         else if (!evs[i].data.ptr) {
-            while (listening && ds_accept())
-                ;
+            if (ds.listen == DS_LISTEN_ARMED) {
+                ds.listen = DS_LISTEN_WAIT;
+                ds.wait_since = apr_time_now();
+            }
         }
         else {
             ds_enqueue(evs[i].data.ptr);
@@ -710,12 +847,13 @@ static void ds_check_stop(void)
 
 /* One step of recycling (caller holds the mutex): stop listening, say
  * goodbye to idle connections; 1 when the process may leave. */
-static int ds_recycling_step(int *listening)
+static int ds_recycling_step(void)
 {
     pyh_dconn *dc, *next;
-    if (*listening) {
+    if (ds.listen != DS_LISTEN_OFF) {
         epoll_ctl(ds.epfd, EPOLL_CTL_DEL, ds.d->listen_fd, NULL);
-        *listening = 0;
+        ds.listen = DS_LISTEN_OFF;
+        ds.full_wait = 0;
         ap_log_error(APLOG_MARK, APLOG_INFO, 0, ds.s,
                      "PYH0047: daemon process %d of group '%s' is "
                      "recycling: %s",
@@ -731,12 +869,12 @@ static int ds_recycling_step(int *listening)
 }
 
 /* Once not running: 1 when the dispatcher may return. */
-static int ds_winding_down(int *listening)
+static int ds_winding_down(void)
 {
     int leave = 0;
     apr_thread_mutex_lock(ds.mutex);
     if (ds.state == DS_RECYCLING)
-        leave = ds_recycling_step(listening);
+        leave = ds_recycling_step();
     else if (ds.state == DS_STOPPING)
         /* Old children may still relay requests on their connections
          * (a graceful restart); leave when they have all closed. */
@@ -750,17 +888,22 @@ static int ds_winding_down(int *listening)
 static void ds_dispatch(void)
 {
     struct epoll_event evs[64];
-    int listening = 1;
 
     ds_watch();
     for (;;) {
         int timeout = ds.d->queue_timeout || ds.state != DS_RUNNING ? 100 : 1000;
-        int n = epoll_wait(ds.epfd, evs, 64, timeout);
-        ds_handle_events(evs, n, listening);
+        int n;
+        if (ds.listen == DS_LISTEN_WAIT) {
+            int wait = ds_accept_turn();
+            if (wait >= 0 && wait < timeout)
+                timeout = wait;
+        }
+        n = epoll_wait(ds.epfd, evs, 64, timeout);
+        ds_handle_events(evs, n);
         ds_check_stop();
         if (ds.d->queue_timeout && ds.ready_head)
             ds_expire_queue();
-        if (ds.state != DS_RUNNING && ds_winding_down(&listening))
+        if (ds.state != DS_RUNNING && ds_winding_down())
             return;
     }
 }

@@ -196,6 +196,18 @@ static int env_map_head(pyh_request *req)
     return 0;
 }
 
+/* wsgi.url_scheme (and REQUEST_SCHEME): as mod_wsgi, an HTTPS variable
+ * of on/1/yes makes it https, which is how a TLS-terminating proxy in front
+ * is declared (SetEnvIf X-Forwarded-Proto ^https$ HTTPS=on). */
+static const char *env_scheme(request_rec *r)
+{
+    const char *https = apr_table_get(r->subprocess_env, "HTTPS");
+    if (https && (!strcasecmp(https, "on") || !strcmp(https, "1")
+                  || !strcasecmp(https, "yes")))
+        return "https";
+    return ap_http_scheme(r);
+}
+
 void pyh_env_collect(pyh_request *req)
 {
     request_rec *r = req->r;
@@ -221,7 +233,7 @@ void pyh_env_collect(pyh_request *req)
     v[PYH_K_REMOTE_USER] = r->user;
     v[PYH_K_AUTH_TYPE] = r->ap_auth_type;
     v[PYH_K_REQUEST_URI] = r->unparsed_uri;
-    v[PYH_K_REQUEST_SCHEME] = ap_http_scheme(r);
+    v[PYH_K_REQUEST_SCHEME] = env_scheme(r);
     v[PYH_K_SCRIPT_FILENAME] = r->filename;
     v[PYH_K_DOCUMENT_ROOT] = ap_document_root(r);
     v[PYH_K_CONTEXT_PREFIX] = ap_context_prefix(r);
@@ -231,6 +243,13 @@ void pyh_env_collect(pyh_request *req)
     v[PYH_K_MODWSGI_APPLICATION_GROUP] = req->app_group;
     v[PYH_K_MODWSGI_CALLABLE_OBJECT] = req->conf.callable_object;
     v[PYH_K_MODWSGI_SCRIPT_RELOADING] = req->conf.script_reloading ? "1" : "0";
+    v[PYH_K_MODWSGI_REQUEST_HANDLER] = r->handler;
+    /* Apache's request log id (%L), which the lines of a traceback carry
+     * too (log.c): an app can log it to match the two. */
+    if (!r->log_id && c)
+        ap_run_generate_log_id(c, r, &r->log_id);
+    v[PYH_K_MODWSGI_REQUEST_ID] = r->log_id;
+    pyh_compat_apply_proxy_headers(req); /* WSGITrustedProxyHeaders */
 }
 
 /* A CGI variable from req->vars, when present; `common` is a constant for
@@ -281,6 +300,8 @@ static const struct {
     {PYH_K_MODWSGI_APPLICATION_GROUP, PYH_C_EMPTY},
     {PYH_K_MODWSGI_CALLABLE_OBJECT, -1},
     {PYH_K_MODWSGI_SCRIPT_RELOADING, -1},
+    {PYH_K_MODWSGI_REQUEST_HANDLER, -1},
+    {PYH_K_MODWSGI_REQUEST_ID, -1},
 };
 
 /* The wsgi.* keys, GATEWAY_INTERFACE and pyhost.version. */
@@ -305,6 +326,7 @@ static int env_set_wsgi(pyh_interp *in, PyObject *env, pyh_request *req,
         {PYH_K_WSGI_FILE_WRAPPER, (PyObject *)in->file_wrapper_type},
         {PYH_K_WSGI_INPUT_TERMINATED, Py_True},
         {PYH_K_PYHOST_VERSION, cst[PYH_C_PYHOST_VERSION]},
+        {PYH_K_MODWSGI_VERSION, cst[PYH_C_MODWSGI_VERSION]},
     };
     size_t i;
     for (i = 0; i < sizeof(items) / sizeof(items[0]); i++)
@@ -334,7 +356,7 @@ static const enum pyh_key env_fixed[] = {
     PYH_K_MODWSGI_CALLABLE_OBJECT, PYH_K_MODWSGI_SCRIPT_RELOADING,
     PYH_K_MODWSGI_PROCESS_GROUP, PYH_K_REQUEST_SCHEME, PYH_K_DOCUMENT_ROOT,
     PYH_K_CONTEXT_PREFIX, PYH_K_CONTEXT_DOCUMENT_ROOT, PYH_K_SERVER_ADMIN,
-    PYH_K_SERVER_SOFTWARE,
+    PYH_K_SERVER_SOFTWARE, PYH_K_MODWSGI_REQUEST_HANDLER,
 };
 #define ENV_FIXED_N (sizeof(env_fixed) / sizeof(env_fixed[0]))
 
@@ -356,7 +378,7 @@ static const struct {
 /* Keys a request may or may not have: never in a template. */
 static const enum pyh_key env_optional[] = {
     PYH_K_CONTENT_TYPE, PYH_K_CONTENT_LENGTH, PYH_K_REMOTE_USER,
-    PYH_K_AUTH_TYPE,
+    PYH_K_AUTH_TYPE, PYH_K_MODWSGI_REQUEST_ID,
 };
 
 typedef struct pyh_env_template {

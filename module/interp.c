@@ -47,6 +47,7 @@ static const char *const interp_key_names[PYH_K_COUNT] = {
     "wsgi.input_terminated", "mod_wsgi.process_group",
     "mod_wsgi.application_group", "mod_wsgi.callable_object",
     "mod_wsgi.script_reloading", "pyhost.version",
+    "mod_wsgi.request_handler", "mod_wsgi.request_id", "mod_wsgi.version",
 };
 
 /* Per-interpreter constants: interned keys and values every request uses. */
@@ -69,6 +70,8 @@ static int interp_make_constants(pyh_interp *in)
     for (i = 0; i < PYH_C_COUNT; i++) {
         if (i == PYH_C_WSGI_VERSION)
             in->consts[i] = Py_BuildValue("(ii)", 1, 0);
+        else if (i == PYH_C_MODWSGI_VERSION) /* the interface followed */
+            in->consts[i] = Py_BuildValue("(iii)", 6, 0, 0);
         else
             in->consts[i] = PyUnicode_InternFromString(strs[i]);
         if (!in->consts[i])
@@ -649,6 +652,9 @@ static int interp_initialize(apr_pool_t *p, server_rec *s)
         return -1;
     st = pyh_config_gil(&config, pyh_globals.free_threading);
     if (interp_status_failed(st, &config, s, "gil"))
+        return -1;
+    st = pyh_compat_pyconfig(&config);
+    if (interp_status_failed(st, &config, s, "WSGIPython* settings"))
         return -1;
     st = Py_InitializeFromConfig(&config);
     if (interp_status_failed(st, &config, s, home))

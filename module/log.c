@@ -1,15 +1,17 @@
 /* log.c - Python output into Apache's error log: wsgi.errors (tagged with
  * its request), sys.stdout and sys.stderr (tagged with the request the
- * thread is serving, if any), and tracebacks as single log entries. */
+ * thread is serving, if any), and tracebacks, one log line per traceback
+ * line, grouped by the request's log id. */
 #include "pyhost.h"
 
 #include "http_main.h"
 #include "apr_strings.h"
+#include "apr_atomic.h"
 
 PYH_THREAD_LOCAL pyh_request *pyh_current_request;
 
-/* Apache cuts a log entry at MAX_STRING_LEN; longer tracebacks keep their
- * head and their tail (the exception and the innermost frames). */
+/* A bound on one traceback's log volume: longer ones keep their head and
+ * their tail (the exception and the innermost frames). */
 #define LOG_ENTRY_MAX 7000
 #define LOG_HEAD_KEEP 1200
 #define LOG_LINE_MAX 8000
@@ -261,7 +263,7 @@ int pyh_log_redirect_stdio(pyh_interp *in)
     int rc = -1;
     if (out && err && PySys_SetObject("stdout", out) == 0
         && PySys_SetObject("stderr", err) == 0)
-        rc = 0;
+        rc = pyh_compat_interp_setup(in); /* mod_wsgi module, WSGIRestrict* */
     Py_XDECREF(out);
     Py_XDECREF(err);
     return rc;
@@ -282,6 +284,50 @@ static PyObject *log_format_exception(pyh_interp *in, PyObject *type,
     Py_XDECREF(empty);
     Py_DECREF(lines);
     return text;
+}
+
+/* What ties the lines of one traceback together in a log that other
+ * threads write to as well: the request's log id (Apache's own, the %L of
+ * ErrorLogFormat, made now if nothing asked for it yet), or a process-wide
+ * counter for failures outside a request. */
+static const char *log_group_id(request_rec *r, apr_pool_t *p)
+{
+    static apr_uint32_t serial;
+    if (r && !r->log_id && r->connection)
+        ap_run_generate_log_id(r->connection, r, &r->log_id);
+    if (r && r->log_id)
+        return r->log_id;
+    return apr_psprintf(p, "%" APR_PID_T_FMT ".%u", getpid(),
+                        apr_atomic_inc32(&serial) + 1);
+}
+
+#define LOG_LINE(r, s, ...)                                               \
+    do {                                                                  \
+        if (r)                                                            \
+            ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, __VA_ARGS__);      \
+        else                                                              \
+            ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, __VA_ARGS__);       \
+    } while (0)
+
+/* One failure as one log line per traceback line, as mod_wsgi writes it
+ * (Apache escapes a newline inside an entry to a literal \n). The first
+ * line carries the PYHnnnn id, what failed and the traceback's first line;
+ * the rest carry only the group id, so that one failure is one entry. */
+static void log_traceback(request_rec *r, server_rec *s, apr_pool_t *p,
+                          const char *head, const char *msg, apr_size_t len)
+{
+    const char *id = log_group_id(r, p);
+    const char *end = msg + len, *line, *nl;
+    nl = memchr(msg, '\n', len);
+    if (!nl)
+        nl = end;
+    LOG_LINE(r, s, "%s [%s]: %.*s", head, id, (int)(nl - msg), msg);
+    for (line = nl; line < end; line = nl) {
+        line++;
+        if (!(nl = memchr(line, '\n', (apr_size_t)(end - line))))
+            nl = end;
+        LOG_LINE(r, s, "[%s] %.*s", id, (int)(nl - line), line);
+    }
 }
 
 void pyh_log_exception(pyh_interp *in, request_rec *r, server_rec *s,
@@ -340,12 +386,8 @@ void pyh_log_exception(pyh_interp *in, request_rec *r, server_rec *s,
                            apr_pstrmemdup(p, msg + len - tail, tail));
         len = (Py_ssize_t)strlen(msg);
     }
-    if (r)
-        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "%s%s: %.*s", what, where,
-                      (int)len, msg);
-    else
-        ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, "%s: %.*s", what, (int)len,
-                     msg);
+    log_traceback(r, s, p, apr_pstrcat(p, what, where, NULL), msg,
+                  (apr_size_t)len);
     Py_XDECREF(text);
     pyh_err_clear(&e);
 }

@@ -78,6 +78,19 @@ static int pyh_translate_name(request_rec *r)
         }
         else {
             apr_size_t len = pyh_alias_matches(r->uri, a->location);
+            if (len && a->is_dir) {
+                /* As mod_wsgi: the rest of the URL goes after the
+                 * directory, and Apache's directory walk splits the
+                 * script file from PATH_INFO (the handler reads both). */
+                char *f = apr_pstrcat(r->pool, a->script, "/", r->uri + len,
+                                      NULL);
+                ap_no2slash(f);
+                pyh_route_set(r, a, f, len);
+                ((pyh_route *)ap_get_module_config(r->request_config,
+                                                   &pyhost_module))
+                    ->script_name = NULL;
+                return OK;
+            }
             if (len) {
                 pyh_route_set(r, a, a->script, len);
                 return OK;
@@ -114,13 +127,15 @@ static const char *pyh_app_group(request_rec *r, const char *spec,
 }
 
 static const pyh_dir_conf pyh_defaults = {
-    "%{GLOBAL}", "application", "", 0, 0, 1, PYH_HEAD_AUTO, 0
+    "%{GLOBAL}", "application", "", 0, 0, 1, PYH_HEAD_AUTO, 0,
+    NULL, NULL, NULL, 1, NULL, NULL
 };
 
 /* ASGI: no callable name means `application`, else `app` (interp.c);
  * chunked request bodies are always welcome. */
 static const pyh_dir_conf pyh_asgi_defaults = {
-    "%{GLOBAL}", NULL, "", 0, 1, 1, PYH_HEAD_OFF, 0
+    "%{GLOBAL}", NULL, "", 0, 1, 1, PYH_HEAD_OFF, 0,
+    NULL, NULL, NULL, 1, NULL, NULL
 };
 
 static int pyh_handler(request_rec *r)
@@ -154,14 +169,15 @@ static int pyh_handler(request_rec *r)
     else
         req->conf = conf;
 
-    if (route) {
+    if (route && route->script_name) {
         req->script_name = route->script_name;
         req->path_info = route->path_info;
     }
     else {
-        /* AddHandler/SetHandler: the file is the script, any extra path
-         * Apache found after it is PATH_INFO. */
-        if (!(ap_allow_options(r) & OPT_EXECCGI)) {
+        /* AddHandler/SetHandler, or WSGIScriptAlias to a directory: the
+         * file is the script, any extra path Apache found after it is
+         * PATH_INFO. */
+        if (!route && !(ap_allow_options(r) & OPT_EXECCGI)) {
             ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
                           "PYH0020: Options ExecCGI is off in this directory: "
                           "%s",
@@ -250,6 +266,7 @@ static int pyh_pre_config(apr_pool_t *pconf, apr_pool_t *plog,
     (void)plog;
     (void)ptemp;
     pyh_reset_globals(pconf);
+    pyh_compat_reset(pconf);
     return OK;
 }
 
@@ -322,6 +339,35 @@ static const char *pyh_check_process_groups(apr_pool_t *p, server_rec *s)
     return NULL;
 }
 
+/* What would stop a start: checked in post_config, and for `apachectl -t`
+ * in check_config, so that a configtest catches it before a restart. */
+static const char *pyh_startup_checks(apr_pool_t *pconf, apr_pool_t *ptemp,
+                                      server_rec *s)
+{
+    const char *err;
+    if ((err = pyh_compat_check_foreign(ptemp))
+        || (err = pyh_check_process_groups(ptemp, s))
+        || (err = pyh_daemon_resolve_users(pconf))
+        || (err = pyh_check_python_home(ptemp, s)))
+        return err;
+    return NULL;
+}
+
+static int pyh_check_config(apr_pool_t *pconf, apr_pool_t *plog,
+                            apr_pool_t *ptemp, server_rec *s)
+{
+    const char *err;
+    (void)plog;
+    if (ap_state_query(AP_SQ_RUN_MODE) != AP_SQ_RM_CONFIG_TEST)
+        return OK; /* post_config checks, once the error log is open */
+    if ((err = pyh_startup_checks(pconf, ptemp, s))) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s, "%s", err);
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    pyh_warn_unreadable_scripts(ptemp, s);
+    return OK;
+}
+
 static int pyh_post_config(apr_pool_t *pconf, apr_pool_t *plog,
                            apr_pool_t *ptemp, server_rec *s)
 {
@@ -334,9 +380,7 @@ static int pyh_post_config(apr_pool_t *pconf, apr_pool_t *plog,
             ap_get_module_config(v->module_config, &pyhost_module);
         sc->index = i++;
     }
-    if ((err = pyh_check_process_groups(ptemp, s))
-        || (err = pyh_daemon_resolve_users(pconf))
-        || (err = pyh_check_python_home(ptemp, s))) {
+    if ((err = pyh_startup_checks(pconf, ptemp, s))) {
         /* Apache has pointed stderr at the error log by now: one entry. */
         ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s, "%s", err);
         return HTTP_INTERNAL_SERVER_ERROR;
@@ -346,6 +390,8 @@ static int pyh_post_config(apr_pool_t *pconf, apr_pool_t *plog,
     if (ap_state_query(AP_SQ_CONFIG_GEN) == 0
         || ap_state_query(AP_SQ_RUN_MODE) != AP_SQ_RM_NORMAL)
         return OK;
+    pyh_compat_log_notes(s);
+    pyh_warn_unreadable_scripts(ptemp, s);
     return pyh_daemon_start_all(pconf, s);
 }
 
@@ -375,6 +421,10 @@ static void pyh_register_hooks(apr_pool_t *p)
     ap_hook_monitor(pyh_daemon_monitor, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_translate_name(pyh_translate_name, after, before, APR_HOOK_MIDDLE);
     ap_hook_handler(pyh_handler, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_check_config(pyh_check_config, NULL, NULL, APR_HOOK_MIDDLE);
+    pyh_auth_register_hooks(p);
+    /* Last: adds module records of its own (see directives_compat.c). */
+    pyh_compat_register_aliases(p);
 }
 
 AP_DECLARE_MODULE(pyhost) = {

@@ -30,6 +30,12 @@ APLOG_USE_MODULE(pyhost);
 
 /* ---- configuration (config.c) ------------------------------------------ */
 
+/* WSGIAuthUserScript, WSGIAuthGroupScript, WSGIAccessScript (auth.c) */
+typedef struct pyh_auth_script {
+    const char *path;
+    const char *application_group;
+} pyh_auth_script;
+
 /* Per-directory settings; also hold WSGIScriptAlias inline options. */
 typedef struct {
     const char *application_group; /* NULL: unset; "%{GLOBAL}" etc. */
@@ -40,6 +46,13 @@ typedef struct {
     int script_reloading;
     int map_head_to_get;
     int error_override;
+    /* auth.c: NULL unset */
+    const pyh_auth_script *auth_user_script, *auth_group_script,
+        *access_script;
+    int group_authoritative;
+    /* directives_compat.c: NULL unset */
+    apr_array_header_t *trusted_proxy_headers; /* int: header index */
+    apr_array_header_t *trusted_proxies;       /* apr_ipsubnet_t * */
 } pyh_dir_conf;
 
 /* What a mount speaks (pyh_alias.protocol) */
@@ -60,6 +73,8 @@ typedef struct {
     const char *location;   /* URL prefix, or the regex source */
     ap_regex_t *regexp;     /* WSGIScriptAliasMatch only */
     const char *script;     /* file path; may hold $N with a regexp */
+    int is_dir;             /* script is a directory: the URL's next
+                               segment names the script in it */
     pyh_dir_conf options;   /* inline options; unset fields inherit */
     int protocol;           /* PYH_PROTO_WSGI or PYH_PROTO_ASGI */
     int lifespan;           /* ASGI: lifespan=, PYH_UNSET: ASGILifespan */
@@ -75,6 +90,12 @@ typedef struct {
     apr_array_header_t *aliases; /* pyh_alias */
     int index;                   /* position in the server list, for relay */
     int asgi_lifespan;           /* ASGILifespan; PYH_UNSET: auto */
+    /* WebSocket directives (asgi.c's WebSocket section); PYH_UNSET:
+     * the defaults there */
+    long ws_max_message;         /* ASGIWebSocketMaxMessage, bytes */
+    int ws_compression;          /* ASGIWebSocketCompression On|Off */
+    int ws_ping_interval;        /* ASGIWebSocketPingInterval, s; 0 off */
+    int ws_ping_timeout;         /* ASGIWebSocketPingTimeout, s */
 } pyh_server_conf;
 
 /* A daemon group's start-up state, shared by Apache's parent, children and
@@ -144,6 +165,9 @@ void pyh_overlay_options(pyh_dir_conf *out, const pyh_dir_conf *base,
 const char *pyh_check_home_for(apr_pool_t *p, const char *home, uid_t uid,
                                gid_t gid, const char *user, const char *what);
 const char *pyh_check_python_home(apr_pool_t *p, server_rec *s);
+/* PYH0115 warnings for scripts the configuration names that their user
+ * cannot read (a warning: only their requests fail). */
+void pyh_warn_unreadable_scripts(apr_pool_t *p, server_rec *s);
 /* The daemon group a process-group value names for r: NULL for embedded
  * mode (%{GLOBAL} or unset); *missing set to the name when there is no
  * such group. */
@@ -167,6 +191,8 @@ enum pyh_key {
     PYH_K_WSGI_INPUT_TERMINATED, PYH_K_MODWSGI_PROCESS_GROUP,
     PYH_K_MODWSGI_APPLICATION_GROUP, PYH_K_MODWSGI_CALLABLE_OBJECT,
     PYH_K_MODWSGI_SCRIPT_RELOADING, PYH_K_PYHOST_VERSION,
+    PYH_K_MODWSGI_REQUEST_HANDLER, PYH_K_MODWSGI_REQUEST_ID,
+    PYH_K_MODWSGI_VERSION,
     PYH_K_COUNT
 };
 
@@ -175,7 +201,7 @@ enum pyh_const {
     PYH_C_EMPTY, PYH_C_GATEWAY, PYH_C_HTTP, PYH_C_HTTPS, PYH_C_GET,
     PYH_C_HTTP11, PYH_C_HTTP10, PYH_C_WSGI_VERSION, PYH_C_PYHOST_VERSION,
     PYH_C_CLOSE, PYH_C_FILENO, PYH_C_TELL, PYH_C_START_RESPONSE, PYH_C_WRITE,
-    PYH_C_COUNT
+    PYH_C_MODWSGI_VERSION, PYH_C_COUNT
 };
 
 typedef struct pyh_script pyh_script;
@@ -366,12 +392,134 @@ void pyh_log_attach(PyObject *log, pyh_request *req);
 void pyh_log_detach(PyObject *log);
 /* Redirect sys.stdout and sys.stderr of this interpreter to the log. */
 int pyh_log_redirect_stdio(pyh_interp *in);
-/* Log the pending Python exception with its traceback as one entry and
- * clear it. r may be NULL (then s is used). */
+/* Log the pending Python exception with its traceback (one PYH entry,
+ * then a line per traceback line) and clear it. r may be NULL (then s is
+ * used). */
 void pyh_log_exception(pyh_interp *in, request_rec *r, server_rec *s,
                        const char *what);
 
 /* The request this thread is serving, for sys.stderr attribution. */
 extern PYH_THREAD_LOCAL pyh_request *pyh_current_request;
+
+/* ---- mod_wsgi drop-in (directives_compat.c) ------------------------------ */
+
+/* Settings of mod_wsgi directives beyond the core ones. Reset in
+ * pre_config. */
+typedef struct {
+    apr_array_header_t *notes;    /* accepted-and-ignored, logged once */
+    apr_array_header_t *warnings; /* WSGIPythonWarnings */
+    int optimize;                 /* WSGIPythonOptimize; -1 unset */
+    int dont_write_bytecode;      /* -1 unset */
+    int hash_seed_set, hash_seed_random;
+    unsigned long hash_seed;
+    double switch_interval;       /* <= 0: unset */
+    int restrict_stdout, restrict_stdin;
+} pyh_compat_t;
+
+extern pyh_compat_t pyh_compat;
+
+void pyh_compat_reset(apr_pool_t *p);
+void pyh_compat_register_aliases(apr_pool_t *pconf);
+const char *pyh_compat_check_foreign(apr_pool_t *p);
+void pyh_compat_log_notes(server_rec *s);
+int pyh_compat_parse_option(apr_pool_t *p, const char **line,
+                            const char **name, const char **value);
+int pyh_compat_daemon_option(cmd_parms *cmd, const char *group,
+                             const char *name, const char *value);
+PyStatus pyh_compat_pyconfig(PyConfig *config);
+int pyh_compat_interp_setup(pyh_interp *in);
+const char *pyh_compat_accept(cmd_parms *cmd, void *dconf, const char *args);
+const char *pyh_compat_refuse(cmd_parms *cmd, void *dconf, const char *args);
+const char *pyh_compat_python_setting(cmd_parms *cmd, void *dconf,
+                                      const char *v);
+
+#define PYH_COMPAT_ACCEPT(name, why) \
+    AP_INIT_RAW_ARGS(name, pyh_compat_accept, why,                        \
+                     RSRC_CONF | ACCESS_CONF | OR_ALL,                     \
+                     "mod_wsgi's " name ": accepted, not applied (" why ")")
+#define PYH_COMPAT_REFUSE(name, why) \
+    AP_INIT_RAW_ARGS(name, pyh_compat_refuse, why,                        \
+                     RSRC_CONF | ACCESS_CONF | OR_ALL,                     \
+                     "mod_wsgi's " name ": not supported (" why ")")
+#define PYH_COMPAT_AUTH(name) \
+    AP_INIT_RAW_ARGS(name, pyh_auth_script_directive, NULL,               \
+                     OR_AUTHCFG | RSRC_CONF,                               \
+                     "script-path [application-group=G]: mod_wsgi's " name)
+const char *pyh_auth_script_directive(cmd_parms *cmd, void *dconf,
+                                      const char *args);
+void pyh_auth_register_hooks(apr_pool_t *p);
+const char *pyh_compat_trusted_proxy_headers(cmd_parms *cmd, void *dconf,
+                                             const char *args);
+const char *pyh_compat_trusted_proxies(cmd_parms *cmd, void *dconf,
+                                       const char *args);
+void pyh_compat_apply_proxy_headers(pyh_request *req);
+#define PYH_COMPAT_PYTHON(name, help) \
+    AP_INIT_TAKE1(name, pyh_compat_python_setting, NULL, RSRC_CONF, help)
+
+/* The rows config.c's command table ends with. */
+#define PYH_COMPAT_COMMANDS                                                    \
+    PYH_COMPAT_PYTHON("WSGIPythonOptimize",                                    \
+                      "0, 1 or 2: Python's -O level"),                         \
+    PYH_COMPAT_PYTHON("WSGIPythonHashSeed",                                    \
+                      "'random' or 0..4294967295: PYTHONHASHSEED"),            \
+    PYH_COMPAT_PYTHON("WSGIPythonWarnings",                                    \
+                      "a warnings filter (Python's -W); repeatable"),          \
+    PYH_COMPAT_PYTHON("WSGIDontWriteBytecode",                                 \
+                      "On: do not write .pyc files"),                          \
+    PYH_COMPAT_PYTHON("WSGISwitchInterval",                                    \
+                      "seconds: sys.setswitchinterval in every interpreter"),  \
+    PYH_COMPAT_PYTHON("WSGIRestrictStdout",                                    \
+                      "On: any use of sys.stdout raises OSError"),             \
+    PYH_COMPAT_PYTHON("WSGIRestrictStdin",                                     \
+                      "On: any use of sys.stdin raises OSError"),              \
+    PYH_COMPAT_ACCEPT("WSGISocketRotation",                                    \
+                      "pyhost manages its daemon sockets itself"),             \
+    PYH_COMPAT_ACCEPT("WSGIAcceptMutex",                                       \
+                      "pyhost's daemons take no accept mutex"),                \
+    PYH_COMPAT_ACCEPT("WSGIVerboseDebugging",                                  \
+                      "use LogLevel pyhost:debug"),                            \
+    PYH_COMPAT_ACCEPT("WSGIPythonEggs", "Python eggs are obsolete"),           \
+    PYH_COMPAT_ACCEPT("WSGIDestroyInterpreter",                                \
+                      "pyhost ends its interpreters itself at process exit"),  \
+    PYH_COMPAT_ACCEPT("WSGILazyInitialization",                                \
+                      "pyhost always starts Python after fork"),               \
+    PYH_COMPAT_ACCEPT("WSGICaseSensitivity",                                   \
+                      "only meaningful on Windows and macOS"),                 \
+    PYH_COMPAT_ACCEPT("WSGIRestrictSignal",                                    \
+                      "not applied yet: apps may still call signal.signal"),   \
+    PYH_COMPAT_ACCEPT("WSGIRestrictProcess",                                   \
+                      "not applied yet: WSGIProcessGroup is not limited"),     \
+    PYH_COMPAT_ACCEPT("WSGIPassApacheRequest",                                 \
+                      "pyhost has no apache.request_rec object"),              \
+    PYH_COMPAT_ACCEPT("WSGIIgnoreActivity",                                    \
+                      "not applied yet"),                                      \
+    PYH_COMPAT_ACCEPT("WSGIEnableSendfile",                                    \
+                      "wsgi.file_wrapper always becomes a file bucket"),       \
+    AP_INIT_RAW_ARGS("WSGITrustedProxyHeaders",                                \
+                     pyh_compat_trusted_proxy_headers, NULL,                   \
+                     RSRC_CONF | ACCESS_CONF | OR_FILEINFO,                    \
+                     "header...: proxy headers trusted proxies may set"),      \
+    AP_INIT_RAW_ARGS("WSGITrustedProxies", pyh_compat_trusted_proxies,         \
+                     NULL, RSRC_CONF | ACCESS_CONF | OR_FILEINFO,              \
+                     "address[/bits]...: the trusted proxies"),                \
+    AP_INIT_FLAG("WSGIGroupAuthoritative", cfg_set_flag,                       \
+                 (void *)APR_OFFSETOF(pyh_dir_conf, group_authoritative),      \
+                 OR_AUTHCFG | RSRC_CONF,                                       \
+                 "Off: Require wsgi-group without a match lets other "         \
+                 "providers decide"),                                          \
+    PYH_COMPAT_ACCEPT("WSGIServerMetrics", "see pyhost's own metrics"),        \
+    PYH_COMPAT_ACCEPT("WSGITelemetryService",                                  \
+                      "mod_wsgi's telemetry is not implemented"),              \
+    PYH_COMPAT_ACCEPT("WSGITelemetryOptions",                                  \
+                      "mod_wsgi's telemetry is not implemented"),              \
+    PYH_COMPAT_ACCEPT("WSGISlowRequests",                                      \
+                      "mod_wsgi's telemetry is not implemented"),              \
+    PYH_COMPAT_REFUSE("WSGIDispatchScript", "not implemented yet"),            \
+    PYH_COMPAT_REFUSE("WSGIHandlerScript", "not implemented yet"),             \
+    PYH_COMPAT_AUTH("WSGIAccessScript"),                                       \
+    PYH_COMPAT_AUTH("WSGIAuthUserScript"),                                     \
+    PYH_COMPAT_AUTH("WSGIAuthGroupScript"),                                    \
+    PYH_COMPAT_REFUSE("<WSGIInterpreterOptions",                               \
+                      "not implemented yet; use the directives outside it")
 
 #endif

@@ -66,24 +66,6 @@ static char *rec_put_table(char *p, const apr_table_t *t, int kind)
     return p;
 }
 
-/* Walks the records of a payload (NUL-terminated in place). Returns the
- * next record's kind, or -1 at the end, -2 on a malformed payload. */
-static int rec_next(char **pp, char *end, const char **value)
-{
-    char *p = *pp;
-    uint32_t len;
-    if (p == end)
-        return -1;
-    if (end - p < 6)
-        return -2;
-    memcpy(&len, p, 4);
-    if ((apr_size_t)(end - p) < 5 + (apr_size_t)len + 1 || p[5 + len] != '\0')
-        return -2;
-    *value = p + 5;
-    *pp = p + 5 + len + 1;
-    return (unsigned char)p[4];
-}
-
 /* Moves up to n bytes buffered in buf[*pos, len) to dest; returns how
  * many. Both ends read frames through a buffer like this. */
 static apr_size_t relay_take(const char *buf, apr_size_t *pos, apr_size_t len,
@@ -206,11 +188,13 @@ static pyh_rconn *rc_get(request_rec *r, pyh_daemon *d, int fresh,
 
 static void rc_put(pyh_daemon *d, pyh_rconn *rc)
 {
-    if (!d->idle_mutex) {
+    /* Bytes read past the end of the response can only be a goodbye (a
+     * daemon retires connections right after a request): dropping them
+     * with the buffer would hide it from rc_stale. */
+    if (!d->idle_mutex || rc->pos < rc->len) {
         rc_close(rc);
         return;
     }
-    rc->pos = rc->len = 0;
     apr_thread_mutex_lock(d->idle_mutex);
     rc->next = d->idle;
     d->idle = rc;
@@ -352,29 +336,18 @@ static char *relay_build_request(request_rec *r, pyh_request *req,
 /* Applies an H frame to r. */
 static int relay_apply_headers(request_rec *r, char *payload, apr_size_t len)
 {
-    pyh_h_fixed fx;
-    char *p = payload + sizeof(fx), *end = payload + len;
-    const char *v, *name = NULL;
-    int kind;
-    if (len < sizeof(fx))
+    pyh_wire_h h;
+    h.headers = r->headers_out;
+    if (pyh_wire_parse_h(payload, len, &h) < 0)
         return -1;
-    memcpy(&fx, payload, sizeof(fx));
-    r->status = fx.status;
-    while ((kind = rec_next(&p, end, &v)) >= 0) {
-        if (kind == PYH_R_STATUS_LINE)
-            r->status_line = v;
-        else if (kind == PYH_R_CONTENT_TYPE)
-            ap_set_content_type(r, v);
-        else if (kind == PYH_R_HEADER_NAME)
-            name = v;
-        else if (kind == PYH_R_HEADER_VALUE && name)
-            apr_table_addn(r->headers_out, name, v);
-    }
-    if (kind == -2)
-        return -1;
-    if (fx.content_length >= 0)
-        ap_set_content_length(r, fx.content_length);
-    if (fx.close_connection)
+    r->status = h.fx.status;
+    if (h.status_line)
+        r->status_line = h.status_line;
+    if (h.content_type)
+        ap_set_content_type(r, h.content_type);
+    if (h.fx.content_length >= 0)
+        ap_set_content_length(r, h.fx.content_length);
+    if (h.fx.close_connection)
         r->connection->keepalive = AP_CONN_CLOSE;
     return 0;
 }
@@ -388,7 +361,7 @@ typedef struct {
     apr_bucket_alloc_t *ba;
     apr_bucket_brigade *bb;
     apr_interval_time_t io_timeout, first_timeout;
-    int headers, frames, body_asked;
+    pyh_wire_resp seen;         /* which frames came so far */
     char *bodybuf;              /* for R answers: one per request */
     apr_off_t pending;          /* bytes in bb not passed on yet */
     int done, status;           /* the response is over: the handler's status */
@@ -415,12 +388,11 @@ static apr_status_t relay_next_frame(relay_resp *rs, int *type, uint32_t *len)
 {
     unsigned char hdr[PYH_FRAME_HDR];
     apr_status_t rv = rc_read(rs->rc, (char *)hdr, PYH_FRAME_HDR,
-                              rs->headers ? rs->io_timeout : rs->first_timeout);
+                              rs->seen.headers ? rs->io_timeout
+                                               : rs->first_timeout);
     if (rv != APR_SUCCESS)
         return rv;
-    *type = hdr[0];
-    memcpy(len, hdr + 4, 4);
-    return *len > PYH_FRAME_MAX ? APR_EGENERAL : APR_SUCCESS;
+    return pyh_wire_header(hdr, type, len) < 0 ? APR_EGENERAL : APR_SUCCESS;
 }
 
 static apr_status_t relay_read_payload(relay_resp *rs, uint32_t len,
@@ -460,7 +432,6 @@ static apr_status_t relay_send_body(relay_resp *rs, const char *payload,
     apr_status_t rv = APR_SUCCESS;
     if (len >= 4)
         memcpy(&want, payload, 4);
-    rs->body_asked = 1;
     if (want > PYH_RELAY_CHUNK)
         want = PYH_RELAY_CHUNK;
     if (!rs->bodybuf)
@@ -516,14 +487,10 @@ static apr_status_t relay_frame(relay_resp *rs, int type, char *payload,
     switch (type) {
     case PYH_F_READ:
         return relay_send_body(rs, payload, len);
-    case PYH_F_HEADERS: {
-        int bad = rs->headers || relay_apply_headers(rs->r, payload, len) < 0;
-        rs->headers = 1;
-        return bad ? APR_EGENERAL : APR_SUCCESS;
-    }
+    case PYH_F_HEADERS:
+        return relay_apply_headers(rs->r, payload, len) < 0 ? APR_EGENERAL
+                                                            : APR_SUCCESS;
     case PYH_F_DATA:
-        if (!rs->headers)
-            return APR_EGENERAL;
         /* HEAD: body after the headers went out is dropped here, as
          * wsgi_send does in embedded mode (mod_http2 would send it). */
         if (len && !(rs->r->header_only && rs->r->sent_bodyct)) {
@@ -544,11 +511,9 @@ static apr_status_t relay_frame(relay_resp *rs, int type, char *payload,
         relay_cut(rs);
         return relay_done(rs, OK);
     case PYH_F_STATUS: {
-        int32_t status = HTTP_INTERNAL_SERVER_ERROR;
-        if (rs->headers)
+        int status;
+        if (pyh_wire_parse_s(payload, len, &status) < 0)
             return APR_EGENERAL;
-        if (len >= 4)
-            memcpy(&status, payload, 4);
         return relay_done(rs, status);
     }
     default:
@@ -573,7 +538,7 @@ static int relay_pass_pending(relay_resp *rs)
  * have run the request before it died. */
 static int relay_failed(relay_resp *rs, apr_status_t rv)
 {
-    if (!rs->headers) {
+    if (!rs->seen.headers) {
         int timeout = rv == APR_TIMEUP;
         ap_log_rerror(APLOG_MARK, APLOG_ERR, timeout ? 0 : rv, rs->r,
                       timeout ? "PYH0071: daemon group '%s' gave no response "
@@ -613,14 +578,18 @@ static int relay_response(request_rec *r, pyh_request *req, pyh_daemon *d,
         int type;
         uint32_t len;
         char *payload;
+        int order;
         if ((rv = relay_next_frame(&rs, &type, &len)) != APR_SUCCESS)
             break;
-        if (type == PYH_F_GOODBYE && !rs.frames && !rs.body_asked) {
+        if ((order = pyh_wire_resp_next(&rs.seen, type, len)) == PYH_WIRE_RETRY) {
             *retry = 1;
             return OK;
         }
-        rs.frames++;
-        if (type == PYH_F_DATA && len > 8192 && rs.headers && !rs.answered)
+        if (order == PYH_WIRE_BAD) {
+            rv = APR_EGENERAL;
+            break;
+        }
+        if (type == PYH_F_DATA && len > 8192 && !rs.answered)
             rv = relay_big_data(&rs, len);
         else if ((rv = relay_read_payload(&rs, len, &payload)) == APR_SUCCESS)
             rv = relay_frame(&rs, type, payload, len);
@@ -1008,11 +977,11 @@ static char *relay_read_request(pyh_dconn *dc, apr_pool_t *p, uint32_t *len)
 {
     unsigned char hdr[PYH_FRAME_HDR];
     char *payload;
+    int type;
     if (pyh_dconn_read(dc, hdr, sizeof(hdr)) < 0)
         return NULL;
-    memcpy(len, hdr + 4, 4);
-    if (hdr[0] != PYH_F_REQUEST || *len < sizeof(pyh_q_fixed)
-        || *len > PYH_FRAME_MAX) {
+    if (pyh_wire_header(hdr, &type, len) < 0 || type != PYH_F_REQUEST
+        || *len < sizeof(pyh_q_fixed)) {
         dc->broken = 1;
         return NULL;
     }
@@ -1083,6 +1052,8 @@ static request_rec *relay_make_request(apr_pool_t *p, relay_ctx *ctx,
     r->server = s;
     r->log = &s->log;
     r->request_time = fx->request_time;
+    /* the Apache child's log id: a traceback here carries the same id */
+    r->log_id = req->vars[PYH_K_MODWSGI_REQUEST_ID];
     r->useragent_ip = c->client_ip;
     r->useragent_addr = c->client_addr;
     r->method = req->vars[PYH_K_REQUEST_METHOD];
@@ -1128,24 +1099,24 @@ static int relay_thread_init(void)
     return 0;
 }
 
-/* What a Q frame's records say, beyond what goes into req. */
-typedef struct {
-    apr_table_t *headers_in, *subprocess_env;
-    const char *filename, *uri;
-} relay_q;
-
-/* Reads a Q payload's fixed fields and records into *fx, a new req and
- * *q; NULL on a malformed frame. */
+/* Reads a Q payload into *q and a new req; NULL on a malformed frame. */
 static pyh_request *relay_parse_request(char *payload, uint32_t len,
-                                        pyh_q_fixed *fx, relay_q *q)
+                                        pyh_wire_q *q)
 {
-    pyh_request *req = apr_pcalloc(relay_pool, sizeof(*req));
-    char *p = payload + sizeof(*fx), *end = payload + len;
-    const char *v, *name = NULL;
-    int kind;
+    pyh_request *req;
+    const pyh_q_fixed *fx = &q->fx;
 
-    memcpy(fx, payload, sizeof(*fx));
-    req->conf.callable_object = "application";
+    q->headers_in = apr_table_make(relay_pool, 16);
+    q->subprocess_env = apr_table_make(relay_pool, 16);
+    if (pyh_wire_parse_q(payload, len, q) < 0) {
+        ap_log_error(APLOG_MARK, APLOG_ERR, 0, ap_server_conf,
+                     "PYH0074: malformed request frame in daemon process %d",
+                     (int)getpid());
+        return NULL;
+    }
+    req = apr_pcalloc(relay_pool, sizeof(*req));
+    memcpy(req->vars, q->vars, sizeof(req->vars));
+    req->conf.callable_object = q->callable ? q->callable : "application";
     req->conf.application_group = "%{GLOBAL}";
     req->conf.process_group = pyh_this_daemon->name;
     req->conf.pass_authorization = (fx->flags & PYH_Q_PASS_AUTH) != 0;
@@ -1153,40 +1124,13 @@ static pyh_request *relay_parse_request(char *payload, uint32_t len,
     req->conf.script_reloading = (fx->flags & PYH_Q_RELOADING) != 0;
     req->conf.error_override = (fx->flags & PYH_Q_ERROR_OVERRIDE) != 0;
     req->conf.map_head_to_get = PYH_HEAD_OFF; /* decided by the child */
-    req->app_group = "";
-    q->headers_in = apr_table_make(relay_pool, 16);
-    q->subprocess_env = apr_table_make(relay_pool, 16);
-    q->filename = q->uri = NULL;
-    while ((kind = rec_next(&p, end, &v)) >= 0) {
-        if (kind < PYH_K_COUNT)
-            req->vars[kind] = v;
-        else if (kind == PYH_R_HEADER_NAME || kind == PYH_R_ENV_NAME)
-            name = v;
-        else if (kind == PYH_R_HEADER_VALUE && name)
-            apr_table_addn(q->headers_in, name, v);
-        else if (kind == PYH_R_ENV_VALUE && name)
-            apr_table_addn(q->subprocess_env, name, v);
-        else if (kind == PYH_R_FILENAME)
-            q->filename = v;
-        else if (kind == PYH_R_CALLABLE)
-            req->conf.callable_object = v;
-        else if (kind == PYH_R_APP_GROUP)
-            req->app_group = v;
-        else if (kind == PYH_R_URI)
-            q->uri = v;
-    }
-    if (kind == -2 || !q->filename || !req->vars[PYH_K_REQUEST_METHOD]) {
-        ap_log_error(APLOG_MARK, APLOG_ERR, 0, ap_server_conf,
-                     "PYH0074: malformed request frame in daemon process %d",
-                     (int)getpid());
-        return NULL;
-    }
+    req->app_group = q->app_group ? q->app_group : "";
     return req;
 }
 
 /* The daemon's request_rec for a parsed Q frame. */
 static void relay_request_rec(relay_ctx *ctx, const pyh_q_fixed *fx,
-                              pyh_request *req, const relay_q *q)
+                              pyh_request *req, const pyh_wire_q *q)
 {
     request_rec *r = relay_make_request(relay_pool, ctx, fx, req);
     r->headers_in = q->headers_in;
@@ -1249,8 +1193,7 @@ int pyh_relay_serve(pyh_dconn *dc)
 {
     relay_ctx ctx = {dc, 0, 0};
     pyh_request *req;
-    pyh_q_fixed fx;
-    relay_q q;
+    pyh_wire_q q;
     char *payload;
     uint32_t len;
 
@@ -1258,9 +1201,9 @@ int pyh_relay_serve(pyh_dconn *dc)
         return -1;
     apr_pool_clear(relay_pool);
     if (!(payload = relay_read_request(dc, relay_pool, &len))
-        || !(req = relay_parse_request(payload, len, &fx, &q)))
+        || !(req = relay_parse_request(payload, len, &q)))
         return -1;
-    relay_request_rec(&ctx, &fx, req, &q);
+    relay_request_rec(&ctx, &q.fx, req, &q);
     relay_finish(&ctx, relay_run_app(req));
     /* Now, not at this thread's next request: what the request's pool
      * holds must not outlive it (a wsgi.file_wrapper bucket's own

@@ -65,6 +65,41 @@ typedef struct {
     int64_t content_length; /* -1: none */
 } pyh_h_fixed;
 
+/* ---- decoding (wire.c): pure functions over memory, also linked into
+ * the fuzz targets under tests/fuzz; 0 means well formed, -1 malformed. */
+
+/* A frame header's type and payload length; -1 when it is too long. */
+int pyh_wire_header(const unsigned char *hdr, int *type, uint32_t *len);
+
+/* A Q payload. The caller makes the two tables; the strings point into
+ * the payload, which the records' NULs are part of. */
+typedef struct {
+    pyh_q_fixed fx;
+    const char *vars[PYH_K_COUNT];  /* enum pyh_key; NULL: absent */
+    const char *filename, *callable, *app_group, *uri; /* NULL: absent */
+    apr_table_t *headers_in, *subprocess_env;        /* records added */
+} pyh_wire_q;
+int pyh_wire_parse_q(const char *payload, apr_size_t len, pyh_wire_q *q);
+
+/* An H payload; headers is the caller's table (r->headers_out). */
+typedef struct {
+    pyh_h_fixed fx;
+    const char *status_line, *content_type; /* NULL: absent */
+    apr_table_t *headers;
+} pyh_wire_h;
+int pyh_wire_parse_h(const char *payload, apr_size_t len, pyh_wire_h *h);
+/* An S payload's status. */
+int pyh_wire_parse_s(const char *payload, apr_size_t len, int *status);
+
+/* What the Apache child has seen of one response (zeroed at its start),
+ * and whether the next frame, known by its header, may come now. */
+typedef struct {
+    int headers, frames, body_asked;
+} pyh_wire_resp;
+enum { PYH_WIRE_BAD = -1, PYH_WIRE_OK = 0, PYH_WIRE_RETRY = 1 };
+/* PYH_WIRE_RETRY: a goodbye before anything else, the request unread. */
+int pyh_wire_resp_next(pyh_wire_resp *st, int type, uint32_t len);
+
 /* A daemon connection's buffers are sized for the common small request:
  * reads of at least PYH_DCONN_RBUF bytes (large frames) bypass the read
  * buffer, and the write buffer starts at PYH_DCONN_WBUF, doubles up to
@@ -82,6 +117,8 @@ typedef struct pyh_dconn {
     apr_size_t wlen, wcap;
     int broken;                 /* an I/O error: close after this request */
     apr_time_t queued;          /* when it became readable */
+    apr_time_t retire_at;       /* after this, goodbye after a request */
+    int fresh;                  /* accepted, no request seen yet */
     struct pyh_dconn *next;     /* ready queue */
     struct pyh_dconn *all_next, *all_prev;
     char rbuf[PYH_DCONN_RBUF];

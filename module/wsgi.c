@@ -592,8 +592,12 @@ static void wsgi_commit_headers(pyh_request *req)
         req->override_status = req->status;
         return;
     }
-    r->status = req->status;
-    r->status_line = req->status_line;
+    /* Apache refused the body and answered with its own status (413...):
+     * that is the status the access log must show, not the app's. */
+    if (req->input_status != AP_FILTER_ERROR) {
+        r->status = req->status;
+        r->status_line = req->status_line;
+    }
     for (i = 0; i < req->headers->nelts; i++) {
         pyh_header *h = &APR_ARRAY_IDX(req->headers, i, pyh_header);
         if (!strcasecmp(h->name, "Content-Type")) {
@@ -997,7 +1001,8 @@ done:
         apr_brigade_cleanup(req->obb);
         status = req->input_status ? req->input_status
                                    : HTTP_INTERNAL_SERVER_ERROR;
-        r->status = HTTP_OK;
+        if (req->input_status != AP_FILTER_ERROR)
+            r->status = HTTP_OK; /* else keep the status Apache sent */
         r->status_line = NULL;
         r->content_type = NULL;
         apr_table_clear(r->headers_out);

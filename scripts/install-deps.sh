@@ -4,6 +4,7 @@
 # Callers: .ci/run and docker/Dockerfile.
 #   --test     also what only the test suite needs (tests/test_docker.py runs
 #              its own dockerd and builds the base image with debootstrap;
+#              scripts/fuzz.sh builds with clang and libFuzzer;
 #              tests/test_http2.py drives mod_http2 with nghttp2-client's
 #              h2load, and curl, openssl); CI and the README's test command
 #              pass it, the Dockerfile does not.
@@ -15,10 +16,15 @@
 set -euo pipefail
 
 py="${PYHOST_PY:-python3.11}"
-packages=(apache2 apache2-dev "$py-dev" "$py-venv" curl wrk build-essential)
+# zlib1g-dev: module/websocket.c (permessage-deflate) links zlib.
+packages=(apache2 apache2-dev "$py-dev" "$py-venv" curl wrk build-essential zlib1g-dev)
 for opt in "$@"; do
     case "$opt" in
-        --test) packages+=(docker.io docker-compose debootstrap nghttp2-client openssl) ;;
+        # clang + libclang-rt-14-dev: libFuzzer and the sanitizer runtimes
+        # for scripts/fuzz.sh and tests/test_fuzz_corpus.py;
+        # libapache2-mod-wsgi-py3: tests/test_dropin.py loads both modules.
+        --test) packages+=(docker.io docker-compose debootstrap nghttp2-client openssl
+                           clang libclang-rt-14-dev libapache2-mod-wsgi-py3) ;;
         --matrix) packages+=(patchelf debootstrap xz-utils pkg-config libssl-dev zlib1g-dev
                              libffi-dev libbz2-dev liblzma-dev libsqlite3-dev libreadline-dev
                              libexpat1-dev uuid-dev libgdbm-dev libncurses-dev) ;;

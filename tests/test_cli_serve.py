@@ -675,18 +675,25 @@ def test_serve_parity_options_in_one_server(serve, workspace, token, tmp_path):
 
 
 def test_serve_trust_proxy(serve, workspace):
-    fwd = {"X-Forwarded-For": "203.0.113.9"}
+    fwd = {"X-Forwarded-For": "203.0.113.9", "X-Forwarded-Proto": "https",
+           "X-Forwarded-Host": "app.example", "X-Forwarded-Port": "443"}
     s = serve(os.path.join(workspace.apps, "serve_env.py"), "--port", harness.free_port(),
-              "--trust-proxy", "127.0.0.1")
+              "--trust-proxy", "127.0.0.0/8")
     s.wait_url()
-    assert _json(s, "/", headers=fwd)["remote_addr"] == "203.0.113.9"
-    assert _json(s, "/")["remote_addr"] == "127.0.0.1"
+    got = _json(s, "/", headers=fwd)
+    assert (got["remote_addr"], got["scheme"], got["host"], got["port"]) == (
+        "203.0.113.9", "https", "app.example", "443"), got
+    got = _json(s, "/")
+    assert (got["remote_addr"], got["scheme"]) == ("127.0.0.1", "http")
     s.stop()
-    # From an address that is not trusted the header is ignored.
+    # From an address that is not trusted the headers are ignored (and kept
+    # from the app).
     s = serve(os.path.join(workspace.apps, "serve_env.py"), "--port", harness.free_port(),
               "--trust-proxy", "192.0.2.1")
     s.wait_url()
-    assert _json(s, "/", headers=fwd)["remote_addr"] == "127.0.0.1"
+    got = _json(s, "/", headers=fwd)
+    assert (got["remote_addr"], got["scheme"], got["port"]) == ("127.0.0.1", "http", str(s.port)), got
+    assert got["forwarded"] == [], got
 
 
 def _openssl(*args, cwd):

@@ -312,8 +312,8 @@ def test_failing_group_recovers_when_the_cause_is_fixed(short_server, workspace,
 # compiled-in default, /var/run/apache2 on Debian, when the config does
 # not set DefaultRuntimeDir (Apache in a private mount namespace whose /run
 # is an empty tmpfs: a fresh machine or container), and (2) from a
-# WSGISocketPrefix relative to DefaultRuntimeDir whose directories are not
-# there yet.
+# WSGISocketPrefix (relative to ServerRoot) whose directories are not there
+# yet.
 
 DEBIAN_RUNDIR = "/var/run/apache2"
 
@@ -378,9 +378,9 @@ def test_missing_default_runtime_dir_is_made(workspace, own_servers, monkeypatch
 
 def test_socket_prefix_in_missing_nested_dirs(short_server, token):
     srv = short_server("sockdirs")
-    top = os.path.join(srv.run, "socks-" + token)
+    top = os.path.join(srv.dir, "socks-" + token)
     nested = os.path.join(top, "a", "b")
-    # Relative to DefaultRuntimeDir, like mod_wsgi configs' "run/wsgi".
+    # Relative to ServerRoot (srv.dir), as mod_wsgi takes RHEL's "run/wsgi".
     srv.extra = conf("processes=1 threads=2",
                      "WSGISocketPrefix socks-%s/a/b/wsgi\n" % token)
     assert not os.path.exists(top)

@@ -31,3 +31,14 @@ cdef class Request:
     cdef void completed(self, unsigned bits) noexcept
     cdef object invalid(self, str problem)
     cdef int set_headers(self, headers) except -1
+
+
+cdef class WebSocket(Request):
+    cdef bint connect_sent    # websocket.connect was handed to the app
+    cdef bint accepted        # websocket.accept was sent
+    cdef bint closed          # websocket.close was sent
+    cdef bint disconnected    # websocket.disconnect was handed to the app
+    cdef int close_code
+
+    cdef dict disconnect_message(self)
+    cdef int gone_code(self)

@@ -28,7 +28,8 @@ from posix.unistd cimport read
 
 from pyhost.includes.asgi cimport (
     PYH_ASGI_API_VERSION, PYH_ASGI_CAPSULE, PYH_ASGI_DONE, PYH_ASGI_FINISHED,
-    PYH_ASGI_GONE, PYH_ASGI_READ, PYH_ASGI_SEND, pyh_asgi_bridge, pyh_asgi_header,
+    PYH_ASGI_GONE, PYH_ASGI_READ, PYH_ASGI_SEND, PYH_ASGI_WS_ACCEPT, PYH_ASGI_WS_CLOSE,
+    pyh_asgi_bridge, pyh_asgi_header,
     pyh_asgi_host, pyh_asgi_scope_in, pyh_asgi_xfer,
 )
 
@@ -657,7 +658,7 @@ cdef class Request:
     def finish(self, err, int done_status):
         cdef pyh_asgi_xfer *x = self.x
         cdef bytes data
-        where = "for %s %s" % (self.scope["method"],
+        where = "for %s %s" % (self.scope.get("method", "WebSocket"),
                                self.scope["raw_path"].decode("latin-1"))
         msg = None
         if self.client_gone and isinstance(err, ClientDisconnected):
@@ -679,6 +680,215 @@ cdef class Request:
             x.error = NULL
         if msg is not None:
             _log(self.lp, LOG_ERR, msg + " (after the response was sent)")
+
+
+# ---- WebSocket -------------------------------------------------------------
+# The asgiref WebSocket spec on top of Request's machinery: accept, send
+# and close are posted to the worker (asgi.c's WebSocket section), which
+# owns the upgraded connection; receive() asks it for the next message.
+
+cdef inline bint _ws_code_ok(int code):
+    # a code the app may put in its close frame (RFC 6455 7.4, IANA)
+    return code == 1000 or 1001 <= code <= 1003 or 1007 <= code <= 1014 \
+        or 3000 <= code <= 4999
+
+
+cdef class WebSocket(Request):
+    cdef dict disconnect_message(self):
+        self.disconnected = True
+        return {"type": "websocket.disconnect",
+                "code": self.close_code or 1006, "reason": ""}
+
+    cdef void completed(self, unsigned bits) noexcept:
+        cdef pyh_asgi_xfer *x = self.x
+        if bits & ~PYH_ASGI_READ:
+            Request.completed(self, bits & ~PYH_ASGI_READ)
+        if not bits & PYH_ASGI_READ:
+            return
+        try:
+            w = self.recv_waiter
+            self.recv_waiter = None
+            if x.ws_type == 1:
+                msg = {"type": "websocket.receive",
+                       "text": PyBytes_FromStringAndSize(x.rbuf, x.read_len).decode("utf-8")}
+            elif x.ws_type == 2:
+                msg = {"type": "websocket.receive",
+                       "bytes": PyBytes_FromStringAndSize(x.rbuf, x.read_len)}
+            else:
+                self.close_code = x.ws_code
+                msg = self.disconnect_message()
+            if w is not None and not w.done():
+                w.set_result(msg)
+        except BaseException as e:
+            _log(self.lp, LOG_ERR, "PYH0214: ASGI bridge error: " + _traceback(e))
+        Py_DECREF(self)
+
+    cdef int gone_code(self):
+        # the worker left: it set the code before it did
+        self.finished = True
+        if not self.close_code:
+            self.close_code = self.x.ws_code or 1006
+        return 0
+
+    async def receive(self):
+        if not self.connect_sent:
+            self.connect_sent = True
+            return {"type": "websocket.connect"}
+        if self.disconnected or self.finished or self.client_gone:
+            if self.finished and not self.close_code:
+                self.gone_code()
+            return self.disconnect_message()
+        if not self.accepted:
+            raise self.invalid("receive() after websocket.connect but before "
+                               "websocket.accept")
+        if self.recv_waiter is not None:
+            raise RuntimeError("receive() called while another receive() is waiting")
+        w = self.lp.loop.create_future()
+        self.recv_waiter = w
+        Py_INCREF(self)
+        if self.lp.host.post(self.x, PYH_ASGI_READ) < 0:
+            Py_DECREF(self)
+            self.recv_waiter = None
+            self.gone_code()
+            return self.disconnect_message()
+        return await w
+
+    async def post_and_wait(self, unsigned work):
+        w = self.lp.loop.create_future()
+        self.send_waiter = w
+        Py_INCREF(self)
+        if self.lp.host.post(self.x, work) < 0:
+            Py_DECREF(self)
+            self.send_waiter = None
+            self.client_gone = True
+            self.gone_code()
+            raise ClientDisconnected("the client went away")
+        await w
+
+    async def send(self, message):
+        cdef pyh_asgi_xfer *x = self.x
+        try:
+            kind = message["type"]
+        except (TypeError, KeyError, IndexError):
+            raise self.invalid("a message must be a dict with a 'type', not %r"
+                               % (message,))
+        if kind == "websocket.send":
+            if not self.accepted:
+                raise self.invalid("websocket.send before websocket.accept")
+            if self.closed:
+                raise self.invalid("websocket.send after websocket.close")
+            text = message.get("text")
+            data = message.get("bytes")
+            if (text is None) == (data is None):
+                raise self.invalid("websocket.send needs exactly one of "
+                                   "'text' and 'bytes'")
+            if text is not None:
+                if type(text) is not str:
+                    raise self.invalid("text must be str, not %s" % type(text).__name__)
+                body = text.encode("utf-8")
+            else:
+                if type(data) is not bytes:
+                    if isinstance(data, (bytearray, memoryview)):
+                        data = bytes(data)
+                    else:
+                        raise self.invalid("bytes must be bytes, not %s"
+                                           % type(data).__name__)
+                body = data
+            if self.client_gone or self.finished or self.disconnected:
+                raise ClientDisconnected("the client went away")
+            x.status = 0
+            x.nheaders = 0
+            x.body = PyBytes_AS_STRING(body)
+            x.body_len = PyBytes_GET_SIZE(body)
+            x.ws_binary = data is not None
+            self.hold.append(body)
+            await self.post_and_wait(PYH_ASGI_SEND)
+            return
+        if kind == "websocket.accept":
+            if self.accepted or self.closed:
+                raise self.invalid("websocket.accept %s" % (
+                    "sent twice" if self.accepted else "after websocket.close"))
+            sub = message.get("subprotocol")
+            if sub is not None:
+                if type(sub) is not str:
+                    raise self.invalid("subprotocol must be str or None, not %s"
+                                       % type(sub).__name__)
+                subb = sub.encode("latin-1", "replace")
+                if not _is_token(subb):
+                    raise self.invalid("subprotocol %r is not an HTTP token" % (sub,))
+                self.hold.append(subb)
+                x.ws_subprotocol = PyBytes_AS_STRING(subb)
+                x.ws_subprotocol_len = PyBytes_GET_SIZE(subb)
+            else:
+                x.ws_subprotocol = NULL
+                x.ws_subprotocol_len = 0
+            self.set_headers(message.get("headers", ()))
+            if self.client_gone or self.finished:
+                raise ClientDisconnected("the client went away")
+            self.accepted = True
+            await self.post_and_wait(PYH_ASGI_WS_ACCEPT)
+            return
+        if kind == "websocket.close":
+            code = message.get("code", 1000)
+            reason = message.get("reason") or ""
+            if type(code) is not int or not _ws_code_ok(code):
+                raise self.invalid("close code %r may not be sent (1000, "
+                                   "1001-1003, 1007-1014, 3000-4999)" % (code,))
+            if type(reason) is not str:
+                raise self.invalid("reason must be str, not %s" % type(reason).__name__)
+            rb = reason.encode("utf-8")
+            if len(rb) > 123:
+                raise self.invalid("close reason is %d bytes in UTF-8; at most "
+                                   "123 fit a close frame" % len(rb))
+            if self.closed:
+                return
+            self.closed = True
+            if not self.accepted:
+                # Denied before the handshake: HTTP 403 (asgiref spec).
+                if not self.finished:
+                    x.done_status = 403
+                    if self.lp.host.post(x, PYH_ASGI_DONE) == 0:
+                        self.finished = True
+                        self.close_code = 1006
+                return
+            if self.client_gone or self.finished or self.disconnected:
+                return
+            x.ws_code = code
+            x.body = PyBytes_AS_STRING(rb)
+            x.body_len = PyBytes_GET_SIZE(rb)
+            self.hold.append(rb)
+            try:
+                await self.post_and_wait(PYH_ASGI_WS_CLOSE)
+            except ClientDisconnected:
+                pass
+            return
+        raise self.invalid("unknown message type %r" % (kind,))
+
+    def finish(self, err, int done_status):
+        if not self.accepted and err is None and not done_status \
+                and self.problem is None:
+            done_status = 403  # returned without accepting: denied
+        Request.finish(self, err, done_status)
+
+
+cdef dict _ws_scope(const pyh_asgi_scope_in *sc):
+    cdef dict scope = _scope(sc)
+    cdef list subprotocols = []
+    del scope["method"]
+    scope["type"] = "websocket"
+    scope["asgi"] = {"version": "3.0", "spec_version": "2.3"}
+    scope["scheme"] = "wss" if scope["scheme"] == "https" else "ws"
+    # the HTTP response extensions do not apply to a WebSocket; tls does
+    scope["extensions"] = {k: v for k, v in scope["extensions"].items() if k == "tls"}
+    for name, value in scope["headers"]:
+        if name == b"sec-websocket-protocol":
+            for p in value.decode("latin-1").split(","):
+                p = p.strip()
+                if p:
+                    subprotocols.append(p)
+    scope["subprotocols"] = subprotocols
+    return scope
+
 
 
 def _start(Request req):
@@ -755,13 +965,16 @@ cdef int submit(object loop, object app, int lifespan, const char *name,
         ls = lp.lifespans.get(id(app))
         if ls is not None and ls.app is app and ls.is_failed():
             return 503
-    req = Request.__new__(Request)
+    if sc.websocket:
+        req = WebSocket.__new__(WebSocket)
+    else:
+        req = Request.__new__(Request)
     req.lp = lp
     req.app = app
     req.lifespan = lifespan
     req.name = name
     req.has_body = sc.has_body
-    req.scope = _scope(sc)
+    req.scope = _ws_scope(sc) if sc.websocket else _scope(sc)
     req.x = x
     x.owner = <PyObject *>req
     try:

@@ -128,6 +128,50 @@ def check_python(module_path):
                  % (running, sys.base_prefix, venv))]
 
 
+APACHE_ROOTS = ("/etc/apache2", "/etc/httpd")
+LOAD_RE = re.compile(r"^\s*LoadModule\s+(\w+)\s+\"?([^\s\"]+)", re.M)
+
+
+def loaded_modules(roots=APACHE_ROOTS):
+    """(symbol, path, file) of every LoadModule in the system Apache's
+    enabled module files and main config."""
+    found = []
+    for root in roots:
+        files = [os.path.join(root, n) for n in ("apache2.conf", "httpd.conf", "conf/httpd.conf")]
+        for sub, ext in (("mods-enabled", ".load"), ("conf.modules.d", ".conf")):
+            try:
+                names = sorted(os.listdir(os.path.join(root, sub)))
+            except OSError:
+                continue
+            files += [os.path.join(root, sub, n) for n in names if n.endswith(ext)]
+        for path in files:
+            try:
+                with open(path) as f:
+                    text = f.read()
+            except OSError:
+                continue
+            found += [(m.group(1), m.group(2), path) for m in LOAD_RE.finditer(text)]
+    return found
+
+
+def check_mod_wsgi(roots=APACHE_ROOTS):
+    """mod_wsgi and pyhost cannot share a server (both embed Python; pyhost
+    refuses to start with PYH0110)."""
+    mods = loaded_modules(roots)
+    pyhost = [m for m in mods if m[0] == "pyhost_module" or "mod_pyhost" in os.path.basename(m[1])]
+    wsgi = [m for m in mods if m not in pyhost
+            and (m[0] == "wsgi_module" or os.path.basename(m[1]).startswith("mod_wsgi"))]
+    if wsgi and pyhost:
+        return [Line("mod_wsgi", False, "mod_wsgi (%s) and mod_pyhost (%s) are both loaded; Apache "
+                     "will refuse to start (PYH0110): remove one of the two LoadModule lines "
+                     "(Debian: a2dismod wsgi)" % (wsgi[0][2], pyhost[0][2]))]
+    if wsgi:
+        return [Line("mod_wsgi", True, "mod_wsgi is loaded (%s): remove that LoadModule line when "
+                     "you load pyhost (Debian: a2dismod wsgi); the two cannot share a server"
+                     % wsgi[0][2])]
+    return [Line("mod_wsgi", True, "not loaded")]
+
+
 def check_readable(who, script):
     problems = access.check_readable(who, script)
     if problems:
@@ -171,6 +215,7 @@ def run(who, target=None, user=None, group=None, out=sys.stdout):
     lines += module_lines
     lines += check_python(module_path)
     lines += check_asgi()
+    lines += check_mod_wsgi()
     readable = []
     for path in (target.source_files if target else [None]):
         readable += [l for l in check_readable(who, path) if not l.ok or not readable]

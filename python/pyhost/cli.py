@@ -748,8 +748,8 @@ def add_serve_arguments(p):
     p.add_argument("--limit-request-body", type=non_negative_int, metavar="BYTES",
                    help="largest request body accepted (LimitRequestBody; larger gets 413)")
     p.add_argument("--trust-proxy", action="append", default=[], metavar="ADDRESS",
-                   help="a proxy (address or CIDR) whose X-Forwarded-For gives the client's "
-                        "address (REMOTE_ADDR); repeatable")
+                   help="a proxy (address or CIDR) whose X-Forwarded-For/-Host/-Port/-Proto "
+                        "give the app the client's address, host, port and scheme; repeatable")
     p.add_argument("--access-log-format", default=serverconf.DEFAULT_LOG_FORMAT, metavar="FORMAT",
                    help="common, combined, timed (combined plus the time taken; the default) "
                         "or an Apache LogFormat string")

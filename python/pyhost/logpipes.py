@@ -18,13 +18,29 @@ COLOURS = {"emerg": "1;31", "alert": "1;31", "crit": "1;31", "error": "31", "war
            "notice": "36", "info": "32", "debug": "2"}
 
 
+# A traceback's first line names its group id ("PYH0100: ... [id]: Traceback
+# ..."); every other line of it starts with "[id] " (module/log.c).
+TRACEBACK_HEAD = re.compile(r"^PYH\d{4}: .* \[(?P<id>[^\]\s]+)\]: ")
+TRACEBACK_LINE = re.compile(r"^\[(?P<id>[^\]\s]+)\] (?P<text>.*)$")
+
+
 def terminal_formatter(colour):
     """For a person at a terminal: `21:15:07 warn   1234 message`, the level
-    coloured (unless NO_COLOR), a traceback's escaped newlines as lines."""
+    coloured (unless NO_COLOR), a traceback's lines (or escaped newlines)
+    indented under its first."""
+    groups = []  # ids of recent tracebacks, newest last
+
     def fmt(line):
         m = ERROR_LINE.match(line)
         if not m:
             return line
+        t = TRACEBACK_LINE.match(m.group("message"))
+        if t and t.group("id") in groups:
+            return "    " + t.group("text")
+        h = TRACEBACK_HEAD.match(m.group("message"))
+        if h:
+            groups.append(h.group("id"))
+            del groups[:-64]
         level = m.group("level")
         level = "trace" if level.startswith("trace") else level
         shown = "%-6s" % level

@@ -102,15 +102,13 @@ def needed_modules(cfg):
         names += ["socache_shmcb", "ssl"]
     if cfg.http2:
         names.append("http2")
-    if cfg.trusted_proxies:
-        names.append("remoteip")
     if cfg.compress_responses:
         names += ["filter", "deflate"]
     if cfg.https_only:
         names.append("alias")
     if cfg.hsts is not None:
         names.append("headers")
-    if cfg.server_status or cfg.trusted_proxies:
+    if cfg.server_status:
         names.append("authz_host")
     if cfg.server_status:
         names.append("status")
@@ -269,10 +267,13 @@ def _extra_lines(cfg):
     if cfg.limit_request_body is not None:
         lines.append("LimitRequestBody %d" % cfg.limit_request_body)
     if cfg.trusted_proxies:
-        # REMOTE_ADDR is the client's, from X-Forwarded-For, but only when
-        # the connection comes from one of these.
-        lines += ["RemoteIPHeader X-Forwarded-For",
-                  "RemoteIPTrustedProxy %s" % " ".join(cfg.trusted_proxies)]
+        # As mod_wsgi-express --trust-proxy: from these peers only, the
+        # forwarded client address, host, port and scheme are the app's
+        # REMOTE_ADDR, HTTP_HOST, SERVER_PORT and wsgi.url_scheme; the same
+        # headers from anyone else never reach the app.
+        lines += ["WSGITrustedProxyHeaders X-Forwarded-For X-Forwarded-Host "
+                  "X-Forwarded-Port X-Forwarded-Proto",
+                  "WSGITrustedProxies %s" % " ".join(cfg.trusted_proxies)]
     if cfg.compress_responses:
         lines.append("AddOutputFilterByType DEFLATE %s" % " ".join(COMPRESSIBLE))
     if cfg.server_status:

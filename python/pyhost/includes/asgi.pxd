@@ -10,6 +10,8 @@ cdef extern from "asgi_api.h" nogil:
     unsigned PYH_ASGI_READ
     unsigned PYH_ASGI_DONE
     unsigned PYH_ASGI_FINISHED
+    unsigned PYH_ASGI_WS_ACCEPT
+    unsigned PYH_ASGI_WS_CLOSE
     unsigned PYH_ASGI_GONE
 
     ctypedef struct pyh_asgi_header:
@@ -42,6 +44,11 @@ cdef extern from "asgi_api.h" nogil:
         unsigned taken
         pyh_asgi_xfer *next
         pyh_asgi_xfer *taken_next
+        const char *ws_subprotocol
+        size_t ws_subprotocol_len
+        int ws_binary
+        int ws_code
+        int ws_type
 
     ctypedef struct pyh_asgi_scope_in:
         const char *method
@@ -62,6 +69,7 @@ cdef extern from "asgi_api.h" nogil:
         const pyh_asgi_header *headers
         int nheaders
         int has_body
+        int websocket
         int tls
         const char *tls_protocol
         const char *tls_cipher

@@ -11,6 +11,7 @@
 #include "http_core.h"
 #include "http_protocol.h"
 #include "http_request.h"
+#include "mod_ssl.h"
 #include "apr_atomic.h"
 #include "apr_base64.h"
 #include "apr_poll.h"
@@ -22,6 +23,8 @@
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sys/socket.h>
+#include <time.h>
 #include <stdlib.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -31,6 +34,10 @@
  * this long (seconds) per app. */
 #define ASGI_LIFESPAN_TIMEOUT 30.0
 #define ASGI_SHUTDOWN_TIMEOUT 5.0
+/* While the app runs without work for the worker, the worker looks at the
+ * client's connection this often (ms), so a client that goes away is
+ * noticed within a second (issue 13 point 4). */
+#define ASGI_GONE_POLL_MS 250
 
 /* The loop of one interpreter (only the main one for now). */
 typedef struct {
@@ -52,12 +59,15 @@ typedef struct {
     pthread_cond_t cv;
     unsigned work;             /* posted, not yet taken; under mu */
     int worker_gone;           /* under mu */
+    int gone_told;             /* the worker told the loop PYH_ASGI_GONE */
     apr_uint32_t refs;
     char *rbuf;                /* the worker's read buffer */
     int ws_efd;                /* > 0: a WebSocket worker polls it; under mu */
 } asgi_req;
 
 static asgi_loop asgi_main_loop;
+
+static void asgi_optional_fns(void);
 
 /* ---- the host table: called from the loop thread ------------------------ */
 
@@ -235,6 +245,7 @@ void pyh_asgi_child_init(apr_pool_t *pchild, server_rec *s)
 {
     server_rec *v;
     int i;
+    asgi_optional_fns();
     if (!pyh_python_ready())
         return;
     for (v = s; v; v = v->next) {
@@ -308,6 +319,43 @@ static const char *asgi_raw_path(request_rec *r)
     return q ? apr_pstrmemdup(r->pool, u, (apr_size_t)(q - u)) : u;
 }
 
+/* ---- the "tls" extension: mod_ssl's view of the connection --------------- */
+
+static APR_OPTIONAL_FN_TYPE(ssl_is_https) *asgi_ssl_is_https;
+static APR_OPTIONAL_FN_TYPE(ssl_var_lookup) *asgi_ssl_var;
+
+/* Takes mod_ssl's optional functions (absent without mod_ssl); at child
+ * start, before any request. */
+static void asgi_optional_fns(void)
+{
+    asgi_ssl_is_https = APR_RETRIEVE_OPTIONAL_FN(ssl_is_https);
+    asgi_ssl_var = APR_RETRIEVE_OPTIONAL_FN(ssl_var_lookup);
+}
+
+static const char *asgi_ssl_lookup(request_rec *r, const char *name)
+{
+    const char *v = asgi_ssl_var(r->pool, r->server, r->connection, r,
+                                 (char *)name);
+    return v && *v ? v : NULL;
+}
+
+/* An HTTP/1 connection mod_ssl serves (an HTTP/2 stream's secondary
+ * connection is not asked: the extension is not listed there). */
+static void asgi_scope_tls(request_rec *r, pyh_asgi_scope_in *sc)
+{
+    conn_rec *c = r->connection;
+    if (!asgi_ssl_is_https || !asgi_ssl_var || c->master
+        || !asgi_ssl_is_https(c))
+        return;
+    sc->tls = 1;
+    sc->tls_protocol = asgi_ssl_lookup(r, "SSL_PROTOCOL");
+    sc->tls_cipher = asgi_ssl_lookup(r, "SSL_CIPHER");
+    sc->tls_server_cert = asgi_ssl_lookup(r, "SSL_SERVER_CERT");
+    sc->tls_client_cert = asgi_ssl_lookup(r, "SSL_CLIENT_CERT");
+    sc->tls_client_verify = asgi_ssl_lookup(r, "SSL_CLIENT_VERIFY");
+    sc->tls_client_dn = asgi_ssl_lookup(r, "SSL_CLIENT_S_DN");
+}
+
 static void asgi_scope_in(pyh_request *req, pyh_asgi_scope_in *sc)
 {
     request_rec *r = req->r;
@@ -341,6 +389,7 @@ static void asgi_scope_in(pyh_request *req, pyh_asgi_scope_in *sc)
     sc->nheaders = hdrs->nelts;
     sc->has_body = apr_table_get(r->headers_in, "Transfer-Encoding")
                    || (cl && strcmp(cl, "0"));
+    asgi_scope_tls(r, sc);
 }
 
 /* ---- the worker's side of the request ----------------------------------- */
@@ -443,6 +492,73 @@ static int asgi_unsent_error(pyh_request *req)
     return req->input_status ? req->input_status : HTTP_INTERNAL_SERVER_ERROR;
 }
 
+/* ---- http.response.pathsend / zerocopysend: the body is a file ---------- */
+
+/* The file of a SEND as a file bucket the request owns (pathsend: opened
+ * here; zerocopysend: the app's descriptor dup'ed, so the app may close
+ * its file as soon as send() returns), and how much of it to send. A
+ * failure is logged (PYH0280) and returns non-zero. */
+static int asgi_file_bucket(pyh_request *req, const pyh_asgi_xfer *x,
+                            apr_file_t **f, apr_off_t *off, apr_off_t *len)
+{
+    request_rec *r = req->r;
+    core_dir_config *core = ap_get_core_module_config(r->per_dir_config);
+    apr_int32_t flags = APR_FOPEN_READ;
+    apr_finfo_t fi;
+    apr_status_t rv;
+    const char *what = x->file_kind == 1 ? "pathsend" : "zerocopysend";
+
+    if (core && core->enable_sendfile == ENABLE_SENDFILE_ON)
+        flags |= APR_FOPEN_SENDFILE_ENABLED;
+    if (x->file_kind == 1)
+        rv = apr_file_open(f, x->file_path, flags, APR_OS_DEFAULT, r->pool);
+    else
+        rv = pyh_own_file(r, (apr_os_file_t)x->file_fd, flags, f);
+    if (rv == APR_SUCCESS)
+        rv = apr_file_info_get(&fi, APR_FINFO_SIZE | APR_FINFO_TYPE, *f);
+    if (rv == APR_SUCCESS && fi.filetype != APR_REG)
+        rv = APR_EBADF;
+    if (rv != APR_SUCCESS) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r,
+                      "PYH0280: ASGI http.response.%s of %s cannot be sent "
+                      "(not a readable regular file)", what,
+                      x->file_kind == 1 ? ap_escape_logitem(r->pool, x->file_path)
+                                        : "the app's file");
+        return 1;
+    }
+    *off = x->file_offset > 0 ? (apr_off_t)x->file_offset : 0;
+    *len = fi.size > *off ? fi.size - *off : 0;
+    if (x->file_count >= 0 && (apr_off_t)x->file_count < *len)
+        *len = (apr_off_t)x->file_count;
+    return 0;
+}
+
+/* ---- http.response.early_hint: a 103 -------------------------------------- */
+
+/* Sends the hint's Link headers as a 103 interim response (HTTP/1.1, and
+ * HTTP/2 through mod_http2), before anything of the response went out;
+ * the app's response status and headers are left as they were. */
+static void asgi_early_hint(pyh_request *req, const pyh_asgi_xfer *x)
+{
+    request_rec *r = req->r;
+    int status = r->status;
+    apr_table_t *out = r->headers_out;
+    int i;
+    if (req->passed || r->proto_num < HTTP_VERSION(1, 1))
+        return;
+    r->status = 103;
+    r->headers_out = apr_table_make(r->pool, x->nheaders);
+    for (i = 0; i < x->nheaders; i++)
+        apr_table_addn(r->headers_out,
+                       apr_pstrmemdup(r->pool, x->headers[i].name,
+                                      x->headers[i].name_len),
+                       apr_pstrmemdup(r->pool, x->headers[i].value,
+                                      x->headers[i].value_len));
+    ap_send_interim_response(r, 1);
+    r->status = status;
+    r->headers_out = out;
+}
+
 /* One SEND. Returns 0 to keep serving, 1 when the response is complete
  * or cannot go on (the worker leaves, answering *status). */
 static int asgi_write(asgi_req *a, pyh_request *req, int *status)
@@ -452,8 +568,37 @@ static int asgi_write(asgi_req *a, pyh_request *req, int *status)
     apr_size_t len = a->x.body_len;
 
     a->x.send_failed = 0;
+    if (a->x.early_hint) {
+        asgi_early_hint(req, &a->x);
+        return 0;
+    }
     if (a->x.status > 0)
         asgi_commit_headers(req, &a->x);
+    if (a->x.file_kind) {
+        apr_file_t *f;
+        apr_off_t off, flen;
+        if (asgi_file_bucket(req, &a->x, &f, &off, &flen)) {
+            a->x.send_failed = 1; /* send() raises: the response is over */
+            if (req->passed)
+                asgi_abort_response(req);
+            else
+                *status = asgi_unsent_error(req);
+            return 1;
+        }
+        /* the whole body is this file: Apache can say how long it is */
+        if (req->content_length < 0 && !a->x.more_body && !req->passed
+            && !req->body_sent) {
+            req->content_length = flen;
+            ap_set_content_length(r, flen);
+        }
+        if (req->content_length >= 0
+            && flen > req->content_length - req->body_sent)
+            flen = req->content_length - req->body_sent;
+        if (flen)
+            apr_brigade_insert_file(req->obb, f, off, flen, r->pool);
+        req->body_sent += flen;
+        len = 0;
+    }
     if (req->content_length >= 0
         && (apr_off_t)len > req->content_length - req->body_sent)
         len = (apr_size_t)(req->content_length - req->body_sent);
@@ -520,7 +665,7 @@ static int asgi_done(asgi_req *a, pyh_request *req, int complete)
         return a->x.done_status;
     if (a->x.error)
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "%s", a->x.error);
-    else if (!complete)
+    else if (!complete && !req->client_gone) /* not the app's fault */
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
                       "PYH0201: ASGI app returned %s for %s %s",
                       req->passed ? "before its response was complete"
@@ -531,6 +676,91 @@ static int asgi_done(asgi_req *a, pyh_request *req, int complete)
         return OK;
     }
     return asgi_unsent_error(req);
+}
+
+/* ---- noticing a client that goes away ---------------------------------- */
+
+/* The worker's wait uses the monotonic clock: a clock step must not make
+ * it sleep longer than ASGI_GONE_POLL_MS. */
+static int asgi_cond_init(pthread_cond_t *cv)
+{
+    pthread_condattr_t attr;
+    int rc;
+    if ((rc = pthread_condattr_init(&attr)))
+        return rc;
+    rc = pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    if (!rc)
+        rc = pthread_cond_init(cv, &attr);
+    pthread_condattr_destroy(&attr);
+    return rc;
+}
+
+/* Has the client closed or reset the connection? No GIL, the worker's own
+ * connection. An HTTP/1 connection's socket is polled for a hang-up
+ * (POLLRDHUP sees a FIN even behind unread data, such as a TLS
+ * close_notify); an HTTP/2 stream has no socket of its own and is gone
+ * when mod_http2 marks it aborted (stream reset, connection lost). A
+ * client that half-closes its side while waiting for the answer counts as
+ * gone, as with uvicorn. */
+static int asgi_client_gone(pyh_request *req)
+{
+    conn_rec *c = req->r->connection;
+    apr_socket_t *sock;
+    apr_os_sock_t fd;
+    struct pollfd pfd;
+    int n;
+    if (c->aborted)
+        return 1;
+    if (c->master)
+        return 0;
+    sock = ap_get_conn_socket(c);
+    if (!sock || apr_os_sock_get(&fd, sock) != APR_SUCCESS)
+        return 0;
+    pfd.fd = fd;
+    pfd.events = POLLIN | POLLRDHUP;
+    pfd.revents = 0;
+    n = poll(&pfd, 1, 0);
+    if (n <= 0)
+        return 0;
+    return (pfd.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
+}
+
+/* Waits for the loop's work (mu held); while there is none, looks at the
+ * client every ASGI_GONE_POLL_MS and, the first time it is gone, marks the
+ * connection aborted (the output filters then drop what the app still
+ * sends) and tells the loop, so that a waiting receive() returns
+ * http.disconnect and send() raises. */
+static unsigned asgi_wait_work(asgi_req *a, pyh_request *req)
+{
+    struct timespec until;
+    while (!a->work) {
+        if (a->gone_told) {
+            pthread_cond_wait(&a->cv, &a->mu);
+            continue;
+        }
+        clock_gettime(CLOCK_MONOTONIC, &until);
+        until.tv_nsec += ASGI_GONE_POLL_MS * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec += 1;
+            until.tv_nsec -= 1000000000L;
+        }
+        if (pthread_cond_timedwait(&a->cv, &a->mu, &until) != ETIMEDOUT
+            || a->work)
+            continue;
+        pthread_mutex_unlock(&a->mu);
+        if (asgi_client_gone(req)) {
+            if (!req->r->connection->master)
+                req->r->connection->aborted = 1;
+            req->client_gone = 1;
+            a->gone_told = 1;
+            /* the completion's own reference: the loop may have let go of
+             * the request by the time it reads the queue */
+            apr_atomic_inc32(&a->refs);
+            asgi_complete(a, PYH_ASGI_GONE);
+        }
+        pthread_mutex_lock(&a->mu);
+    }
+    return a->work;
 }
 
 /* ---- WebSocket (RFC 6455): the handshake and the worker's side ----------
@@ -1057,9 +1287,7 @@ static int asgi_serve(asgi_req *a, pyh_request *req)
     for (;;) {
         unsigned work, bits = 0;
         pthread_mutex_lock(&a->mu);
-        while (!a->work)
-            pthread_cond_wait(&a->cv, &a->mu);
-        work = a->work;
+        work = asgi_wait_work(a, req);
         a->work = 0;
         pthread_mutex_unlock(&a->mu);
         if (work & PYH_ASGI_WS_ACCEPT) {
@@ -1134,7 +1362,7 @@ int pyh_asgi_handle(pyh_interp *in, pyh_request *req, PyObject *app,
     }
     a->lp = lp;
     a->refs = 2; /* the worker's and the loop's */
-    if (pthread_mutex_init(&a->mu, NULL) || pthread_cond_init(&a->cv, NULL)) {
+    if (pthread_mutex_init(&a->mu, NULL) || asgi_cond_init(&a->cv)) {
         free(a);
         Py_DECREF(app);
         PyEval_SaveThread();

@@ -25,6 +25,10 @@
  * (ws_binary, body) and READ asks for the next message or the end. */
 #define PYH_ASGI_WS_ACCEPT 16u /* websocket.accept: the 101, then frames */
 #define PYH_ASGI_WS_CLOSE 32u  /* websocket.close: ws_code, reason in body */
+#define PYH_ASGI_GONE 64u    /* the client went away while the app ran;
+                                posted with a reference on the xfer, which
+                                the loop releases once it has handled it
+                                (owner is NULL if the request object died) */
 
 typedef struct {
     const char *name;
@@ -45,6 +49,16 @@ typedef struct pyh_asgi_xfer {
     const char *body;                 /* SEND: body bytes (may be 0) */
     size_t body_len;
     int more_body;
+    /* SEND of a file instead of body (http.response.pathsend/zerocopysend):
+     * file_kind 0 none, 1 file_path (opened by the worker), 2 file_fd (the
+     * app's, dup'ed by the worker); from file_offset, file_count bytes
+     * (-1: to the end) */
+    int early_hint;     /* SEND: a 103 with headers (Link), no body */
+    int file_kind;
+    const char *file_path;
+    int file_fd;
+    long long file_offset;
+    long long file_count;
     char *error;        /* DONE: malloc'd text to log, the worker frees it */
     int done_status;    /* DONE: > 0: answer with this status, no log */
     /* worker -> loop */
@@ -90,6 +104,15 @@ typedef struct {
     int nheaders;
     int has_body;           /* 0: receive() needs no read at all */
     int websocket;          /* a valid WebSocket upgrade: scope "websocket" */
+    /* TLS from mod_ssl (the "tls" extension); tls 0: not over TLS, or no
+     * mod_ssl to ask. Strings may be NULL. */
+    int tls;
+    const char *tls_protocol;      /* SSL_PROTOCOL: "TLSv1.3" */
+    const char *tls_cipher;        /* SSL_CIPHER (OpenSSL's name) */
+    const char *tls_server_cert;   /* PEM */
+    const char *tls_client_cert;   /* PEM, NULL or "" without one */
+    const char *tls_client_verify; /* SSL_CLIENT_VERIFY: NONE, SUCCESS, FAILED:why */
+    const char *tls_client_dn;     /* SSL_CLIENT_S_DN (RFC 2253) */
 } pyh_asgi_scope_in;
 
 /* What asgi.c gives the loop side. post, take_completed and release need

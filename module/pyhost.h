@@ -334,6 +334,11 @@ void pyh_input_detach(PyObject *input);
 int pyh_input_check(request_rec *r, int chunked_ok);
 /* Reads at most `want` body bytes through r's input filters into dest,
  * without the GIL; *got == 0 with req->input_eos set is the end. */
+/* A descriptor of the app's, dup'ed into r->pool (closed with it, close-on-
+ * exec), for a file bucket that must outlive the app's file object
+ * (wsgi.file_wrapper, ASGI zerocopysend). wsgi.c. */
+apr_status_t pyh_own_file(request_rec *r, apr_os_file_t fd,
+                          apr_int32_t flags, apr_file_t **own);
 apr_status_t pyh_input_fill(pyh_request *req, char *dest, apr_size_t want,
                             apr_size_t *got);
 

@@ -783,8 +783,8 @@ static long long wsgi_call_offset(PyObject *filelike, PyObject *name)
  * closed (EBADF: cut responses), or worse, reused for another request's
  * file or socket. Close-on-exec is set again as on every descriptor
  * Python makes (PEP 446): dup() clears it. */
-static apr_status_t wsgi_own_file(request_rec *r, apr_os_file_t fd,
-                                  apr_int32_t flags, apr_file_t **own)
+apr_status_t pyh_own_file(request_rec *r, apr_os_file_t fd,
+                          apr_int32_t flags, apr_file_t **own)
 {
     apr_file_t *app_file = NULL;
     apr_os_file_t dup_fd;
@@ -839,7 +839,7 @@ static int wsgi_send_file(pyh_request *req, file_wrapper_object *fw)
         flags |= APR_FOPEN_SENDFILE_ENABLED;
     /* Before anything is committed, so that a failure (EMFILE) is a 500
      * with one log entry, not a cut response. */
-    if (length && (rv = wsgi_own_file(r, fd, flags, &af)) != APR_SUCCESS) {
+    if (length && (rv = pyh_own_file(r, fd, flags, &af)) != APR_SUCCESS) {
         PyErr_Format(PyExc_OSError,
                      "could not duplicate the descriptor of the "
                      "wsgi.file_wrapper's file for Apache: %s",

@@ -70,7 +70,8 @@ def test_scope(asgi):
     assert s["client"][0] == "127.0.0.1" and isinstance(s["client"][1], int)
     assert s["server"] == ["127.0.0.1", asgi.port]
     assert s["state"] == {}
-    assert s["extensions"] == {}
+    assert s["extensions"] == {"http.response.pathsend": {}, "http.response.zerocopysend": {},
+                               "http.response.early_hint": {}}
 
 
 def test_http10_scope(asgi):
@@ -106,7 +107,8 @@ def test_empty_body_and_disconnect_after_response(asgi, workspace, token):
     marker = workspace.state_path("disc-" + token)
     r = asgi.get("/a/disconnect?" + marker)
     assert r.status == 200 and r.body == b"done"
-    assert harness.wait_for(lambda: os.path.exists(marker), timeout=5)
+    # the app creates the file, then writes it: wait for its content
+    assert harness.wait_for(lambda: os.path.exists(marker) and os.path.getsize(marker), timeout=5)
     with open(marker) as f:
         assert f.read() == "http.disconnect"
 

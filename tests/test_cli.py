@@ -33,7 +33,7 @@ def test_check_passes_on_this_machine(workspace):
     p = pyhost("check", os.path.join(workspace.apps, "env.wsgi"))
     assert p.returncode == 0, p.stdout + p.stderr
     topics = [line.split()[0] for line in p.stdout.splitlines()]
-    assert topics == ["apache", "mpm", "module", "python", "mod_wsgi", "readable", "app"], p.stdout
+    assert topics == ["apache", "mpm", "module", "python", "asgi", "mod_wsgi", "readable", "app"], p.stdout
     assert all(line.split()[1] == "ok" for line in p.stdout.splitlines()), p.stdout
 
 

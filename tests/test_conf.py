@@ -111,7 +111,7 @@ def snippet_server(workspace, tls_files):
 def test_every_snippet_is_tested():
     assert SNIPPETS, "no conf/*.conf found"
     tested = {"minimal.conf", "virtual-hosts.conf", "django.conf", "flask-static.conf",
-              "tls-http2.conf", "from-mod_wsgi.conf"}
+              "tls-http2.conf", "from-mod_wsgi.conf", "fastapi-static.conf"}
     assert set(SNIPPETS) == tested, "add a serving test for the new snippet(s)"
 
 
@@ -171,6 +171,17 @@ def test_flask_snippet_static_files_by_apache(snippet_server):
     r = srv.get("/static/style.css")
     assert r.status == 200 and r.body == b"p { color: navy; }\n"
     assert r.header("X-Served-By") is None, "Flask served it, not Apache"
+
+
+@pytest.mark.skipif(__import__("importlib").util.find_spec("fastapi") is None,
+                    reason="fastapi is not installed")
+def test_fastapi_snippet_app_and_static_files(snippet_server):
+    srv = _started(snippet_server, "fastapi-static.conf")
+    r = srv.get("/items/2")
+    assert r.status == 200 and r.json() == {"id": 2, "name": "two"}, r
+    assert srv.get("/items/x").status == 422
+    r = srv.get("/static/app.css")
+    assert r.status == 200 and r.body == b"body { color: teal; }\n", r
 
 
 def test_tls_http2_snippet_serves_h2(snippet_server, tls_files):

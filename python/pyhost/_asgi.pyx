@@ -12,20 +12,23 @@ worker queues and signals on an eventfd this loop watches.
 
 import asyncio
 import concurrent.futures
+import os
+import stat
 import threading
 import traceback
 
+cimport cython
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.object cimport PyObject
 from cpython.pycapsule cimport PyCapsule_New
 from cpython.ref cimport Py_DECREF, Py_INCREF
 from libc.stdlib cimport free, malloc
-from libc.string cimport strdup
+from libc.string cimport strcmp, strdup
 from posix.unistd cimport read
 
 from pyhost.includes.asgi cimport (
     PYH_ASGI_API_VERSION, PYH_ASGI_CAPSULE, PYH_ASGI_DONE, PYH_ASGI_FINISHED,
-    PYH_ASGI_READ, PYH_ASGI_SEND, PYH_ASGI_WS_ACCEPT, PYH_ASGI_WS_CLOSE,
+    PYH_ASGI_GONE, PYH_ASGI_READ, PYH_ASGI_SEND, PYH_ASGI_WS_ACCEPT, PYH_ASGI_WS_CLOSE,
     pyh_asgi_bridge, pyh_asgi_header,
     pyh_asgi_host, pyh_asgi_scope_in, pyh_asgi_xfer,
 )
@@ -84,9 +87,20 @@ cdef class Loop:
         x = self.host.take_completed(self.host.ctx)
         while x != NULL:
             nxt = x.taken_next
-            # alive: every queued completion holds a posted reference
+            if x.owner == NULL:
+                # only a GONE completion can outlive its request object;
+                # it holds its own reference on the xfer
+                self.host.release(x)
+                x = nxt
+                continue
+            # alive: every queued SEND or READ completion holds a posted
+            # reference, and a GONE one an xfer reference (owner is
+            # cleared when the request object dies)
             req = <Request>x.owner
             req.completed(x.taken)
+            if x.taken & PYH_ASGI_GONE:
+                self.host.release(x)  # req still holds its own
+            req = None
             x = nxt
 
     def lifespan_for(self, app, int mode, name):
@@ -300,6 +314,11 @@ cdef inline bint _is_digits(bytes value):
     return True
 
 
+# no_gc_clear: a Request in a reference cycle (Django's request handling
+# makes them: exceptions, tracebacks, contexts) is freed by the cyclic GC,
+# whose tp_clear would set `lp` to None before __dealloc__ reads
+# lp.host to let go of the xfer: a crash while garbage-collecting.
+@cython.no_gc_clear
 cdef class Request:
     def __cinit__(self):
         self.hold = []
@@ -309,6 +328,7 @@ cdef class Request:
         if self.hdrs != NULL:
             free(self.hdrs)
         if self.x != NULL:
+            self.x.owner = NULL  # a queued GONE completion finds no request
             self.lp.host.release(self.x)
 
     cdef object invalid(self, str problem):
@@ -321,6 +341,10 @@ cdef class Request:
         try:
             if bits & PYH_ASGI_FINISHED:
                 self.finished = True
+            if bits & PYH_ASGI_GONE:
+                # the worker saw the client leave: receive() returns
+                # http.disconnect, send() raises ClientDisconnected
+                self.client_gone = True
             if bits & PYH_ASGI_SEND:
                 self.hold = []
                 if self.hdrs != NULL:
@@ -353,7 +377,7 @@ cdef class Request:
                 if w is not None and not w.done():
                     w.set_result(msg)
                 Py_DECREF(self)
-            if self.finished:
+            if self.finished or self.client_gone:
                 waiters = self.disconnect_waiters
                 self.disconnect_waiters = []
                 for w in waiters:
@@ -474,6 +498,12 @@ cdef class Request:
                 raise ClientDisconnected("the client went away")
             await w
             return
+        if kind == "http.response.early_hint":
+            await self.send_early_hint(message)
+            return
+        if kind == "http.response.pathsend" or kind == "http.response.zerocopysend":
+            await self.send_file(message, kind)
+            return
         if kind == "http.response.start":
             if self.started:
                 raise self.invalid("http.response.start sent twice")
@@ -489,6 +519,122 @@ cdef class Request:
             self.start_pending = True
             return
         raise self.invalid("unknown message type %r" % (kind,))
+
+    # ---- http.response.early_hint (a 103) ------------------------------
+
+    async def send_early_hint(self, message):
+        """The links go out as Link headers of a 103 before the response;
+        once the app has started its response the hint is dropped (the
+        spec lets a server ignore it)."""
+        cdef pyh_asgi_xfer *x = self.x
+        links = message.get("links", ())
+        if isinstance(links, (bytes, str)):
+            raise self.invalid("early_hint's links must be an iterable of bytes, "
+                               "not a single %s" % type(links).__name__)
+        try:
+            pairs = [(b"Link", link) for link in links]
+        except TypeError:
+            raise self.invalid("early_hint's links must be an iterable of bytes, not %s"
+                               % type(links).__name__)
+        if self.started or self.complete or not pairs:
+            return
+        if self.client_gone or self.finished:
+            raise ClientDisconnected("the client went away")
+        self.set_headers(pairs)  # checks each link like a header value
+        x.status = 0
+        x.body = NULL
+        x.body_len = 0
+        x.more_body = 1
+        x.early_hint = 1
+        w = self.lp.loop.create_future()
+        self.send_waiter = w
+        Py_INCREF(self)
+        if self.lp.host.post(x, PYH_ASGI_SEND) < 0:
+            Py_DECREF(self)
+            self.send_waiter = None
+            self.client_gone = True
+            x.early_hint = 0
+            raise ClientDisconnected("the client went away")
+        try:
+            await w
+        finally:
+            x.early_hint = 0
+
+    # ---- http.response.pathsend / zerocopysend (file buckets) ----------
+
+    async def send_file(self, message, str kind):
+        """The body (or, with zerocopysend's more_body, part of it) is a
+        file the worker sends as a file bucket (sendfile where Apache
+        uses it): a path it opens itself, or the app's descriptor, which
+        it duplicates before send() returns."""
+        cdef pyh_asgi_xfer *x = self.x
+        cdef bytes path = None
+        cdef long long offset = 0, count = -1
+        cdef int fd = -1
+        if not self.started:
+            raise self.invalid("%s before http.response.start" % kind)
+        if self.complete:
+            raise self.invalid("%s after the response was complete" % kind)
+        more = False
+        if kind == "http.response.pathsend":
+            p = message.get("path")
+            if not isinstance(p, str) or not os.path.isabs(p):
+                raise self.invalid("pathsend's path must be an absolute path "
+                                   "(str), not %r" % (p,))
+            path = os.fsencode(p)
+            if b"\0" in path:
+                raise self.invalid("pathsend's path contains a NUL byte")
+            if not stat.S_ISREG(os.stat(path).st_mode):  # FileNotFoundError: the app's
+                raise self.invalid("pathsend's path %r is not a regular file" % (p,))
+        else:
+            f = message.get("file")
+            try:
+                fd = f.fileno()
+            except Exception:
+                raise self.invalid("zerocopysend's file must be a file object "
+                                   "with fileno(), not %s" % type(f).__name__)
+            o = message.get("offset")
+            c = message.get("count")
+            if (o is not None and type(o) is not int) or (c is not None and type(c) is not int):
+                raise self.invalid("zerocopysend's offset and count must be ints")
+            offset = o if o is not None else os.lseek(fd, 0, os.SEEK_CUR)
+            count = c if c is not None else -1
+            if offset < 0 or (c is not None and count < 0):
+                raise self.invalid("zerocopysend's offset and count must not be negative")
+            more = bool(message.get("more_body", False))
+        if self.client_gone or self.finished:
+            raise ClientDisconnected("the client went away")
+        x.status = self.status if self.start_pending else 0
+        if not self.start_pending:
+            x.nheaders = 0
+        x.body = NULL
+        x.body_len = 0
+        x.more_body = more
+        x.file_kind = 1 if path is not None else 2
+        x.file_path = PyBytes_AS_STRING(path) if path is not None else NULL
+        x.file_fd = fd
+        x.file_offset = offset
+        x.file_count = count
+        if path is not None:
+            self.hold.append(path)
+        self.start_pending = False
+        if not more:
+            self.complete = True
+        w = self.lp.loop.create_future()
+        self.send_waiter = w
+        Py_INCREF(self)
+        if self.lp.host.post(x, PYH_ASGI_SEND) < 0:
+            Py_DECREF(self)
+            self.send_waiter = None
+            self.client_gone = True
+            x.file_kind = 0
+            raise ClientDisconnected("the client went away")
+        try:
+            await w
+        finally:
+            # the worker is done with them (it has duplicated the fd)
+            x.file_kind = 0
+            x.file_path = NULL
 
     async def run(self):
         err = None
@@ -732,6 +878,8 @@ cdef dict _ws_scope(const pyh_asgi_scope_in *sc):
     scope["type"] = "websocket"
     scope["asgi"] = {"version": "3.0", "spec_version": "2.3"}
     scope["scheme"] = "wss" if scope["scheme"] == "https" else "ws"
+    # the HTTP response extensions do not apply to a WebSocket; tls does
+    scope["extensions"] = {k: v for k, v in scope["extensions"].items() if k == "tls"}
     for name, value in scope["headers"]:
         if name == b"sec-websocket-protocol":
             for p in value.decode("latin-1").split(","):
@@ -766,7 +914,46 @@ cdef dict _scope(const pyh_asgi_scope_in *sc):
         "headers": headers,
         "client": (sc.client_host.decode("latin-1"), sc.client_port),
         "server": (sc.server_host.decode("latin-1"), sc.server_port),
-        "extensions": {},
+        "extensions": _extensions(sc),
+    }
+
+
+cdef dict _extensions(const pyh_asgi_scope_in *sc):
+    ext = {
+        # served as file buckets (Request.send_file)
+        "http.response.pathsend": {},
+        "http.response.zerocopysend": {},
+    }
+    if strcmp(sc.http_version, b"1.0") != 0:  # HTTP/1.0 has no interim responses
+        ext["http.response.early_hint"] = {}
+    if sc.tls:
+        ext["tls"] = _tls(sc)
+    return ext
+
+
+cdef dict _TLS_VERSIONS = {"SSLv3": 0x300, "TLSv1": 0x301, "TLSv1.1": 0x302,
+                           "TLSv1.2": 0x303, "TLSv1.3": 0x304}
+
+
+cdef inline object _text(const char *s):
+    return None if s == NULL else s.decode("latin-1")
+
+
+cdef dict _tls(const pyh_asgi_scope_in *sc):
+    """The ASGI TLS extension from mod_ssl's variables. cipher_suite is
+    None: mod_ssl names the cipher (SSL_CIPHER) but does not give its
+    16-bit code; the name is under "cipher_name" too (not in the spec)."""
+    client = _text(sc.tls_client_cert)
+    verify = _text(sc.tls_client_verify) or "NONE"
+    return {
+        "server_cert": _text(sc.tls_server_cert),
+        "client_cert_chain": [client] if client else [],
+        "client_cert_name": _text(sc.tls_client_dn) if client else None,
+        "client_cert_error": (None if verify in ("NONE", "SUCCESS")
+                              else verify.partition(":")[2] or verify),
+        "tls_version": _TLS_VERSIONS.get(_text(sc.tls_protocol)),
+        "cipher_suite": None,
+        "cipher_name": _text(sc.tls_cipher),
     }
 
 

@@ -1,6 +1,8 @@
 """`pyhost check`: a few lines on whether this machine can run pyhost, each
 either ok or a problem with what to do about it, in one line."""
 
+import importlib.metadata
+import importlib.util
 import os
 import re
 import subprocess
@@ -178,14 +180,30 @@ def check_readable(who, script):
     return [Line("readable", True, "%s can read %sthe venv and the Python install" % (who.user, what))]
 
 
+def check_asgi():
+    """Whether ASGI apps get uvloop (ASGIEventLoop auto) or plain asyncio:
+    either works, uvloop is faster."""
+    if importlib.util.find_spec("uvloop") is None:
+        return [Line("asgi", True, "uvloop is not installed: ASGI apps run on asyncio's event loop "
+                     "(`%s -m pip install uvloop` for a faster one)" % sys.executable)]
+    try:
+        version = importlib.metadata.version("uvloop")
+    except importlib.metadata.PackageNotFoundError:
+        version = "(version unknown)"
+    return [Line("asgi", True, "uvloop %s is installed: ASGI apps run on it" % version)]
+
+
 def check_app(target, user, group):
     """Loads the app as Apache's children would (their user and sys.path);
     the traceback, if any, is printed by the loader."""
-    if preflight.load_as_children(target, user, group) is None:
+    facts = preflight.load_as_children(target, user, group)
+    if facts is None:
         return [Line("app", False, "%s does not load as %s (see above); `pyhost serve` would "
                      "refuse to start it" % (target.description, user or "this user"))]
-    return [Line("app", True, "%s loads as %s; `%s` is callable"
-                 % (target.description, user or "this user", target.callable))]
+    interface = target.interface or facts.get("interface") or "wsgi"
+    return [Line("app", True, "%s loads as %s; `%s` is callable (%s)"
+                 % (target.description, user or "this user", facts.get("callable", target.callable),
+                    interface.upper()))]
 
 
 def run(who, target=None, user=None, group=None, out=sys.stdout):
@@ -196,6 +214,7 @@ def run(who, target=None, user=None, group=None, out=sys.stdout):
     module_lines, module_path = check_module()
     lines += module_lines
     lines += check_python(module_path)
+    lines += check_asgi()
     lines += check_mod_wsgi()
     readable = []
     for path in (target.source_files if target else [None]):

@@ -315,7 +315,8 @@ def cmd_serve(args):
     try:
         target = targets.resolve(args.target, django=args.django, django_settings=args.django_settings,
                                  python_path=split_paths(args.python_path),
-                                 callable_object=args.callable_object)
+                                 callable_object=args.callable_object,
+                                 interface=None if args.interface == "auto" else args.interface)
     except targets.TargetError as e:
         return error(str(e))
     try:
@@ -346,6 +347,15 @@ def cmd_serve(args):
         if facts is None:
             return error("nothing was started: fix the app, or pass --lazy to start Apache anyway "
                          "(the error is then reported at each request)", 1)
+    # What the app speaks: as forced, else as the preflight found (with
+    # --lazy nothing was loaded: WSGI unless --interface asgi).
+    interface = target.interface or facts.get("interface") or "wsgi"
+    target.callable = facts.get("callable", target.callable)
+    if interface == "asgi" and args.daemon:
+        return error("%s is an ASGI app, and daemon mode does not serve ASGI yet: leave out "
+                     "--daemon (it runs in Apache's children)%s"
+                     % (target.description if target.kind != "script" else target.script,
+                        "" if target.interface else ", or pass --interface wsgi if it is WSGI"))
     if target.kind == "django":
         try:
             url_aliases += djangosite.prepare(target, facts, who, args.collectstatic,
@@ -371,7 +381,7 @@ def cmd_serve(args):
                 return error(problem)
     plan = ServePlan(target=target, who=who, user=user, group=group, module=module, httpd=httpd,
                      modules_dir=modules_dir, url_aliases=url_aliases, workdir=workdir,
-                     server_root=server_root, setup_dir=setup_dir)
+                     server_root=server_root, setup_dir=setup_dir, interface=interface)
     try:
         return serve_in(args, plan)
     finally:
@@ -418,6 +428,7 @@ class ServePlan:
     workdir: str
     server_root: str
     setup_dir: str
+    interface: str = "wsgi"  # or "asgi"
 
 
 def serve_in(args, plan):
@@ -450,7 +461,7 @@ def serve_in(args, plan):
             state_dir = os.path.join(server_root, "reload")
             make_child_writable_dir(state_dir, plan.user, plan.group)
             watcher = reloader.ChangeWatcher(state_dir)
-        script = write_wrapper(server_root, target, state_dir)
+        script = write_wrapper(server_root, target, state_dir, plan.interface)
 
     cfg = serverconf.ServeConfig(
         script=script,
@@ -495,6 +506,7 @@ def serve_in(args, plan):
         server_status=args.server_status,
         rotate_logs=args.rotate_logs,
         max_log_size=args.max_log_size,
+        interface=plan.interface,
         callable_object=None if script != target.script or target.callable == "application"
         else target.callable,
     )
@@ -519,10 +531,11 @@ def banner(args, plan, cfg):
     Python, Apache and its MPM, the process model, where the logs go."""
     t = plan.target
     app = t.description if t.kind != "script" else t.script
+    kind = plan.interface.upper()
     if t.kind != "django":
-        app += " (WSGI, callable %s)" % t.callable
+        app += " (%s, callable %s)" % (kind, t.callable)
     else:
-        app += " (WSGI)"
+        app += " (%s)" % kind
     procs, threads = cfg.resolved_processes(), cfg.resolved_threads()
     model = "embedded: %d process%s x %d thread%s" % (
         procs, "" if procs == 1 else "es", threads, "" if threads == 1 else "s")
@@ -553,15 +566,15 @@ def make_child_writable_dir(path, user, group):
     os.chmod(path, 0o755)
 
 
-def write_wrapper(server_root, target, state_dir):
-    """The generated WSGI script, in a directory of its own (Apache grants
-    access to the script's directory)."""
+def write_wrapper(server_root, target, state_dir, interface="wsgi"):
+    """The generated WSGI (or ASGI) script, in a directory of its own (Apache
+    grants access to the script's directory)."""
     app_dir = os.path.join(server_root, "app")
     os.makedirs(app_dir, exist_ok=True)
     os.chmod(app_dir, 0o755)
     path = os.path.join(app_dir, "pyhost_app.wsgi")
     with open(path, "w") as f:
-        f.write(targets.wrapper_source(target, state_dir))
+        f.write(targets.wrapper_source(target, state_dir, interface))
     os.chmod(path, 0o644)
     return path
 
@@ -641,6 +654,13 @@ def read_env_file(path):
     return pairs
 
 
+def interface_name(text):
+    word = text.strip().lower()
+    if word not in ("auto", "asgi", "wsgi"):
+        raise argparse.ArgumentTypeError("expected auto, asgi or wsgi, not %r" % text)
+    return word
+
+
 def port_number(text):
     value = whole_number(text)
     if not 0 < value < 65536:
@@ -650,8 +670,12 @@ def port_number(text):
 
 def add_serve_arguments(p):
     p.add_argument("target", metavar="TARGET", nargs="?",
-                   help="a WSGI script (app.py, site.wsgi) defining `application`, or module:callable "
-                        "importable from the current directory")
+                   help="a WSGI or ASGI script (app.py, site.wsgi) defining `application`, or "
+                        "module:callable (main:app) importable from the current directory")
+    p.add_argument("--interface", default="auto", type=interface_name, metavar="auto|asgi|wsgi",
+                   help="what the app speaks (default auto: ASGI for a coroutine function or an "
+                        "object whose __call__ is one, such as FastAPI's app; else WSGI; with "
+                        "--lazy nothing is loaded up front, so auto means WSGI)")
     p.add_argument("--django", metavar="PATH",
                    help="serve the Django project in PATH (the directory with manage.py)")
     p.add_argument("--collectstatic", action="store_true",
@@ -787,7 +811,7 @@ def build_parser():
     p.add_argument("--group", help="their group (default: the user's primary group)")
     p.set_defaults(func=cmd_check)
 
-    p = sub.add_parser("serve", help="serve a WSGI app with a private Apache in the foreground",
+    p = sub.add_parser("serve", help="serve a WSGI or ASGI app with a private Apache in the foreground",
                        epilog="Every option can also be set with an environment variable: "
                               "PYHOST_ and the option's name in capitals with _ for - "
                               "(PYHOST_PORT=9000, PYHOST_DAEMON=1, PYHOST_ENV='A=1 B=2'); "

@@ -1,7 +1,9 @@
 """Loads the app `pyhost serve` is about to serve, the way Apache's children
 will (their user, their sys.path), so a syntax error, an import error or a
 missing callable stops `pyhost serve` before it says it serves, with a
-traceback a person can read (`pyhost check TARGET` uses it too).
+traceback a person can read (`pyhost check TARGET` uses it too). It also
+tells which interface the callable speaks (WSGI or ASGI), so the server is
+configured with the right directive.
 load_as_children() runs `python -m pyhost.preflight JSON FD` in a child
 process with the children's identity; its exit status is 0 when the app
 loaded and its callable is callable."""
@@ -9,6 +11,7 @@ loaded and its callable is callable."""
 import dataclasses
 import grp
 import importlib
+import inspect
 import importlib.util
 import json
 import os
@@ -96,8 +99,31 @@ def _load(spec):
         os.environ.setdefault("DJANGO_SETTINGS_MODULE", spec["settings"])
     if spec.get("module"):
         return importlib.import_module(spec["module"]), "module " + spec["module"]
+    if spec.get("interface") == "asgi":
+        from django.core.asgi import get_asgi_application
+        return types.SimpleNamespace(application=get_asgi_application()), spec["description"]
     from django.core.wsgi import get_wsgi_application
     return types.SimpleNamespace(application=get_wsgi_application()), spec["description"]
+
+
+def interface_of(obj):
+    """"asgi" for an ASGI callable: a coroutine function, or an object whose
+    __call__ is one (FastAPI, Starlette, Quart, Django's ASGIHandler);
+    else "wsgi". A WSGI callable never is a coroutine function, and an ASGI
+    one almost always is, so this is what uvicorn's and granian's
+    `--interface auto` decide on too."""
+    if inspect.iscoroutinefunction(obj):
+        return "asgi"
+    call = getattr(obj, "__call__", None)
+    if call is not None and not inspect.isfunction(obj) and inspect.iscoroutinefunction(call):
+        return "asgi"
+    # asgiref's markcoroutinefunction before Python 3.12 marks a sync
+    # function that returns a coroutine with asyncio's private marker.
+    import asyncio.coroutines
+    mark = getattr(asyncio.coroutines, "_is_coroutine", None)
+    if mark is not None and any(getattr(f, "_is_coroutine", None) is mark for f in (obj, call)):
+        return "asgi"
+    return "wsgi"
 
 
 def check(spec, out=sys.stderr, facts=None):
@@ -105,6 +131,12 @@ def check(spec, out=sys.stderr, facts=None):
     try:
         owner, what = _load(spec)
         obj = owner
+        if (not spec.get("callable_given") and spec["callable"] == "application"
+                and not hasattr(owner, "application") and spec.get("interface") != "wsgi"
+                and hasattr(owner, "app") and interface_of(getattr(owner, "app")) == "asgi"):
+            # FastAPI's and Starlette's name, which ASGIScriptAlias takes
+            # when there is no `application`.
+            spec["callable"] = "app"
         for name in spec["callable"].split("."):
             if not hasattr(obj, name):
                 names = _candidates(owner) if isinstance(owner, types.ModuleType) else []
@@ -115,14 +147,18 @@ def check(spec, out=sys.stderr, facts=None):
                 return FAILED
             obj = getattr(obj, name)
         if not callable(obj):
-            out.write("pyhost: `%s` in %s is a %s, not a WSGI callable\n"
+            out.write("pyhost: `%s` in %s is a %s, not a WSGI or ASGI callable\n"
                       % (spec["callable"], what, type(obj).__name__))
             return FAILED
+        interface = interface_of(obj)
     except BaseException as e:  # SystemExit and KeyboardInterrupt from an app too
         out.write("pyhost: the app failed to load:\n%s" % _user_frames(e))
         return FAILED
-    if spec.get("settings") and facts is not None:
-        facts.update(django_facts())
+    if facts is not None:
+        facts["interface"] = interface
+        facts["callable"] = spec["callable"]
+        if spec.get("settings"):
+            facts.update(django_facts())
     return LOADED
 
 

@@ -29,7 +29,7 @@ MIME_TYPES = "/etc/mime.types"
 
 @dataclass
 class ServeConfig:
-    script: str  # absolute path of the WSGI script Apache loads
+    script: str  # absolute path of the WSGI (or ASGI) script Apache loads
     server_root: str  # absolute; conf, pid file, locks live here
     module_path: str  # mod_pyhost*.so
     python_home: str  # WSGIPythonHome: sys.prefix (a venv is fine)
@@ -58,6 +58,7 @@ class ServeConfig:
     daemon_threads: int = 10
     working_directory: Optional[str] = None  # the daemons' home= (embedded: httpd's cwd)
     callable_object: Optional[str] = None  # WSGIScriptAlias callable-object=
+    interface: str = "wsgi"  # "asgi": mounted with ASGIScriptAlias
     graceful_timeout: int = 30  # GracefulShutdownTimeout (and daemons' graceful-timeout)
     mount_point: str = "/"
     request_timeout: Optional[int] = None  # daemon request-timeout=
@@ -165,7 +166,8 @@ def _embedded_recycle(cfg):
 def _mount_lines(cfg):
     # Static URLs (--url-alias) still reach Apache: mod_alias maps before
     # mod_pyhost's WSGIScriptAlias, as it does before mod_wsgi's.
-    line = "WSGIScriptAlias %s %s" % (quote(cfg.mount_point), quote(cfg.script))
+    directive = "ASGIScriptAlias" if cfg.interface == "asgi" else "WSGIScriptAlias"
+    line = "%s %s %s" % (directive, quote(cfg.mount_point), quote(cfg.script))
     if cfg.callable_object:
         line += " callable-object=%s" % cfg.callable_object
     return [line]

@@ -12,6 +12,7 @@ cdef extern from "asgi_api.h" nogil:
     unsigned PYH_ASGI_FINISHED
     unsigned PYH_ASGI_WS_ACCEPT
     unsigned PYH_ASGI_WS_CLOSE
+    unsigned PYH_ASGI_GONE
 
     ctypedef struct pyh_asgi_header:
         const char *name
@@ -26,6 +27,12 @@ cdef extern from "asgi_api.h" nogil:
         const char *body
         size_t body_len
         int more_body
+        int early_hint
+        int file_kind
+        const char *file_path
+        int file_fd
+        long long file_offset
+        long long file_count
         char *error
         int done_status
         int send_failed
@@ -63,6 +70,13 @@ cdef extern from "asgi_api.h" nogil:
         int nheaders
         int has_body
         int websocket
+        int tls
+        const char *tls_protocol
+        const char *tls_cipher
+        const char *tls_server_cert
+        const char *tls_client_cert
+        const char *tls_client_verify
+        const char *tls_client_dn
 
     ctypedef struct pyh_asgi_host:
         int version

@@ -1,0 +1,1 @@
+MESSAGE = "version-1"

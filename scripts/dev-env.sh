@@ -22,6 +22,6 @@ ensure_venv dev-env "$venv" "$python"
 "$venv/bin/python" -m pip uninstall --quiet --yes pyhost 2>/dev/null || true
 # No wheel cache: a cached build of mod_pyhost may be linked to another
 # Python's libpython.
-"$venv/bin/python" -m pip install --no-cache-dir "$repo[test,uvloop]"
+"$venv/bin/python" -m pip install --no-cache-dir "$repo[test,uvloop,frameworks]"
 chmod -R a+rX "$venv"
 echo "dev-env: ready: $venv/bin/pyhost"

@@ -445,10 +445,10 @@ int pyh_ws_next_event(pyh_ws *ws, pyh_ws_event *ev)
             return 0;
         if (ws->oom)
             return ws_fail(ws, ev, PYH_WS_CLOSE_INTERNAL_ERROR, "out of memory");
-        p = ws->in.p + ws->in_pos;
         avail = ws->in.len - ws->in_pos;
         if (avail < 2)
-            goto need_more;
+            goto need_more; /* before any input, in.p is NULL: no p yet */
+        p = ws->in.p + ws->in_pos;
         fin = p[0] & 0x80;
         rsv1 = p[0] & 0x40;
         opcode = p[0] & 0x0F;
@@ -610,7 +610,7 @@ int pyh_ws_next_event(pyh_ws *ws, pyh_ws_event *ev)
                 return ws_fail(ws, ev, PYH_WS_CLOSE_INTERNAL_ERROR, "out of memory");
             if (ws->msg.len > ws->max_message)
                 return ws_fail(ws, ev, PYH_WS_CLOSE_TOO_BIG, "message too big");
-            if (ws->msg_opcode == 0x1 &&
+            if (ws->msg_opcode == 0x1 && ws->msg.len > before &&
                 !ws_utf8_feed(&ws->utf8, ws->msg.p + before, ws->msg.len - before))
                 return ws_fail(ws, ev, PYH_WS_CLOSE_INVALID_DATA,
                                "text message is not UTF-8");

@@ -508,3 +508,12 @@ void pyh_input_detach(PyObject *input)
     }
     io->req = NULL;
 }
+
+int pyh_input_answered(pyh_request *req)
+{
+    if (req->input_status != AP_FILTER_ERROR)
+        return 0;
+    apr_brigade_cleanup(req->obb);
+    req->client_gone = 1;
+    return 1;
+}

@@ -332,6 +332,10 @@ void pyh_input_detach(PyObject *input);
 /* OK, or the HTTP status (501, 411, 413) that refuses r's body framing
  * before the app runs; chunked_ok: WSGIChunkedRequest On. */
 int pyh_input_check(request_rec *r, int chunked_ok);
+/* 1 when Apache's HTTP_IN filter refused the body and has sent the client
+ * its own error response: the app's pending output (req->obb) is dropped,
+ * since it would trail that page, and the client counts as gone. */
+int pyh_input_answered(pyh_request *req);
 /* Reads at most `want` body bytes through r's input filters into dest,
  * without the GIL; *got == 0 with req->input_eos set is the end. */
 /* A descriptor of the app's, dup'ed into r->pool (closed with it, close-on-

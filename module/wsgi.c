@@ -623,13 +623,8 @@ static int wsgi_pass(pyh_request *req)
 {
     request_rec *r = req->r;
     apr_status_t rv;
-    /* Apache's HTTP_IN filter refused the body and has sent the client its
-     * error response: whatever the app answers would trail that page. */
-    if (req->input_status == AP_FILTER_ERROR) {
-        apr_brigade_cleanup(req->obb);
-        req->client_gone = 1;
+    if (pyh_input_answered(req))
         return 1;
-    }
     req->passed = 1;
     Py_BEGIN_ALLOW_THREADS
     rv = ap_pass_brigade(r->output_filters, req->obb);

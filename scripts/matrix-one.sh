@@ -24,10 +24,16 @@ result() {  # PASSED FAILED SKIPPED
 ensure_venv "matrix $label" "$venv" "$python"
 version="$("$venv/bin/python" -c 'import sys, sysconfig; print(sys.version.split()[0] + ("t" if sysconfig.get_config_var("Py_GIL_DISABLED") else ""))')"
 
+# Build from a private copy of the checkout: pip builds a local directory in
+# place (build/, the Cython output), and matrix.sh runs cells side by side.
+src="$(mktemp -d "${TMPDIR:-/tmp}/pyhost-matrix-src-$label.XXXXXX")"
+trap 'rm -rf "$src"' EXIT
+copy_checkout "$repo" "$src"
+
 log="$venv/matrix-build.log"
 if ! { "$venv/bin/python" -m pip install --quiet --upgrade pip \
        && { "$venv/bin/python" -m pip uninstall --quiet --yes pyhost || true; } \
-       && "$venv/bin/python" -m pip install --no-cache-dir "$repo[test]"; } >"$log" 2>&1; then
+       && "$venv/bin/python" -m pip install --no-cache-dir "$src[test]"; } >"$log" 2>&1; then
     tail -n 40 "$log" >&2
     echo "matrix $label: building or installing pyhost with $python failed" >&2
     result 0 1 0

@@ -1350,6 +1350,12 @@ int pyh_asgi_handle(pyh_interp *in, pyh_request *req, PyObject *app,
     req->obb = apr_brigade_create(r->pool, r->connection->bucket_alloc);
     asgi_scope_in(req, &sc);
     sc.websocket = websocket;
+    /* An HTTP/1.1 connection that asked for a WebSocket ends with this
+     * request whatever the app answers: the 101 hands it over, and a
+     * denial (403, or the app's websocket.http.response) is followed by
+     * a close, as the asgiref extension says. */
+    if (websocket && !r->connection->master)
+        r->connection->keepalive = AP_CONN_CLOSE;
     if (!(a = calloc(1, sizeof(*a)))) {
         Py_DECREF(app);
         PyEval_SaveThread();

@@ -1306,9 +1306,33 @@ static int asgi_serve(asgi_req *a, pyh_request *req)
             leave = 1;
         }
         if (leave) {
+            unsigned late;
             pthread_mutex_lock(&a->mu);
+            /* Work posted since this turn took its work (the lock was
+             * free while the response went out: an app task's receive()
+             * asking for the body as its response completes) was accepted
+             * by post(), and the loop waits for its completion: answer it
+             * here, or that receive() would wait for ever and its posted
+             * reference would keep the request alive. */
+            late = a->work;
+            a->work = 0;
             a->worker_gone = 1;
             pthread_mutex_unlock(&a->mu);
+            if ((late & PYH_ASGI_READ) && !(bits & PYH_ASGI_READ)) {
+                /* the response is complete: receive() says http.disconnect */
+                a->x.read_failed = 1;
+                a->x.read_len = 0;
+                a->x.read_eos = 1;
+                bits |= PYH_ASGI_READ;
+            }
+            if ((late & PYH_ASGI_SEND) && !(bits & PYH_ASGI_SEND)) {
+                a->x.send_failed = 1;
+                bits |= PYH_ASGI_SEND;
+            }
+            if ((late & PYH_ASGI_DONE) && !(work & PYH_ASGI_DONE)
+                && a->x.error)
+                ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, req->r, "%s",
+                              a->x.error);
             /* Only with a SEND or READ completion, whose posted reference
              * keeps the loop's request object (and so the xfer) alive until
              * the loop has handled it; after a DONE the loop knows. */
@@ -1350,6 +1374,12 @@ int pyh_asgi_handle(pyh_interp *in, pyh_request *req, PyObject *app,
     req->obb = apr_brigade_create(r->pool, r->connection->bucket_alloc);
     asgi_scope_in(req, &sc);
     sc.websocket = websocket;
+    /* An HTTP/1.1 connection that asked for a WebSocket ends with this
+     * request whatever the app answers: the 101 hands it over, and a
+     * denial (403, or the app's websocket.http.response) is followed by
+     * a close, as the asgiref extension says. */
+    if (websocket && !r->connection->master)
+        r->connection->keepalive = AP_CONN_CLOSE;
     if (!(a = calloc(1, sizeof(*a)))) {
         Py_DECREF(app);
         PyEval_SaveThread();

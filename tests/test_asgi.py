@@ -321,6 +321,10 @@ def test_lifespan_unsupported_under_auto_is_one_info_line(short_server, mpm):
     ("ASGIEventLoop trio", "ASGIEventLoop takes auto, asyncio or uvloop"),
     ("ASGIScriptAlias /x @APPS@/asgi_http.py pass-authorization=On", "pass-authorization= is WSGI's"),
     ("ASGIScriptAlias /x @APPS@/asgi_http.py bogus=1", "unknown option"),
+    ("ASGIWebSocketMaxMessage 0", "of bytes, 1 to 1073741824"),
+    ("ASGIWebSocketPingInterval -1", "of seconds, 0 to 86400"),
+    # 0 would close every WebSocket at its first ping
+    ("ASGIWebSocketPingTimeout 0", "of seconds, 1 to 86400"),
 ])
 def test_bad_directives(short_server, line, needle):
     srv = short_server("asgi-badconf", extra=line + "\n")

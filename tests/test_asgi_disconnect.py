@@ -78,6 +78,28 @@ def test_send_raises_oserror_when_the_client_leaves_a_stream(srv, workspace, tok
     assert not srv.log_entries_since(mark), text
 
 
+def test_receive_asked_while_the_response_completes_is_answered(srv, workspace, token):
+    # The READ reaches the worker while it writes the final body (the
+    # client reads nothing for a second): the worker must answer it as it
+    # leaves, not leave the app's receive() waiting for ever (and its
+    # request object alive).
+    mark = srv.log_mark()
+    s = srv.open_socket(timeout=20)
+    s.sendall(b"POST /d/early?" + token.encode() + b" HTTP/1.1\r\nHost: x\r\n"
+              b"Content-Length: 5\r\nConnection: close\r\n\r\nhello")
+    time.sleep(1.0)
+    data = harness.read_until_close(s, timeout=20)
+    s.close()
+    assert data.startswith(b"HTTP/1.1 200") and data.endswith(b"e" * 1000), data[:200]
+    assert len(data.partition(b"\r\n\r\n")[2]) == 64 << 20
+    seen = marker(workspace, token, timeout=8)
+    assert seen is not None, srv.log_since(mark)
+    assert seen["got"] == "http.disconnect", seen
+    text = srv.log_since(mark)
+    assert not harness.CRASH_RE.search(text), text
+    assert not srv.log_entries_since(mark), text
+
+
 def _child_pids(srv):
     """Apache's children: processes whose parent is the main httpd."""
     main = srv.proc.pid

@@ -8,7 +8,7 @@
 #
 #   scripts/matrix-one.sh LABEL PYTHON VENV
 # Env: PYHOST_MATRIX_MPM (default event), PYHOST_MATRIX_PYTEST_ARGS (extra
-# pytest arguments), PYHOST_MATRIX_TIMEOUT (seconds for pytest, default 900).
+# pytest arguments), PYHOST_MATRIX_TIMEOUT (seconds for pytest, default 1800).
 set -euo pipefail
 
 label="$1" python="$2" venv="$3"
@@ -46,7 +46,7 @@ echo "matrix $label: built $so against $(ldd "$so" | awk '/libpython/ { print $3
 junit="$(mktemp "${TMPDIR:-/tmp}/pyhost-matrix-$label.XXXXXX.xml")"
 status=0
 # shellcheck disable=SC2086
-(cd "$repo" && PYHOST_TEST_MPMS="$mpm" timeout "${PYHOST_MATRIX_TIMEOUT:-900}" \
+(cd "$repo" && PYHOST_TEST_MPMS="$mpm" timeout "${PYHOST_MATRIX_TIMEOUT:-1800}" \
     "$venv/bin/python" -m pytest tests -m core -q -rfE -p no:cacheprovider --durations=5 \
     --junitxml="$junit" ${PYHOST_MATRIX_PYTEST_ARGS:-}) || status=$?
 read -r passed failed skipped < <("$venv/bin/python" - "$junit" <<'EOF' || echo "0 1 0"

@@ -50,6 +50,9 @@ enum {
 #define PYH_Q_ERROR_OVERRIDE 4u
 #define PYH_Q_PASS_AUTH 8u
 #define PYH_Q_CHUNKED 16u
+#define PYH_Q_ASGI 32u          /* an ASGI mount: the daemon runs it on its
+                                   event loop, lifespan mode in the bits */
+#define PYH_Q_LIFESPAN_SHIFT 6  /* 2 bits: PYH_LIFESPAN_* */
 
 typedef struct {
     unsigned char secret[16];

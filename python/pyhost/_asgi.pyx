@@ -924,7 +924,8 @@ cdef dict _extensions(const pyh_asgi_scope_in *sc):
         "http.response.pathsend": {},
         "http.response.zerocopysend": {},
     }
-    if strcmp(sc.http_version, b"1.0") != 0:  # HTTP/1.0 has no interim responses
+    # HTTP/1.0 has no interim responses, nor has the daemon relay
+    if strcmp(sc.http_version, b"1.0") != 0 and not sc.no_early_hint:
         ext["http.response.early_hint"] = {}
     if sc.tls:
         ext["tls"] = _tls(sc)

@@ -791,7 +791,13 @@ static unsigned asgi_wait_work(asgi_req *a, pyh_request *req)
     while (!a->work) {
         long ms = ASGI_GONE_POLL_MS;
         if (req->deadline) {
-            apr_interval_time_t left = req->deadline - apr_time_now();
+            /* Before the response starts, the Apache child's own wait
+             * (request-timeout too) ends first and logs; the second of
+             * grace lets its hang-up arrive, so one 504 is logged once. */
+            apr_time_t end = req->deadline
+                             + (req->passed || a->gone_told
+                                    ? 0 : apr_time_from_sec(1));
+            apr_interval_time_t left = end - apr_time_now();
             if (left <= 0) {
                 a->timed_out = 1;
                 return 0;

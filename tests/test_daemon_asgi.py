@@ -45,7 +45,12 @@ def test_lifespan_before_serving_and_shutdown_at_stop(short_server, mpm, workspa
         "WSGIDaemonProcess dg processes=2 threads=4\n"
         "WSGIProcessGroup dg\n"
         "ASGIScriptAlias /x %s\n" % APP))
+    before = len(lifespan_log(workspace))  # the log is the module's
     srv.start()
+    # each process runs lifespan startup as it starts, before any request
+    assert harness.wait_for(lambda: sum(l.startswith("startup ") for l in
+                                        lifespan_log(workspace)[before:]) == 2,
+                            timeout=20), lifespan_log(workspace)
     pids = set()
     for _ in range(12):
         d = srv.get("/x/pid").json()
@@ -165,6 +170,7 @@ def test_websocket_to_a_daemon_mount_is_501(short_server):
         "WSGIDaemonProcess dg threads=2\n"
         "ASGIScriptAlias /x %s process-group=dg\n" % APP))
     srv.start()
+    assert harness.wait_for(lambda: srv.get("/x/pid").status == 200, timeout=20)
     mark = srv.log_mark()
     r = srv.raw(b"GET /x/pid HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\n"
                 b"Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"

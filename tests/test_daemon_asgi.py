@@ -20,7 +20,7 @@ APP = "@APPS@/asgi_daemon.py"
 def lifespan_log(workspace):
     try:
         with open(workspace.state_path("asgi_daemon_lifespan.log")) as f:
-            return f.read().split("\n")
+            return f.read().splitlines()
     except OSError:
         return []
 
@@ -50,7 +50,7 @@ def test_lifespan_before_serving_and_shutdown_at_stop(short_server, mpm, workspa
     # each process runs lifespan startup as it starts, before any request
     assert harness.wait_for(lambda: sum(l.startswith("startup ") for l in
                                         lifespan_log(workspace)[before:]) == 2,
-                            timeout=20), lifespan_log(workspace)
+                            timeout=20), lifespan_log(workspace)[before:]
     pids = set()
     for _ in range(12):
         d = srv.get("/x/pid").json()

@@ -402,12 +402,11 @@ static void asgi_scope_in(pyh_request *req, pyh_asgi_scope_in *sc)
                        : r->proto_num >= 1001 ? "1.1"
                                               : "1.0";
     /* In a daemon, the request_rec is the relay's: no connection for
-     * mod_ssl to look at, and no 103 over the relay. */
+     * mod_ssl to look at. */
     sc->scheme = req->relay_fd > 0 ? (req->vars[PYH_K_REQUEST_SCHEME]
                                           ? req->vars[PYH_K_REQUEST_SCHEME]
                                           : "http")
                                    : ap_http_scheme(r);
-    sc->no_early_hint = req->relay_fd > 0;
     sc->path = r->uri;
     sc->path_len = strlen(r->uri);
     sc->raw_path = raw;
@@ -579,6 +578,18 @@ static void asgi_early_hint(pyh_request *req, const pyh_asgi_xfer *x)
     int i;
     if (req->passed || r->proto_num < HTTP_VERSION(1, 1))
         return;
+    if (req->relay_fd > 0) {
+        /* a daemon: the Apache child sends the 103 (an I frame) */
+        apr_table_t *hint = apr_table_make(r->pool, x->nheaders);
+        for (i = 0; i < x->nheaders; i++)
+            apr_table_addn(hint,
+                           apr_pstrmemdup(r->pool, x->headers[i].name,
+                                          x->headers[i].name_len),
+                           apr_pstrmemdup(r->pool, x->headers[i].value,
+                                          x->headers[i].value_len));
+        pyh_relay_interim(r, hint);
+        return;
+    }
     r->status = 103;
     r->headers_out = apr_table_make(r->pool, x->nheaders);
     for (i = 0; i < x->nheaders; i++)
@@ -602,8 +613,7 @@ static int asgi_write(asgi_req *a, pyh_request *req, int *status)
 
     a->x.send_failed = 0;
     if (a->x.early_hint) {
-        if (req->relay_fd <= 0) /* not listed in a daemon's scope */
-            asgi_early_hint(req, &a->x);
+        asgi_early_hint(req, &a->x);
         return 0;
     }
     if (a->x.status > 0)

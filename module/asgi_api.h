@@ -10,7 +10,7 @@
 #include <Python.h>
 #include <stddef.h>
 
-#define PYH_ASGI_API_VERSION 3
+#define PYH_ASGI_API_VERSION 2
 #define PYH_ASGI_CAPSULE "pyhost._asgi._C_API"
 
 /* Work the loop posts to the worker thread (bits). */
@@ -113,7 +113,6 @@ typedef struct {
     const char *tls_client_cert;   /* PEM, NULL or "" without one */
     const char *tls_client_verify; /* SSL_CLIENT_VERIFY: NONE, SUCCESS, FAILED:why */
     const char *tls_client_dn;     /* SSL_CLIENT_S_DN (RFC 2253) */
-    int no_early_hint;  /* a daemon process: the relay carries no 103 */
 } pyh_asgi_scope_in;
 
 /* What asgi.c gives the loop side. post, take_completed and release need

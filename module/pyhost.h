@@ -365,6 +365,10 @@ void pyh_asgi_child_init(apr_pool_t *pchild, server_rec *s);
  * before it accepts a request. */
 void pyh_asgi_daemon_init(apr_pool_t *pchild, server_rec *s,
                           const pyh_daemon *d);
+/* In a daemon: sends an ASGI early hint's headers to the Apache child,
+ * which answers the client with a 103 (relay.c); -1 when the relay
+ * connection failed. */
+int pyh_relay_interim(request_rec *r, const apr_table_t *headers);
 /* Has the client of r (an Apache child's request) gone away? No GIL. */
 int pyh_asgi_client_gone(request_rec *r);
 /* The effective lifespan mode (PYH_LIFESPAN_*) of ASGI mount a. */

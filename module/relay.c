@@ -520,6 +520,27 @@ static apr_status_t relay_drop(relay_resp *rs, int type)
     return APR_SUCCESS;
 }
 
+/* An I frame: a 103 with the app's Link headers, as asgi.c sends one
+ * embedded (HTTP/1.1 and HTTP/2; an HTTP/1.0 client never gets one). The
+ * response's own status and headers are left alone. */
+static apr_status_t relay_interim(relay_resp *rs, const char *payload,
+                                  uint32_t len)
+{
+    request_rec *r = rs->r;
+    apr_table_t *out = r->headers_out, *hint = apr_table_make(r->pool, 4);
+    int status = r->status;
+    if (pyh_wire_parse_i(payload, len, hint) < 0)
+        return APR_EGENERAL;
+    if (r->proto_num < HTTP_VERSION(1, 1))
+        return APR_SUCCESS;
+    r->status = 103;
+    r->headers_out = hint;
+    ap_send_interim_response(r, 1);
+    r->status = status;
+    r->headers_out = out;
+    return APR_SUCCESS;
+}
+
 /* Acts on one frame whose payload has been read. */
 static apr_status_t relay_frame(relay_resp *rs, int type, char *payload,
                                 uint32_t len)
@@ -558,6 +579,8 @@ static apr_status_t relay_frame(relay_resp *rs, int type, char *payload,
             return APR_EGENERAL;
         return relay_done(rs, status);
     }
+    case PYH_F_INTERIM:
+        return relay_interim(rs, payload, len);
     default:
         return APR_EGENERAL;
     }
@@ -954,6 +977,23 @@ static apr_status_t relay_out(ap_filter_t *f, apr_bucket_brigade *bb)
         return APR_EPIPE;
     }
     return APR_SUCCESS;
+}
+
+int pyh_relay_interim(request_rec *r, const apr_table_t *headers)
+{
+    relay_ctx *ctx = r->output_filters->ctx;
+    apr_size_t n = rec_table_size(headers);
+    char *buf;
+    if (ctx->headers_sent || !n)
+        return 0; /* a hint after the start is dropped, as embedded */
+    buf = apr_palloc(r->pool, n);
+    rec_put_table(buf, headers, PYH_R_HEADER_NAME);
+    if (pyh_dconn_frame(ctx->dc, PYH_F_INTERIM, buf, n) < 0
+        || pyh_dconn_flush(ctx->dc) < 0) {
+        r->connection->aborted = 1;
+        return -1;
+    }
+    return 0;
 }
 
 /* The daemon request's input filter: asks the Apache child for body. */

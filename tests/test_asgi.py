@@ -83,10 +83,8 @@ def test_scope(asgi):
     assert s["client"][0] == "127.0.0.1" and isinstance(s["client"][1], int)
     assert s["server"] == ["127.0.0.1", asgi.port]
     assert s["state"] == {}
-    ext = {"http.response.pathsend": {}, "http.response.zerocopysend": {}}
-    if asgi.mode == "embedded":  # the relay carries no 103 (yet)
-        ext["http.response.early_hint"] = {}
-    assert s["extensions"] == ext
+    assert s["extensions"] == {"http.response.pathsend": {}, "http.response.zerocopysend": {},
+                               "http.response.early_hint": {}}
 
 
 def test_http10_scope(asgi):

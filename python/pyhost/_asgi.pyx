@@ -924,8 +924,7 @@ cdef dict _extensions(const pyh_asgi_scope_in *sc):
         "http.response.pathsend": {},
         "http.response.zerocopysend": {},
     }
-    # HTTP/1.0 has no interim responses, nor has the daemon relay
-    if strcmp(sc.http_version, b"1.0") != 0 and not sc.no_early_hint:
+    if strcmp(sc.http_version, b"1.0") != 0:  # HTTP/1.0 has no interim responses
         ext["http.response.early_hint"] = {}
     if sc.tls:
         ext["tls"] = _tls(sc)

@@ -77,7 +77,6 @@ cdef extern from "asgi_api.h" nogil:
         const char *tls_client_cert
         const char *tls_client_verify
         const char *tls_client_dn
-        int no_early_hint
 
     ctypedef struct pyh_asgi_host:
         int version

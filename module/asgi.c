@@ -2,7 +2,14 @@
  * app to the interpreter's event loop (python/pyhost/_asgi.pyx), then
  * does the request's I/O on the Apache worker thread with the GIL
  * released: body pieces in through the input filters, response out
- * through the output filters, as the loop asks for them (DESIGN rule 8). */
+ * through the output filters, as the loop asks for them (DESIGN rule 8).
+ *
+ * In a daemon process the same code runs on the daemon thread that took
+ * the relay connection: the relay's request_rec (relay.c) turns the output
+ * brigades into frames and asks the Apache child for body pieces, so only
+ * three edges know about it (req->relay_fd > 0): a disconnect is a hang-up
+ * of the relay socket, the scope has no mod_ssl to ask, and an early hint
+ * becomes an I frame. The Apache child relays, watching its client. */
 #include "pyhost.h"
 #include "asgi_api.h"
 #include "metrics.h"

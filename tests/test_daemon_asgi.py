@@ -4,9 +4,6 @@ daemon too) do not cover: where the mount is placed, lifespan at daemon
 start, stop and recycle, and the daemon's timeouts applied to ASGI
 requests. Raw ASGI app: tests/apps/asgi_daemon.py."""
 
-import os
-import re
-import socket
 import time
 
 import pytest

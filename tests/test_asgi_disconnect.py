@@ -15,16 +15,29 @@ import harness
 CONF = "ASGIScriptAlias /d @APPS@/asgi_disconnect.py\n"
 
 
-@pytest.fixture(scope="module", params=harness.MPMS if not os.environ.get("PYHOST_TEST_MPMS")
-                else [m for m in os.environ["PYHOST_TEST_MPMS"].split(",") if m in harness.MPMS])
+_MPMS = (harness.MPMS if not os.environ.get("PYHOST_TEST_MPMS")
+         else [m for m in os.environ["PYHOST_TEST_MPMS"].split(",") if m in harness.MPMS])
+
+
+# Embedded, and in a daemon process group (issue 14 point 4): there the
+# Apache child notices the client and closes the relay connection, and
+# the daemon's worker notices that.
+@pytest.fixture(scope="module", params=[(m, mode) for m in _MPMS
+                                        for mode in ("embedded", "daemon")],
+                ids=lambda p: "%s-%s" % p)
 def srv(request, workspace):
+    mpm, mode = request.param
     # A fixed set of children, so that the RSS measured before and after
     # is that of the processes that served the aborted streams.
-    spare = ("MinSpareServers 1\nMaxSpareServers 64\n" if request.param == "prefork"
+    spare = ("MinSpareServers 1\nMaxSpareServers 64\n" if mpm == "prefork"
              else "MinSpareThreads 1\nMaxSpareThreads 64\n")
-    s = harness.Apache(workspace, "asgi-disc-" + request.param, mpm=request.param,
-                       extra=CONF + spare)
+    daemon = ("WSGIDaemonProcess discd threads=4\nWSGIProcessGroup discd\n"
+              if mode == "daemon" else "")
+    s = harness.Apache(workspace, "asgi-disc-%s-%s" % (mpm, mode), mpm=mpm,
+                       extra=daemon + CONF + spare)
     s.start()
+    if mode == "daemon":  # its "ready" entry is logged before any test's mark
+        assert s.get("/d/pid").status == 200
     yield s
     s.stop()
 

@@ -664,6 +664,22 @@ def do_request(conn, method, path, body=None, headers=None, encode_chunked=False
     return Response(r.status, r.reason, r.getheaders(), data)
 
 
+def dechunk(data):
+    """A whole chunked body (with its last chunk) decoded; AssertionError
+    when it is cut. Linear in the body's size (bodies of many MiB)."""
+    out, pos = [], 0
+    while True:
+        end = data.find(b"\r\n", pos)
+        assert end >= 0, "cut in a chunk size"
+        n = int(data[pos:end].split(b";")[0], 16)
+        if n == 0:
+            return b"".join(out)
+        start = end + 2
+        assert len(data) >= start + n + 2, "cut in a chunk"
+        out.append(data[start:start + n])
+        pos = start + n + 2
+
+
 def read_until_close(sock, timeout=10.0):
     deadline = time.time() + timeout
     chunks = []

@@ -191,26 +191,11 @@ class Client:
                 break
             self.buf += chunk
         if self.headers.get("transfer-encoding") == "chunked":
-            return dechunk(self.buf)
+            return harness.dechunk(self.buf)
         return self.buf
 
     def close(self):
         self.sock.close()
-
-
-def dechunk(data):
-    """A whole chunked body (with its last chunk) decoded; AssertionError
-    when it is cut."""
-    out = b""
-    while True:
-        size, sep, rest = data.partition(b"\r\n")
-        assert sep, "cut in a chunk size"
-        n = int(size.split(b";")[0], 16)
-        if n == 0:
-            return out
-        assert len(rest) >= n + 2, "cut in a chunk"
-        out += rest[:n]
-        data = rest[n + 2:]
 
 
 def close_frame(code, reason=b""):

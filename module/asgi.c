@@ -135,7 +135,7 @@ static void asgi_release(pyh_asgi_xfer *x)
 static void asgi_log(void *ctx, int level, const char *msg)
 {
     asgi_loop *lp = ctx;
-    ap_log_error(APLOG_MARK, level, 0, lp->server, "%s", msg);
+    pyh_log_text(NULL, lp->server, level, msg);
 }
 
 /* ---- worker -> loop --------------------------------------------------- */
@@ -715,7 +715,7 @@ static int asgi_done(asgi_req *a, pyh_request *req, int complete)
     if (a->x.done_status > 0 && !req->passed)
         return a->x.done_status;
     if (a->x.error)
-        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "%s", a->x.error);
+        pyh_log_text(r, NULL, APLOG_ERR, a->x.error);
     else if (!complete && !req->client_gone) /* not the app's fault */
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
                       "PYH0201: ASGI app returned %s for %s %s",
@@ -1261,7 +1261,7 @@ static int asgi_ws_run(asgi_req *a, pyh_request *req, unsigned work)
         }
         if (work & PYH_ASGI_DONE) {
             if (a->x.error)
-                ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "%s", a->x.error);
+                pyh_log_text(r, NULL, APLOG_ERR, a->x.error);
             app_done = 1;
             if (!w.gone && pyh_ws_get_state(w.core) == PYH_WS_OPEN) {
                 pyh_ws_send_close(w.core, a->x.error ? PYH_WS_CLOSE_INTERNAL_ERROR
@@ -1459,8 +1459,7 @@ static int asgi_serve(asgi_req *a, pyh_request *req)
             }
             if ((late & PYH_ASGI_DONE) && !(work & PYH_ASGI_DONE)
                 && a->x.error)
-                ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, req->r, "%s",
-                              a->x.error);
+                pyh_log_text(req->r, NULL, APLOG_ERR, a->x.error);
             /* Only with a SEND or READ completion, whose posted reference
              * keeps the loop's request object (and so the xfer) alive until
              * the loop has handled it; after a DONE the loop knows. */

@@ -330,6 +330,41 @@ static void log_traceback(request_rec *r, server_rec *s, apr_pool_t *p,
     }
 }
 
+void pyh_log_text(request_rec *r, server_rec *s, int level, const char *text)
+{
+    const char *nl = strchr(text, '\n'), *line, *end;
+    apr_pool_t *p;
+    const char *id;
+
+    if (!nl) { /* one line: as it is */
+        if (r)
+            ap_log_rerror(APLOG_MARK, level, 0, r, "%s", text);
+        else
+            ap_log_error(APLOG_MARK, level, 0, s, "%s", text);
+        return;
+    }
+    /* A message with a traceback (the ASGI bridge formats its own): its
+     * lines as log_traceback writes them, tied by the group id. */
+    p = r ? r->pool : s->process->pool;
+    id = log_group_id(r, p);
+    end = text + strlen(text);
+    while (end > text && end[-1] == '\n')
+        end--;
+    if (r)
+        ap_log_rerror(APLOG_MARK, level, 0, r, "%.*s [%s]", (int)(nl - text), text, id);
+    else
+        ap_log_error(APLOG_MARK, level, 0, s, "%.*s [%s]", (int)(nl - text), text, id);
+    for (line = nl; line < end; line = nl) {
+        line++;
+        if (!(nl = memchr(line, '\n', (apr_size_t)(end - line))))
+            nl = end;
+        if (r)
+            ap_log_rerror(APLOG_MARK, level, 0, r, "[%s] %.*s", id, (int)(nl - line), line);
+        else
+            ap_log_error(APLOG_MARK, level, 0, s, "[%s] %.*s", id, (int)(nl - line), line);
+    }
+}
+
 void pyh_log_exception(pyh_interp *in, request_rec *r, server_rec *s,
                        const char *what)
 {

@@ -417,6 +417,9 @@ int pyh_log_redirect_stdio(pyh_interp *in);
 /* Log the pending Python exception with its traceback (one PYH entry,
  * then a line per traceback line) and clear it. r may be NULL (then s is
  * used). */
+/* Logs text that may hold a traceback (several lines) as one line per
+ * line, tied together by the request's log id; r may be NULL (then s). */
+void pyh_log_text(request_rec *r, server_rec *s, int level, const char *text);
 void pyh_log_exception(pyh_interp *in, request_rec *r, server_rec *s,
                        const char *what);
 

@@ -607,6 +607,16 @@ class Apache:
         """Lines since mark that carry a module message id (PYHnnnn)."""
         return [l for l in self.log_since(mark).splitlines() if LOG_ID_RE.search(l)]
 
+    def request_entries_since(self, mark, startup_ids=("PYH0012", "PYH0205", "PYH0206", "PYH0222")):
+        """The id'd entries since mark without those a child logs as it
+        starts (a prefork child started mid-test loads the ASGI mounts for
+        their lifespan, and a broken one says so again): an entry with one
+        of startup_ids counts only when a request logged it (Apache adds the
+        peer, "[remote ...]" or "[client ...]")."""
+        return [l for l in self.log_entries_since(mark)
+                if "[remote " in l or "[client " in l
+                or not any(i in l for i in startup_ids)]
+
     def wait_log_entries(self, mark, count=1, timeout=5.0, settle=0.3):
         """Wait (bounded) until at least count id'd entries appeared, then a
         little longer so that extra entries would be seen too."""

@@ -3,6 +3,7 @@ scope and messages, streaming, bad apps and lifespan, against a real Apache
 on each MPM, with raw ASGI apps under tests/apps/asgi_*."""
 
 import os
+import re
 import socket
 import time
 
@@ -181,7 +182,8 @@ def test_wsgi_and_asgi_side_by_side(asgi):
 # ---- bad apps --------------------------------------------------------------------
 
 def _one_entry(asgi, mark, *needles):
-    entries = asgi.wait_log_entries(mark, count=1)
+    asgi.wait_log_entries(mark, count=1)
+    entries = asgi.request_entries_since(mark)
     assert len(entries) == 1, entries
     for n in needles:
         assert n in asgi.log_since(mark), (n, asgi.log_since(mark))
@@ -204,6 +206,23 @@ def test_raise_before_start_is_500_with_traceback(asgi):
     r = asgi.get("/bad/raise-before")
     assert r.status == 500
     _one_entry(asgi, mark, "PYH0203", "ValueError: boom before start", "/bad/raise-before")
+
+
+def test_traceback_is_one_log_line_per_line_without_bridge_frames(asgi):
+    # As for WSGI (issue 15 point 7): each traceback line its own log line,
+    # tied to the first by the request's log id; no frame of _asgi.pyx.
+    mark = asgi.log_mark()
+    assert asgi.get("/bad/raise-before").status == 500
+    _one_entry(asgi, mark, "PYH0203")
+    lines = [l for l in asgi.log_since(mark).splitlines() if "pyhost:error" in l]
+    first = [l for l in lines if "PYH0203" in l]
+    assert len(first) == 1 and "\\n" not in first[0], lines
+    gid = re.search(r"\[([^\]\s]+)\]$", first[0]).group(1)
+    assert first[0].endswith(": Traceback (most recent call last): [%s]" % gid), first
+    rest = [l.split("[%s] " % gid, 1)[1] for l in lines if ("[%s] " % gid) in l]
+    assert any("asgi_bad.py" in l for l in rest), rest
+    assert rest[-1] == "ValueError: boom before start", rest
+    assert "_asgi.pyx" not in asgi.log_since(mark)
 
 
 def test_raise_after_start_cuts_response(asgi):

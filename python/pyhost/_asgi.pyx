@@ -51,7 +51,12 @@ class ClientDisconnected(OSError):
 
 
 cdef str _traceback(exc):
-    return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)).rstrip("\n")
+    # Without the bridge's own frames (Request.run awaiting the app, ...):
+    # the traceback starts where the app's code does, as for WSGI.
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename.endswith("_asgi.pyx"):
+        tb = tb.tb_next
+    return "".join(traceback.format_exception(type(exc), exc, tb)).rstrip("\n")
 
 
 cdef void _log(Loop lp, int level, str msg):
@@ -693,7 +698,8 @@ cdef class Request:
             free(x.error)
             x.error = NULL
         if msg is not None:
-            _log(self.lp, LOG_ERR, msg + " (after the response was sent)")
+            head, sep, rest = msg.partition("\n")
+            _log(self.lp, LOG_ERR, head + " (after the response was sent)" + sep + rest)
 
 
 # ---- WebSocket -------------------------------------------------------------

@@ -171,7 +171,7 @@ def render(url, cur, prev, interval):
         "threads busy %d idle %d  processes %d  memory %s" % (
             threads.get("busy", 0), threads.get("idle", 0), len(rss), _fmt_bytes(sum(rss.values()))),
         "",
-        "%-24s %-9s %8s %10s %7s %8s %8s %8s  %s" % (
+        "%-20s %-8s %7s %9s %6s %7s %7s %7s  %s" % (
             "MOUNT", "PROTOCOL", "REQ/S", "TOTAL", "5XX/S", "P50 ms", "P90 ms", "P99 ms", "LIFESPAN"),
     ]
     mounts = {}
@@ -192,12 +192,12 @@ def render(url, cur, prev, interval):
         pts = list(buckets.items())
         lifespan = cur.by("pyhost_asgi_lifespan_processes", "state", mount=mount)
         life = " ".join("%s %d" % (st, n) for st, n in lifespan.items() if n) or "-"
-        lines.append("%-24s %-9s %8s %10d %7s %8s %8s %8s  %s" % (
-            (mount or "(no mount)")[:24], ",".join(sorted(mounts[mount]["protocols"])) or "-",
+        lines.append("%-20s %-8s %7s %9d %6s %7s %7s %7s  %s" % (
+            (mount or "(no mount)")[:20], ",".join(sorted(mounts[mount]["protocols"])) or "-",
             fmt_rate(rate("pyhost_requests_total", mount=mount)), mounts[mount]["total"],
             fmt_rate(rate("pyhost_requests_total", mount=mount, status="5xx")),
             _ms(quantile(0.5, pts)), _ms(quantile(0.9, pts)), _ms(quantile(0.99, pts)), life))
-    lines += ["", "%-24s %5s %5s %11s %13s %7s %9s" % (
+    lines += ["", "%-20s %5s %5s %10s %13s %7s %9s" % (
         "PROCESS", "BUSY", "IDLE", "MEMORY", "GC/S gen0/1/2", "INTERPS", "LOOP LAG")]
     busy = cur.by("pyhost_threads", "process", state="busy")
     idle = cur.by("pyhost_threads", "process", state="idle")
@@ -208,14 +208,14 @@ def render(url, cur, prev, interval):
         for gen in "012":
             r = rate("pyhost_python_gc_collections_total", process=proc, generation=gen)
             gcs.append("-" if r is None else "%.0f" % r)
-        lines.append("%-24s %5d %5d %11s %13s %7s %9s" % (
-            proc[:24], busy.get(proc, 0), idle.get(proc, 0),
+        lines.append("%-20s %5d %5d %10s %13s %7s %9s" % (
+            proc[:20], busy.get(proc, 0), idle.get(proc, 0),
             _fmt_bytes(rss[proc]) if proc in rss else "-", "/".join(gcs),
             "%d" % interps[proc] if proc in interps else "-",
             "%s ms" % _ms(lag[proc]) if proc in lag else "-"))
     groups = cur.by("pyhost_daemon_processes", "group")
     if groups:
-        lines += ["", "%-24s %9s %7s %9s  %s" % (
+        lines += ["", "%-20s %9s %7s %9s  %s" % (
             "DAEMON GROUP", "PROCESSES", "QUEUED", "RESTARTS", "BY CAUSE / TIMEOUTS")]
         for g in sorted(groups):
             causes = cur.by("pyhost_daemon_restarts_total", "cause", group=g)
@@ -224,8 +224,8 @@ def render(url, cur, prev, interval):
             rt = cur.sum("pyhost_daemon_request_timeouts_total", group=g)
             extra = ", ".join(s for s in (why, "503 queue %d" % qt if qt else "",
                                           "504 request %d" % rt if rt else "") if s)
-            lines.append("%-24s %9d %7d %9d  %s" % (
-                g[:24], groups[g], cur.sum("pyhost_daemon_queued", group=g),
+            lines.append("%-20s %9d %7d %9d  %s" % (
+                g[:20], groups[g], cur.sum("pyhost_daemon_queued", group=g),
                 sum(causes.values()), extra or "-"))
     return lines
 

@@ -112,6 +112,7 @@ static struct {
     int32_t interpreters;
     int64_t loop_lag_us;                         /* as in the slot */
     int32_t lifespan[METRICS_MOUNTS];
+    uint32_t gen;                                /* bumped after each change */
 } metrics_local;
 
 /* An ASGI mount's script, to find the mounts a lifespan state is for. */
@@ -244,22 +245,32 @@ int pyh_metrics_post_config(apr_pool_t *pconf, server_rec *s)
 
 /* Hands what this process counted before it knew its slot to the slot,
  * and sets the slot's gauges from this process (a slot may have held an
- * earlier process). Idempotent; racing callers are fine: the pending
- * counts are taken with an exchange. */
+ * earlier process). Idempotent. The pending counts are taken with an
+ * exchange; the gauges are copied again if they changed during the copy,
+ * so a publisher that read an old value (a thread descheduled halfway)
+ * cannot leave it behind: every change bumps gen, then publishes. */
 static void metrics_publish(metrics_slot *me)
 {
     int g, m;
+    uint32_t gen;
     for (g = 0; g < METRICS_GC_GENERATIONS; g++) {
         uint64_t n = __atomic_exchange_n(&metrics_local.gc_pending[g], 0,
                                          __ATOMIC_RELAXED);
         if (n)
             MET_ADD(me->gc_collections[g], n);
     }
-    MET_SET(me->interpreters, MET_GET(metrics_local.interpreters));
-    MET_SET(me->loop_lag_us, MET_GET(metrics_local.loop_lag_us));
-    for (m = 0; m < METRICS_MOUNTS; m++)
-        MET_SET(me->mounts[m].lifespan, MET_GET(metrics_local.lifespan[m]));
+    do {
+        gen = __atomic_load_n(&metrics_local.gen, __ATOMIC_SEQ_CST);
+        MET_SET(me->interpreters, MET_GET(metrics_local.interpreters));
+        MET_SET(me->loop_lag_us, MET_GET(metrics_local.loop_lag_us));
+        for (m = 0; m < METRICS_MOUNTS; m++)
+            MET_SET(me->mounts[m].lifespan,
+                    MET_GET(metrics_local.lifespan[m]));
+    } while (gen != __atomic_load_n(&metrics_local.gen, __ATOMIC_SEQ_CST));
 }
+
+/* After a change to metrics_local's gauges. */
+static void metrics_local_changed(void);
 
 static metrics_slot *metrics_child_adopt(int i)
 {
@@ -452,45 +463,44 @@ done:
     Py_XDECREF(gc);
 }
 
-int pyh_metrics_interp_init(pyh_interp *in)
+static void metrics_local_changed(void)
 {
     metrics_slot *me;
+    __atomic_add_fetch(&metrics_local.gen, 1, __ATOMIC_SEQ_CST);
+    if ((me = metrics_proc_slot()))
+        metrics_publish(me);
+}
+
+int pyh_metrics_interp_init(pyh_interp *in)
+{
     (void)in;
     if (metrics_off || !metrics_seg_p)
         return 0;
     MET_ADD(metrics_local.interpreters, 1);
-    if ((me = metrics_proc_slot()))
-        MET_SET(me->interpreters, MET_GET(metrics_local.interpreters));
+    metrics_local_changed();
     metrics_gc_hook();
     return 0;
 }
 
 void pyh_metrics_interp_clear(pyh_interp *in)
 {
-    metrics_slot *me;
     (void)in;
     if (metrics_off || !metrics_seg_p)
         return;
     MET_ADD(metrics_local.interpreters, -1);
-    if ((me = metrics_proc_slot()))
-        MET_SET(me->interpreters, MET_GET(metrics_local.interpreters));
+    metrics_local_changed();
 }
 
 void pyh_metrics_loop_lag(long long us)
 {
-    metrics_slot *me;
     if (metrics_off || !metrics_seg_p)
         return;
     MET_SET(metrics_local.loop_lag_us, us < 0 ? 0 : us + 1);
-    /* every sample (4 a second) also republishes: a gauge set while the
-     * slot was being adopted is corrected here */
-    if ((me = metrics_proc_slot()))
-        metrics_publish(me);
+    metrics_local_changed();
 }
 
 void pyh_metrics_lifespan(const char *script, int state)
 {
-    metrics_slot *me;
     int i;
     if (metrics_off || !metrics_seg_p || !metrics_scripts || !script
         || state < 0 || state >= PYH_MLS_COUNT)
@@ -501,8 +511,7 @@ void pyh_metrics_lifespan(const char *script, int state)
         if (!strcmp(ms->script, script))
             MET_SET(metrics_local.lifespan[ms->mount], state);
     }
-    if ((me = metrics_proc_slot()))
-        metrics_publish(me);
+    metrics_local_changed();
 }
 
 void pyh_metrics_note(request_rec *r, const pyh_daemon *d,

@@ -50,12 +50,16 @@ class Tmux:
     def keys(self, *keys):
         self.tmux("send-keys", "-t", "top", *keys)
 
-    def exit_status(self, timeout=10):
-        """The exit status once pyhost top has exited, else None."""
+    def exit_status(self, timeout=20):
+        """The exit status ("0"), or "signal N", once pyhost top has exited
+        and tmux has reaped it; else None."""
         def read():
-            dead, _, status = self.tmux("display-message", "-p", "-t", "top",
-                                        "#{pane_dead} #{pane_dead_status}").stdout.partition(" ")
-            return status.strip() if dead == "1" else None
+            dead, status, sig = (self.tmux("display-message", "-p", "-t", "top",
+                                           "#{pane_dead}|#{pane_dead_status}|#{pane_dead_signal}")
+                                 .stdout.strip().split("|") + ["", ""])[:3]
+            if dead != "1":
+                return None
+            return status or ("signal " + sig if sig else None)
         wait_for(lambda: read(), timeout=timeout)
         return read()
 

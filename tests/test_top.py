@@ -26,19 +26,33 @@ PYHOST = os.path.join(os.path.dirname(sys.executable), "pyhost")
 needs_tmux = pytest.mark.skipif(not shutil.which("tmux"), reason="needs tmux")
 
 
+# Runs pyhost top and writes its exit status (negative: the signal that
+# ended it) to a file. Ctrl-C goes to the pane's whole process group: this
+# wrapper ignores it, pyhost top gets the default (Python's KeyboardInterrupt).
+WRAPPER = """
+import signal, subprocess, sys
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+rc = subprocess.call(sys.argv[2:], preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+with open(sys.argv[1], "w") as f:
+    f.write(str(rc))
+"""
+
+
 class Tmux:
     """`pyhost top` in a detached tmux session of a tmux server of its own
-    (its own socket), 150x45, as the pane's only process (so that Ctrl-C
-    reaches it alone); the pane stays after it exits, with its status."""
+    (its own socket), 150x45; its exit status lands in a file (tmux's own
+    #{pane_dead_status} was seen unset for seconds on a loaded machine)."""
 
     def __init__(self, workspace, token, args):
         self.socket = "pyhost-top-" + token
+        self.status = os.path.join(workspace.root, "top-status-" + token)
         conf = os.path.join(workspace.root, "tmux-" + token + ".conf")
         with open(conf, "w") as f:
             f.write("set -g default-terminal screen\nset -g status off\n"
                     "set -g default-size 150x45\nset -g remain-on-exit on\n")
         self.tmux("-f", conf, "new-session", "-d", "-s", "top", "-x", "150", "-y", "45",
-                  "env", "TERM=screen", PYHOST, "top", *args)
+                  "env", "TERM=screen", sys.executable, "-c", WRAPPER, self.status,
+                  PYHOST, "top", *args)
 
     def tmux(self, *args):
         return subprocess.run(["tmux", "-L", self.socket, *args], capture_output=True, text=True,
@@ -51,15 +65,14 @@ class Tmux:
         self.tmux("send-keys", "-t", "top", *keys)
 
     def exit_status(self, timeout=20):
-        """The exit status ("0"), or "signal N", once pyhost top has exited
-        and tmux has reaped it; else None."""
+        """"0", or "signal N", once pyhost top has exited; else None."""
         def read():
-            dead, status, sig = (self.tmux("display-message", "-p", "-t", "top",
-                                           "#{pane_dead}|#{pane_dead_status}|#{pane_dead_signal}")
-                                 .stdout.strip().split("|") + ["", ""])[:3]
-            if dead != "1":
+            try:
+                with open(self.status) as f:
+                    rc = f.read().strip()
+            except OSError:
                 return None
-            return status or ("signal " + sig if sig else None)
+            return "signal %d" % -int(rc) if rc.startswith("-") else rc or None
         wait_for(lambda: read(), timeout=timeout)
         return read()
 

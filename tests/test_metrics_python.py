@@ -8,7 +8,6 @@ import time
 
 from test_metrics import METRICS_LOC, scrape, total, val
 
-import harness
 from harness import wait_for
 from test_daemon import daemon_pids
 

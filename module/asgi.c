@@ -138,6 +138,19 @@ static void asgi_log(void *ctx, int level, const char *msg)
     pyh_log_text(NULL, lp->server, level, msg);
 }
 
+/* The loop's figures go to metrics.c, which keeps them per process. */
+static void asgi_loop_lag(void *ctx, long long us)
+{
+    (void)ctx;
+    pyh_metrics_loop_lag(us);
+}
+
+static void asgi_lifespan_state(void *ctx, const char *name, int state)
+{
+    (void)ctx;
+    pyh_metrics_lifespan(name, state);
+}
+
 /* ---- worker -> loop --------------------------------------------------- */
 
 /* Queues completion bits for the loop and wakes it: one eventfd write
@@ -201,6 +214,8 @@ static asgi_loop *asgi_loop_get(pyh_interp *in, server_rec *s)
     lp->host.take_completed = asgi_take_completed;
     lp->host.release = asgi_release;
     lp->host.log = asgi_log;
+    lp->host.loop_lag = asgi_loop_lag;
+    lp->host.lifespan_state = asgi_lifespan_state;
     lp->host.wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (lp->host.wake_fd < 0) {
         ap_log_error(APLOG_MARK, APLOG_CRIT, errno, s,
@@ -233,6 +248,7 @@ void pyh_asgi_interp_clear(pyh_interp *in)
         pyh_log_exception(in, NULL, lp->server,
                           "PYH0213: stopping the ASGI event loop");
     Py_CLEAR(lp->loop);
+    pyh_metrics_loop_lag(-1); /* no loop to be late any more */
     /* the loop thread has ended: nobody reads the eventfd any more */
     close(lp->host.wake_fd);
 }

@@ -10,7 +10,7 @@
 #include <Python.h>
 #include <stddef.h>
 
-#define PYH_ASGI_API_VERSION 2
+#define PYH_ASGI_API_VERSION 3
 #define PYH_ASGI_CAPSULE "pyhost._asgi._C_API"
 
 /* Work the loop posts to the worker thread (bits). */
@@ -128,6 +128,12 @@ typedef struct {
     void (*release)(pyh_asgi_xfer *x);
     /* one error-log entry (syslog level) for what has no request left */
     void (*log)(void *ctx, int level, const char *msg);
+    /* for the metrics, with the GIL: how late (microseconds) the loop's
+     * periodic callback ran; an app's lifespan (name as given to
+     * lifespan_startup / submit) entered state: 1 starting, 2 ready,
+     * 3 failed, 4 stopped */
+    void (*loop_lag)(void *ctx, long long us);
+    void (*lifespan_state)(void *ctx, const char *name, int state);
 } pyh_asgi_host;
 
 /* What _asgi.pyx gives asgi.c; called with the GIL held. Failures

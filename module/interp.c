@@ -144,6 +144,9 @@ static int interp_wsgi_init(pyh_interp *in)
 static const interp_protocol interp_protocols[] = {
     {"WSGI", interp_wsgi_init, pyh_wsgi_interp_clear},
     {"ASGI", pyh_asgi_interp_init, pyh_asgi_interp_clear},
+    /* not a protocol, but the same per-interpreter seam: the interpreter
+     * and its GC collections counted for the metrics */
+    {"metrics", pyh_metrics_interp_init, pyh_metrics_interp_clear},
 };
 #define INTERP_PROTOCOLS \
     ((int)(sizeof(interp_protocols) / sizeof(interp_protocols[0])))

@@ -23,13 +23,14 @@
  * userdata, as daemon_parent.c finds its book. It holds no pointer into
  * this module. The key carries a layout number: another layout starts a
  * segment of its own. */
-#define METRICS_KEY "pyhost-metrics/1"
+#define METRICS_KEY "pyhost-metrics/2"
 #define METRICS_MOUNTS 64  /* mount 0: requests with no mount (SetHandler) */
 #define METRICS_GROUPS 32
 #define METRICS_BUCKETS 14 /* the last is +Inf */
 #define METRICS_CLASSES 5  /* 1xx..5xx */
 #define METRICS_PROTOS 3   /* wsgi, asgi, websocket */
 #define METRICS_DAEMON_SLOTS 256
+#define METRICS_GC_GENERATIONS 3
 
 static const apr_interval_time_t metrics_bounds[METRICS_BUCKETS - 1] = {
     1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000,
@@ -39,6 +40,8 @@ static const char *const metrics_bound_names[METRICS_BUCKETS] = {
     "0.5", "1", "2.5", "5", "10", "+Inf"};
 static const char *const metrics_protos[METRICS_PROTOS] = {"wsgi", "asgi",
                                                            "websocket"};
+static const char *const metrics_lifespan_states[PYH_MLS_COUNT] = {
+    "none", "starting", "ready", "failed", "stopped"};
 static const char *const metrics_causes[PYH_MC_COUNT] = {
     "none", "exit", "signal", "maximum-requests", "restart-interval",
     "memory-limit", "request-timeout", "inactivity", "start-failure"};
@@ -47,6 +50,7 @@ typedef struct {
     uint64_t requests[METRICS_PROTOS][METRICS_CLASSES];
     uint64_t buckets[METRICS_BUCKETS]; /* not cumulative */
     uint64_t app_us;
+    int32_t lifespan; /* PYH_MLS_*: this process's lifespan of the app */
 } metrics_mount;
 
 /* One process: an Apache child by its scoreboard slot, or a daemon
@@ -63,6 +67,9 @@ typedef struct {
     int64_t in_flight;         /* requests in the handler / daemon busy */
     int64_t queued;            /* daemon: requests waiting for a thread */
     int64_t websockets_open;   /* ASGI WebSockets (hook for websocket.c) */
+    int64_t loop_lag_us;       /* ASGI loop's last lag sample + 1; 0: none */
+    int32_t interpreters;      /* Python interpreters alive */
+    uint64_t gc_collections[METRICS_GC_GENERATIONS];
     metrics_mount mounts[METRICS_MOUNTS];
 } metrics_slot;
 
@@ -94,6 +101,26 @@ static metrics_slot *volatile metrics_child; /* a child's, found lazily */
 static int metrics_group_of[METRICS_GROUPS]; /* pyh_daemon index -> seg */
 static int metrics_off;                /* PyhostMetrics Off */
 static pid_t metrics_pid;              /* an Apache child's, at child_init */
+
+/* What this process knows before its slot is (an Apache child finds its
+ * slot only once the parent has put its pid in the scoreboard, but Python,
+ * its GC and its ASGI lifespans start in child_init): kept here, then
+ * handed to the slot by metrics_publish. Every process starts from the
+ * parent's zeros (no Python runs in the parent). */
+static struct {
+    uint64_t gc_pending[METRICS_GC_GENERATIONS]; /* not yet in the slot */
+    int32_t interpreters;
+    int64_t loop_lag_us;                         /* as in the slot */
+    int32_t lifespan[METRICS_MOUNTS];
+    uint32_t gen;                                /* bumped after each change */
+} metrics_local;
+
+/* An ASGI mount's script, to find the mounts a lifespan state is for. */
+typedef struct {
+    const char *script;
+    int mount;
+} metrics_script;
+static apr_array_header_t *metrics_scripts;
 
 #define MET_ADD(field, n) __atomic_fetch_add(&(field), (n), __ATOMIC_RELAXED)
 #define MET_GET(field) __atomic_load_n(&(field), __ATOMIC_RELAXED)
@@ -178,7 +205,6 @@ int pyh_metrics_post_config(apr_pool_t *pconf, server_rec *s)
     metrics_seg *seg = metrics_seg_make(s->process);
     server_rec *v;
     int i;
-    (void)pconf;
 
     metrics_seg_p = seg;
     metrics_me = NULL;
@@ -189,12 +215,19 @@ int pyh_metrics_post_config(apr_pool_t *pconf, server_rec *s)
                      "serves without them");
         return OK;
     }
+    metrics_scripts = apr_array_make(pconf, 4, sizeof(metrics_script));
     for (v = s; v; v = v->next) {
         pyh_server_conf *sc =
             ap_get_module_config(v->module_config, &pyhost_module);
         for (i = 0; i < sc->aliases->nelts; i++) {
             pyh_alias *a = &APR_ARRAY_IDX(sc->aliases, i, pyh_alias);
             a->metrics_mount = metrics_mount_index(seg, a);
+            if (a->protocol == PYH_PROTO_ASGI && !a->regexp && a->script
+                && a->metrics_mount) {
+                metrics_script *ms = apr_array_push(metrics_scripts);
+                ms->script = a->script;
+                ms->mount = a->metrics_mount;
+            }
         }
     }
     for (i = 0; i < pyh_globals.daemons->nelts && i < METRICS_GROUPS; i++) {
@@ -208,6 +241,70 @@ int pyh_metrics_post_config(apr_pool_t *pconf, server_rec *s)
                          d->name);
     }
     return OK;
+}
+
+/* Hands what this process counted before it knew its slot to the slot,
+ * and sets the slot's gauges from this process (a slot may have held an
+ * earlier process). Idempotent. The pending counts are taken with an
+ * exchange; the gauges are copied again if they changed during the copy,
+ * so a publisher that read an old value (a thread descheduled halfway)
+ * cannot leave it behind: every change bumps gen, then publishes. */
+static void metrics_publish(metrics_slot *me)
+{
+    int g, m;
+    uint32_t gen;
+    for (g = 0; g < METRICS_GC_GENERATIONS; g++) {
+        uint64_t n = __atomic_exchange_n(&metrics_local.gc_pending[g], 0,
+                                         __ATOMIC_RELAXED);
+        if (n)
+            MET_ADD(me->gc_collections[g], n);
+    }
+    do {
+        gen = __atomic_load_n(&metrics_local.gen, __ATOMIC_SEQ_CST);
+        MET_SET(me->interpreters, MET_GET(metrics_local.interpreters));
+        MET_SET(me->loop_lag_us, MET_GET(metrics_local.loop_lag_us));
+        for (m = 0; m < METRICS_MOUNTS; m++)
+            MET_SET(me->mounts[m].lifespan,
+                    MET_GET(metrics_local.lifespan[m]));
+    } while (gen != __atomic_load_n(&metrics_local.gen, __ATOMIC_SEQ_CST));
+}
+
+/* After a change to metrics_local's gauges. */
+static void metrics_local_changed(void);
+
+static metrics_slot *metrics_child_adopt(int i)
+{
+    metrics_slot *me = &metrics_seg_p->slots[i];
+    int limit = 0;
+    if (ap_mpm_query(AP_MPMQ_MAX_THREADS, &limit) != APR_SUCCESS || limit < 1)
+        limit = 1;
+    MET_SET(me->threads, limit);
+    MET_SET(me->index, i);
+    MET_SET(me->pid, (int32_t)metrics_pid);
+    MET_SET(me->used, 1);
+    metrics_publish(me);
+    metrics_child = me;
+    return me;
+}
+
+/* This process's slot outside a request (its GC, interpreters, ASGI loop):
+ * a daemon's own, or an Apache child's once the parent has written the
+ * child's pid into the scoreboard. NULL: not yet (or no metrics). */
+static metrics_slot *metrics_proc_slot(void)
+{
+    int i;
+    if (metrics_me)
+        return metrics_me;
+    if (metrics_child)
+        return metrics_child;
+    if (metrics_off || !metrics_seg_p || !metrics_pid || !ap_scoreboard_image)
+        return NULL;
+    for (i = 0; i < metrics_seg_p->nchildren; i++) {
+        process_score *ps = ap_get_scoreboard_process(i);
+        if (ps && ps->pid == metrics_pid)
+            return metrics_child_adopt(i);
+    }
+    return NULL;
 }
 
 /* An Apache child's slot: its scoreboard slot, found on its first request
@@ -233,15 +330,7 @@ static metrics_slot *metrics_child_slot(request_rec *r)
     }
     if (i == metrics_seg_p->nchildren)
         return NULL;
-    me = &metrics_seg_p->slots[i];
-    if (ap_mpm_query(AP_MPMQ_MAX_THREADS, &limit) != APR_SUCCESS || limit < 1)
-        limit = 1;
-    MET_SET(me->threads, limit);
-    MET_SET(me->index, i);
-    MET_SET(me->pid, (int32_t)metrics_pid);
-    MET_SET(me->used, 1);
-    metrics_child = me;
-    return me;
+    return metrics_child_adopt(i);
 }
 
 void pyh_metrics_begin(pyh_mreq *m, request_rec *r)
@@ -300,6 +389,131 @@ void pyh_metrics_websocket(request_rec *r, int delta)
         MET_ADD(me->websockets_open, delta);
 }
 
+/* ---- Python's side of a process: GC, interpreters, the ASGI loop -------- */
+
+/* gc.callbacks entry: one collection of `generation` has ended. Runs in
+ * whatever thread collects, with that interpreter's GIL; interpreters with
+ * their own GIL may collect at once, hence the atomic adds. */
+static PyObject *metrics_gc_callback(PyObject *self, PyObject *args)
+{
+    PyObject *phase, *info, *gen;
+    metrics_slot *me;
+    long g;
+    (void)self;
+    if (!PyTuple_Check(args) || PyTuple_GET_SIZE(args) != 2)
+        Py_RETURN_NONE;
+    phase = PyTuple_GET_ITEM(args, 0);
+    info = PyTuple_GET_ITEM(args, 1);
+    if (!PyUnicode_Check(phase)
+        || PyUnicode_CompareWithASCIIString(phase, "stop") || !PyDict_Check(info)
+        || !(gen = PyDict_GetItemString(info, "generation")))
+        Py_RETURN_NONE;
+    g = PyLong_AsLong(gen);
+    if (g < 0 || g >= METRICS_GC_GENERATIONS) {
+        PyErr_Clear(); /* a GC callback has nobody to raise to */
+        Py_RETURN_NONE;
+    }
+    if ((me = metrics_proc_slot())) {
+        MET_ADD(me->gc_collections[g], 1);
+        /* anything counted while the slot was being adopted */
+        if (MET_GET(metrics_local.gc_pending[g]))
+            metrics_publish(me);
+    }
+    else {
+        MET_ADD(metrics_local.gc_pending[g], 1);
+    }
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef metrics_gc_def = {
+    "pyhost_gc_callback", metrics_gc_callback, METH_VARARGS,
+    "pyhost counts this interpreter's collections for its metrics"};
+
+/* The interpreter's collections so far (before the callback existed), then
+ * the callback for the rest. Failures leave the figures short, nothing
+ * else: an interpreter is not refused for its metrics. */
+static void metrics_gc_hook(void)
+{
+    PyObject *gc = PyImport_ImportModule("gc"), *stats = NULL, *cbs = NULL,
+             *fn = NULL;
+    Py_ssize_t i;
+    metrics_slot *me = metrics_proc_slot();
+    if (!gc || !(stats = PyObject_CallMethod(gc, "get_stats", NULL))
+        || !PyList_Check(stats))
+        goto done;
+    for (i = 0; i < PyList_GET_SIZE(stats) && i < METRICS_GC_GENERATIONS; i++) {
+        PyObject *c, *d = PyList_GET_ITEM(stats, i);
+        long long n;
+        if (!PyDict_Check(d) || !(c = PyDict_GetItemString(d, "collections"))
+            || (n = PyLong_AsLongLong(c)) <= 0)
+            continue;
+        if (me)
+            MET_ADD(me->gc_collections[i], (uint64_t)n);
+        else
+            MET_ADD(metrics_local.gc_pending[i], (uint64_t)n);
+    }
+    if ((cbs = PyObject_GetAttrString(gc, "callbacks")) && PyList_Check(cbs)
+        && (fn = PyCFunction_New(&metrics_gc_def, NULL)))
+        PyList_Append(cbs, fn);
+done:
+    PyErr_Clear();
+    Py_XDECREF(fn);
+    Py_XDECREF(cbs);
+    Py_XDECREF(stats);
+    Py_XDECREF(gc);
+}
+
+static void metrics_local_changed(void)
+{
+    metrics_slot *me;
+    __atomic_add_fetch(&metrics_local.gen, 1, __ATOMIC_SEQ_CST);
+    if ((me = metrics_proc_slot()))
+        metrics_publish(me);
+}
+
+int pyh_metrics_interp_init(pyh_interp *in)
+{
+    (void)in;
+    if (metrics_off || !metrics_seg_p)
+        return 0;
+    MET_ADD(metrics_local.interpreters, 1);
+    metrics_local_changed();
+    metrics_gc_hook();
+    return 0;
+}
+
+void pyh_metrics_interp_clear(pyh_interp *in)
+{
+    (void)in;
+    if (metrics_off || !metrics_seg_p)
+        return;
+    MET_ADD(metrics_local.interpreters, -1);
+    metrics_local_changed();
+}
+
+void pyh_metrics_loop_lag(long long us)
+{
+    if (metrics_off || !metrics_seg_p)
+        return;
+    MET_SET(metrics_local.loop_lag_us, us < 0 ? 0 : us + 1);
+    metrics_local_changed();
+}
+
+void pyh_metrics_lifespan(const char *script, int state)
+{
+    int i;
+    if (metrics_off || !metrics_seg_p || !metrics_scripts || !script
+        || state < 0 || state >= PYH_MLS_COUNT)
+        return;
+    for (i = 0; i < metrics_scripts->nelts; i++) {
+        const metrics_script *ms =
+            &APR_ARRAY_IDX(metrics_scripts, i, metrics_script);
+        if (!strcmp(ms->script, script))
+            MET_SET(metrics_local.lifespan[ms->mount], state);
+    }
+    metrics_local_changed();
+}
+
 void pyh_metrics_note(request_rec *r, const pyh_daemon *d,
                       const char *app_group)
 {
@@ -349,6 +563,7 @@ void pyh_metrics_daemon_init(pyh_dproc *dp)
     MET_SET(me->pid, (int32_t)getpid());
     MET_SET(me->used, 2);
     metrics_me = me;
+    metrics_publish(me);
 }
 
 void pyh_metrics_daemon_recycling(const char *why)
@@ -593,6 +808,72 @@ static void metrics_processes(request_rec *r, int om, const metrics_seg *seg)
     }
 }
 
+/* What Python does in each live process, and the ASGI lifespans by mount. */
+static void metrics_python(request_rec *r, int om, const metrics_seg *seg)
+{
+    int i, g, m, st;
+    metrics_family(r, om, "pyhost_python_gc_collections_total", "counter",
+                   "Python garbage collections, by process and generation "
+                   "(all interpreters of the process).");
+    for (i = 0; i < seg->nslots; i++) {
+        const metrics_slot *sl = &seg->slots[i];
+        const char *name;
+        if (!sl->used || !metrics_pid_alive(sl->pid))
+            continue;
+        name = metrics_slot_name(r->pool, seg, sl);
+        for (g = 0; g < METRICS_GC_GENERATIONS; g++)
+            ap_rprintf(r,
+                       "pyhost_python_gc_collections_total{process=\"%s\","
+                       "generation=\"%d\"} %" APR_UINT64_T_FMT "\n",
+                       name, g, MET_GET(sl->gc_collections[g]));
+    }
+    metrics_family(r, om, "pyhost_python_interpreters", "gauge",
+                   "Python interpreters alive, by process.");
+    for (i = 0; i < seg->nslots; i++) {
+        const metrics_slot *sl = &seg->slots[i];
+        if (!sl->used || !metrics_pid_alive(sl->pid))
+            continue;
+        ap_rprintf(r, "pyhost_python_interpreters{process=\"%s\"} %d\n",
+                   metrics_slot_name(r->pool, seg, sl),
+                   (int)MET_GET(sl->interpreters));
+    }
+    metrics_family(r, om, "pyhost_asgi_loop_lag_seconds", "gauge",
+                   "How late the ASGI event loop's periodic callback last "
+                   "ran (sampled every 0.25 s), by process with a loop.");
+    for (i = 0; i < seg->nslots; i++) {
+        const metrics_slot *sl = &seg->slots[i];
+        int64_t lag;
+        if (!sl->used || !metrics_pid_alive(sl->pid)
+            || (lag = MET_GET(sl->loop_lag_us)) <= 0)
+            continue;
+        ap_rprintf(r, "pyhost_asgi_loop_lag_seconds{process=\"%s\"} %.6f\n",
+                   metrics_slot_name(r->pool, seg, sl),
+                   (double)(lag - 1) / 1e6);
+    }
+    metrics_family(r, om, "pyhost_asgi_lifespan_processes", "gauge",
+                   "Live processes whose ASGI lifespan of the mount's app is "
+                   "in each state.");
+    for (m = 1; m < seg->nmounts; m++) {
+        int64_t n[PYH_MLS_COUNT] = {0};
+        const char *mount;
+        if (seg->mount_proto[m] != PYH_PROTO_ASGI)
+            continue;
+        for (i = 0; i < seg->nslots; i++) {
+            const metrics_slot *sl = &seg->slots[i];
+            st = MET_GET(sl->mounts[m].lifespan);
+            if (sl->used && st > PYH_MLS_NONE && st < PYH_MLS_COUNT
+                && metrics_pid_alive(sl->pid))
+                n[st]++;
+        }
+        mount = metrics_label(r->pool, seg->mounts[m]);
+        for (st = PYH_MLS_STARTING; st < PYH_MLS_COUNT; st++)
+            ap_rprintf(r,
+                       "pyhost_asgi_lifespan_processes{mount=\"%s\","
+                       "state=\"%s\"} %" APR_INT64_T_FMT "\n",
+                       mount, metrics_lifespan_states[st], n[st]);
+    }
+}
+
 /* Daemon groups, added up by name (a group that grew at a restart has two
  * records). */
 static void metrics_daemons(request_rec *r, int om, const metrics_seg *seg)
@@ -669,6 +950,10 @@ static int metrics_handler(request_rec *r)
         return HTTP_METHOD_NOT_ALLOWED;
     if (!metrics_seg_p)
         return HTTP_SERVICE_UNAVAILABLE;
+    /* the answering child publishes its own figures too, even if it has
+     * served no app yet */
+    if (!metrics_off)
+        metrics_child_slot(r);
     accept = apr_table_get(r->headers_in, "Accept");
     om = accept && ap_strcasestr(accept, "application/openmetrics-text");
     ap_set_content_type(r, om ? "application/openmetrics-text; "
@@ -679,6 +964,7 @@ static int metrics_handler(request_rec *r)
         return OK;
     metrics_requests(r, om, metrics_seg_p);
     metrics_processes(r, om, metrics_seg_p);
+    metrics_python(r, om, metrics_seg_p);
     metrics_daemons(r, om, metrics_seg_p);
     if (om)
         ap_rputs("# EOF\n", r);

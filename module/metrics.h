@@ -42,6 +42,22 @@ const char *pyh_metrics_set_enabled(cmd_parms *cmd, void *dconf, int on);
  * for websocket.c / asgi.c (pyhost_websockets_open). Its requests are
  * counted as protocol "websocket" already (the Upgrade header). */
 void pyh_metrics_websocket(request_rec *r, int delta);
+/* Per interpreter, with its GIL (interp.c's per-interpreter table): counts
+ * it among this process's interpreters and hooks gc.callbacks so that its
+ * collections are counted when they happen, not sampled on the request
+ * path. Never fails the interpreter. */
+int pyh_metrics_interp_init(pyh_interp *in);
+void pyh_metrics_interp_clear(pyh_interp *in);
+/* This process's ASGI event loop: how late its periodic callback ran, in
+ * microseconds (asgi.c's host callback); -1: the loop has stopped. */
+void pyh_metrics_loop_lag(long long us);
+/* The ASGI lifespan of the app in `script` is now in state (PYH_MLS_*),
+ * in this process: counted for every mount serving that script. */
+enum pyh_mlifespan {
+    PYH_MLS_NONE, PYH_MLS_STARTING, PYH_MLS_READY, PYH_MLS_FAILED,
+    PYH_MLS_STOPPED, PYH_MLS_COUNT
+};
+void pyh_metrics_lifespan(const char *script, int state);
 /* A daemon process, just forked for dp. */
 void pyh_metrics_daemon_init(struct pyh_dproc *dp);
 /* A daemon process is about to recycle: why is daemon.c's reason text. */

@@ -7,7 +7,8 @@
 #              scripts/fuzz.sh builds with clang and libFuzzer;
 #              tests/test_http2.py drives mod_http2 with nghttp2-client's
 #              h2load, and curl, openssl; tests/test_metrics.py scrapes with
-#              a real Prometheus server); CI and the README's test command
+#              a real Prometheus server, tests/test_top.py drives
+#              `pyhost top` in tmux); CI and the README's test command
 #              pass it, the Dockerfile does not.
 #   --runtime  only what a venv built elsewhere needs to serve: the Dockerfile's
 #              final stage, which copies the venv from its build stage.
@@ -26,7 +27,7 @@ for opt in "$@"; do
         # libapache2-mod-wsgi-py3: tests/test_dropin.py loads both modules.
         --test) packages+=(docker.io docker-compose debootstrap nghttp2-client openssl
                            clang libclang-rt-14-dev libapache2-mod-wsgi-py3
-                           prometheus) ;;
+                           prometheus tmux) ;;
         --matrix) packages+=(patchelf debootstrap xz-utils pkg-config libssl-dev zlib1g-dev
                              libffi-dev libbz2-dev liblzma-dev libsqlite3-dev libreadline-dev
                              libexpat1-dev uuid-dev libgdbm-dev libncurses-dev) ;;

@@ -44,6 +44,11 @@ cdef enum:
     LOG_ERR = 3
     LOG_WARNING = 4
     LOG_INFO = 6
+    # the host's lifespan_state (module/metrics.h's PYH_MLS_*)
+    LS_STARTING = 1
+    LS_READY = 2
+    LS_FAILED = 3
+    LS_STOPPED = 4
 
 
 class ClientDisconnected(OSError):
@@ -134,12 +139,29 @@ cdef object loop_start(const pyh_asgi_host *host, int loop_kind):
         loop = asyncio.new_event_loop()
     lp.loop = loop
     loop.add_reader(host.wake_fd, lp._drain)
+    loop.call_soon(_lag_tick, lp, loop.time())
     started = threading.Event()
     lp.thread = threading.Thread(target=_run_loop, args=(loop, started),
                                  name="pyhost-asgi-loop", daemon=True)
     lp.thread.start()
     started.wait()
     return lp
+
+
+# How late a callback runs is the loop's lag (pyhost_asgi_loop_lag_seconds):
+# one timer every LAG_INTERVAL, measured against when it was due.
+cdef double LAG_INTERVAL = 0.25
+
+
+def _lag_tick(Loop lp, double due):
+    aloop = lp.loop
+    now = aloop.time()
+    lp.host.loop_lag(lp.host.ctx, <long long>((now - due) * 1e6) if now > due else 0)
+    aloop.call_at(now + LAG_INTERVAL, _lag_tick, lp, now + LAG_INTERVAL)
+
+
+cdef void _lifespan_state(Loop lp, bytes name, int state):
+    lp.host.lifespan_state(lp.host.ctx, name, state)
 
 
 cdef int loop_stop(object loop, double timeout) except -1:
@@ -176,6 +198,7 @@ class Lifespan:
         self.app = app
         self.mode = mode
         self.name = name.decode("utf-8", "replace") if isinstance(name, bytes) else str(name)
+        self.raw_name = name if isinstance(name, bytes) else self.name.encode()
         self.state = {}
         self.failed = False
         self.supported = True
@@ -183,6 +206,9 @@ class Lifespan:
         self.task = None
         self.sent_startup = False
         self.shutting_down = False
+
+    def report(self, int state):
+        _lifespan_state(<Loop>self.lp, self.raw_name, state)
 
     def is_failed(self):
         return self.failed and self.ready_ev is not None and self.ready_ev.is_set()
@@ -193,6 +219,7 @@ class Lifespan:
             self.shutdown_ev = asyncio.Event()
             self.shut_done = asyncio.Event()
             self.task = asyncio.get_running_loop().create_task(self.main())
+            self.report(LS_STARTING)
         await self.ready_ev.wait()
 
     async def main(self):
@@ -222,6 +249,10 @@ class Lifespan:
                      % (self.name, " at shutdown" if self.shutting_down else "",
                         _traceback(e)))
         finally:
+            if not self.ready_ev.is_set():
+                self.report(LS_FAILED if self.failed else LS_READY)
+            elif self.shutting_down:
+                self.report(LS_STOPPED)
             self.ready_ev.set()
             self.shut_done.set()
 
@@ -235,12 +266,14 @@ class Lifespan:
     async def send(self, message):
         kind = message["type"]
         if kind == "lifespan.startup.complete":
+            self.report(LS_READY)
             self.ready_ev.set()
         elif kind == "lifespan.startup.failed":
             self.failed = True
             _log(self.lp, LOG_ERR,
                  "PYH0205: ASGI lifespan startup of '%s' failed; its requests "
                  "get 503: %s" % (self.name, message.get("message", "")))
+            self.report(LS_FAILED)
             self.ready_ev.set()
         elif kind == "lifespan.shutdown.complete":
             self.shut_done.set()

@@ -79,6 +79,17 @@ def cmd_check(args):
     return 0 if checks.run(who, target, user, group) else 1
 
 
+def cmd_top(args):
+    from . import top  # curses only for this command
+    if args.interval <= 0:
+        return error("--interval must be more than 0")
+    if not re.match(r"https?://", args.url):
+        return error("pyhost top: %s: give an http:// or https:// URL (pyhost serve --metrics "
+                     "prints it)" % args.url)
+    return top.run(args.url, interval=args.interval, insecure=args.insecure, ca_file=args.ca_file,
+                   once=args.once)
+
+
 def cmd_install_module(args):
     apache_root = args.apache_root or install.default_apache_root()
     try:
@@ -367,6 +378,10 @@ def cmd_serve(args):
             problem = listen_problem(args.host, port)
             if problem:
                 return error(problem + "; choose another --port/--https-port or --host")
+        extra = args.metrics and serverconf.metrics_extra_listen(args.host, args.port)
+        if extra and listen_problem(*extra):
+            return error("--metrics: " + listen_problem(*extra)
+                         + "; the metrics are served on 127.0.0.1 at --port")
 
     setup_dir = args.setup_only
     made_root = not (setup_dir or args.server_root)
@@ -504,6 +519,7 @@ def serve_in(args, plan):
         https_only=args.https_only,
         hsts=args.hsts,
         server_status=args.server_status,
+        metrics=args.metrics,
         rotate_logs=args.rotate_logs,
         max_log_size=args.max_log_size,
         interface=plan.interface,
@@ -546,12 +562,16 @@ def banner(args, plan, cfg):
     for name, value in (("error log", cfg.error_log), ("access log", cfg.access_log)):
         if value:
             logs.append("%s %s" % (name, "on this terminal" if value.startswith("/dev/fd/") else value))
-    return "\n".join([
+    lines = [
         "pyhost %s: %s" % (__version__, app),
         "  Python %s (%s)" % (sys.version.split()[0], sys.executable),
         "  %s, %s MPM, %s" % (apache.httpd_version(plan.httpd) or plan.httpd, cfg.mpm, model),
-        "  %s; starting Apache..." % (", ".join(logs) or "no logs"),
-    ])
+    ]
+    if cfg.metrics:
+        lines.append("  metrics (from this host only): pyhost top %s%s"
+                     % (serverconf.metrics_url(cfg), " --insecure" if cfg.https_only else ""))
+    lines.append("  %s; starting Apache..." % (", ".join(logs) or "no logs"))
+    return "\n".join(lines)
 
 
 def split_paths(values):
@@ -768,6 +788,10 @@ def add_serve_arguments(p):
                    help="with --https-port: send Strict-Transport-Security (default max-age a year)")
     p.add_argument("--server-status", action="store_true",
                    help="Apache's mod_status at /server-status, for requests from this host only")
+    p.add_argument("--metrics", action="store_true",
+                   help="pyhost's Prometheus endpoint at %s, for requests from 127.0.0.1 and ::1 "
+                        "only; the banner prints the `pyhost top` command that watches it"
+                        % serverconf.METRICS_PATH)
     p.add_argument("--rotate-logs", action="store_true",
                    help="rotate --error-log/--access-log files through rotatelogs (10 files kept)")
     p.add_argument("--max-log-size", type=positive_int, default=10, metavar="MB",
@@ -810,6 +834,21 @@ def build_parser():
     p.add_argument("--user", help="user Apache's children run as (default as root: www-data)")
     p.add_argument("--group", help="their group (default: the user's primary group)")
     p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("top", help="watch a pyhost server's metrics endpoint live, like top")
+    p.add_argument("url", metavar="URL",
+                   help="its metrics endpoint (SetHandler pyhost-metrics), e.g. "
+                        "http://127.0.0.1:8000%s as pyhost serve --metrics mounts it"
+                        % serverconf.METRICS_PATH)
+    p.add_argument("--interval", type=float, default=1.0, metavar="SECONDS",
+                   help="refresh every this long (default 1)")
+    p.add_argument("--ca-file", metavar="PEM",
+                   help="trust this CA for an https URL too (default: the system's CA bundle)")
+    p.add_argument("--insecure", action="store_true",
+                   help="https: do not check the server's certificate")
+    p.add_argument("--once", action="store_true",
+                   help="print one frame as text (after one interval) and exit")
+    p.set_defaults(func=cmd_top)
 
     p = sub.add_parser("serve", help="serve a WSGI or ASGI app with a private Apache in the foreground",
                        epilog="Every option can also be set with an environment variable: "

@@ -26,6 +26,9 @@ COMPRESSIBLE = ("text/html", "text/plain", "text/css", "text/xml", "text/csv",
 
 MIME_TYPES = "/etc/mime.types"
 
+# Where `pyhost serve --metrics` mounts the Prometheus endpoint.
+METRICS_PATH = "/.pyhost/metrics"
+
 
 @dataclass
 class ServeConfig:
@@ -72,6 +75,7 @@ class ServeConfig:
     https_only: bool = False
     hsts: Optional[int] = None  # Strict-Transport-Security max-age
     server_status: bool = False  # mod_status at /server-status, from this host only
+    metrics: bool = False  # pyhost's Prometheus endpoint at METRICS_PATH, from 127.0.0.1/::1 only
     rotate_logs: bool = False  # file logs through rotatelogs
     max_log_size: int = 10  # MB, with rotate_logs
     rotatelogs: str = "/usr/bin/rotatelogs"
@@ -111,7 +115,7 @@ def needed_modules(cfg):
         names.append("alias")
     if cfg.hsts is not None:
         names.append("headers")
-    if cfg.server_status:
+    if cfg.server_status or cfg.metrics:
         names.append("authz_host")
     if cfg.server_status:
         names.append("status")
@@ -285,7 +289,31 @@ def _extra_lines(cfg):
                   "    SetHandler server-status",
                   "    Require local",
                   "</Location>"]
+    if cfg.metrics:
+        # Loopback clients only, whatever --host is: the figures say what
+        # the server runs, which is nobody else's business.
+        lines += ["<Location %s>" % METRICS_PATH,
+                  "    SetHandler pyhost-metrics",
+                  "    Require ip 127.0.0.1 ::1",
+                  "</Location>"]
     return lines + [""] if lines else []
+
+
+def metrics_extra_listen(host, port):
+    """(host, port) of the extra Listen the metrics need to be reachable
+    from 127.0.0.1 when serving on `host`, or None when the main Listen
+    already is (a wildcard or a loopback host)."""
+    if host in ("0.0.0.0", "::", "*", "::1") or host.startswith("127."):
+        return None
+    return ("127.0.0.1", port)
+
+
+def metrics_url(cfg):
+    """The URL `pyhost top` reads the metrics from, on this host."""
+    host = "[::1]" if cfg.host == "::1" else "127.0.0.1"
+    if cfg.https_only:  # the HTTP port only redirects
+        return "https://%s:%d%s" % (host, cfg.https_port, METRICS_PATH)
+    return "http://%s:%d%s" % (host, cfg.port, METRICS_PATH)
 
 
 def render(cfg):
@@ -310,6 +338,8 @@ def render(cfg):
         lines += ["User %s" % cfg.user, "Group %s" % (cfg.group or cfg.user), ""]
     lines += [
         "Listen %s" % listen_address(cfg.host, cfg.port),
+        *(["Listen %s" % listen_address(*metrics_extra_listen(cfg.host, cfg.port))]
+          if cfg.metrics and metrics_extra_listen(cfg.host, cfg.port) else []),
         "ServerName %s" % listen_address(cfg.host, cfg.port),
         "DocumentRoot %s" % quote(os.path.join(root, "htdocs")),
         *_mpm_lines(cfg),

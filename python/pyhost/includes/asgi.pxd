@@ -86,6 +86,8 @@ cdef extern from "asgi_api.h" nogil:
         pyh_asgi_xfer *(*take_completed)(void *ctx) noexcept nogil
         void (*release)(pyh_asgi_xfer *x) noexcept nogil
         void (*log)(void *ctx, int level, const char *msg) noexcept nogil
+        void (*loop_lag)(void *ctx, long long us) noexcept nogil
+        void (*lifespan_state)(void *ctx, const char *name, int state) noexcept nogil
 
     ctypedef struct pyh_asgi_bridge:
         int version

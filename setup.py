@@ -172,6 +172,11 @@ def asgi_extension():
         ASGI_NAME,
         sources=["python/pyhost/_asgi.pyx"],
         include_dirs=["module"],
+        # Module state (per-interpreter globals and types), so that every
+        # application group imports its own copy; without it a Cython
+        # module refuses a second interpreter. Its subinterpreters_compatible
+        # directive (in _asgi.pyx) declares the support only with this on.
+        define_macros=[("CYTHON_USE_MODULE_STATE", "1")],
         depends=["module/asgi_api.h", "python/pyhost/_asgi.pxd",
                  "python/pyhost/includes/asgi.pxd"],
     )

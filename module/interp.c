@@ -725,6 +725,10 @@ static void interp_end_sub(pyh_interp *in, server_rec *s,
     else {
         PyThreadState_Swap(last);
     }
+    /* First, so that the threads the protocols run in the interpreter
+     * (ASGI's event loop, with its lifespan shutdown) are gone before we
+     * look for threads that are not ours. */
+    interp_protocols_clear(in);
     for (t = PyInterpreterState_ThreadHead(in->istate); t;
          t = PyThreadState_Next(t)) {
         ours = t == in->first_tstate || t == last;
@@ -745,7 +749,6 @@ static void interp_end_sub(pyh_interp *in, server_rec *s,
             return;
         }
     }
-    interp_protocols_clear(in);
     for (i = 0; i < in->tstates->nelts; i++) {
         t = APR_ARRAY_IDX(in->tstates, i, PyThreadState *);
         PyThreadState_Clear(t);

@@ -209,14 +209,6 @@ static int pyh_handle(request_rec *r, const pyh_route *route)
                       route->alias->location, daemon->name);
         return HTTP_INTERNAL_SERVER_ERROR;
     }
-    if (asgi && *req->app_group) {
-        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
-                      "PYH0221: ASGIScriptAlias %s: application group '%s': "
-                      "ASGI apps run only in the main interpreter so far "
-                      "(WSGIApplicationGroup %%{GLOBAL})",
-                      route->alias->location, req->app_group);
-        return HTTP_INTERNAL_SERVER_ERROR;
-    }
     if (daemon) {
         int status = pyh_daemon_check_available(r, daemon);
         if (status != OK)
@@ -283,9 +275,9 @@ static int pyh_pre_config(apr_pool_t *pconf, apr_pool_t *plog,
     return OK;
 }
 
-/* An ASGI mount must run embedded in the main interpreter for now: a
- * daemon group (inline, or WSGIProcessGroup at server level) or a named
- * application group is refused at startup rather than per request. */
+/* An ASGI mount must run embedded for now: a daemon group (inline, or
+ * WSGIProcessGroup at server level) is refused at startup rather than per
+ * request. Any application group serves ASGI (each has its own loop). */
 static const char *pyh_check_asgi_mount(apr_pool_t *p, server_rec *s,
                                         const pyh_alias *a)
 {
@@ -293,9 +285,6 @@ static const char *pyh_check_asgi_mount(apr_pool_t *p, server_rec *s,
         ap_get_module_config(s->lookup_defaults, &pyhost_module);
     const char *g = a->options.process_group ? a->options.process_group
                                              : sd->process_group;
-    const char *ag = a->options.application_group
-                         ? a->options.application_group
-                         : sd->application_group;
     if (a->protocol != PYH_PROTO_ASGI)
         return NULL;
     if (g && *g && strcmp(g, "%{GLOBAL}"))
@@ -304,12 +293,6 @@ static const char *pyh_check_asgi_mount(apr_pool_t *p, server_rec *s,
                             "daemon mode does not serve ASGI yet; serve it "
                             "embedded (process-group=%%{GLOBAL}, the default)",
                             a->location, g);
-    if (ag && strcmp(ag, "%{GLOBAL}"))
-        return apr_psprintf(p,
-                            "PYH0221: ASGIScriptAlias %s: application-group=%s: "
-                            "ASGI apps run only in the main interpreter so "
-                            "far (application-group=%%{GLOBAL}, the default)",
-                            a->location, ag);
     return NULL;
 }
 

@@ -236,6 +236,8 @@ typedef struct pyh_interp {
     PyObject *multithread, *multiprocess;
     PyObject *format_exception;   /* traceback.format_exception */
     PyTypeObject *request_type, *input_type, *log_type, *file_wrapper_type;
+    struct asgi_loop *asgi_loop;  /* asgi.c: this interpreter's event loop
+                                     state, made on first need */
 } pyh_interp;
 
 int pyh_interp_child_init(apr_pool_t *pchild, server_rec *s);

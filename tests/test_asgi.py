@@ -334,7 +334,6 @@ def test_bad_directives(short_server, line, needle):
      "ASGIScriptAlias /a @APPS@/asgi_http.py process-group=grp\n", "PYH0220"),
     ("WSGIDaemonProcess grp threads=2\nWSGIProcessGroup grp\n"
      "ASGIScriptAlias /a @APPS@/asgi_http.py\n", "PYH0220"),
-    ("ASGIScriptAlias /a @APPS@/asgi_http.py application-group=other\n", "PYH0221"),
 ])
 def test_unsupported_placement_is_a_startup_error(short_server, extra, needle):
     srv = short_server("asgi-daemon", extra=extra)

@@ -701,7 +701,9 @@ static void interp_preload(server_rec *s)
 }
 
 /* Ends a sub-interpreter at child exit, if only our own thread states
- * live in it (Py_EndInterpreter aborts the process otherwise). The thread
+ * live in it (Py_EndInterpreter aborts the process otherwise) once its
+ * protocols are cleared (they always are: ASGI's lifespan shutdown runs
+ * even in an interpreter left unfinalized). The thread
  * that created it is threading's "main thread" there, and threading waits
  * at shutdown until that thread's state is gone: so unless this is that
  * thread, every state we made is deleted first and the end runs on a fresh

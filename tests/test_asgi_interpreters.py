@@ -4,8 +4,10 @@ Apache child; WSGI and ASGI mounts of one group share it; %{GLOBAL} is the
 main interpreter. Requests that compare interpreters go over one keep-alive
 connection, so that on prefork they reach one process."""
 
+import importlib.util
 import json
 import os
+import sys
 
 import pytest
 
@@ -67,6 +69,22 @@ def test_groups_are_different_interpreters_with_their_own_loop(srv):
     assert one_again["token"] == one["token"]
     assert one_again["loop_thread"] == one["loop_thread"]
     assert main["main"] in (True, None) and one["main"] in (False, None)
+
+
+def test_sub_interpreters_run_asyncio_and_say_so_once(srv):
+    one, two, main = probe(srv, "/one/", "/two/", "/main/")
+    assert one["loop"] == two["loop"] == "asyncio"
+    if importlib.util.find_spec("uvloop"):
+        # the main interpreter keeps uvloop: no group imported it first
+        assert main["loop"] == "uvloop"
+        for g in ("one", "two"):
+            line = "[pid %d:" % one["pid"]
+            said = [l for l in srv.error_log().splitlines()
+                    if "PYH0222: application group '%s'" % g in l and line in l]
+            assert len(said) == 1, said
+    if sys.version_info < (3, 12):
+        # a process-wide _asyncio would mix the interpreters' running loops
+        assert not one["asyncio_accel"] and main["asyncio_accel"]
 
 
 def test_each_group_has_its_own_lifespan_state(srv):

@@ -2,6 +2,7 @@
 interpreter per process; interp_probe.wsgi reads the same one), the loop
 thread's native id, and the lifespan state of this app in this group.
 Startups and shutdowns are recorded per group and pid in state/."""
+import asyncio
 import json
 import os
 import sys
@@ -60,6 +61,8 @@ async def application(scope, receive, send):
         "loop_thread": threading.get_native_id(), "startups": startups,
         "state": dict(scope["state"]),
         "main": is_main(),
+        "loop": type(asyncio.get_running_loop()).__module__.split(".")[0],
+        "asyncio_accel": "_asyncio" in str(type(asyncio.get_running_loop().create_future())),
     }).encode()
     await send({"type": "http.response.start", "status": 200,
                 "headers": [(b"content-type", b"application/json")]})

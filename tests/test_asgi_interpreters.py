@@ -7,6 +7,7 @@ connection, so that on prefork they reach one process."""
 import importlib.util
 import json
 import os
+import signal
 import sys
 
 import pytest
@@ -163,3 +164,34 @@ def test_no_refusal_and_shutdown_per_group_at_stop(short_server, workspace, mpm)
         assert "shutdown %s %d" % (r["token"], r["pid"]) in log, log
     assert "PYH0221" not in s.error_log()
     assert "PYH0015" not in s.error_log()
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="per-interpreter GIL needs Python 3.12+")
+def test_groups_with_their_own_gil_serve_asgi(short_server, workspace, mpm):
+    """WSGIPerInterpreterGIL On: the bridge loads in groups with their own
+    GIL (Cython's own_gil), each with its loop and lifespan, and WSGI shares
+    the group; a graceful stop runs every shutdown without a hang."""
+    s = short_server("asgi-interp-owngil", mpm=mpm, extra="WSGIPerInterpreterGIL On\n" + CONF)
+    s.start()
+    try:
+        one, w_one, two, main = probe(s, "/one/", "/w-one/", "/two/", "/main/")
+        assert len({one["token"], two["token"], main["token"]}) == 3
+        assert one["token"] == w_one["token"]
+        for r in (one, two, main):
+            assert r["startups"] == 1 and r["state"]["token"] == r["token"], r
+        c = Client(s, "/one/ws")
+        try:
+            assert c.status == 101
+            c.send_text("hi")
+            assert json.loads(c.recv_message()[1])["echo"] == "hi"
+        finally:
+            c.close()
+        assert s.get("/fail/").status == 503
+        assert "PYH0062: application group 'one' created with its own GIL" in s.error_log()
+    finally:
+        assert s.stop(signal.SIGWINCH, timeout=30) == 0
+    log = open(workspace.state_path("asgi_interp.log")).read().split("\n")
+    for r in (one, two, main):
+        assert "shutdown %s %d" % (r["token"], r["pid"]) in log, s.error_log()[-3000:]
+    assert not harness.CRASH_RE.findall(s.error_log()), s.error_log()[-5000:]
+    assert "AH00045" not in s.error_log() and "PYH0015" not in s.error_log()

@@ -172,6 +172,17 @@ static asgi_loop *asgi_loop_get(pyh_interp *in, server_rec *s)
         return NULL;
     lp->failed = 1;
     lp->server = s;
+    if (in->own_gil) {
+        /* Built to share the GIL: with a GIL (and allocator) of its own, an
+         * interpreter that served ASGI crashed the process at exit. */
+        ap_log_error(APLOG_MARK, APLOG_ERR, 0, s,
+                     "PYH0224: application group '%s' has its own GIL (a "
+                     "WSGI request created it first, WSGIPerInterpreterGIL "
+                     "On), and ASGI runs only in groups that share the GIL; "
+                     "its ASGI mounts answer 500: give them another group",
+                     in->name);
+        return NULL;
+    }
     if (!(mod = PyImport_ImportModule("pyhost._asgi"))
         || !(lp->bridge = PyCapsule_Import(PYH_ASGI_CAPSULE, 0))) {
         Py_XDECREF(mod);
@@ -292,7 +303,7 @@ void pyh_asgi_child_init(apr_pool_t *pchild, server_rec *s)
             if (a->protocol != PYH_PROTO_ASGI || a->regexp
                 || mode == PYH_LIFESPAN_OFF || !group)
                 continue;
-            if (!(in = pyh_interp_acquire(group, v)))
+            if (!(in = pyh_interp_acquire_for(group, v, 1)))
                 continue; /* logged (PYH0007); its requests get 500 */
             lp = asgi_loop_get(in, v);
             app = lp ? pyh_script_callable(in, NULL, a->script,

@@ -225,7 +225,7 @@ static int pyh_handle(request_rec *r, const pyh_route *route)
                             "see the PYH0004 message logged at its start");
         return HTTP_INTERNAL_SERVER_ERROR;
     }
-    if (!(in = pyh_interp_acquire(req->app_group, r->server)))
+    if (!(in = pyh_interp_acquire_for(req->app_group, r->server, asgi)))
         return HTTP_INTERNAL_SERVER_ERROR;
     req->interp = in;
     app = pyh_script_callable(in, r, r->filename, req->conf.callable_object,

@@ -166,12 +166,22 @@ def test_no_refusal_and_shutdown_per_group_at_stop(short_server, workspace, mpm)
     assert "PYH0015" not in s.error_log()
 
 
+OWN_GIL_CONF = "WSGIPerInterpreterGIL On\n" + CONF + r"""
+WSGIScriptAlias /w-solo @APPS@/interp_probe.wsgi application-group=solo
+ASGIScriptAlias /a-solo @APPS@/asgi_interp.py
+<Location /a-solo>
+    WSGIApplicationGroup solo
+</Location>
+"""
+
+
 @pytest.mark.skipif(sys.version_info < (3, 12), reason="per-interpreter GIL needs Python 3.12+")
-def test_groups_with_their_own_gil_serve_asgi(short_server, workspace, mpm):
-    """WSGIPerInterpreterGIL On: the bridge loads in groups with their own
-    GIL (Cython's own_gil), each with its loop and lifespan, and WSGI shares
-    the group; a graceful stop runs every shutdown without a hang."""
-    s = short_server("asgi-interp-owngil", mpm=mpm, extra="WSGIPerInterpreterGIL On\n" + CONF)
+def test_asgi_groups_share_the_gil_under_per_interpreter_gil(short_server, workspace, mpm):
+    """WSGIPerInterpreterGIL On: a group an ASGI mount creates shares the GIL
+    (PYH0223; the bridge crashed a process with its own GIL at exit), WSGI
+    shares it too; a group a WSGI request made with its own GIL refuses
+    ASGI (PYH0224, 500); a graceful stop runs every shutdown, no crash."""
+    s = short_server("asgi-interp-owngil", mpm=mpm, extra=OWN_GIL_CONF)
     s.start()
     try:
         one, w_one, two, main = probe(s, "/one/", "/w-one/", "/two/", "/main/")
@@ -187,7 +197,18 @@ def test_groups_with_their_own_gil_serve_asgi(short_server, workspace, mpm):
         finally:
             c.close()
         assert s.get("/fail/").status == 503
-        assert "PYH0062: application group 'one' created with its own GIL" in s.error_log()
+        log = s.error_log()
+        assert "PYH0223: application group 'one' shares the GIL" in log
+        assert "PYH0062: application group 'one'" not in log
+        conn = s.connection()
+        try:
+            assert harness.do_request(conn, "GET", "/w-solo/").status == 200
+            assert harness.do_request(conn, "GET", "/a-solo/").status == 500
+        finally:
+            conn.close()
+        log = s.error_log()
+        assert "PYH0062: application group 'solo' created with its own GIL" in log
+        assert "PYH0224: application group 'solo' has its own GIL" in log
     finally:
         assert s.stop(signal.SIGWINCH, timeout=30) == 0
     log = open(workspace.state_path("asgi_interp.log")).read().split("\n")

@@ -1,14 +1,16 @@
 # cython: language_level=3
-# cython: subinterpreters_compatible=own_gil
+# cython: subinterpreters_compatible=shared_gil
 """ASGI, the loop side (DESIGN rule 8): one event loop per interpreter per
 process on its own thread, the scope and message objects, receive() and
 send(), message checks, and the lifespan protocol.
 
 Every application group (interpreter) imports its own copy of this module:
 it is built with module state (Cython's subinterpreters_compatible), so its
-classes and globals are per interpreter. Its only C-level global is the
-constant function table below; own_gil holds because nothing else is
-shared. mod_pyhost's asgi.c reaches this module only through the capsule _C_API
+classes and globals are per interpreter (its only C-level global is the
+constant function table below). It declares shared_gil only: in a
+sub-interpreter with its own GIL and allocator it served, but the process
+crashed at exit (Py_FinalizeEx freed a tuple from another interpreter's
+allocator), so ASGI groups share the GIL (asgi.c, interp.c). mod_pyhost's asgi.c reaches this module only through the capsule _C_API
 (a pyh_asgi_bridge, module/asgi_api.h) and gives it a pyh_asgi_host in
 return. The Apache worker thread that owns a request does its I/O: send()
 and receive() post work to it and wait for the completion, which the
@@ -290,9 +292,6 @@ cdef int lifespan_startup(object loop, object app, int mode, const char *name,
 
 
 # ---- requests --------------------------------------------------------------
-
-cdef bytes _DISCONNECT_TYPE = b"http.disconnect"
-
 
 cdef inline dict _disconnect():
     return {"type": "http.disconnect"}
@@ -950,8 +949,11 @@ cdef dict _extensions(const pyh_asgi_scope_in *sc):
     return ext
 
 
-cdef dict _TLS_VERSIONS = {"SSLv3": 0x300, "TLSv1": 0x301, "TLSv1.1": 0x302,
-                           "TLSv1.2": 0x303, "TLSv1.3": 0x304}
+# A module global, not a cdef one: Cython keeps cdef object globals in C
+# statics shared by every interpreter's copy of this module (each import
+# would replace the last one's object, freed by the wrong interpreter).
+_TLS_VERSIONS = {"SSLv3": 0x300, "TLSv1": 0x301, "TLSv1.1": 0x302,
+                 "TLSv1.2": 0x303, "TLSv1.3": 0x304}
 
 
 cdef inline object _text(const char *s):

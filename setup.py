@@ -172,6 +172,14 @@ def asgi_extension():
         ASGI_NAME,
         sources=["python/pyhost/_asgi.pyx"],
         include_dirs=["module"],
+        # Module state and heap types (per-interpreter globals and
+        # classes), so that every application group imports its own copy;
+        # without them a Cython module refuses a second interpreter (or, its
+        # static types shared, crashes one with its own GIL). The
+        # subinterpreters_compatible directive (in _asgi.pyx) declares the
+        # support only with module state on.
+        define_macros=[("CYTHON_USE_MODULE_STATE", "1"),
+                       ("CYTHON_USE_TYPE_SPECS", "1")],
         depends=["module/asgi_api.h", "python/pyhost/_asgi.pxd",
                  "python/pyhost/includes/asgi.pxd"],
     )

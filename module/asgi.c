@@ -46,8 +46,11 @@
  * noticed within a second (issue 13 point 4). */
 #define ASGI_GONE_POLL_MS 250
 
-/* The loop of one interpreter (only the main one for now). */
-typedef struct {
+/* The loop of one interpreter (each application group has its own, in
+ * each process; DESIGN rule 8). Reached through pyh_interp.asgi_loop and
+ * touched only with that interpreter's GIL held, except for the fields the
+ * host table's callbacks use (qlock, queue, host). */
+typedef struct asgi_loop {
     pyh_asgi_host host;
     const pyh_asgi_bridge *bridge;
     PyObject *loop;            /* _asgi.Loop; NULL until started */
@@ -72,8 +75,6 @@ typedef struct {
     char *rbuf;                /* the worker's read buffer */
     int ws_efd;                /* > 0: a WebSocket worker polls it; under mu */
 } asgi_req;
-
-static asgi_loop asgi_main_loop;
 
 static void asgi_optional_fns(void);
 
@@ -180,16 +181,29 @@ static void asgi_complete(asgi_req *a, unsigned bits)
  * when ASGI cannot run here. */
 static asgi_loop *asgi_loop_get(pyh_interp *in, server_rec *s)
 {
-    asgi_loop *lp = &asgi_main_loop;
+    asgi_loop *lp;
     PyObject *mod;
-    if (in->name && *in->name)
-        return NULL; /* the caller refused this earlier */
+    PYH_LOCK(&in->lock); /* in->pool's rule */
+    if (!(lp = in->asgi_loop)) /* freed at child exit with in->pool */
+        lp = in->asgi_loop = apr_pcalloc(in->pool, sizeof(*lp));
+    PYH_UNLOCK(&in->lock);
     if (lp->loop)
         return lp;
     if (lp->failed)
         return NULL;
     lp->failed = 1;
     lp->server = s;
+    if (in->own_gil) {
+        /* Built to share the GIL: with a GIL (and allocator) of its own, an
+         * interpreter that served ASGI crashed the process at exit. */
+        ap_log_error(APLOG_MARK, APLOG_ERR, 0, s,
+                     "PYH0224: application group '%s' has its own GIL (a "
+                     "WSGI request created it first, WSGIPerInterpreterGIL "
+                     "On), and ASGI runs only in groups that share the GIL; "
+                     "its ASGI mounts answer 500: give them another group",
+                     in->name);
+        return NULL;
+    }
     if (!(mod = PyImport_ImportModule("pyhost._asgi"))
         || !(lp->bridge = PyCapsule_Import(PYH_ASGI_CAPSULE, 0))) {
         Py_XDECREF(mod);
@@ -223,7 +237,8 @@ static asgi_loop *asgi_loop_get(pyh_interp *in, server_rec *s)
         return NULL;
     }
     if (!(lp->loop = lp->bridge->loop_start(&lp->host,
-                                            pyh_globals.asgi_event_loop))) {
+                                            pyh_globals.asgi_event_loop,
+                                            in->name))) {
         pyh_log_exception(in, NULL, s,
                           "PYH0212: starting the ASGI event loop");
         close(lp->host.wake_fd);
@@ -233,16 +248,23 @@ static asgi_loop *asgi_loop_get(pyh_interp *in, server_rec *s)
     return lp;
 }
 
+/* The loop starts on first need (or at child_init). A sub-interpreter
+ * of a Python whose _asyncio is process-wide (compat.h) is given the
+ * pure-Python asyncio, before its app can import asyncio. */
 int pyh_asgi_interp_init(pyh_interp *in)
 {
-    (void)in; /* the loop starts on first need (or at child_init) */
-    return 0;
+    PyObject *modules;
+    if (!PYH_ASYNCIO_ACCEL_SHARED || !in->name || !*in->name)
+        return 0;
+    if (!(modules = PyImport_GetModuleDict())) /* borrowed */
+        return -1;
+    return PyDict_SetItemString(modules, "_asyncio", Py_None);
 }
 
 void pyh_asgi_interp_clear(pyh_interp *in)
 {
-    asgi_loop *lp = &asgi_main_loop;
-    if ((in->name && *in->name) || !lp->loop)
+    asgi_loop *lp = in->asgi_loop;
+    if (!lp || !lp->loop)
         return;
     if (lp->bridge->loop_stop(lp->loop, ASGI_SHUTDOWN_TIMEOUT) < 0)
         pyh_log_exception(in, NULL, lp->server,
@@ -273,11 +295,31 @@ static const char *asgi_mount_group(server_rec *v, const pyh_alias *a)
     return g && *g && strcmp(g, "%{GLOBAL}") ? g : NULL;
 }
 
-/* Lifespan startup for each ASGI mount whose app is known before any
- * request (a fixed script in the main interpreter) and that runs here
- * (group NULL: embedded; else in that daemon group), so that the first
- * request does not pay for it. A mount placed by WSGIProcessGroup in a
- * <Directory> (or an %{ENV:} group) starts its lifespan on first use. */
+/* The application group an ASGI mount runs in when that is known
+ * without a request: "" for the main interpreter, a name, or NULL when it
+ * depends on the request (%{SERVER}, %{RESOURCE}, %{ENV:...}), in which
+ * case the interpreter and its lifespan start at its first request. */
+static const char *asgi_static_group(server_rec *s, const pyh_alias *a)
+{
+    const pyh_dir_conf *sd =
+        ap_get_module_config(s->lookup_defaults, &pyhost_module);
+    const char *g = a->options.application_group ? a->options.application_group
+                                                 : sd->application_group;
+    if (!g || !strcmp(g, "%{GLOBAL}"))
+        return "";
+    if (!strcmp(g, "%{SERVER}") || !strcmp(g, "%{RESOURCE}")
+        || !strncmp(g, "%{ENV:", 6))
+        return NULL;
+    return g;
+}
+
+/* Lifespan startup for each ASGI mount whose app and interpreter are
+ * known before any request (a fixed script in a fixed application group)
+ * and that runs here (group NULL: embedded; else in that daemon group), so
+ * that the first request does not pay for it: as WSGIImportScript does,
+ * this creates a named group's sub-interpreter at process start. A mount
+ * placed by WSGIProcessGroup in a <Directory> (or an %{ENV:} group) starts
+ * its lifespan on first use. */
 static void asgi_lifespan_at_start(apr_pool_t *pchild, server_rec *s,
                                    const char *group)
 {
@@ -290,21 +332,20 @@ static void asgi_lifespan_at_start(apr_pool_t *pchild, server_rec *s,
             ap_get_module_config(v->module_config, &pyhost_module);
         for (i = 0; i < sc->aliases->nelts; i++) {
             const pyh_alias *a = &APR_ARRAY_IDX(sc->aliases, i, pyh_alias);
-            const char *agroup = a->options.application_group;
+            const char *agroup = asgi_static_group(v, a);
             int mode = pyh_asgi_lifespan_mode(v, a), status;
             const char *pg;
             pyh_interp *in;
             asgi_loop *lp;
             PyObject *app;
             if (a->protocol != PYH_PROTO_ASGI || a->regexp
-                || mode == PYH_LIFESPAN_OFF
-                || (agroup && strcmp(agroup, "%{GLOBAL}")))
+                || mode == PYH_LIFESPAN_OFF || !agroup)
                 continue;
             pg = asgi_mount_group(v, a);
             if (group ? !pg || strcmp(pg, group) : pg != NULL)
                 continue;
-            if (!(in = pyh_interp_acquire("", v)))
-                return;
+            if (!(in = pyh_interp_acquire_for(agroup, v, 1)))
+                continue; /* logged (PYH0007); its requests get 500 */
             lp = asgi_loop_get(in, v);
             app = lp ? pyh_script_callable(in, NULL, a->script,
                                            a->options.callable_object, 1,

@@ -140,8 +140,10 @@ typedef struct {
  * return -1 (NULL) with a Python exception set. */
 typedef struct {
     int version;
-    /* starts the interpreter's loop thread; loop_kind: PYH_LOOP_* */
-    PyObject *(*loop_start)(const pyh_asgi_host *host, int loop_kind);
+    /* starts the interpreter's loop thread; loop_kind: PYH_LOOP_*; group:
+     * the application group ("" for the main interpreter) */
+    PyObject *(*loop_start)(const pyh_asgi_host *host, int loop_kind,
+                            const char *group);
     /* runs app's lifespan startup, waiting at most timeout seconds with
      * the GIL released; 0 served (with or without lifespan), 1 failed
      * (logged) */

@@ -33,6 +33,13 @@
 #define PYH_HAVE_OWN_GIL 0
 #endif
 
+/* PYH_ASYNCIO_ACCEL_SHARED: asyncio's C accelerator (_asyncio) keeps the
+ * running loop in process-wide statics keyed by a thread state id that
+ * each interpreter numbers from 1 (before 3.12, which gave it module
+ * state): in a sub-interpreter, a loop thread can be told that another
+ * interpreter's loop is running on it. */
+#define PYH_ASYNCIO_ACCEL_SHARED (PY_VERSION_HEX < 0x030C0000)
+
 #ifdef Py_GIL_DISABLED
 #define PYH_FREE_THREADED 1
 #define PYH_ABI_TAG "t"

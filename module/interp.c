@@ -296,8 +296,10 @@ void pyh_interp_leave(pyh_interp *in)
     apr_atomic_dec32(&interp_busy);
 }
 
-/* Creates the sub-interpreter `name`; interp_mutex is held, the GIL not. */
-static pyh_interp *interp_create_sub(const char *name, server_rec *s)
+/* Creates the sub-interpreter `name`; interp_mutex is held, the GIL not.
+ * shared_gil: never with its own GIL (asked for by an ASGI mount). */
+static pyh_interp *interp_create_sub(const char *name, server_rec *s,
+                                     int shared_gil)
 {
     pyh_interp *in = interp_new_record(name);
     PyThreadState *ts, **slot;
@@ -305,7 +307,13 @@ static pyh_interp *interp_create_sub(const char *name, server_rec *s)
 
     if (!in || interp_enter(interp_main) < 0)
         return NULL;
-    in->own_gil = pyh_globals.per_interpreter_gil;
+    in->own_gil = pyh_globals.per_interpreter_gil && !shared_gil;
+    if (pyh_globals.per_interpreter_gil && shared_gil)
+        ap_log_error(APLOG_MARK, APLOG_INFO, 0, s,
+                     "PYH0223: application group '%s' shares the GIL although "
+                     "WSGIPerInterpreterGIL is On: it serves ASGI, whose "
+                     "bridge does not run with a GIL of its own yet",
+                     name);
     /* With its own GIL, CPython releases the main GIL here and the new
      * interpreter's is held on return; else the shared one stays held. */
     err = pyh_new_interpreter(&ts, in->own_gil);
@@ -342,6 +350,12 @@ static pyh_interp *interp_create_sub(const char *name, server_rec *s)
 
 pyh_interp *pyh_interp_acquire(const char *group, server_rec *s)
 {
+    return pyh_interp_acquire_for(group, s, 0);
+}
+
+pyh_interp *pyh_interp_acquire_for(const char *group, server_rec *s,
+                                   int shared_gil)
+{
     pyh_interp *in;
     if (!interp_ready)
         return NULL;
@@ -352,7 +366,7 @@ pyh_interp *pyh_interp_acquire(const char *group, server_rec *s)
         apr_thread_mutex_lock(interp_mutex);
         in = apr_hash_get(interp_by_name, group, APR_HASH_KEY_STRING);
         if (!in)
-            in = interp_create_sub(group, s);
+            in = interp_create_sub(group, s, shared_gil);
         else if (!in->istate)
             in = NULL;
         apr_thread_mutex_unlock(interp_mutex);
@@ -704,7 +718,9 @@ static void interp_preload(server_rec *s)
 }
 
 /* Ends a sub-interpreter at child exit, if only our own thread states
- * live in it (Py_EndInterpreter aborts the process otherwise). The thread
+ * live in it (Py_EndInterpreter aborts the process otherwise) once its
+ * protocols are cleared (they always are: ASGI's lifespan shutdown runs
+ * even in an interpreter left unfinalized). The thread
  * that created it is threading's "main thread" there, and threading waits
  * at shutdown until that thread's state is gone: so unless this is that
  * thread, every state we made is deleted first and the end runs on a fresh
@@ -728,6 +744,10 @@ static void interp_end_sub(pyh_interp *in, server_rec *s,
     else {
         PyThreadState_Swap(last);
     }
+    /* First, so that the threads the protocols run in the interpreter
+     * (ASGI's event loop, with its lifespan shutdown) are gone before we
+     * look for threads that are not ours. */
+    interp_protocols_clear(in);
     for (t = PyInterpreterState_ThreadHead(in->istate); t;
          t = PyThreadState_Next(t)) {
         ours = t == in->first_tstate || t == last;
@@ -748,7 +768,6 @@ static void interp_end_sub(pyh_interp *in, server_rec *s,
             return;
         }
     }
-    interp_protocols_clear(in);
     for (i = 0; i < in->tstates->nelts; i++) {
         t = APR_ARRAY_IDX(in->tstates, i, PyThreadState *);
         PyThreadState_Clear(t);

@@ -201,14 +201,6 @@ static int pyh_handle(request_rec *r, const pyh_route *route)
         return HTTP_INTERNAL_SERVER_ERROR;
     }
     pyh_metrics_note(r, daemon, req->app_group);
-    if (asgi && *req->app_group) {
-        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
-                      "PYH0221: ASGIScriptAlias %s: application group '%s': "
-                      "ASGI apps run only in the main interpreter so far "
-                      "(WSGIApplicationGroup %%{GLOBAL})",
-                      route->alias->location, req->app_group);
-        return HTTP_INTERNAL_SERVER_ERROR;
-    }
     if (daemon) {
         int status = pyh_daemon_check_available(r, daemon);
         if (status != OK)
@@ -238,7 +230,7 @@ static int pyh_handle(request_rec *r, const pyh_route *route)
                             "see the PYH0004 message logged at its start");
         return HTTP_INTERNAL_SERVER_ERROR;
     }
-    if (!(in = pyh_interp_acquire(req->app_group, r->server)))
+    if (!(in = pyh_interp_acquire_for(req->app_group, r->server, asgi)))
         return HTTP_INTERNAL_SERVER_ERROR;
     req->interp = in;
     app = pyh_script_callable(in, r, r->filename, req->conf.callable_object,
@@ -288,28 +280,6 @@ static int pyh_pre_config(apr_pool_t *pconf, apr_pool_t *plog,
     return OK;
 }
 
-/* An ASGI mount must run in the main interpreter for now (embedded or
- * in a daemon group): a named application group is refused at startup
- * rather than per request. */
-static const char *pyh_check_asgi_mount(apr_pool_t *p, server_rec *s,
-                                        const pyh_alias *a)
-{
-    const pyh_dir_conf *sd =
-        ap_get_module_config(s->lookup_defaults, &pyhost_module);
-    const char *ag = a->options.application_group
-                         ? a->options.application_group
-                         : sd->application_group;
-    if (a->protocol != PYH_PROTO_ASGI)
-        return NULL;
-    if (ag && strcmp(ag, "%{GLOBAL}"))
-        return apr_psprintf(p,
-                            "PYH0221: ASGIScriptAlias %s: application-group=%s: "
-                            "ASGI apps run only in the main interpreter so "
-                            "far (application-group=%%{GLOBAL}, the default)",
-                            a->location, ag);
-    return NULL;
-}
-
 /* Process groups named statically (inline process-group=, and
  * WSGIImportScript's) must exist; WSGIProcessGroup in a <Directory> is
  * checked per request. */
@@ -323,9 +293,6 @@ static const char *pyh_check_process_groups(apr_pool_t *p, server_rec *s)
         for (i = 0; i < sc->aliases->nelts; i++) {
             const pyh_alias *a = &APR_ARRAY_IDX(sc->aliases, i, pyh_alias);
             const char *g = a->options.process_group;
-            const char *err = pyh_check_asgi_mount(p, v, a);
-            if (err)
-                return err;
             if (g && g[0] != '%'
                 && !apr_hash_get(pyh_globals.daemons_by_name, g,
                                  APR_HASH_KEY_STRING))

@@ -236,6 +236,8 @@ typedef struct pyh_interp {
     PyObject *multithread, *multiprocess;
     PyObject *format_exception;   /* traceback.format_exception */
     PyTypeObject *request_type, *input_type, *log_type, *file_wrapper_type;
+    struct asgi_loop *asgi_loop;  /* asgi.c: this interpreter's event loop
+                                     state, made on first need */
 } pyh_interp;
 
 int pyh_interp_child_init(apr_pool_t *pchild, server_rec *s);
@@ -246,6 +248,10 @@ int pyh_python_ready(void);
 /* Returns the interpreter for `group` with its GIL held by this thread,
  * creating it on first use, or NULL (logged) on failure. */
 pyh_interp *pyh_interp_acquire(const char *group, server_rec *s);
+/* As pyh_interp_acquire; shared_gil: a group it creates shares the GIL
+ * even under WSGIPerInterpreterGIL On (an ASGI mount's). */
+pyh_interp *pyh_interp_acquire_for(const char *group, server_rec *s,
+                                   int shared_gil);
 void pyh_interp_release(pyh_interp *in);
 /* pyh_interp_release for a thread that has already released the GIL. */
 void pyh_interp_leave(pyh_interp *in);

@@ -365,16 +365,6 @@ def test_bad_directives(short_server, line, needle):
     assert needle in out, out
 
 
-@pytest.mark.parametrize("extra,needle", [
-    ("ASGIScriptAlias /a @APPS@/asgi_http.py application-group=other\n", "PYH0221"),
-])
-def test_unsupported_placement_is_a_startup_error(short_server, extra, needle):
-    srv = short_server("asgi-daemon", extra=extra)
-    with pytest.raises(Exception):
-        srv.start(timeout=15)
-    assert needle in srv.error_log()
-
-
 def test_asyncio_loop_choice(short_server, mpm):
     srv = short_server("asgi-asyncio", mpm=mpm,
                        extra="ASGIEventLoop asyncio\nASGIScriptAlias /a @APPS@/asgi_http.py\n")

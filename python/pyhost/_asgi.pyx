@@ -1,9 +1,16 @@
 # cython: language_level=3
+# cython: subinterpreters_compatible=shared_gil
 """ASGI, the loop side (DESIGN rule 8): one event loop per interpreter per
 process on its own thread, the scope and message objects, receive() and
 send(), message checks, and the lifespan protocol.
 
-mod_pyhost's asgi.c reaches this module only through the capsule _C_API
+Every application group (interpreter) imports its own copy of this module:
+it is built with module state (Cython's subinterpreters_compatible), so its
+classes and globals are per interpreter (its only C-level global is the
+constant function table below). It declares shared_gil only: in a
+sub-interpreter with its own GIL and allocator it served, but the process
+crashed at exit (Py_FinalizeEx freed a tuple from another interpreter's
+allocator), so ASGI groups share the GIL (asgi.c, interp.c). mod_pyhost's asgi.c reaches this module only through the capsule _C_API
 (a pyh_asgi_bridge, module/asgi_api.h) and gives it a pyh_asgi_host in
 return. The Apache worker thread that owns a request does its I/O: send()
 and receive() post work to it and wait for the completion, which the
@@ -121,28 +128,42 @@ cdef class Loop:
         return ls
 
 
-cdef object loop_start(const pyh_asgi_host *host, int loop_kind):
+cdef object _new_loop(Loop lp, int loop_kind, str group):
+    if loop_kind == LOOP_ASYNCIO:
+        return asyncio.new_event_loop()
+    if group:
+        # uvloop is a default Cython module: it loads in one interpreter
+        # per process, the first to import it, which must stay the main one
+        import importlib.util
+        if importlib.util.find_spec("uvloop") is not None:
+            _log(lp, LOG_INFO,
+                 "PYH0222: application group '%s': uvloop does not load in "
+                 "a sub-interpreter; its ASGI event loop is asyncio's" % group)
+        return asyncio.new_event_loop()
+    try:
+        import uvloop
+    except ImportError:
+        if loop_kind == LOOP_UVLOOP:
+            raise RuntimeError(
+                "ASGIEventLoop uvloop: uvloop is not installed in this "
+                "Python (pip install uvloop)")
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
+cdef object loop_start(const pyh_asgi_host *host, int loop_kind, const char *group):
     cdef Loop lp = Loop()
     lp.host = host
-    loop = None
-    if loop_kind != LOOP_ASYNCIO:
-        try:
-            import uvloop
-        except ImportError:
-            if loop_kind == LOOP_UVLOOP:
-                raise RuntimeError(
-                    "ASGIEventLoop uvloop: uvloop is not installed in this "
-                    "Python (pip install uvloop)")
-        else:
-            loop = uvloop.new_event_loop()
-    if loop is None:
-        loop = asyncio.new_event_loop()
+    name = group.decode("utf-8", "replace")
+    loop = _new_loop(lp, loop_kind, name)
     lp.loop = loop
     loop.add_reader(host.wake_fd, lp._drain)
     loop.call_soon(_lag_tick, lp, loop.time())
     started = threading.Event()
+    # A sub-interpreter with its own GIL allows no daemon threads; it is
+    # ended only after loop_stop joined this one (asgi.c, interp.c).
     lp.thread = threading.Thread(target=_run_loop, args=(loop, started),
-                                 name="pyhost-asgi-loop", daemon=True)
+                                 name="pyhost-asgi-loop", daemon=not name)
     lp.thread.start()
     started.wait()
     return lp
@@ -309,9 +330,6 @@ cdef int lifespan_startup(object loop, object app, int mode, const char *name,
 
 
 # ---- requests --------------------------------------------------------------
-
-cdef bytes _DISCONNECT_TYPE = b"http.disconnect"
-
 
 cdef inline dict _disconnect():
     return {"type": "http.disconnect"}
@@ -1016,8 +1034,11 @@ cdef dict _extensions(const pyh_asgi_scope_in *sc):
     return ext
 
 
-cdef dict _TLS_VERSIONS = {"SSLv3": 0x300, "TLSv1": 0x301, "TLSv1.1": 0x302,
-                           "TLSv1.2": 0x303, "TLSv1.3": 0x304}
+# A module global, not a cdef one: Cython keeps cdef object globals in C
+# statics shared by every interpreter's copy of this module (each import
+# would replace the last one's object, freed by the wrong interpreter).
+_TLS_VERSIONS = {"SSLv3": 0x300, "TLSv1": 0x301, "TLSv1.1": 0x302,
+                 "TLSv1.2": 0x303, "TLSv1.3": 0x304}
 
 
 cdef inline object _text(const char *s):

@@ -91,7 +91,8 @@ cdef extern from "asgi_api.h" nogil:
 
     ctypedef struct pyh_asgi_bridge:
         int version
-        object (*loop_start)(const pyh_asgi_host *host, int loop_kind)
+        object (*loop_start)(const pyh_asgi_host *host, int loop_kind,
+                              const char *group)
         int (*lifespan_startup)(object loop, object app, int mode,
                                 const char *name, double timeout) except -1
         int (*submit)(object loop, object app, int lifespan, const char *name,

@@ -55,7 +55,34 @@ def pid(environ, start_response):
     return [str(os.getpid()).encode()]
 
 
-ROUTES = {"/regular": regular, "/pipe": pipe, "/bytesio": bytesio, "/pid": pid}
+_saved_limit = []
+
+
+def nofile(environ, start_response):
+    # Mounted embedded: runs in the Apache child that serves this
+    # keep-alive connection. "exhaust" lowers the child's own soft
+    # RLIMIT_NOFILE to its lowest free descriptor, so that the next one
+    # it receives cannot be installed; "restore" puts it back.
+    import resource
+    what = _query(environ)["do"]
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if what == "exhaust":
+        probe = os.open("/dev/null", os.O_RDONLY)
+        os.close(probe)
+        _saved_limit.append(soft)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (probe, hard))
+        out = str(probe)
+    else:
+        resource.setrlimit(resource.RLIMIT_NOFILE,
+                           (_saved_limit.pop() if _saved_limit else hard, hard))
+        out = "restored"
+    start_response("200 OK", [("Content-Type", "text/plain"),
+                              ("X-Pid", str(os.getpid()))])
+    return [out.encode()]
+
+
+ROUTES = {"/regular": regular, "/pipe": pipe, "/bytesio": bytesio, "/pid": pid,
+          "/nofile": nofile}
 
 
 def application(environ, start_response):

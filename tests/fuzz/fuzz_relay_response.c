@@ -143,8 +143,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             break;
         case PYH_F_FILE: {
             pyh_p_fixed fp;
-            if (pyh_wire_parse_p(payload, len, &fp) < 0)
-                break; /* relay.c refuses it: a 502 or a cut */
+            if (pyh_wire_parse_p(payload, len, &fp) < 0) {
+                verdict = "refused"; /* relay.c: a 502 or a cut */
+                done = 1;
+                break;
+            }
             if (fp.offset < 0 || fp.length <= 0
                 || fp.offset > INT64_MAX - fp.length)
                 fail("accepted a file range that is empty or wraps");

@@ -125,6 +125,16 @@ def test_file_crosses_as_a_descriptor(short_server, mpm, blob):
     assert st == 200 and body == data[:12345] and h["Content-Length"] == "12345"
     st, h, body = get(srv, "/sf/regular?skip=7&cl=3000000&path=" + path)
     assert st == 200 and body == data[7:3000007]
+    # A Range request: the whole response reaches Apache's byterange
+    # filter in one brigade, as in embedded mode.
+    st, h, body = get(srv, "/sf/regular?path=" + path,
+                      headers={"Range": "bytes=10-19,-5"})
+    assert st == 206, (st, len(body))
+    assert data[10:20] in body and data[-5:] in body and len(body) < 1000
+    st, h, body = get(srv, "/sf/regular?path=" + path,
+                      headers={"Range": "bytes=100-"})
+    assert st == 206 and body == data[100:]
+    assert h["Content-Range"] == "bytes 100-%d/%d" % (SIZE - 1, SIZE)
     # Frames before the file reach the client before it.
     st, h, body = get(srv, "/sf/regular?pre=hello-first&path=" + path)
     assert st == 200 and body == b"hello-first" + data

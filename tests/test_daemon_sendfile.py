@@ -207,6 +207,7 @@ def test_no_descriptor_leaks(short_server, mpm, blob):
         t.join(120)
     assert not errors, errors
     wait_for(lambda: srv.open_connections() == 0, timeout=10)
+    assert not any(open_on(srv, path).values())
     before = fd_counts(srv)
     threads = [threading.Thread(target=_download, args=(srv, url, 50, errors))
                for _ in range(4)]
@@ -219,7 +220,8 @@ def test_no_descriptor_leaks(short_server, mpm, blob):
         _cut_download(srv, url)
     # Every descriptor on the file is closed once its response is over,
     # cut or not, in the children and in the daemon.
-    wait_for(lambda: not any(open_on(srv, path).values()), timeout=10)
+    assert wait_for(lambda: not any(open_on(srv, path).values()), timeout=10), \
+        open_on(srv, path)
     wait_for(lambda: srv.open_connections() == 0, timeout=10)
     after = fd_counts(srv)
     # The pools may have grown by a relay connection or two; a leak of

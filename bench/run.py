@@ -663,6 +663,15 @@ def targets(table, report):
             ratio(table, "pyhost_daemon", "mod_wsgi_daemon", "hello", ka), 2.0)
         add("#4 hello pyhost_daemon / gunicorn",
             ratio(table, "pyhost_daemon", "gunicorn", "hello", ka), 1.0)
+    # issue 14: a daemon's file_wrapper passes its descriptor to Apache
+    if ("pyhost_daemon", "file", ka) in table and ("static", "file", ka) in table:
+        add("#14 5 MB file pyhost_daemon / static",
+            ratio(table, "pyhost_daemon", "static", "file", ka), 0.9)
+    if ("pyhost_daemon" in rss and "mod_wsgi_daemon" in rss
+            and rss["mod_wsgi_daemon"]["peak_kb_max"]):
+        add("#14 peak RSS per process pyhost_daemon / mod_wsgi_daemon",
+            rss["pyhost_daemon"]["peak_kb_max"]
+            / rss["mod_wsgi_daemon"]["peak_kb_max"], 1.0, higher=False)
     return out
 
 

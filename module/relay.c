@@ -18,6 +18,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -86,6 +87,9 @@ typedef struct pyh_rconn {
     int fd;
     char *buf;
     apr_size_t pos, len;
+    int passed_fd;              /* a P frame's descriptor, received with its
+                                   first byte and not taken yet; -1: none */
+    const char *fd_lost;        /* why a descriptor was lost: NULL: none */
     struct pyh_rconn *next;
 } pyh_rconn;
 
@@ -93,6 +97,8 @@ static void rc_close(pyh_rconn *rc)
 {
     if (rc->fd >= 0)
         close(rc->fd);
+    if (rc->passed_fd >= 0)
+        close(rc->passed_fd);
     free(rc->buf);
     free(rc);
 }
@@ -166,6 +172,7 @@ static pyh_rconn *rc_connect(request_rec *r, pyh_daemon *d, int *status)
         return NULL;
     }
     rc->fd = fd;
+    rc->passed_fd = -1;
     return rc;
 }
 
@@ -192,7 +199,8 @@ static void rc_put(pyh_daemon *d, pyh_rconn *rc)
     /* Bytes read past the end of the response can only be a goodbye (a
      * daemon retires connections right after a request): dropping them
      * with the buffer would hide it from rc_stale. */
-    if (!d->idle_mutex || rc->pos < rc->len) {
+    if (!d->idle_mutex || rc->pos < rc->len || rc->passed_fd >= 0
+        || rc->fd_lost) {
         rc_close(rc);
         return;
     }
@@ -245,6 +253,59 @@ static apr_status_t rc_frame(pyh_rconn *rc, int type, const void *data,
     return rc_write(rc, iov, len ? 2 : 1, timeout);
 }
 
+/* read() that also takes the descriptor a P frame carries: every read
+ * of the connection goes through here, as the kernel hands a descriptor
+ * to whichever read takes its frame's first byte (and would close it for
+ * a plain read()). The descriptor waits in rc until its frame is read. */
+static ssize_t rc_recv(pyh_rconn *rc, char *dest, apr_size_t n)
+{
+    union {
+        struct cmsghdr h;
+        char space[CMSG_SPACE(sizeof(int) * 2)];
+    } ctl;
+    struct iovec iov;
+    struct msghdr msg;
+    struct cmsghdr *c;
+    ssize_t got;
+
+    iov.iov_base = dest;
+    iov.iov_len = n;
+    memset(&msg, 0, sizeof(msg));
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = ctl.space;
+    msg.msg_controllen = sizeof(ctl.space);
+    got = recvmsg(rc->fd, &msg, MSG_CMSG_CLOEXEC);
+    if (got < 0)
+        return got;
+    for (c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+        int fds[2];
+        apr_size_t i, nfd;
+        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+            continue;
+        nfd = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        if (nfd > 2)
+            nfd = 2;
+        memcpy(fds, CMSG_DATA(c), nfd * sizeof(int));
+        for (i = 0; i < nfd; i++) {
+            /* One per P frame, and one frame at a time: a second is the
+             * daemon's error, not a descriptor to keep. */
+            if (rc->passed_fd < 0 && i == 0)
+                rc->passed_fd = fds[i];
+            else {
+                close(fds[i]);
+                rc->fd_lost = "more descriptors than files came";
+            }
+        }
+    }
+    /* The kernel could not install the descriptor (this process is at its
+     * RLIMIT_NOFILE): it was dropped. */
+    if (msg.msg_flags & MSG_CTRUNC)
+        rc->fd_lost = "this process could not receive it (MSG_CTRUNC: "
+                      "out of file descriptors?)";
+    return got;
+}
+
 /* Reads exactly n bytes (buffered). */
 static apr_status_t rc_read(pyh_rconn *rc, char *dest, apr_size_t n,
                             apr_interval_time_t timeout)
@@ -265,7 +326,7 @@ static apr_status_t rc_read(pyh_rconn *rc, char *dest, apr_size_t n,
                 return rv;
         }
         if (n >= PYH_RELAY_CHUNK) {
-            got = read(rc->fd, dest, n);
+            got = rc_recv(rc, dest, n);
             if (got > 0) {
                 dest += got;
                 n -= (apr_size_t)got;
@@ -273,7 +334,7 @@ static apr_status_t rc_read(pyh_rconn *rc, char *dest, apr_size_t n,
             }
         }
         else {
-            got = read(rc->fd, rc->buf, PYH_RELAY_CHUNK);
+            got = rc_recv(rc, rc->buf, PYH_RELAY_CHUNK);
             if (got > 0) {
                 rc->pos = 0;
                 rc->len = (apr_size_t)got;
@@ -373,6 +434,8 @@ typedef struct {
     int answered;               /* Apache refused the body and answered */
     int watch_client;           /* ASGI: notice a client that goes away */
     int client_left;            /* ... and it did */
+    int passed;                 /* something went to the output filters */
+    int fd_missing;             /* a P frame came without its descriptor */
 } relay_resp;
 
 static void relay_resp_init(relay_resp *rs, request_rec *r, pyh_request *req,
@@ -461,6 +524,64 @@ static apr_status_t relay_big_data(relay_resp *rs, uint32_t len)
                                                            apr_bucket_free,
                                                            rs->ba));
     rs->pending += len;
+    return APR_SUCCESS;
+}
+
+/* A P frame: the file whose descriptor came with it becomes a file
+ * bucket, as wsgi.file_wrapper's file does in embedded mode (sendfile
+ * when EnableSendfile allows, closed with the request pool). Frames
+ * before it are already in rs->bb, so the client gets them first. */
+static apr_status_t relay_file(relay_resp *rs, const char *payload,
+                               uint32_t len)
+{
+    request_rec *r = rs->r;
+    core_dir_config *core = ap_get_core_module_config(r->per_dir_config);
+    apr_int32_t flags = APR_FOPEN_READ;
+    int fd = rs->rc->passed_fd;
+    apr_file_t *af = NULL;
+    apr_status_t rv;
+    pyh_p_fixed p;
+    struct stat st;
+    char err[120];
+
+    rs->rc->passed_fd = -1;
+    if (pyh_wire_parse_p(payload, len, &p) < 0) {
+        if (fd >= 0)
+            close(fd);
+        return APR_EGENERAL;
+    }
+    if (fd < 0 || rs->rc->fd_lost || fstat(fd, &st) < 0
+        || !S_ISREG(st.st_mode)) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
+                      "PYH0064: daemon group '%s' sent a file for the "
+                      "response without a usable descriptor (%s); "
+                      "answering 502",
+                      rs->d->name,
+                      rs->rc->fd_lost ? rs->rc->fd_lost
+                      : fd < 0 ? "none came with the frame"
+                               : "not a regular file");
+        if (fd >= 0)
+            close(fd);
+        rs->fd_missing = 1;
+        return APR_EBADF;
+    }
+    if (core && core->enable_sendfile == ENABLE_SENDFILE_ON)
+        flags |= APR_FOPEN_SENDFILE_ENABLED;
+    /* A descriptor under APR's own cleanup, which follows the bucket when
+     * a filter sets it aside into a longer-lived pool. */
+    rv = pyh_own_file(r, fd, flags, &af);
+    close(fd);
+    if (rv != APR_SUCCESS) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r,
+                      "PYH0065: could not keep the descriptor of a file "
+                      "daemon group '%s' sent: %s",
+                      rs->d->name, apr_strerror(rv, err, sizeof(err)));
+        rs->fd_missing = 1;
+        return rv;
+    }
+    /* HEAD after the headers went out: nothing more (relay_frame). */
+    if (!(r->header_only && r->sent_bodyct))
+        apr_brigade_insert_file(rs->bb, af, p.offset, p.length, r->pool);
     return APR_SUCCESS;
 }
 
@@ -561,6 +682,8 @@ static apr_status_t relay_frame(relay_resp *rs, int type, char *payload,
             rs->pending += len;
         }
         return APR_SUCCESS;
+    case PYH_F_FILE:
+        return relay_file(rs, payload, len);
     case PYH_F_FLUSH:
         APR_BRIGADE_INSERT_TAIL(rs->bb, apr_bucket_flush_create(rs->ba));
         rs->pending = PYH_RELAY_CHUNK;
@@ -594,6 +717,7 @@ static int relay_pass_pending(relay_resp *rs)
     if (rs->pending < PYH_RELAY_CHUNK)
         return 0;
     rs->pending = 0;
+    rs->passed = 1;
     rv = ap_pass_brigade(rs->r->output_filters, rs->bb);
     apr_brigade_cleanup(rs->bb);
     return rv != APR_SUCCESS || rs->r->connection->aborted ? -1 : 0;
@@ -660,6 +784,11 @@ static int relay_response(request_rec *r, pyh_request *req, pyh_daemon *d,
             rv = relay_big_data(&rs, len);
         else if ((rv = relay_read_payload(&rs, len, &payload)) == APR_SUCCESS)
             rv = relay_frame(&rs, type, payload, len);
+        if (rv != APR_SUCCESS && rs.fd_missing && !rs.passed) {
+            /* Nothing reached the client: Apache's own error page. */
+            apr_brigade_cleanup(rs.bb);
+            return HTTP_BAD_GATEWAY;
+        }
         if (rv != APR_SUCCESS)
             break;
         if (rs.done) {
@@ -855,6 +984,78 @@ int pyh_dconn_frame(pyh_dconn *dc, int type, const void *data, apr_size_t len)
     return 0;
 }
 
+int pyh_dconn_frame_fd(pyh_dconn *dc, int type, const void *data,
+                       apr_size_t len, int fd)
+{
+    unsigned char hdr[PYH_FRAME_HDR] = {0};
+    union {
+        struct cmsghdr h;
+        char space[CMSG_SPACE(sizeof(int))];
+    } ctl;
+    uint32_t l = (uint32_t)len;
+    struct iovec iov[2];
+    struct msghdr msg;
+    struct cmsghdr *c;
+    ssize_t w;
+
+    /* The frames before it go first: the Apache child turns them into
+     * buckets ahead of the file's. */
+    if (dc->broken || pyh_dconn_flush(dc) < 0)
+        return -1;
+    hdr[0] = (unsigned char)type;
+    memcpy(hdr + 4, &l, 4);
+    iov[0].iov_base = hdr;
+    iov[0].iov_len = PYH_FRAME_HDR;
+    iov[1].iov_base = (void *)data;
+    iov[1].iov_len = len;
+    memset(&msg, 0, sizeof(msg));
+    memset(&ctl, 0, sizeof(ctl));
+    msg.msg_iov = iov;
+    msg.msg_iovlen = 2;
+    msg.msg_control = ctl.space;
+    msg.msg_controllen = sizeof(ctl.space);
+    c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(c), &fd, sizeof(int));
+    do
+        w = sendmsg(dc->fd, &msg, MSG_NOSIGNAL);
+    while (w < 0 && errno == EINTR);
+    if (w < 0) {
+        /* The peer is gone; anything else (ENOMEM, ETOOMANYREFS) left
+         * the stream untouched, and the bytes can still go as frames. */
+        if (errno == EPIPE || errno == ECONNRESET || errno == ENOTCONN) {
+            dc->broken = 1;
+            return -1;
+        }
+        return 1;
+    }
+    /* The descriptor went with the first byte; the rest, if a signal cut
+     * the write short, follows as plain bytes. */
+    if ((apr_size_t)w < PYH_FRAME_HDR + len) {
+        apr_size_t done = (apr_size_t)w;
+        char whole[PYH_FRAME_HDR + sizeof(pyh_p_fixed)];
+        if (len > sizeof(pyh_p_fixed)) {
+            dc->broken = 1;
+            return -1;
+        }
+        memcpy(whole, hdr, PYH_FRAME_HDR);
+        memcpy(whole + PYH_FRAME_HDR, data, len);
+        while (done < PYH_FRAME_HDR + len) {
+            w = write(dc->fd, whole + done, PYH_FRAME_HDR + len - done);
+            if (w < 0 && errno == EINTR)
+                continue;
+            if (w <= 0) {
+                dc->broken = 1;
+                return -1;
+            }
+            done += (apr_size_t)w;
+        }
+    }
+    return 0;
+}
+
 /* Reads exactly n bytes. Small reads go through the read buffer, which
  * may take the start of what follows; a read of at least its size goes
  * straight to dest once the buffer is empty, so never past the frame. */
@@ -895,6 +1096,25 @@ typedef struct {
     pyh_dconn *dc;
     int headers_sent, ended;
 } relay_ctx;
+
+/* A file bucket of a regular file goes as its descriptor (a P frame):
+ * the Apache child sends the file itself. 0: sent; -1: the connection
+ * broke; 1: send its bytes instead. */
+static int relay_pass_file(pyh_dconn *dc, apr_bucket *b)
+{
+    apr_bucket_file *fb = b->data;
+    apr_os_file_t fd;
+    struct stat st;
+    pyh_p_fixed p;
+
+    if (b->length == (apr_size_t)-1 || !b->length
+        || apr_os_file_get(&fd, fb->fd) != APR_SUCCESS
+        || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
+        return 1;
+    p.offset = b->start;
+    p.length = (int64_t)b->length;
+    return pyh_dconn_frame_fd(dc, PYH_F_FILE, &p, sizeof(p), fd);
+}
 
 static int relay_send_headers(request_rec *r, relay_ctx *ctx)
 {
@@ -956,14 +1176,27 @@ static apr_status_t relay_out(ap_filter_t *f, apr_bucket_brigade *bb)
             rc = pyh_dconn_frame(ctx->dc, PYH_F_END, NULL, 0);
             ctx->ended = 1;
         }
+        else if (APR_BUCKET_IS_FLUSH(b)
+                 && APR_BUCKET_NEXT(b) != APR_BRIGADE_SENTINEL(bb)
+                 && APR_BUCKET_IS_EOS(APR_BUCKET_NEXT(b))) {
+            /* The end flushes anyway. Without a pass of its own the Apache
+             * child passes a response held whole (a file) in one brigade
+             * that ends in EOS, which its byterange filter needs to answer
+             * a Range request, as in embedded mode. */
+        }
         else if (APR_BUCKET_IS_FLUSH(b)) {
             rc = pyh_dconn_frame(ctx->dc, PYH_F_FLUSH, NULL, 0);
             if (rc == 0)
                 rc = pyh_dconn_flush(ctx->dc);
         }
+        else if (APR_BUCKET_IS_FILE(b)
+                 && (rc = relay_pass_file(ctx->dc, b)) <= 0) {
+            /* passed as a descriptor, or the connection broke (rc < 0) */
+        }
         else if (!APR_BUCKET_IS_METADATA(b)) {
             const char *data;
             apr_size_t len;
+            rc = 0;
             if (apr_bucket_read(b, &data, &len, APR_BLOCK_READ) != APR_SUCCESS)
                 rc = -1;
             else if (len)

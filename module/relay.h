@@ -19,6 +19,10 @@
  *                         without having read anything after it
  *                      I  interim: a 103's headers (ASGI early hint),
  *                         before H
+ *                      P  a file: offset and length; its open descriptor
+ *                         rides on the frame's first byte (SCM_RIGHTS), so
+ *                         a wsgi.file_wrapper download costs the daemon no
+ *                         copy and Apache sends it as a file bucket
  */
 #ifndef PYHOST_RELAY_H
 #define PYHOST_RELAY_H
@@ -35,7 +39,7 @@ enum {
     PYH_F_REQUEST = 'Q', PYH_F_BODY = 'B', PYH_F_BODY_ERROR = 'X',
     PYH_F_HEADERS = 'H', PYH_F_DATA = 'D', PYH_F_FLUSH = 'F', PYH_F_END = 'E',
     PYH_F_ABORT = 'A', PYH_F_STATUS = 'S', PYH_F_READ = 'R', PYH_F_GOODBYE = 'G',
-    PYH_F_INTERIM = 'I'
+    PYH_F_INTERIM = 'I', PYH_F_FILE = 'P'
 };
 
 /* Record kinds inside Q and H payloads: u32 length, u8 kind, bytes, NUL. */
@@ -64,6 +68,12 @@ typedef struct {
     int64_t script_mtime;   /* apr_time_t the Apache child saw */
     int64_t request_time;   /* r->request_time */
 } pyh_q_fixed;
+
+/* A P payload: the bytes [offset, offset + length) of the passed file. */
+typedef struct {
+    int64_t offset;
+    int64_t length;
+} pyh_p_fixed;
 
 typedef struct {
     int32_t status;
@@ -97,6 +107,8 @@ int pyh_wire_parse_h(const char *payload, apr_size_t len, pyh_wire_h *h);
 /* An I payload: header records only, added to the caller's table. */
 int pyh_wire_parse_i(const char *payload, apr_size_t len,
                      apr_table_t *headers);
+/* A P payload: 0 when offset >= 0 and length > 0. */
+int pyh_wire_parse_p(const char *payload, apr_size_t len, pyh_p_fixed *p);
 /* An S payload's status. */
 int pyh_wire_parse_s(const char *payload, apr_size_t len, int *status);
 
@@ -145,6 +157,11 @@ void pyh_dconn_idle(pyh_dconn *dc);
 int pyh_dconn_read(pyh_dconn *dc, void *dest, apr_size_t n);
 int pyh_dconn_frame(pyh_dconn *dc, int type, const void *data, apr_size_t len);
 int pyh_dconn_flush(pyh_dconn *dc);
+/* Flushes, then writes a frame with descriptor fd attached (SCM_RIGHTS).
+ * 0: sent; -1: the connection broke; 1: the descriptor could not be
+ * sent and nothing was written (the caller sends the bytes instead). */
+int pyh_dconn_frame_fd(pyh_dconn *dc, int type, const void *data,
+                       apr_size_t len, int fd);
 /* Reads a Q frame and answers it with S `status` without running it. */
 int pyh_relay_refuse(pyh_dconn *dc, int status);
 

@@ -164,6 +164,9 @@ int pyh_wire_resp_next(pyh_wire_resp *st, int type, uint32_t len)
     }
     case PYH_F_DATA:
         return st->headers ? PYH_WIRE_OK : PYH_WIRE_BAD;
+    case PYH_F_FILE:
+        return st->headers && len == sizeof(pyh_p_fixed) ? PYH_WIRE_OK
+                                                         : PYH_WIRE_BAD;
     case PYH_F_FLUSH:
     case PYH_F_END:
         return st->headers && !len ? PYH_WIRE_OK : PYH_WIRE_BAD;
@@ -187,5 +190,16 @@ int pyh_wire_parse_s(const char *payload, apr_size_t len, int *status)
     if (!wire_status_ok(st))
         return -1;
     *status = st;
+    return 0;
+}
+
+int pyh_wire_parse_p(const char *payload, apr_size_t len, pyh_p_fixed *p)
+{
+    if (!payload || len != sizeof(*p))
+        return -1;
+    memcpy(p, payload, sizeof(*p));
+    /* No sum of the two may wrap either. */
+    if (p->offset < 0 || p->length <= 0 || p->offset > INT64_MAX - p->length)
+        return -1;
     return 0;
 }

@@ -82,7 +82,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             break;
         }
         /* What the order check let through. */
-        if (type == PYH_F_DATA && !headers)
+        if ((type == PYH_F_DATA || type == PYH_F_FILE) && !headers)
             fail("body data before the headers");
         if ((type == PYH_F_STATUS || type == PYH_F_HEADERS) && headers)
             fail("a status or second headers after the headers");
@@ -141,6 +141,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             verdict = "complete";
             done = 1;
             break;
+        case PYH_F_FILE: {
+            pyh_p_fixed fp;
+            if (pyh_wire_parse_p(payload, len, &fp) < 0) {
+                verdict = "refused"; /* relay.c: a 502 or a cut */
+                done = 1;
+                break;
+            }
+            if (fp.offset < 0 || fp.length <= 0
+                || fp.offset > INT64_MAX - fp.length)
+                fail("accepted a file range that is empty or wraps");
+            break;
+        }
         case PYH_F_DATA:
         case PYH_F_FLUSH:
             break;

@@ -11,6 +11,7 @@
 #include "apr_file_io.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <grp.h>
 #include <pwd.h>
 #include <sys/stat.h>
@@ -645,6 +646,55 @@ static const char *cfg_daemon_option(cmd_parms *cmd, pyh_daemon *d,
     else if (!strcmp(name, "locale")) {
         d->locale = value;
     }
+    else if (!strcmp(name, "cpu-time-limit")
+             || !strcmp(name, "send-buffer-size")
+             || !strcmp(name, "receive-buffer-size")
+             || !strcmp(name, "stack-size")) {
+        /* mod_wsgi's bounds: buffer sizes >= 512 (0: the system's) */
+        if ((err = cfg_int_opt(cmd, name, value, name[0] == 's' && name[1] == 't'
+                                                     ? 1 : 0, &n)))
+            return err;
+        if (n > INT_MAX)
+            return apr_psprintf(cmd->pool, "WSGIDaemonProcess: %s=%s is too "
+                                "large", name, value);
+        if (strstr(name, "buffer") && n && n < 512)
+            return apr_psprintf(cmd->pool, "WSGIDaemonProcess: %s=%s: a "
+                                "buffer size must be >= 512 bytes, or 0 for "
+                                "the system's default", name, value);
+        if (name[0] == 'c')
+            d->cpu_time_limit = (int)n;
+        else if (name[0] == 'r')
+            d->recv_buffer_size = (int)n;
+        else if (name[1] == 'e')
+            d->send_buffer_size = (int)n;
+        else
+            d->stack_size = (apr_size_t)n;
+    }
+    else if (!strcmp(name, "cpu-priority")) {
+        char *end;
+        long v = strtol(value, &end, 10);
+        if (!*value || *end || v < -20 || v > 19)
+            return apr_psprintf(cmd->pool, "WSGIDaemonProcess: cpu-priority=%s "
+                                "is not a nice value from -20 to 19", value);
+        d->cpu_priority = (int)v;
+    }
+    else if (!strcmp(name, "virtual-memory-limit")) {
+        return cfg_int_opt(cmd, name, value, 0, &d->virtual_memory_limit);
+    }
+    else if (!strcmp(name, "socket-user")) {
+        struct passwd *pw;
+        char *end;
+        if (value[0] == '#')
+            pw = getpwuid((uid_t)strtoul(value + 1, &end, 10));
+        else
+            pw = getpwnam(value);
+        if (!pw)
+            return apr_psprintf(cmd->pool, "WSGIDaemonProcess %s: "
+                                "socket-user: no such user '%s'",
+                                d->name, value);
+        d->socket_user = apr_pstrdup(cmd->pool, pw->pw_name);
+        d->socket_uid = pw->pw_uid;
+    }
     else if (!pyh_compat_daemon_option(cmd, d->name, name, value)) {
         return apr_psprintf(
             cmd->pool,
@@ -654,7 +704,9 @@ static const char *cfg_daemon_option(cmd_parms *cmd, pyh_daemon *d,
             "maximum-requests, restart-interval, inactivity-timeout, "
             "request-timeout, graceful-timeout, shutdown-timeout, "
             "startup-timeout, connect-timeout, socket-timeout, queue-timeout, "
-            "listen-backlog, memory-limit)",
+            "listen-backlog, memory-limit, cpu-time-limit, cpu-priority, "
+            "virtual-memory-limit, stack-size, send-buffer-size, "
+            "receive-buffer-size, socket-user)",
             d->name, name);
     }
     return NULL;

@@ -28,6 +28,7 @@
 #include <sys/epoll.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <pthread.h>
@@ -155,6 +156,7 @@ static struct {
 
 static PYH_THREAD_LOCAL pyh_dworker *ds_me;
 static volatile sig_atomic_t ds_signalled;
+static volatile sig_atomic_t ds_cpu_exceeded; /* SIGXCPU: cpu-time-limit */
 
 static void ds_on_signal(int sig)
 {
@@ -163,6 +165,19 @@ static void ds_on_signal(int sig)
     (void)sig;
     ds_signalled = 1;
     n = write(ds.wake[1], "s", 1);
+    (void)n;
+    errno = saved;
+}
+
+/* cpu-time-limit's soft limit reached: recycle gracefully, as mod_wsgi
+ * does; the hard limit (a second later plus shutdown-timeout) kills. */
+static void ds_on_xcpu(int sig)
+{
+    int saved = errno;
+    ssize_t n;
+    (void)sig;
+    ds_cpu_exceeded = 1;
+    n = write(ds.wake[1], "c", 1);
     (void)n;
     errno = saved;
 }
@@ -266,7 +281,8 @@ static int ds_accept(void)
     /* Only Apache's children (its User) or root may talk to us; the
      * socket's owner and mode already say so, this checks the peer. */
     if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0
-        || (cred.uid != 0 && cred.uid != ap_unixd_config.user_id)) {
+        || (cred.uid != 0 && cred.uid != ap_unixd_config.user_id
+            && !(ds.d->socket_user && cred.uid == ds.d->socket_uid))) {
         ap_log_error(APLOG_MARK, APLOG_ERR, 0, ds.s,
                      "PYH0050: daemon group '%s' refused a connection from "
                      "uid %d",
@@ -280,6 +296,8 @@ static int ds_accept(void)
     tv.tv_usec = 0;
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    /* An accepted AF_UNIX socket does not inherit the listener's sizes. */
+    pyh_daemon_set_buffers(fd, ds.d, ds.s);
     if (!(dc = pyh_dconn_new(fd))) {
         close(fd);
         return 1;
@@ -656,6 +674,35 @@ static void ds_ready(void)
     d->state = NULL;
 }
 
+/* cpu-time-limit and virtual-memory-limit (mod_wsgi): RLIMIT_CPU with a
+ * hard limit a second plus shutdown-timeout above the soft one (SIGXCPU
+ * recycles first), RLIMIT_AS. A limit that cannot be set fails the start:
+ * the admin asked for a bound the process would not have. */
+static int ds_set_limits(pyh_daemon *d)
+{
+    struct rlimit rl;
+    if (d->cpu_time_limit > 0) {
+        rl.rlim_cur = (rlim_t)d->cpu_time_limit;
+        rl.rlim_max = rl.rlim_cur + 1
+                      + (rlim_t)apr_time_sec(d->shutdown_timeout);
+        if (setrlimit(RLIMIT_CPU, &rl) < 0)
+            goto fail;
+    }
+    if (d->virtual_memory_limit > 0) {
+        rl.rlim_cur = rl.rlim_max = (rlim_t)d->virtual_memory_limit;
+        if (setrlimit(RLIMIT_AS, &rl) < 0)
+            goto fail;
+    }
+    return 0;
+fail:
+    ds_cause(errno, "could not set its resource limits");
+    ap_log_error(APLOG_MARK, APLOG_CRIT, errno, ds.s,
+                 "PYH0126: daemon group '%s': cannot set cpu-time-limit=%d / "
+                 "virtual-memory-limit=%" APR_INT64_T_FMT,
+                 d->name, d->cpu_time_limit, d->virtual_memory_limit);
+    return -1;
+}
+
 static int ds_setup_process(pyh_dproc *dp)
 {
     pyh_daemon *d = dp->d;
@@ -669,6 +716,8 @@ static int ds_setup_process(pyh_dproc *dp)
     sa.sa_handler = ds_on_signal;
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
+    sa.sa_handler = ds_on_xcpu;
+    sigaction(SIGXCPU, &sa, NULL);
     sa.sa_handler = SIG_IGN;
     sigaction(SIGHUP, &sa, NULL);
     sigaction(SIGUSR1, &sa, NULL);
@@ -693,7 +742,15 @@ static int ds_setup_process(pyh_dproc *dp)
     ds_set_title(d);
     if (dp->delay > 0)
         ds_backoff(dp->delay);
+    /* Before the user switch: only root may raise the priority. */
+    if (d->cpu_priority && setpriority(PRIO_PROCESS, 0, d->cpu_priority) < 0)
+        ap_log_error(APLOG_MARK, APLOG_WARNING, errno, ds.s,
+                     "PYH0126: daemon group '%s': cannot set cpu-priority=%d;"
+                     " the process keeps its priority",
+                     d->name, d->cpu_priority);
     if (ds_drop_privileges(d) < 0)
+        return -1;
+    if (ds_set_limits(d) < 0)
         return -1;
     /* After the user switch: changing credentials clears it. And if the
      * parent is already gone, there is nobody to serve. */
@@ -741,6 +798,12 @@ static int ds_start_threads(void)
             != APR_SUCCESS
         || apr_thread_cond_create(&ds.ready_cond, ds.pool) != APR_SUCCESS
         || apr_threadattr_create(&attr, ds.pool) != APR_SUCCESS)
+        return -1;
+    /* stack-size (mod_wsgi): deep recursion in the app needs more, many
+     * threads in a small address space less. */
+    if (ds.d->stack_size
+        && apr_threadattr_stacksize_set(attr, ds.d->stack_size)
+               != APR_SUCCESS)
         return -1;
     ds.workers = apr_pcalloc(ds.pool, sizeof(pyh_dworker) * ds.d->threads);
     for (i = 0; i < ds.d->threads; i++)
@@ -843,6 +906,11 @@ static void ds_check_stop(void)
 {
     if (getppid() != ds.parent)
         ds_signalled = 1; /* Apache's parent died: stop as if told to */
+    if (ds_cpu_exceeded && ds.state == DS_RUNNING) {
+        apr_thread_mutex_lock(ds.mutex);
+        ds_recycle("cpu-time-limit reached");
+        apr_thread_mutex_unlock(ds.mutex);
+    }
     if (ds_signalled && ds.state != DS_STOPPING) {
         apr_thread_mutex_lock(ds.mutex);
         ds.state = DS_STOPPING;

@@ -157,6 +157,7 @@ void pyh_compat_reset(apr_pool_t *p)
     pyh_compat.optimize = -1;
     pyh_compat.dont_write_bytecode = -1;
     pyh_compat.switch_interval = -1.0;
+    pyh_compat.restrict_signal = 1; /* mod_wsgi's default */
 }
 
 void pyh_compat_log_notes(server_rec *s)
@@ -256,6 +257,9 @@ const char *pyh_compat_python_setting(cmd_parms *cmd, void *dconf,
     else if (!strcasecmp(name, "WSGIRestrictStdin")) {
         return compat_flag(cmd, v, &pyh_compat.restrict_stdin);
     }
+    else if (!strcasecmp(name, "WSGIRestrictSignal")) {
+        return compat_flag(cmd, v, &pyh_compat.restrict_signal);
+    }
     return NULL;
 }
 
@@ -318,8 +322,26 @@ int pyh_compat_interp_setup(pyh_interp *in)
         "if _in:\n"
         "    sys.stdin = Restricted('sys.stdin')\n"
         "if _si > 0:\n"
-        "    sys.setswitchinterval(_si)\n";
-    PyObject *globals, *res;
+        "    sys.setswitchinterval(_si)\n"
+        /* WSGIRestrictSignal (mod_wsgi, On by default): Apache owns the
+         * process's signals; a handler an app registers would replace
+         * Apache's (a daemon's SIGTERM among them). The call returns the
+         * handler as if it had been set, and says so in the log. A process
+         * the app forked is its own: there the call goes through. */
+        "if _sig:\n"
+        "    import os, signal, traceback\n"
+        "    def _restricted(signalnum, handler, _real=signal.signal,\n"
+        "                    _pid=os.getpid(), _log=_sig):\n"
+        "        if os.getpid() != _pid:\n"
+        "            return _real(signalnum, handler)\n"
+        "        where = traceback.extract_stack(limit=2)[0]\n"
+        "        _log.write('PYH0127: signal.signal(%s) ignored: pyhost "
+        "(WSGIRestrictSignal On) keeps Apache\\'s signal handlers; called "
+        "from %s:%s\\n' % (int(signalnum), where.filename, where.lineno))\n"
+        "        return handler\n"
+        "    _restricted.__wrapped__ = signal.signal\n"
+        "    signal.signal = _restricted\n";
+    PyObject *globals, *res, *siglog;
     int procs = 1, threads = 1;
     if (pyh_this_daemon) {
         procs = pyh_this_daemon->processes;
@@ -332,13 +354,22 @@ int pyh_compat_interp_setup(pyh_interp *in)
             || threads < 1)
             threads = 1;
     }
-    if (!(globals = Py_BuildValue(
-              "{s:O,s:s,s:s,s:s,s:i,s:i,s:i,s:i,s:d}", "__builtins__",
+    if (pyh_compat.restrict_signal) {
+        if (!(siglog = pyh_log_new(in, NULL, APLOG_WARNING)))
+            return -1;
+    }
+    else {
+        siglog = Py_NewRef(Py_False);
+    }
+    globals = Py_BuildValue(
+              "{s:O,s:s,s:s,s:s,s:i,s:i,s:i,s:i,s:d,s:N}", "__builtins__",
               PyEval_GetBuiltins(), "_pyhost", PYH_VERSION, "_pg",
               pyh_this_daemon ? pyh_this_daemon->name : "", "_ag",
               in->name ? in->name : "", "_procs", procs, "_threads", threads,
               "_out", pyh_compat.restrict_stdout, "_in",
-              pyh_compat.restrict_stdin, "_si", pyh_compat.switch_interval)))
+              pyh_compat.restrict_stdin, "_si", pyh_compat.switch_interval,
+              "_sig", siglog);
+    if (!globals)
         return -1;
     res = PyRun_String(code, Py_file_input, globals, globals);
     Py_DECREF(globals);
@@ -359,22 +390,15 @@ static const struct {
     {"chroot", "pyhost does not chroot its daemons"},
     {"python-eggs", "Python eggs are obsolete"},
     {"switch-interval", "use WSGISwitchInterval"},
-    {"stack-size", "threads keep the system's default stack size"},
     {"deadlock-timeout", "no deadlock watchdog"},
     {"interrupt-timeout", "requests are not interrupted"},
     {"eviction-timeout", "graceful-timeout applies on eviction"},
-    {"send-buffer-size", "the system's socket buffer sizes apply"},
-    {"receive-buffer-size", "the system's socket buffer sizes apply"},
     {"header-buffer-size", "headers are sized as they come"},
     {"response-buffer-size", "responses stream without a fixed buffer"},
     {"response-socket-timeout", "socket-timeout applies"},
     {"response-flush-delay", "responses are flushed as written"},
-    {"socket-user", "sockets are owned by Apache's User"},
     {"script-user", "script ownership is not checked"},
     {"script-group", "script ownership is not checked"},
-    {"cpu-time-limit", "no CPU time limit"},
-    {"cpu-priority", "daemons keep Apache's priority"},
-    {"virtual-memory-limit", "no address space limit (memory-limit applies)"},
     {"server-metrics", "see pyhost's own metrics"},
 };
 

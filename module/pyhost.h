@@ -124,6 +124,15 @@ typedef struct pyh_daemon {
         graceful_timeout, shutdown_timeout, startup_timeout, connect_timeout,
         socket_timeout, queue_timeout;
     int listen_backlog;
+    /* mod_wsgi's resource options (0: unset, the system's) */
+    int cpu_time_limit;            /* s of CPU: RLIMIT_CPU, then recycle */
+    int cpu_priority;              /* setpriority() nice value */
+    apr_int64_t virtual_memory_limit; /* bytes: RLIMIT_AS */
+    apr_size_t stack_size;         /* request threads' stack, bytes */
+    int send_buffer_size, recv_buffer_size; /* relay sockets' SO_SNDBUF/
+                                              SO_RCVBUF, bytes */
+    const char *socket_user;       /* owner of the listening socket */
+    uid_t socket_uid;
     /* set in post_config (parent), inherited by children and daemons */
     const char *socket_path;
     int listen_fd;
@@ -419,6 +428,7 @@ typedef struct {
     unsigned long hash_seed;
     double switch_interval;       /* <= 0: unset */
     int restrict_stdout, restrict_stdin;
+    int restrict_signal;          /* default On, as in mod_wsgi */
 } pyh_compat_t;
 
 extern pyh_compat_t pyh_compat;
@@ -490,8 +500,9 @@ void pyh_compat_apply_proxy_headers(pyh_request *req);
                       "pyhost always starts Python after fork"),               \
     PYH_COMPAT_ACCEPT("WSGICaseSensitivity",                                   \
                       "only meaningful on Windows and macOS"),                 \
-    PYH_COMPAT_ACCEPT("WSGIRestrictSignal",                                    \
-                      "not applied yet: apps may still call signal.signal"),   \
+    PYH_COMPAT_PYTHON("WSGIRestrictSignal",                                    \
+                      "Off: apps may install signal handlers (On: ignored, "   \
+                      "with a warning)"),                                      \
     PYH_COMPAT_ACCEPT("WSGIRestrictProcess",                                   \
                       "not applied yet: WSGIProcessGroup is not limited"),     \
     PYH_COMPAT_ACCEPT("WSGIPassApacheRequest",                                 \

@@ -1,0 +1,151 @@
+"""The rest of the mod_wsgi drop-in (issue 15): WSGIRestrictSignal, the
+resource options of WSGIDaemonProcess (cpu-time-limit, virtual-memory-limit,
+cpu-priority, stack-size, send/receive-buffer-size, socket-user),
+WSGIDispatchScript, WSGIHandlerScript, WSGIRestrictProcess and
+mod_wsgi.server_metrics()/process_metrics(). Each runs a real Apache with
+the real module and looks at the effect from the app or the file system."""
+
+import glob
+import os
+import pwd
+import signal
+import time
+
+import pytest
+
+from harness import MPMS, Apache, Workspace
+
+
+def _mpms():
+    wanted = os.environ.get("PYHOST_TEST_MPMS")
+    return [m.strip() for m in wanted.split(",") if m.strip() in MPMS] if wanted else list(MPMS)
+
+
+def started(short_server, name, extra, **kw):
+    srv = short_server(name, extra=extra, **kw)
+    srv.start(timeout=30)
+    return srv
+
+
+# -- WSGIDaemonProcess resource options ----------------------------------------
+
+LIMITS_CONF = """
+WSGISocketPrefix @WORK@/socks/d
+WSGIDaemonProcess lim processes=1 threads=2 cpu-time-limit=3000 \
+    virtual-memory-limit=4000000000 cpu-priority=5 stack-size=1048576 \
+    send-buffer-size=40000 receive-buffer-size=50000
+WSGIDaemonProcess plain processes=1 threads=2
+WSGIDaemonProcess owned processes=1 threads=1 socket-user=nobody
+WSGIScriptAlias /lim @APPS@/dropin2_process.wsgi process-group=lim
+WSGIScriptAlias /plain @APPS@/dropin2_process.wsgi process-group=plain
+WSGIScriptAlias /emb @APPS@/dropin2_process.wsgi
+"""
+
+
+@pytest.fixture(scope="module", params=_mpms())
+def limits_server(request):
+    ws = Workspace()
+    srv = Apache(ws, "limits", mpm=request.param, extra=LIMITS_CONF)
+    srv.start(timeout=30)
+    yield srv
+    srv.stop()
+    ws.cleanup()
+
+
+def _proc(srv, path):
+    r = srv.get(path)
+    assert r.status == 200, (r, srv.error_log()[-3000:])
+    return r.json()
+
+
+def test_cpu_time_limit_sets_rlimit_cpu(limits_server):
+    # mod_wsgi: soft = the limit, hard = limit + 1 + shutdown-timeout (5 s)
+    assert _proc(limits_server, "/lim")["rlimit_cpu"] == [3000, 3006]
+    assert _proc(limits_server, "/plain")["rlimit_cpu"] == [-1, -1]
+
+
+def test_virtual_memory_limit_sets_rlimit_as(limits_server):
+    assert _proc(limits_server, "/lim")["rlimit_as"] == [4000000000, 4000000000]
+    assert _proc(limits_server, "/plain")["rlimit_as"] == [-1, -1]
+
+
+def test_cpu_priority_sets_the_nice_value(limits_server):
+    assert _proc(limits_server, "/lim")["nice"] == 5
+    assert _proc(limits_server, "/plain")["nice"] == 0
+
+
+def test_stack_size_sets_the_request_threads_stack(limits_server):
+    assert _proc(limits_server, "/lim")["stack_size"] == 1048576
+    assert _proc(limits_server, "/plain")["stack_size"] != 1048576
+
+
+def test_buffer_sizes_on_the_relay_sockets(limits_server):
+    # Linux reports twice what was set (its bookkeeping overhead).
+    socks = _proc(limits_server, "/lim")["sockets"]
+    listening = [s for s in socks if s["listening"]]
+    accepted = [s for s in socks if not s["listening"]]
+    assert listening and accepted, socks
+    for s in listening + accepted:
+        assert (s["sndbuf"], s["rcvbuf"]) == (80000, 100000), socks
+    plain = _proc(limits_server, "/plain")["sockets"]
+    assert all(s["sndbuf"] != 80000 for s in plain), plain
+
+
+def test_socket_user_owns_the_daemon_socket(limits_server):
+    socks = sorted(glob.glob(os.path.join(limits_server.ws.root, "socks", "d.*.sock")))
+    assert len(socks) == 3, socks
+    by_index = {int(p.rsplit(".", 2)[-2]): os.stat(p).st_uid for p in socks}
+    assert by_index[2] == pwd.getpwnam("nobody").pw_uid, by_index
+    assert by_index[0] == by_index[1] != by_index[2]   # the others: Apache's User
+
+
+def test_cpu_time_limit_recycles_the_process(short_server, mpm):
+    srv = started(short_server, "cpulimit", """
+WSGIDaemonProcess cpu processes=1 threads=2 cpu-time-limit=1
+WSGIScriptAlias /cpu @APPS@/dropin2_process.wsgi process-group=cpu
+""", mpm=mpm)
+    first = _proc(srv, "/cpu?burn=1.5")["pid"]   # finishes: a graceful recycle
+    deadline = time.time() + 15
+    while time.time() < deadline:
+        if _proc(srv, "/cpu")["pid"] != first:
+            break
+        time.sleep(0.2)
+    else:
+        pytest.fail("the daemon was not recycled after its CPU time ran out")
+    assert "PYH0047: daemon process %d of group 'cpu' is recycling: cpu-time-limit reached" % first \
+        in srv.error_log()
+
+
+@pytest.mark.parametrize("option,value,needle", [
+    ("send-buffer-size", "100", "a buffer size must be >= 512 bytes"),
+    ("cpu-priority", "x", "cpu-priority=x is not a nice value"),
+    ("socket-user", "no-such-user-here", "socket-user: no such user"),
+    ("stack-size", "0", "stack-size=0 is not a whole number >= 1"),
+])
+def test_resource_options_reject_bad_values(short_server, option, value, needle):
+    rc, out = short_server("badopt", extra="WSGIDaemonProcess g %s=%s\n" % (option, value)).config_test()
+    assert rc != 0 and needle in out, out
+
+
+# -- WSGIRestrictSignal ------------------------------------------------------------
+
+def test_restrict_signal_is_on_by_default(limits_server):
+    for path in ("/emb", "/lim"):
+        mark = limits_server.error_log()
+        r = _proc(limits_server, path)
+        assert r["signal_returned_handler"] and not r["signal_installed"], (path, r)
+        new = limits_server.error_log()[len(mark):]
+        assert new.count("PYH0127: signal.signal(%d) ignored" % signal.SIGUSR2) == 1, new
+        assert "dropin2_process.wsgi:" in new
+
+
+def test_restrict_signal_off_lets_the_app_install_handlers(short_server):
+    # prefork: the request runs on the process's main thread, where Python
+    # allows signal.signal at all.
+    srv = started(short_server, "sigoff", """
+WSGIRestrictSignal Off
+WSGIScriptAlias /emb @APPS@/dropin2_process.wsgi
+""", mpm="prefork")
+    r = _proc(srv, "/emb")
+    assert r["signal_installed"], r
+    assert "PYH0127" not in srv.error_log()

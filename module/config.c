@@ -47,6 +47,8 @@ static void cfg_init_options(pyh_dir_conf *c)
     c->auth_user_script = c->auth_group_script = c->access_script = NULL;
     c->group_authoritative = PYH_UNSET;
     c->trusted_proxy_headers = c->trusted_proxies = NULL;
+    c->dispatch_script = NULL;
+    c->handler_scripts = NULL;
 }
 
 void *pyh_create_dir_conf(apr_pool_t *p, char *dir)
@@ -78,12 +80,19 @@ void pyh_overlay_options(pyh_dir_conf *out, const pyh_dir_conf *base,
     CFG_MERGE_INT(group_authoritative);
     CFG_MERGE_PTR(trusted_proxy_headers);
     CFG_MERGE_PTR(trusted_proxies);
+    CFG_MERGE_PTR(dispatch_script);
+    CFG_MERGE_PTR(handler_scripts);
 }
 
 void *pyh_merge_dir_conf(apr_pool_t *p, void *basev, void *addv)
 {
     pyh_dir_conf *c = apr_palloc(p, sizeof(*c));
+    const pyh_dir_conf *base = basev, *add = addv;
     pyh_overlay_options(c, basev, addv);
+    /* WSGIHandlerScript names add up; an inner one of the same name wins */
+    if (base->handler_scripts && add->handler_scripts)
+        c->handler_scripts = apr_hash_overlay(p, add->handler_scripts,
+                                              base->handler_scripts);
     return c;
 }
 

@@ -538,6 +538,23 @@ static void interp_log_missing(request_rec *r, server_rec *s, const char *msg)
         ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, "%s", msg);
 }
 
+PyObject *pyh_script_module(pyh_interp *in, request_rec *r,
+                            const char *path, int reloading)
+{
+    pyh_script *sc = interp_load(in, r, path, reloading);
+    PyObject *module;
+    if (!sc) {
+        pyh_log_exception(in, r, r ? r->server : ap_server_conf,
+                          apr_psprintf(r ? r->pool : interp_pool,
+                                       "PYH0011: loading script '%s'", path));
+        return NULL;
+    }
+    PYH_LOCK(&in->lock);
+    module = Py_NewRef(sc->module);
+    PYH_UNLOCK(&in->lock);
+    return module;
+}
+
 PyObject *pyh_script_callable(pyh_interp *in, request_rec *r,
                               const char *path, const char *callable,
                               int reloading, int *http_status)

@@ -36,6 +36,15 @@ typedef struct pyh_auth_script {
     const char *application_group;
 } pyh_auth_script;
 
+/* WSGIHandlerScript name path [options] (dispatch.c): requests whose
+ * handler is `name` run `path`'s handle_request as a WSGI app. */
+typedef struct pyh_handler_script {
+    const char *path;
+    const char *process_group;     /* NULL: the location's */
+    const char *application_group; /* NULL: the location's */
+    int pass_authorization;        /* PYH_UNSET: the location's */
+} pyh_handler_script;
+
 /* Per-directory settings; also hold WSGIScriptAlias inline options. */
 typedef struct {
     const char *application_group; /* NULL: unset; "%{GLOBAL}" etc. */
@@ -53,6 +62,9 @@ typedef struct {
     /* directives_compat.c: NULL unset */
     apr_array_header_t *trusted_proxy_headers; /* int: header index */
     apr_array_header_t *trusted_proxies;       /* apr_ipsubnet_t * */
+    /* dispatch.c: NULL unset */
+    const pyh_auth_script *dispatch_script;    /* WSGIDispatchScript */
+    apr_hash_t *handler_scripts; /* WSGIHandlerScript: name -> pyh_handler_script */
 } pyh_dir_conf;
 
 /* What a mount speaks (pyh_alias.protocol) */
@@ -261,6 +273,10 @@ void pyh_interp_leave(pyh_interp *in);
 /* Returns a new reference to the WSGI callable, loading or reloading
  * the script as needed; NULL with nothing raised means "logged, 500".
  * callable NULL: an ASGI mount's default, `application`, else `app`. */
+/* A new reference to the module of script `path` (loaded or reloaded as
+ * needed), or NULL, logged. */
+PyObject *pyh_script_module(pyh_interp *in, request_rec *r,
+                            const char *path, int reloading);
 PyObject *pyh_script_callable(pyh_interp *in, request_rec *r,
                               const char *path, const char *callable,
                               int reloading, int *http_status);
@@ -279,6 +295,8 @@ typedef struct pyh_request {
     const char *script_name;
     const char *path_info;
     const char *app_group;
+    const char *script_path;        /* the script to run when it is not
+                                       r->filename (WSGIHandlerScript) */
     /* environ inputs (pyh_env_collect, or a daemon's relay frame): the
      * string value of each string-valued key indexed by enum pyh_key, NULL
      * when absent; they live at least as long as r->pool. */
@@ -471,6 +489,20 @@ void pyh_compat_apply_proxy_headers(pyh_request *req);
 #define PYH_COMPAT_PYTHON(name, help) \
     AP_INIT_TAKE1(name, pyh_compat_python_setting, NULL, RSRC_CONF, help)
 
+/* ---- dispatch and handler scripts (dispatch.c) ---------------------------- */
+
+const char *pyh_dispatch_directive(cmd_parms *cmd, void *dconf,
+                                   const char *args);
+const char *pyh_handler_script_directive(cmd_parms *cmd, void *dconf,
+                                         const char *args);
+/* WSGIDispatchScript for req, in the Apache child: its process_group(),
+ * application_group() and callable_object() may each replace the value
+ * (NULL: keep). OK, or 500 (logged). */
+int pyh_dispatch_run(pyh_request *req, const char **process_group,
+                     const char **application_group, const char **callable);
+/* The WSGIHandlerScript r's handler names, or NULL. */
+const pyh_handler_script *pyh_handler_script_for(request_rec *r);
+
 /* The rows config.c's command table ends with. */
 #define PYH_COMPAT_COMMANDS                                                    \
     PYH_COMPAT_PYTHON("WSGIPythonOptimize",                                    \
@@ -530,8 +562,16 @@ void pyh_compat_apply_proxy_headers(pyh_request *req);
                       "mod_wsgi's telemetry is not implemented"),              \
     PYH_COMPAT_ACCEPT("WSGISlowRequests",                                      \
                       "mod_wsgi's telemetry is not implemented"),              \
-    PYH_COMPAT_REFUSE("WSGIDispatchScript", "not implemented yet"),            \
-    PYH_COMPAT_REFUSE("WSGIHandlerScript", "not implemented yet"),             \
+    AP_INIT_RAW_ARGS("WSGIDispatchScript", pyh_dispatch_directive, NULL,      \
+                     RSRC_CONF | ACCESS_CONF,                                  \
+                     "script-path [application-group=G]: its process_group(),"\
+                     " application_group(), callable_object() choose per "    \
+                     "request"),                                               \
+    AP_INIT_RAW_ARGS("WSGIHandlerScript", pyh_handler_script_directive, NULL, \
+                     RSRC_CONF | ACCESS_CONF,                                  \
+                     "name script-path [process-group=P application-group=G " \
+                     "pass-authorization=On|Off]: handler `name` runs the "   \
+                     "script's handle_request"),                               \
     PYH_COMPAT_AUTH("WSGIAccessScript"),                                       \
     PYH_COMPAT_AUTH("WSGIAuthUserScript"),                                     \
     PYH_COMPAT_AUTH("WSGIAuthGroupScript"),                                    \

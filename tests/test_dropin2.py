@@ -149,3 +149,107 @@ WSGIScriptAlias /emb @APPS@/dropin2_process.wsgi
     r = _proc(srv, "/emb")
     assert r["signal_installed"], r
     assert "PYH0127" not in srv.error_log()
+
+
+# -- WSGIDispatchScript --------------------------------------------------------------
+
+DISPATCH_CONF = """
+WSGIDaemonProcess admin processes=1 threads=2
+WSGIDaemonProcess web processes=1 threads=2
+WSGIDispatchScript @APPS@/dropin2_dispatch.py
+WSGIScriptAlias /d @APPS@/dropin2_dispatched.wsgi
+"""
+
+
+@pytest.fixture(scope="module", params=_mpms())
+def dispatch_server(request):
+    ws = Workspace()
+    srv = Apache(ws, "dispatch", mpm=request.param, extra=DISPATCH_CONF)
+    srv.start(timeout=30)
+    yield srv
+    srv.stop()
+    ws.cleanup()
+
+
+@pytest.mark.parametrize("path,group", [
+    ("/d/admin/x", "admin"), ("/d/page", "web"), ("/d/embedded/x", ""),
+])
+def test_dispatch_script_chooses_the_process_group(dispatch_server, path, group):
+    r = _proc(dispatch_server, path)
+    assert (r["daemon"], r["process_group"]) == (group, group), r
+    assert r["callable"] == "application" and r["application_group"] == ""
+
+
+def test_dispatch_script_chooses_the_application_group(dispatch_server):
+    for path in ("/d/embedded/x", "/d/admin/x"):
+        r = dispatch_server.get(path, headers={"X-App-Group": "chosen"}).json()
+        assert (r["interpreter"], r["application_group"]) == ("chosen", "chosen"), r
+
+
+def test_dispatch_script_chooses_the_callable(dispatch_server):
+    assert _proc(dispatch_server, "/d/embedded/other")["callable"] == "other"
+    assert _proc(dispatch_server, "/d/admin/other")["callable"] == "other"
+
+
+@pytest.mark.parametrize("path,needle", [
+    ("/d/raise/x", "RuntimeError: dispatch refused /d/raise/x"),
+    ("/d/int/x", "TypeError: process_group() must return a str, bytes or None, not int"),
+])
+def test_dispatch_script_failure_is_a_500_with_its_traceback(dispatch_server, path, needle):
+    mark = len(dispatch_server.error_log())
+    r = dispatch_server.get(path)
+    assert r.status == 500
+    new = dispatch_server.error_log()[mark:]
+    assert new.count("PYH0128: exception in WSGI dispatch script") == 1, new
+    assert needle in new, new
+
+
+# -- WSGIHandlerScript ---------------------------------------------------------------
+
+HANDLER_CONF = """
+WSGIDaemonProcess res processes=1 threads=2
+WSGIHandlerScript wsgi-resource @APPS@/dropin2_resource.wsgi process-group=res \
+    application-group=%{GLOBAL} pass-authorization=On
+WSGIHandlerScript wsgi-embedded @APPS@/dropin2_resource.wsgi application-group=hgroup
+Alias /files @APPS@/dropin2_files
+<Directory @APPS@/dropin2_files>
+    AddHandler wsgi-resource .myext
+    AddHandler wsgi-embedded .emb
+</Directory>
+"""
+
+
+@pytest.fixture(scope="module", params=_mpms())
+def handler_server(request):
+    ws = Workspace()
+    srv = Apache(ws, "handlerscript", mpm=request.param, extra=HANDLER_CONF)
+    srv.start(timeout=30)
+    yield srv
+    srv.stop()
+    ws.cleanup()
+
+
+def test_handler_script_serves_files_by_extension_in_its_daemon(handler_server):
+    r = handler_server.get("/files/page.myext", headers={"Authorization": "Bearer t"})
+    assert r.status == 200, (r, handler_server.error_log()[-2000:])
+    j = r.json()
+    assert (j["file"], j["text"], j["daemon"], j["interpreter"]) == \
+        ("page.myext", "hello from page\n", "res", ""), j
+    assert j["auth"] == "Bearer t"          # pass-authorization=On
+
+
+def test_handler_script_embedded_in_its_application_group(handler_server):
+    j = handler_server.get("/files/other.emb").json()
+    assert (j["file"], j["text"], j["daemon"], j["interpreter"]) == \
+        ("other.emb", "second\n", "", "hgroup"), j
+    assert j["auth"] is None
+
+
+def test_handler_script_decides_about_a_missing_file(handler_server):
+    r = handler_server.get("/files/missing.myext")
+    assert r.status == 404 and r.json()["text"] is None
+
+
+def test_handler_script_leaves_other_files_to_apache(handler_server):
+    r = handler_server.get("/files/plain.txt")
+    assert r.status == 200 and r.body == b"plain\n"

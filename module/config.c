@@ -690,6 +690,12 @@ static const char *cfg_daemon_option(cmd_parms *cmd, pyh_daemon *d,
     else if (!strcmp(name, "virtual-memory-limit")) {
         return cfg_int_opt(cmd, name, value, 0, &d->virtual_memory_limit);
     }
+    else if (!strcmp(name, "server-metrics")) {
+        if (strcasecmp(value, "On") && strcasecmp(value, "Off"))
+            return apr_psprintf(cmd->pool, "WSGIDaemonProcess: server-metrics"
+                                "=%s: On or Off", value);
+        d->server_metrics = !strcasecmp(value, "On");
+    }
     else if (!strcmp(name, "socket-user")) {
         struct passwd *pw;
         char *end;

@@ -260,6 +260,9 @@ const char *pyh_compat_python_setting(cmd_parms *cmd, void *dconf,
     else if (!strcasecmp(name, "WSGIRestrictSignal")) {
         return compat_flag(cmd, v, &pyh_compat.restrict_signal);
     }
+    else if (!strcasecmp(name, "WSGIServerMetrics")) {
+        return compat_flag(cmd, v, &pyh_compat.server_metrics);
+    }
     return NULL;
 }
 
@@ -309,6 +312,54 @@ int pyh_compat_interp_setup(pyh_interp *in)
         "m.application_group = _ag\n"
         "m.maximum_processes = _procs\n"
         "m.threads_per_process = _threads\n"
+        /* process_metrics() / server_metrics() with mod_wsgi 6's key
+         * names where pyhost counts the figure (metrics.c), and its
+         * opt-ins: start_recording_metrics() for the first, WSGIServer-
+         * Metrics On (server-metrics=On in a daemon) for the second. */
+        "import os, time, resource\n"
+        "def _snap():\n"
+        "    try:\n"
+        "        import _pyhost_metrics\n"
+        "    except ImportError:\n"
+        "        return None\n"
+        "    return _pyhost_metrics.snapshot()\n"
+        "def _started():\n"
+        "    with open('/proc/self/stat') as f:\n"
+        "        ticks = int(f.read().rsplit(')', 1)[1].split()[19])\n"
+        "    with open('/proc/stat') as f:\n"
+        "        boot = next(int(l.split()[1]) for l in f if l.startswith('btime'))\n"
+        "    return boot + ticks / os.sysconf('SC_CLK_TCK')\n"
+        "_state = {'recording': False}\n"
+        "def start_recording_metrics():\n"
+        "    _state['recording'] = True\n"
+        "def process_metrics():\n"
+        "    snap = _snap() if _state['recording'] else None\n"
+        "    if snap is None:\n"
+        "        return None\n"
+        "    p, t, now = snap['process'], os.times(), time.time()\n"
+        "    start = _started()\n"
+        "    out = {'pid': p['pid'], 'memory_rss': p['resident_memory_bytes'],\n"
+        "           'memory_max_rss': resource.getrusage(\n"
+        "               resource.RUSAGE_SELF).ru_maxrss * 1024,\n"
+        "           'cpu_user_time': t.user, 'cpu_system_time': t.system,\n"
+        "           'cpu_time': t.user + t.system, 'restart_time': start,\n"
+        "           'current_time': now, 'running_time': int(now - start)}\n"
+        "    if 'threads' in p:\n"
+        "        out['request_threads'] = p['threads']\n"
+        "        out['active_requests'] = p['busy_threads']\n"
+        "    if 'requests' in p:\n"
+        "        out['request_count'] = p['requests']\n"
+        "        out['request_busy_time'] = p['app_seconds']\n"
+        "    return out\n"
+        "def server_metrics():\n"
+        "    snap = _snap() if _srvm else None\n"
+        "    if snap is None:\n"
+        "        return None\n"
+        "    return {'server_limit': _slimit, 'thread_limit': _tlimit,\n"
+        "            'current_time': time.time(), 'pyhost': snap['server']}\n"
+        "m.start_recording_metrics = start_recording_metrics\n"
+        "m.process_metrics = process_metrics\n"
+        "m.server_metrics = server_metrics\n"
         "sys.modules.setdefault('mod_wsgi', m)\n"
         "class Restricted:\n"
         "    __slots__ = ('_what',)\n"
@@ -342,7 +393,7 @@ int pyh_compat_interp_setup(pyh_interp *in)
         "    _restricted.__wrapped__ = signal.signal\n"
         "    signal.signal = _restricted\n";
     PyObject *globals, *res, *siglog;
-    int procs = 1, threads = 1;
+    int procs = 1, threads = 1, slimit = 1, tlimit = 1, srvm;
     if (pyh_this_daemon) {
         procs = pyh_this_daemon->processes;
         threads = pyh_this_daemon->threads;
@@ -354,6 +405,12 @@ int pyh_compat_interp_setup(pyh_interp *in)
             || threads < 1)
             threads = 1;
     }
+    if (ap_mpm_query(AP_MPMQ_HARD_LIMIT_DAEMONS, &slimit) != APR_SUCCESS)
+        slimit = 1;
+    if (ap_mpm_query(AP_MPMQ_HARD_LIMIT_THREADS, &tlimit) != APR_SUCCESS)
+        tlimit = 1;
+    srvm = pyh_this_daemon ? pyh_this_daemon->server_metrics
+                           : pyh_compat.server_metrics;
     if (pyh_compat.restrict_signal) {
         if (!(siglog = pyh_log_new(in, NULL, APLOG_WARNING)))
             return -1;
@@ -362,13 +419,15 @@ int pyh_compat_interp_setup(pyh_interp *in)
         siglog = Py_NewRef(Py_False);
     }
     globals = Py_BuildValue(
-              "{s:O,s:s,s:s,s:s,s:i,s:i,s:i,s:i,s:d,s:N}", "__builtins__",
+              "{s:O,s:s,s:s,s:s,s:i,s:i,s:i,s:i,s:d,s:N,s:i,s:i,s:i}",
+              "__builtins__",
               PyEval_GetBuiltins(), "_pyhost", PYH_VERSION, "_pg",
               pyh_this_daemon ? pyh_this_daemon->name : "", "_ag",
               in->name ? in->name : "", "_procs", procs, "_threads", threads,
               "_out", pyh_compat.restrict_stdout, "_in",
               pyh_compat.restrict_stdin, "_si", pyh_compat.switch_interval,
-              "_sig", siglog);
+              "_sig", siglog, "_srvm", srvm, "_slimit", slimit, "_tlimit",
+              tlimit);
     if (!globals)
         return -1;
     res = PyRun_String(code, Py_file_input, globals, globals);
@@ -399,7 +458,6 @@ static const struct {
     {"response-flush-delay", "responses are flushed as written"},
     {"script-user", "script ownership is not checked"},
     {"script-group", "script ownership is not checked"},
-    {"server-metrics", "see pyhost's own metrics"},
 };
 
 /* 1: name is one of those options (noted), 0: not one of them. */

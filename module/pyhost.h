@@ -144,6 +144,7 @@ typedef struct pyh_daemon {
     int send_buffer_size, recv_buffer_size; /* relay sockets' SO_SNDBUF/
                                               SO_RCVBUF, bytes */
     const char *socket_user;       /* owner of the listening socket */
+    int server_metrics;            /* server-metrics=On */
     uid_t socket_uid;
     /* set in post_config (parent), inherited by children and daemons */
     const char *socket_path;
@@ -447,6 +448,7 @@ typedef struct {
     double switch_interval;       /* <= 0: unset */
     int restrict_stdout, restrict_stdin;
     int restrict_signal;          /* default On, as in mod_wsgi */
+    int server_metrics;           /* WSGIServerMetrics: server_metrics() */
 } pyh_compat_t;
 
 extern pyh_compat_t pyh_compat;
@@ -555,7 +557,8 @@ const pyh_handler_script *pyh_handler_script_for(request_rec *r);
                  OR_AUTHCFG | RSRC_CONF,                                       \
                  "Off: Require wsgi-group without a match lets other "         \
                  "providers decide"),                                          \
-    PYH_COMPAT_ACCEPT("WSGIServerMetrics", "see pyhost's own metrics"),        \
+    PYH_COMPAT_PYTHON("WSGIServerMetrics",                                     \
+                      "On: mod_wsgi.server_metrics() answers (Off: None)"),    \
     PYH_COMPAT_ACCEPT("WSGITelemetryService",                                  \
                       "mod_wsgi's telemetry is not implemented"),              \
     PYH_COMPAT_ACCEPT("WSGITelemetryOptions",                                  \

@@ -253,3 +253,69 @@ def test_handler_script_decides_about_a_missing_file(handler_server):
 def test_handler_script_leaves_other_files_to_apache(handler_server):
     r = handler_server.get("/files/plain.txt")
     assert r.status == 200 and r.body == b"plain\n"
+
+
+# -- mod_wsgi.process_metrics() / server_metrics() ------------------------------------
+
+METRICS_CONF = """
+WSGIServerMetrics On
+WSGIDaemonProcess mon processes=1 threads=3 server-metrics=On
+WSGIDaemonProcess moff processes=1 threads=2
+WSGIScriptAlias /m/emb @APPS@/dropin2_metrics.wsgi
+WSGIScriptAlias /m/on @APPS@/dropin2_metrics.wsgi process-group=mon
+WSGIScriptAlias /m/off @APPS@/dropin2_metrics.wsgi process-group=moff
+WSGIDaemonProcess fresh processes=1 threads=1
+WSGIScriptAlias /m/fresh @APPS@/dropin2_metrics.wsgi process-group=fresh
+"""
+
+PROCESS_KEYS = {"pid", "memory_rss", "memory_max_rss", "cpu_user_time", "cpu_system_time",
+                "cpu_time", "restart_time", "current_time", "running_time",
+                "request_threads", "active_requests"}
+
+
+@pytest.fixture(scope="module", params=_mpms())
+def metrics_server(request):
+    ws = Workspace()
+    srv = Apache(ws, "modwsgi-metrics", mpm=request.param, extra=METRICS_CONF)
+    srv.start(timeout=30)
+    yield srv
+    srv.stop()
+    ws.cleanup()
+
+
+def test_process_metrics_after_start_recording(metrics_server):
+    for _ in range(20):   # a child that has served a request before
+        j = _proc(metrics_server, "/m/emb")
+        if j["process"].get("request_count"):
+            break
+    p = j["process"]
+    assert PROCESS_KEYS | {"request_count", "request_busy_time"} <= set(p), p
+    assert p["pid"] == j["pid"] and p["memory_rss"] > 1 << 20
+    assert p["memory_max_rss"] >= p["memory_rss"] // 2
+    assert 0 <= p["running_time"] < 600 and p["current_time"] >= p["restart_time"]
+    assert p["request_count"] >= 1 and p["request_busy_time"] >= 0
+    assert p["active_requests"] >= 1          # this one
+    d = _proc(metrics_server, "/m/on")["process"]
+    assert PROCESS_KEYS <= set(d) and d["request_threads"] == 3, d
+
+
+def test_process_metrics_is_none_before_recording_starts(metrics_server):
+    # mod_wsgi 6: process_metrics() answers once the process opted in with
+    # start_recording_metrics(); only this test uses the group "fresh"
+    first = _proc(metrics_server, "/m/fresh")
+    assert first["before_recording"] is None and first["process"] is not None
+    assert _proc(metrics_server, "/m/fresh")["before_recording"] is not None
+
+
+def test_server_metrics_follow_wsgi_server_metrics(metrics_server):
+    for path in ("/m/emb", "/m/on"):
+        s = _proc(metrics_server, path)["server"]
+        assert s is not None and s["server_limit"] >= 1 and s["thread_limit"] >= 1, (path, s)
+        assert s["pyhost"]["requests"]["/m/emb"]["wsgi"]["2xx"] >= 1 or path == "/m/emb", s
+    assert _proc(metrics_server, "/m/off")["server"] is None      # server-metrics not On
+
+
+def test_server_metrics_none_without_the_directive(short_server):
+    srv = started(short_server, "nosrvm", "WSGIScriptAlias /m @APPS@/dropin2_metrics.wsgi\n")
+    j = _proc(srv, "/m")
+    assert j["server"] is None and j["process"]["pid"] == j["pid"]

@@ -49,6 +49,7 @@ static void cfg_init_options(pyh_dir_conf *c)
     c->trusted_proxy_headers = c->trusted_proxies = NULL;
     c->dispatch_script = NULL;
     c->handler_scripts = NULL;
+    c->restrict_process = NULL;
 }
 
 void *pyh_create_dir_conf(apr_pool_t *p, char *dir)
@@ -82,6 +83,7 @@ void pyh_overlay_options(pyh_dir_conf *out, const pyh_dir_conf *base,
     CFG_MERGE_PTR(trusted_proxies);
     CFG_MERGE_PTR(dispatch_script);
     CFG_MERGE_PTR(handler_scripts);
+    CFG_MERGE_PTR(restrict_process);
 }
 
 void *pyh_merge_dir_conf(apr_pool_t *p, void *basev, void *addv)

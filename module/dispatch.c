@@ -1,8 +1,9 @@
-/* dispatch.c - mod_wsgi's per-request routing scripts: WSGIDispatchScript
- * (its process_group(), application_group() and callable_object() choose,
- * per request, where a WSGI request runs) and WSGIHandlerScript (a named
- * Apache handler whose requests run a script's handle_request, so that
- * `AddHandler name .ext` serves *.ext files through one script). */
+/* dispatch.c - mod_wsgi's per-request routing: WSGIDispatchScript (its
+ * process_group(), application_group() and callable_object() choose, per
+ * request, where a WSGI request runs), WSGIHandlerScript (a named Apache
+ * handler whose requests run a script's handle_request, so that
+ * `AddHandler name .ext` serves *.ext files through one script), and
+ * WSGIRestrictProcess (which groups a location may send requests to). */
 #include "pyhost.h"
 
 #include "http_core.h"
@@ -72,6 +73,38 @@ const char *pyh_handler_script_directive(cmd_parms *cmd, void *dconf,
                              : apr_hash_make(cmd->pool);
     apr_hash_set(c->handler_scripts, handler, APR_HASH_KEY_STRING, h);
     return NULL;
+}
+
+/* WSGIRestrictProcess group... */
+const char *pyh_restrict_process_directive(cmd_parms *cmd, void *dconf,
+                                           const char *args)
+{
+    pyh_dir_conf *c = dconf;
+    c->restrict_process = apr_array_make(cmd->pool, 4, sizeof(const char *));
+    while (*args) {
+        const char *w = ap_getword_conf(cmd->pool, &args);
+        if (!*w)
+            break;
+        *(const char **)apr_array_push(c->restrict_process) =
+            strcmp(w, "%{GLOBAL}") ? w : "";
+    }
+    return NULL;
+}
+
+int pyh_restrict_process_check(pyh_request *req, const char *name)
+{
+    const apr_array_header_t *a = req->conf.restrict_process;
+    int i;
+    for (i = 0; i < a->nelts; i++)
+        if (!strcmp(APR_ARRAY_IDX(a, i, const char *), name))
+            return OK;
+    /* mod_wsgi: a 500, so that a WSGIProcessGroup in .htaccess or a
+     * dispatch script cannot reach a group the admin kept apart */
+    ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, req->r,
+                  "PYH0129: process group '%s' may not be used here "
+                  "(WSGIRestrictProcess)",
+                  *name ? name : "%{GLOBAL}");
+    return HTTP_INTERNAL_SERVER_ERROR;
 }
 
 const pyh_handler_script *pyh_handler_script_for(request_rec *r)

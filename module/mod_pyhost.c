@@ -129,14 +129,14 @@ static const char *pyh_app_group(request_rec *r, const char *spec,
 
 static const pyh_dir_conf pyh_defaults = {
     "%{GLOBAL}", "application", "", 0, 0, 1, PYH_HEAD_AUTO, 0,
-    NULL, NULL, NULL, 1, NULL, NULL, NULL, NULL
+    NULL, NULL, NULL, 1, NULL, NULL, NULL, NULL, NULL
 };
 
 /* ASGI: no callable name means `application`, else `app` (interp.c);
  * chunked request bodies are always welcome. */
 static const pyh_dir_conf pyh_asgi_defaults = {
     "%{GLOBAL}", NULL, "", 0, 1, 1, PYH_HEAD_OFF, 0,
-    NULL, NULL, NULL, 1, NULL, NULL, NULL, NULL
+    NULL, NULL, NULL, 1, NULL, NULL, NULL, NULL, NULL
 };
 
 /* WSGIDispatchScript: lets its functions replace where req runs. */
@@ -233,6 +233,10 @@ static int pyh_handle(request_rec *r, const pyh_route *route,
                       missing);
         return HTTP_INTERNAL_SERVER_ERROR;
     }
+    if (req->conf.restrict_process
+        && (status = pyh_restrict_process_check(req, daemon ? daemon->name
+                                                            : "")) != OK)
+        return status;
     pyh_metrics_note(r, daemon, req->app_group);
     if (daemon && asgi) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,

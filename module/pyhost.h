@@ -65,6 +65,9 @@ typedef struct {
     /* dispatch.c: NULL unset */
     const pyh_auth_script *dispatch_script;    /* WSGIDispatchScript */
     apr_hash_t *handler_scripts; /* WSGIHandlerScript: name -> pyh_handler_script */
+    apr_array_header_t *restrict_process; /* WSGIRestrictProcess: const
+                                             char * group names, "" for
+                                             %{GLOBAL} */
 } pyh_dir_conf;
 
 /* What a mount speaks (pyh_alias.protocol) */
@@ -502,6 +505,11 @@ const char *pyh_handler_script_directive(cmd_parms *cmd, void *dconf,
  * (NULL: keep). OK, or 500 (logged). */
 int pyh_dispatch_run(pyh_request *req, const char **process_group,
                      const char **application_group, const char **callable);
+const char *pyh_restrict_process_directive(cmd_parms *cmd, void *dconf,
+                                           const char *args);
+/* WSGIRestrictProcess: OK when req may run in group `name` ("" embedded),
+ * else 500 (logged). */
+int pyh_restrict_process_check(pyh_request *req, const char *name);
 /* The WSGIHandlerScript r's handler names, or NULL. */
 const pyh_handler_script *pyh_handler_script_for(request_rec *r);
 
@@ -537,8 +545,10 @@ const pyh_handler_script *pyh_handler_script_for(request_rec *r);
     PYH_COMPAT_PYTHON("WSGIRestrictSignal",                                    \
                       "Off: apps may install signal handlers (On: ignored, "   \
                       "with a warning)"),                                      \
-    PYH_COMPAT_ACCEPT("WSGIRestrictProcess",                                   \
-                      "not applied yet: WSGIProcessGroup is not limited"),     \
+    AP_INIT_RAW_ARGS("WSGIRestrictProcess", pyh_restrict_process_directive,   \
+                     NULL, RSRC_CONF | ACCESS_CONF,                            \
+                     "group...: the only process groups (%{GLOBAL}: "         \
+                     "embedded) requests here may be sent to"),                \
     PYH_COMPAT_ACCEPT("WSGIPassApacheRequest",                                 \
                       "pyhost has no apache.request_rec object"),              \
     PYH_COMPAT_ACCEPT("WSGIIgnoreActivity",                                    \

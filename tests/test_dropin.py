@@ -276,11 +276,9 @@ ACCEPTED = {
     "WSGIDestroyInterpreter": "On",
     "WSGILazyInitialization": "On",
     "WSGICaseSensitivity": "On",
-    "WSGIRestrictProcess": "grp",
     "WSGIPassApacheRequest": "Off",
     "WSGIIgnoreActivity": "Off",
     "WSGIEnableSendfile": "On",
-    "WSGIServerMetrics": "Off",
     "WSGITelemetryService": "unix:/tmp/none",
     "WSGITelemetryOptions": "None",
     "WSGISlowRequests": "5",
@@ -293,7 +291,7 @@ DAEMON_ACCEPTED = {
     "eviction-timeout": "10", "header-buffer-size": "32768",
     "response-buffer-size": "65536", "response-socket-timeout": "10",
     "response-flush-delay": "0", "script-user": "nobody",
-    "script-group": "nogroup", "server-metrics": "Off",
+    "script-group": "nogroup",
 }
 
 

@@ -319,3 +319,29 @@ def test_server_metrics_none_without_the_directive(short_server):
     srv = started(short_server, "nosrvm", "WSGIScriptAlias /m @APPS@/dropin2_metrics.wsgi\n")
     j = _proc(srv, "/m")
     assert j["server"] is None and j["process"]["pid"] == j["pid"]
+
+
+# -- WSGIRestrictProcess -------------------------------------------------------------
+
+RESTRICT_CONF = """
+WSGIDaemonProcess ra processes=1 threads=2
+WSGIDaemonProcess rb processes=1 threads=2
+WSGIScriptAlias /r/a @APPS@/dropin2_dispatched.wsgi process-group=ra
+WSGIScriptAlias /r/b @APPS@/dropin2_dispatched.wsgi process-group=rb
+WSGIScriptAlias /r/e @APPS@/dropin2_dispatched.wsgi
+WSGIScriptAlias /free/b @APPS@/dropin2_dispatched.wsgi process-group=rb
+<Location /r>
+    WSGIRestrictProcess ra %{GLOBAL}
+</Location>
+"""
+
+
+def test_restrict_process_limits_the_groups_of_a_location(short_server, mpm):
+    srv = started(short_server, "restrictproc", RESTRICT_CONF, mpm=mpm)
+    assert _proc(srv, "/r/a")["daemon"] == "ra"
+    assert _proc(srv, "/r/e")["daemon"] == ""
+    mark = len(srv.error_log())
+    assert srv.get("/r/b").status == 500
+    new = srv.error_log()[mark:]
+    assert new.count("PYH0129: process group 'rb' may not be used here (WSGIRestrictProcess)") == 1, new
+    assert _proc(srv, "/free/b")["daemon"] == "rb"      # outside the Location

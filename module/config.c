@@ -413,10 +413,12 @@ static const char *cfg_python_home(cmd_parms *cmd, void *dconf, const char *v)
 
 static const char *cfg_python_path(cmd_parms *cmd, void *dconf, const char *v)
 {
-    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+    const char *err;
     char *paths, *dir, *state;
     (void)dconf;
-    if (err)
+    if (pyh_compat_in_block(cmd))
+        return pyh_compat_block_set(cmd, v);
+    if ((err = ap_check_cmd_context(cmd, GLOBAL_ONLY)))
         return err;
     paths = apr_pstrdup(cmd->pool, v);
     for (dir = apr_strtok(paths, ":", &state); dir;
@@ -847,8 +849,11 @@ pyh_daemon *pyh_daemon_lookup(request_rec *r, const char *spec,
  * top-level scope); On is refused at startup by a Python that cannot. */
 static const char *cfg_gil_mode(cmd_parms *cmd, void *dconf, int on)
 {
-    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+    const char *err;
     (void)dconf;
+    if (pyh_compat_in_block(cmd))
+        return pyh_compat_block_set(cmd, on ? "On" : "Off");
+    err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
     if (err)
         return err;
     if (cmd->info) {

@@ -158,6 +158,7 @@ void pyh_compat_reset(apr_pool_t *p)
     pyh_compat.dont_write_bytecode = -1;
     pyh_compat.switch_interval = -1.0;
     pyh_compat.restrict_signal = 1; /* mod_wsgi's default */
+    pyh_compat.blocks = apr_array_make(p, 2, sizeof(void *));
 }
 
 void pyh_compat_log_notes(server_rec *s)
@@ -178,15 +179,6 @@ const char *pyh_compat_accept(cmd_parms *cmd, void *dconf, const char *args)
     return NULL;
 }
 
-const char *pyh_compat_refuse(cmd_parms *cmd, void *dconf, const char *args)
-{
-    (void)dconf;
-    (void)args;
-    return apr_pstrcat(cmd->pool, "PYH0113: ", cmd->cmd->name,
-                       " is not supported by pyhost: ",
-                       (const char *)cmd->info, NULL);
-}
-
 static const char *compat_flag(cmd_parms *cmd, const char *v, int *out)
 {
     if (!strcasecmp(v, "On"))
@@ -199,6 +191,203 @@ static const char *compat_flag(cmd_parms *cmd, const char *v, int *out)
     return NULL;
 }
 
+/* ---- <WSGIInterpreterOptions> ------------------------------------------------ */
+
+/* mod_wsgi 6: a section scoping per-interpreter settings to a process group
+ * and/or an application group. For each setting the matching block with
+ * the most selectors wins, the later one on a tie; unset falls back to the
+ * directive outside any block. */
+typedef struct {
+    const char *process_group;     /* NULL: any; "" %{GLOBAL} (embedded) */
+    const char *application_group; /* NULL: any; "" %{GLOBAL} */
+    int restrict_stdin, restrict_stdout, restrict_signal; /* -1 unset */
+    int per_interpreter_gil, free_threading;              /* -1 unset */
+    double switch_interval;                               /* <= 0 unset */
+    const char *python_path;                              /* NULL unset */
+} compat_block;
+
+static compat_block *compat_active_block(cmd_parms *cmd)
+{
+    const ap_directive_t *parent = cmd->directive ? cmd->directive->parent
+                                                  : NULL;
+    if (parent && !strcasecmp(parent->directive, "<WSGIInterpreterOptions"))
+        return parent->data;
+    return NULL;
+}
+
+int pyh_compat_in_block(cmd_parms *cmd)
+{
+    return compat_active_block(cmd) != NULL;
+}
+
+const char *pyh_compat_options_section(cmd_parms *cmd, void *dconf,
+                                       const char *arg)
+{
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY), *end;
+    const char *args, *name, *value = NULL;
+    compat_block *b;
+    int got;
+    (void)dconf;
+    if (err)
+        return err;
+    if (!(end = ap_strrchr_c(arg, '>')))
+        return "<WSGIInterpreterOptions> is missing its closing '>'";
+    args = apr_pstrmemdup(cmd->pool, arg, (apr_size_t)(end - arg));
+    b = apr_pcalloc(cmd->pool, sizeof(*b));
+    b->restrict_stdin = b->restrict_stdout = b->restrict_signal = -1;
+    b->per_interpreter_gil = b->free_threading = -1;
+    while ((got = pyh_compat_parse_option(cmd->pool, &args, &name, &value))) {
+        const char **sel = NULL;
+        if (got > 0 && !strcmp(name, "process-group"))
+            sel = &b->process_group;
+        else if (got > 0 && !strcmp(name, "application-group"))
+            sel = &b->application_group;
+        if (!sel)
+            return apr_psprintf(cmd->pool,
+                                "<WSGIInterpreterOptions>: '%s' is not "
+                                "process-group=NAME or application-group=NAME",
+                                name);
+        if (*sel)
+            return apr_psprintf(cmd->pool, "<WSGIInterpreterOptions>: %s "
+                                "given twice", name);
+        *sel = strcmp(value, "%{GLOBAL}") ? value : "";
+    }
+    *(compat_block **)apr_array_push(pyh_compat.blocks) = b;
+    cmd->directive->data = b;
+    return ap_walk_config(cmd->directive->first_child, cmd,
+                          cmd->server->lookup_defaults);
+}
+
+/* A directive inside a block: only the per-interpreter ones belong. */
+const char *pyh_compat_block_set(cmd_parms *cmd, const char *v)
+{
+    compat_block *b = compat_active_block(cmd);
+    const char *name = cmd->cmd->name;
+    int *flag = NULL;
+    if (!strcasecmp(name, "WSGIRestrictStdin"))
+        flag = &b->restrict_stdin;
+    else if (!strcasecmp(name, "WSGIRestrictStdout"))
+        flag = &b->restrict_stdout;
+    else if (!strcasecmp(name, "WSGIRestrictSignal"))
+        flag = &b->restrict_signal;
+    else if (!strcasecmp(name, "WSGIPerInterpreterGIL")) {
+        if (!strcasecmp(v, "On") && !PYH_HAVE_OWN_GIL)
+            return "PYH0060: WSGIPerInterpreterGIL On needs Python 3.12 or "
+                   "newer (PEP 684)";
+        flag = &b->per_interpreter_gil;
+    }
+    else if (!strcasecmp(name, "WSGIFreeThreading")) {
+        if (b->application_group)
+            return "WSGIFreeThreading is process-wide: inside "
+                   "<WSGIInterpreterOptions> only with process-group= alone";
+        if (!strcasecmp(v, "On") && !PYH_FREE_THREADED)
+            return "PYH0061: WSGIFreeThreading On needs a free-threaded "
+                   "Python (3.13t or newer)";
+        flag = &b->free_threading;
+    }
+    else if (!strcasecmp(name, "WSGISwitchInterval")) {
+        char *end;
+        b->switch_interval = strtod(v, &end);
+        if (!*v || *end || !(b->switch_interval > 0))
+            return apr_psprintf(cmd->pool, "WSGISwitchInterval takes a "
+                                "number of seconds > 0, not '%s'", v);
+        return NULL;
+    }
+    else if (!strcasecmp(name, "WSGIPythonPath")) {
+        b->python_path = v;
+        return NULL;
+    }
+    else
+        return apr_psprintf(cmd->pool,
+                            "%s is not allowed inside <WSGIInterpreterOptions>"
+                            " (only WSGIPythonPath, WSGISwitchInterval, "
+                            "WSGIRestrictStdin/Stdout/Signal, "
+                            "WSGIPerInterpreterGIL, WSGIFreeThreading)",
+                            name);
+    return compat_flag(cmd, v, flag);
+}
+
+/* How many selectors block b matches for application group ag (NULL: any
+ * block without an application-group) in this process, -1 for none. */
+static int compat_block_match(const compat_block *b, const char *ag)
+{
+    const char *pg = pyh_this_daemon ? pyh_this_daemon->name : "";
+    int n = 0;
+    if (b->process_group) {
+        if (strcmp(b->process_group, pg))
+            return -1;
+        n++;
+    }
+    if (b->application_group) {
+        if (!ag || strcmp(b->application_group, ag))
+            return -1;
+        n++;
+    }
+    return n;
+}
+
+/* The effective int setting at `offset` of compat_block for group ag. */
+int pyh_compat_block_int(apr_size_t offset, const char *ag, int dflt)
+{
+    int i, best = -1, v = dflt;
+    for (i = 0; pyh_compat.blocks && i < pyh_compat.blocks->nelts; i++) {
+        const compat_block *b = APR_ARRAY_IDX(pyh_compat.blocks, i,
+                                              compat_block *);
+        int n = compat_block_match(b, ag);
+        int bv = *(const int *)((const char *)b + offset);
+        if (n >= 0 && bv >= 0 && n >= best) {
+            best = n;
+            v = bv;
+        }
+    }
+    return v;
+}
+
+static double compat_block_switch_interval(const char *ag)
+{
+    int i, best = -1;
+    double v = pyh_compat.switch_interval;
+    for (i = 0; i < pyh_compat.blocks->nelts; i++) {
+        const compat_block *b = APR_ARRAY_IDX(pyh_compat.blocks, i,
+                                              compat_block *);
+        int n = compat_block_match(b, ag);
+        if (n >= 0 && b->switch_interval > 0 && n >= best) {
+            best = n;
+            v = b->switch_interval;
+        }
+    }
+    return v;
+}
+
+/* The python-path of every matching block, least specific first (each
+ * goes through site.addsitedir, as in mod_wsgi), colon-joined. */
+static const char *compat_block_python_path(apr_pool_t *p, const char *ag)
+{
+    const char *out = "";
+    int level, i;
+    for (level = 0; level <= 2; level++)
+        for (i = 0; i < pyh_compat.blocks->nelts; i++) {
+            const compat_block *b = APR_ARRAY_IDX(pyh_compat.blocks, i,
+                                                  compat_block *);
+            if (b->python_path && compat_block_match(b, ag) == level)
+                out = apr_pstrcat(p, out, *out ? ":" : "", b->python_path,
+                                  NULL);
+        }
+    return out;
+}
+
+#define COMPAT_BLOCK(field) APR_OFFSETOF(compat_block, field)
+
+int pyh_compat_own_gil(const char *ag, int dflt)
+{
+    return pyh_compat_block_int(COMPAT_BLOCK(per_interpreter_gil), ag, dflt);
+}
+
+int pyh_compat_free_threading(int dflt)
+{
+    return pyh_compat_block_int(COMPAT_BLOCK(free_threading), NULL, dflt);
+}
+
 /* Process-wide Python settings (mod_wsgi: main server context only). */
 const char *pyh_compat_python_setting(cmd_parms *cmd, void *dconf,
                                          const char *v)
@@ -206,6 +395,8 @@ const char *pyh_compat_python_setting(cmd_parms *cmd, void *dconf,
     const char *name = cmd->cmd->name, *err;
     char *end;
     (void)dconf;
+    if (compat_active_block(cmd))
+        return pyh_compat_block_set(cmd, v);
     if ((err = ap_check_cmd_context(cmd, GLOBAL_ONLY)))
         return err;
     if (!strcasecmp(name, "WSGIPythonOptimize")) {
@@ -374,6 +565,11 @@ int pyh_compat_interp_setup(pyh_interp *in)
         "    sys.stdin = Restricted('sys.stdin')\n"
         "if _si > 0:\n"
         "    sys.setswitchinterval(_si)\n"
+        /* <WSGIInterpreterOptions>'s WSGIPythonPath, as mod_wsgi adds it */
+        "if _path:\n"
+        "    import site\n"
+        "    for _d in _path.split(':'):\n"
+        "        site.addsitedir(_d)\n"
         /* WSGIRestrictSignal (mod_wsgi, On by default): Apache owns the
          * process's signals; a handler an app registers would replace
          * Apache's (a daemon's SIGTERM among them). The call returns the
@@ -393,7 +589,9 @@ int pyh_compat_interp_setup(pyh_interp *in)
         "    _restricted.__wrapped__ = signal.signal\n"
         "    signal.signal = _restricted\n";
     PyObject *globals, *res, *siglog;
-    int procs = 1, threads = 1, slimit = 1, tlimit = 1, srvm;
+    int procs = 1, threads = 1, slimit = 1, tlimit = 1, srvm, rsig, rout, rin;
+    const char *ag;
+    apr_pool_t *tmp;
     if (pyh_this_daemon) {
         procs = pyh_this_daemon->processes;
         threads = pyh_this_daemon->threads;
@@ -411,23 +609,37 @@ int pyh_compat_interp_setup(pyh_interp *in)
         tlimit = 1;
     srvm = pyh_this_daemon ? pyh_this_daemon->server_metrics
                            : pyh_compat.server_metrics;
-    if (pyh_compat.restrict_signal) {
-        if (!(siglog = pyh_log_new(in, NULL, APLOG_WARNING)))
+    ag = in->name ? in->name : "";
+    rsig = pyh_compat_block_int(COMPAT_BLOCK(restrict_signal), ag,
+                                pyh_compat.restrict_signal);
+    rout = pyh_compat_block_int(COMPAT_BLOCK(restrict_stdout), ag,
+                                pyh_compat.restrict_stdout);
+    rin = pyh_compat_block_int(COMPAT_BLOCK(restrict_stdin), ag,
+                               pyh_compat.restrict_stdin);
+    if (apr_pool_create(&tmp, NULL) != APR_SUCCESS) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    if (rsig) {
+        if (!(siglog = pyh_log_new(in, NULL, APLOG_WARNING))) {
+            apr_pool_destroy(tmp);
             return -1;
+        }
     }
     else {
         siglog = Py_NewRef(Py_False);
     }
     globals = Py_BuildValue(
-              "{s:O,s:s,s:s,s:s,s:i,s:i,s:i,s:i,s:d,s:N,s:i,s:i,s:i}",
+              "{s:O,s:s,s:s,s:s,s:i,s:i,s:i,s:i,s:d,s:N,s:i,s:i,s:i,s:s}",
               "__builtins__",
               PyEval_GetBuiltins(), "_pyhost", PYH_VERSION, "_pg",
               pyh_this_daemon ? pyh_this_daemon->name : "", "_ag",
               in->name ? in->name : "", "_procs", procs, "_threads", threads,
-              "_out", pyh_compat.restrict_stdout, "_in",
-              pyh_compat.restrict_stdin, "_si", pyh_compat.switch_interval,
-              "_sig", siglog, "_srvm", srvm, "_slimit", slimit, "_tlimit",
-              tlimit);
+              "_out", rout, "_in", rin, "_si",
+              compat_block_switch_interval(ag), "_sig", siglog, "_srvm", srvm,
+              "_slimit", slimit, "_tlimit", tlimit, "_path",
+              compat_block_python_path(tmp, ag));
+    apr_pool_destroy(tmp);
     if (!globals)
         return -1;
     res = PyRun_String(code, Py_file_input, globals, globals);

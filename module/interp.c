@@ -302,7 +302,7 @@ static pyh_interp *interp_create_sub(const char *name, server_rec *s)
 
     if (!in || interp_enter(interp_main) < 0)
         return NULL;
-    in->own_gil = pyh_globals.per_interpreter_gil;
+    in->own_gil = pyh_compat_own_gil(name, pyh_globals.per_interpreter_gil);
     /* With its own GIL, CPython releases the main GIL here and the new
      * interpreter's is held on return; else the shared one stays held. */
     err = pyh_new_interpreter(&ts, in->own_gil);
@@ -668,7 +668,8 @@ static int interp_initialize(apr_pool_t *p, server_rec *s)
         st = PyConfig_SetBytesString(&config, &config.home, home);
     if (interp_status_failed(st, &config, s, "home"))
         return -1;
-    st = pyh_config_gil(&config, pyh_globals.free_threading);
+    st = pyh_config_gil(&config,
+                        pyh_compat_free_threading(pyh_globals.free_threading));
     if (interp_status_failed(st, &config, s, "gil"))
         return -1;
     st = pyh_compat_pyconfig(&config);
@@ -868,7 +869,7 @@ int pyh_interp_process_init(apr_pool_t *pchild, server_rec *s, pyh_daemon *d)
         return -1;
     }
     /* Asked for no GIL: say whether that is what Python did. */
-    if (pyh_globals.free_threading)
+    if (pyh_compat_free_threading(pyh_globals.free_threading))
         ap_log_error(APLOG_MARK, APLOG_INFO, 0, s,
                      "PYH0063: WSGIFreeThreading On: free-threaded Python "
                      PYH_PY_VERSION_STR "t started with the GIL %s",

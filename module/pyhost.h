@@ -452,6 +452,7 @@ typedef struct {
     int restrict_stdout, restrict_stdin;
     int restrict_signal;          /* default On, as in mod_wsgi */
     int server_metrics;           /* WSGIServerMetrics: server_metrics() */
+    apr_array_header_t *blocks;   /* <WSGIInterpreterOptions> blocks */
 } pyh_compat_t;
 
 extern pyh_compat_t pyh_compat;
@@ -467,7 +468,17 @@ int pyh_compat_daemon_option(cmd_parms *cmd, const char *group,
 PyStatus pyh_compat_pyconfig(PyConfig *config);
 int pyh_compat_interp_setup(pyh_interp *in);
 const char *pyh_compat_accept(cmd_parms *cmd, void *dconf, const char *args);
-const char *pyh_compat_refuse(cmd_parms *cmd, void *dconf, const char *args);
+/* <WSGIInterpreterOptions process-group=P application-group=G> */
+const char *pyh_compat_options_section(cmd_parms *cmd, void *dconf,
+                                       const char *arg);
+/* 1 when cmd is inside <WSGIInterpreterOptions>; then the directive's
+ * value goes to the block (pyh_compat_block_set). */
+int pyh_compat_in_block(cmd_parms *cmd);
+const char *pyh_compat_block_set(cmd_parms *cmd, const char *v);
+/* WSGIPerInterpreterGIL for application group ag, WSGIFreeThreading for
+ * this process, with the blocks that match; dflt: the global setting. */
+int pyh_compat_own_gil(const char *ag, int dflt);
+int pyh_compat_free_threading(int dflt);
 const char *pyh_compat_python_setting(cmd_parms *cmd, void *dconf,
                                       const char *v);
 
@@ -475,10 +486,6 @@ const char *pyh_compat_python_setting(cmd_parms *cmd, void *dconf,
     AP_INIT_RAW_ARGS(name, pyh_compat_accept, why,                        \
                      RSRC_CONF | ACCESS_CONF | OR_ALL,                     \
                      "mod_wsgi's " name ": accepted, not applied (" why ")")
-#define PYH_COMPAT_REFUSE(name, why) \
-    AP_INIT_RAW_ARGS(name, pyh_compat_refuse, why,                        \
-                     RSRC_CONF | ACCESS_CONF | OR_ALL,                     \
-                     "mod_wsgi's " name ": not supported (" why ")")
 #define PYH_COMPAT_AUTH(name) \
     AP_INIT_RAW_ARGS(name, pyh_auth_script_directive, NULL,               \
                      OR_AUTHCFG | RSRC_CONF,                               \
@@ -588,7 +595,9 @@ const pyh_handler_script *pyh_handler_script_for(request_rec *r);
     PYH_COMPAT_AUTH("WSGIAccessScript"),                                       \
     PYH_COMPAT_AUTH("WSGIAuthUserScript"),                                     \
     PYH_COMPAT_AUTH("WSGIAuthGroupScript"),                                    \
-    PYH_COMPAT_REFUSE("<WSGIInterpreterOptions",                               \
-                      "not implemented yet; use the directives outside it")
+    AP_INIT_RAW_ARGS("<WSGIInterpreterOptions", pyh_compat_options_section,   \
+                     NULL, RSRC_CONF,                                          \
+                     "process-group=P and/or application-group=G: scopes "    \
+                     "per-interpreter settings (mod_wsgi 6)")
 
 #endif

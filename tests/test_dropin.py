@@ -335,13 +335,6 @@ def test_daemon_option_accepted_with_one_info_line(accepted_server, option):
     assert len(lines) == 1, _notes(accepted_server)
 
 
-def test_interpreter_options_section_fails_with_pyhosts_own_line(short_server):
-    rc, out = config_test(short_server, "refused-sect",
-                          "<WSGIInterpreterOptions process-group=x>\n"
-                          "</WSGIInterpreterOptions>\n")
-    assert rc != 0 and "PYH0113: <WSGIInterpreterOptions is not supported" in out, out
-
-
 # -- item 2: WSGIScriptAlias to a directory -------------------------------------
 
 @pytest.mark.parametrize("alias", ["/wsgi/ @APPS@/dropin_dir/", "/wsgi @APPS@/dropin_dir"])

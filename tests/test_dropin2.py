@@ -345,3 +345,56 @@ def test_restrict_process_limits_the_groups_of_a_location(short_server, mpm):
     new = srv.error_log()[mark:]
     assert new.count("PYH0129: process group 'rb' may not be used here (WSGIRestrictProcess)") == 1, new
     assert _proc(srv, "/free/b")["daemon"] == "rb"      # outside the Location
+
+
+# -- <WSGIInterpreterOptions> ----------------------------------------------------------
+
+INTERP_OPTIONS_CONF = """
+WSGIDaemonProcess ipd processes=1 threads=2
+<WSGIInterpreterOptions application-group=quiet>
+    WSGIRestrictStdout On
+    WSGISwitchInterval 0.002
+    WSGIPythonPath @APPS@/pylib1
+</WSGIInterpreterOptions>
+<WSGIInterpreterOptions process-group=ipd>
+    WSGISwitchInterval 0.003
+    WSGIRestrictSignal Off
+</WSGIInterpreterOptions>
+<WSGIInterpreterOptions process-group=ipd application-group=quiet>
+    WSGISwitchInterval 0.004
+</WSGIInterpreterOptions>
+WSGIScriptAlias /io/main @APPS@/dropin2_interp.wsgi
+WSGIScriptAlias /io/quiet @APPS@/dropin2_interp.wsgi application-group=quiet
+WSGIScriptAlias /io/dmain @APPS@/dropin2_interp.wsgi process-group=ipd application-group=%{GLOBAL}
+WSGIScriptAlias /io/dquiet @APPS@/dropin2_interp.wsgi process-group=ipd application-group=quiet
+"""
+
+
+@pytest.mark.parametrize("path,switch,stdout,signal_ignored,pylib1", [
+    ("/io/main", 0.005, "ok", True, False),           # no block matches
+    ("/io/quiet", 0.002, "restricted", True, True),   # application-group=quiet
+    ("/io/dmain", 0.003, "ok", False, False),         # process-group=ipd
+    ("/io/dquiet", 0.004, "restricted", False, True),  # both: most selectors win
+])
+def test_interpreter_options_scope_settings(short_server, path, switch, stdout,
+                                            signal_ignored, pylib1):
+    srv = started(short_server, "interpopts", INTERP_OPTIONS_CONF)
+    j = _proc(srv, path)
+    assert j["switchinterval"] == pytest.approx(switch), j
+    assert (j["stdout"], j["signal_ignored"], j["pylib1"]) == (stdout, signal_ignored, pylib1), j
+
+
+@pytest.mark.parametrize("body,needle", [
+    ("WSGIPythonOptimize 1", "WSGIPythonOptimize is not allowed inside <WSGIInterpreterOptions>"),
+    ("", None),
+])
+def test_interpreter_options_section_checks(short_server, body, needle):
+    for head in ("<WSGIInterpreterOptions color=red>", "<WSGIInterpreterOptions process-group=x>"):
+        rc, out = short_server("iosect", extra="%s\n%s\n</WSGIInterpreterOptions>\n"
+                               % (head, body)).config_test()
+        if "color" in head:
+            assert rc != 0 and "'color' is not process-group=NAME or application-group=NAME" in out, out
+        elif needle:
+            assert rc != 0 and needle in out, out
+        else:
+            assert rc == 0 and "Syntax OK" in out, out

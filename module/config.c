@@ -50,6 +50,7 @@ static void cfg_init_options(pyh_dir_conf *c)
     c->dispatch_script = NULL;
     c->handler_scripts = NULL;
     c->restrict_process = NULL;
+    c->pass_apache_request = PYH_UNSET;
 }
 
 void *pyh_create_dir_conf(apr_pool_t *p, char *dir)
@@ -84,6 +85,7 @@ void pyh_overlay_options(pyh_dir_conf *out, const pyh_dir_conf *base,
     CFG_MERGE_PTR(dispatch_script);
     CFG_MERGE_PTR(handler_scripts);
     CFG_MERGE_PTR(restrict_process);
+    CFG_MERGE_INT(pass_apache_request);
 }
 
 void *pyh_merge_dir_conf(apr_pool_t *p, void *basev, void *addv)
@@ -693,6 +695,41 @@ static const char *cfg_daemon_option(cmd_parms *cmd, pyh_daemon *d,
     }
     else if (!strcmp(name, "virtual-memory-limit")) {
         return cfg_int_opt(cmd, name, value, 0, &d->virtual_memory_limit);
+    }
+    else if (!strcmp(name, "script-user") || !strcmp(name, "script-group")) {
+        /* mod_wsgi: only one of them; names, or #id */
+        if (value[0] == '#') {
+            char *end;
+            unsigned long id = strtoul(value + 1, &end, 10);
+            struct passwd *pw = name[7] == 'u' ? getpwuid((uid_t)id) : NULL;
+            struct group *gr = name[7] == 'g' ? getgrgid((gid_t)id) : NULL;
+            if (!pw && !gr)
+                return apr_psprintf(cmd->pool, "WSGIDaemonProcess %s: %s: "
+                                    "no such id '%s'", d->name, name, value);
+            value = pw ? apr_pstrdup(cmd->pool, pw->pw_name)
+                       : apr_pstrdup(cmd->pool, gr->gr_name);
+        }
+        if (name[7] == 'u')
+            d->script_user = value;
+        else
+            d->script_group = value;
+        if (d->script_user && d->script_group)
+            return "WSGIDaemonProcess: only one of script-user and "
+                   "script-group is allowed";
+    }
+    else if (!strcmp(name, "chroot")) {
+        if (value[0] != '/')
+            return apr_psprintf(cmd->pool, "WSGIDaemonProcess %s: chroot=%s "
+                                "is not an absolute path", d->name, value);
+        d->chroot = value;
+    }
+    else if (!strcmp(name, "switch-interval")) {
+        char *end;
+        d->switch_interval = strtod(value, &end);
+        if (!*value || *end || !(d->switch_interval > 0))
+            return apr_psprintf(cmd->pool, "WSGIDaemonProcess: "
+                                "switch-interval=%s is not a number of "
+                                "seconds > 0", value);
     }
     else if (!strcmp(name, "server-metrics")) {
         if (strcasecmp(value, "On") && strcasecmp(value, "Off"))

@@ -748,6 +748,15 @@ static int ds_setup_process(pyh_dproc *dp)
                      "PYH0126: daemon group '%s': cannot set cpu-priority=%d;"
                      " the process keeps its priority",
                      d->name, d->cpu_priority);
+    /* chroot= (mod_wsgi): before the user switch, which loses the right
+     * to; Python, the scripts and the socket must be inside. */
+    if (d->chroot && (chroot(d->chroot) < 0 || chdir("/") < 0)) {
+        ds_cause(errno, "cannot chroot to '%s'", d->chroot);
+        ap_log_error(APLOG_MARK, APLOG_CRIT, errno, ds.s,
+                     "PYH0131: daemon group '%s': cannot chroot to '%s'",
+                     d->name, d->chroot);
+        return -1;
+    }
     if (ds_drop_privileges(d) < 0)
         return -1;
     if (ds_set_limits(d) < 0)

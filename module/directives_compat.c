@@ -10,6 +10,8 @@
 #include "apr_strings.h"
 
 #include <errno.h>
+#include <grp.h>
+#include <pwd.h>
 
 pyh_compat_t pyh_compat;
 
@@ -346,7 +348,10 @@ int pyh_compat_block_int(apr_size_t offset, const char *ag, int dflt)
 static double compat_block_switch_interval(const char *ag)
 {
     int i, best = -1;
-    double v = pyh_compat.switch_interval;
+    /* a daemon's switch-interval= is its processes' WSGISwitchInterval */
+    double v = pyh_this_daemon && pyh_this_daemon->switch_interval > 0
+                   ? pyh_this_daemon->switch_interval
+                   : pyh_compat.switch_interval;
     for (i = 0; i < pyh_compat.blocks->nelts; i++) {
         const compat_block *b = APR_ARRAY_IDX(pyh_compat.blocks, i,
                                               compat_block *);
@@ -658,9 +663,7 @@ static const struct {
     const char *name;
     const char *why;
 } compat_daemon_options[] = {
-    {"chroot", "pyhost does not chroot its daemons"},
     {"python-eggs", "Python eggs are obsolete"},
-    {"switch-interval", "use WSGISwitchInterval"},
     {"deadlock-timeout", "no deadlock watchdog"},
     {"interrupt-timeout", "requests are not interrupted"},
     {"eviction-timeout", "graceful-timeout applies on eviction"},
@@ -668,8 +671,6 @@ static const struct {
     {"response-buffer-size", "responses stream without a fixed buffer"},
     {"response-socket-timeout", "socket-timeout applies"},
     {"response-flush-delay", "responses are flushed as written"},
-    {"script-user", "script ownership is not checked"},
-    {"script-group", "script ownership is not checked"},
 };
 
 /* 1: name is one of those options (noted), 0: not one of them. */
@@ -896,4 +897,51 @@ void pyh_compat_apply_proxy_headers(pyh_request *req)
     }
     if (host)
         apr_table_set(r->headers_in, "Host", host);
+}
+
+/* ---- script-user= / script-group= ----------------------------------------- */
+
+/* mod_wsgi: a daemon group with script-user (script-group) runs only
+ * scripts owned by that user (group), in a directory owned likewise, and
+ * neither writable by others: a 403 otherwise, so that one user's files
+ * cannot be run in another user's daemon. */
+int pyh_compat_check_script_owner(request_rec *r, const pyh_daemon *d,
+                                  const char *path)
+{
+    const char *want = d->script_user ? d->script_user : d->script_group;
+    const char *paths[2], *why = NULL;
+    int i;
+    paths[0] = path;
+    paths[1] = ap_make_dirstr_parent(r->pool, path);
+    for (i = 0; i < 2 && !why; i++) {
+        apr_finfo_t fi;
+        const char *owner = NULL;
+        if (apr_stat(&fi, paths[i], APR_FINFO_OWNER | APR_FINFO_PROT, r->pool)
+            != APR_SUCCESS) {
+            why = "cannot be examined";
+        }
+        else if (d->script_user) {
+            struct passwd *pw = getpwuid(fi.user);
+            owner = pw ? pw->pw_name : "?";
+        }
+        else {
+            struct group *gr = getgrgid(fi.group);
+            owner = gr ? gr->gr_name : "?";
+        }
+        if (!why && strcmp(owner, want))
+            why = apr_psprintf(r->pool, "belongs to %s '%s'",
+                               d->script_user ? "user" : "group", owner);
+        else if (!why && (fi.protection & APR_FPROT_WWRITE))
+            why = "is writable by everyone";
+        if (why) {
+            ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
+                          "PYH0130: daemon group '%s' runs only scripts of "
+                          "%s '%s' (%s=): '%s' %s",
+                          d->name, d->script_user ? "user" : "group", want,
+                          d->script_user ? "script-user" : "script-group",
+                          paths[i], why);
+            return HTTP_FORBIDDEN;
+        }
+    }
+    return OK;
 }

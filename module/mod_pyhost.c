@@ -129,14 +129,14 @@ static const char *pyh_app_group(request_rec *r, const char *spec,
 
 static const pyh_dir_conf pyh_defaults = {
     "%{GLOBAL}", "application", "", 0, 0, 1, PYH_HEAD_AUTO, 0,
-    NULL, NULL, NULL, 1, NULL, NULL, NULL, NULL, NULL
+    NULL, NULL, NULL, 1, NULL, NULL, NULL, NULL, NULL, 0
 };
 
 /* ASGI: no callable name means `application`, else `app` (interp.c);
  * chunked request bodies are always welcome. */
 static const pyh_dir_conf pyh_asgi_defaults = {
     "%{GLOBAL}", NULL, "", 0, 1, 1, PYH_HEAD_OFF, 0,
-    NULL, NULL, NULL, 1, NULL, NULL, NULL, NULL, NULL
+    NULL, NULL, NULL, 1, NULL, NULL, NULL, NULL, NULL, 0
 };
 
 /* WSGIDispatchScript: lets its functions replace where req runs. */
@@ -257,6 +257,11 @@ static int pyh_handle(request_rec *r, const pyh_route *route,
     if (daemon) {
         int status = pyh_daemon_check_available(r, daemon);
         if (status != OK)
+            return status;
+        if ((daemon->script_user || daemon->script_group)
+            && (status = pyh_compat_check_script_owner(
+                    r, daemon, req->script_path ? req->script_path
+                                                : r->filename)) != OK)
             return status;
         req->conf.process_group = daemon->name; /* %{ENV:x} resolved */
         return pyh_relay_request(r, req, daemon);

@@ -68,6 +68,8 @@ typedef struct {
     apr_array_header_t *restrict_process; /* WSGIRestrictProcess: const
                                              char * group names, "" for
                                              %{GLOBAL} */
+    int pass_apache_request;     /* WSGIPassApacheRequest: environ's
+                                    apache.request_rec (embedded mode) */
 } pyh_dir_conf;
 
 /* What a mount speaks (pyh_alias.protocol) */
@@ -147,6 +149,9 @@ typedef struct pyh_daemon {
     int send_buffer_size, recv_buffer_size; /* relay sockets' SO_SNDBUF/
                                               SO_RCVBUF, bytes */
     const char *socket_user;       /* owner of the listening socket */
+    const char *script_user, *script_group; /* required owner of scripts */
+    const char *chroot;            /* chroot= directory */
+    double switch_interval;        /* switch-interval=, s; 0 unset */
     int server_metrics;            /* server-metrics=On */
     uid_t socket_uid;
     /* set in post_config (parent), inherited by children and daemons */
@@ -468,6 +473,10 @@ int pyh_compat_daemon_option(cmd_parms *cmd, const char *group,
 PyStatus pyh_compat_pyconfig(PyConfig *config);
 int pyh_compat_interp_setup(pyh_interp *in);
 const char *pyh_compat_accept(cmd_parms *cmd, void *dconf, const char *args);
+/* script-user= / script-group=: OK, or 403 (logged) for a script (or its
+ * directory) of another owner or writable by everyone. */
+int pyh_compat_check_script_owner(request_rec *r, const pyh_daemon *d,
+                                  const char *path);
 /* <WSGIInterpreterOptions process-group=P application-group=G> */
 const char *pyh_compat_options_section(cmd_parms *cmd, void *dconf,
                                        const char *arg);
@@ -556,8 +565,11 @@ const pyh_handler_script *pyh_handler_script_for(request_rec *r);
                      NULL, RSRC_CONF | ACCESS_CONF,                            \
                      "group...: the only process groups (%{GLOBAL}: "         \
                      "embedded) requests here may be sent to"),                \
-    PYH_COMPAT_ACCEPT("WSGIPassApacheRequest",                                 \
-                      "pyhost has no apache.request_rec object"),              \
+    AP_INIT_FLAG("WSGIPassApacheRequest", cfg_set_flag,                        \
+                 (void *)APR_OFFSETOF(pyh_dir_conf, pass_apache_request),      \
+                 RSRC_CONF | ACCESS_CONF,                                      \
+                 "On: environ['apache.request_rec'] is a capsule of the "     \
+                 "request_rec (embedded mode, as mod_wsgi)"),                  \
     PYH_COMPAT_ACCEPT("WSGIIgnoreActivity",                                    \
                       "not applied yet"),                                      \
     PYH_COMPAT_ACCEPT("WSGIEnableSendfile",                                    \

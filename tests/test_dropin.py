@@ -276,7 +276,6 @@ ACCEPTED = {
     "WSGIDestroyInterpreter": "On",
     "WSGILazyInitialization": "On",
     "WSGICaseSensitivity": "On",
-    "WSGIPassApacheRequest": "Off",
     "WSGIIgnoreActivity": "Off",
     "WSGIEnableSendfile": "On",
     "WSGITelemetryService": "unix:/tmp/none",
@@ -286,12 +285,11 @@ ACCEPTED = {
 
 # mod_wsgi 6's WSGIDaemonProcess options that pyhost does not act on.
 DAEMON_ACCEPTED = {
-    "chroot": "/", "python-eggs": "/tmp/eggs", "switch-interval": "0.01",
+    "python-eggs": "/tmp/eggs",
     "deadlock-timeout": "300", "interrupt-timeout": "0",
     "eviction-timeout": "10", "header-buffer-size": "32768",
     "response-buffer-size": "65536", "response-socket-timeout": "10",
-    "response-flush-delay": "0", "script-user": "nobody",
-    "script-group": "nogroup",
+    "response-flush-delay": "0",
 }
 
 

@@ -398,3 +398,67 @@ def test_interpreter_options_section_checks(short_server, body, needle):
             assert rc != 0 and needle in out, out
         else:
             assert rc == 0 and "Syntax OK" in out, out
+
+
+# -- the other options mod_wsgi applies ------------------------------------------------
+
+MISC_CONF = """
+WSGIDaemonProcess sw processes=1 threads=1 switch-interval=0.007
+WSGIDaemonProcess su-root processes=1 threads=1 script-user=root
+WSGIDaemonProcess su-nobody processes=1 threads=1 script-user=nobody
+WSGIDaemonProcess sg-root processes=1 threads=1 script-group=#0
+WSGIDaemonProcess jail processes=1 threads=1 chroot=/nonexistent-pyhost-jail connect-timeout=3
+WSGIScriptAlias /x/emb @APPS@/dropin2_misc.wsgi
+WSGIScriptAlias /x/off @APPS@/dropin2_misc.wsgi
+WSGIScriptAlias /x/sw @APPS@/dropin2_misc.wsgi process-group=sw
+WSGIScriptAlias /x/daemon-pass @APPS@/dropin2_misc.wsgi process-group=sw
+WSGIScriptAlias /x/su-root @APPS@/dropin2_misc.wsgi process-group=su-root
+WSGIScriptAlias /x/su-nobody @APPS@/dropin2_misc.wsgi process-group=su-nobody
+WSGIScriptAlias /x/sg-root @APPS@/dropin2_misc.wsgi process-group=sg-root
+WSGIScriptAlias /x/jail @APPS@/dropin2_misc.wsgi process-group=jail
+<Location /x/emb>
+    WSGIPassApacheRequest On
+</Location>
+<Location /x/daemon-pass>
+    WSGIPassApacheRequest On
+</Location>
+"""
+
+
+@pytest.fixture(scope="module", params=_mpms())
+def misc_server(request):
+    ws = Workspace()
+    srv = Apache(ws, "misc", mpm=request.param, extra=MISC_CONF)
+    srv.start(timeout=30)
+    yield srv
+    srv.stop()
+    ws.cleanup()
+
+
+def test_pass_apache_request_gives_a_capsule_in_embedded_mode(misc_server):
+    assert _proc(misc_server, "/x/emb")["request_rec"] == "PyCapsule"
+    assert _proc(misc_server, "/x/off")["request_rec"] is None
+    assert _proc(misc_server, "/x/daemon-pass")["request_rec"] is None   # as mod_wsgi
+
+
+def test_daemon_switch_interval(misc_server):
+    assert _proc(misc_server, "/x/sw")["switchinterval"] == pytest.approx(0.007)
+    assert _proc(misc_server, "/x/emb")["switchinterval"] == pytest.approx(0.005)
+
+
+def test_script_user_and_group(misc_server):
+    # the workspace's copies of the apps belong to root
+    assert misc_server.get("/x/su-root").status == 200
+    assert misc_server.get("/x/sg-root").status == 200
+    mark = len(misc_server.error_log())
+    assert misc_server.get("/x/su-nobody").status == 403
+    new = misc_server.error_log()[mark:]
+    assert "PYH0130: daemon group 'su-nobody' runs only scripts of user 'nobody' (script-user=)" in new, new
+    assert "belongs to user 'root'" in new
+
+
+def test_chroot_is_applied(misc_server):
+    # a directory that does not exist: the daemon cannot start, and says why
+    assert misc_server.get("/x/jail").status in (502, 503)
+    assert "PYH0131: daemon group 'jail': cannot chroot to '/nonexistent-pyhost-jail'" \
+        in misc_server.error_log()

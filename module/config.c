@@ -51,6 +51,7 @@ static void cfg_init_options(pyh_dir_conf *c)
     c->handler_scripts = NULL;
     c->restrict_process = NULL;
     c->pass_apache_request = PYH_UNSET;
+    c->ignore_activity = PYH_UNSET;
 }
 
 void *pyh_create_dir_conf(apr_pool_t *p, char *dir)
@@ -86,6 +87,7 @@ void pyh_overlay_options(pyh_dir_conf *out, const pyh_dir_conf *base,
     CFG_MERGE_PTR(handler_scripts);
     CFG_MERGE_PTR(restrict_process);
     CFG_MERGE_INT(pass_apache_request);
+    CFG_MERGE_INT(ignore_activity);
 }
 
 void *pyh_merge_dir_conf(apr_pool_t *p, void *basev, void *addv)

@@ -125,6 +125,7 @@ typedef struct {
     apr_time_t busy_since;      /* 0: idle */
     pyh_interp *interp;         /* where the request runs */
     int interrupted;
+    int active;                 /* this request counts as activity */
 } pyh_dworker;
 
 static struct {
@@ -141,6 +142,8 @@ static struct {
     int state;
     const char *why;            /* reason for recycling */
     apr_time_t started, state_since, last_active;
+    apr_time_t last_activity;   /* inactivity-timeout: last_active without
+                                   WSGIIgnoreActivity requests */
     apr_int64_t requests;
     int loaded_ok, load_failed;
     pyh_dworker *workers;
@@ -216,6 +219,12 @@ void pyh_daemon_idle(void)
         return;
     ds_me->busy_since = 0;
     ds_me->interp = NULL;
+}
+
+void pyh_daemon_active(void)
+{
+    if (ds_me)
+        ds_me->active = 1;
 }
 
 void pyh_daemon_loaded(int ok)
@@ -440,6 +449,9 @@ static void *APR_THREAD_FUNC ds_worker(apr_thread_t *thread, void *data)
         ds.nbusy--;
         ds.requests++;
         ds.last_active = apr_time_now();
+        if (w->active)
+            ds.last_activity = ds.last_active;
+        w->active = 0;
         if (ds.d->maximum_requests && ds.requests >= ds.d->maximum_requests)
             ds_recycle("maximum-requests reached");
         dc->state = PYH_DC_IDLE;
@@ -529,7 +541,7 @@ static void *APR_THREAD_FUNC ds_watchdog(apr_thread_t *thread, void *data)
         if (d->restart_interval && now - ds.started > d->restart_interval)
             why = "restart-interval reached";
         else if (d->inactivity_timeout && !ds.nbusy && !ds.nqueued
-                 && now - ds.last_active > d->inactivity_timeout)
+                 && now - ds.last_activity > d->inactivity_timeout)
             why = "inactivity-timeout reached";
         else if (d->memory_limit && ds_rss_bytes() > d->memory_limit)
             why = "memory-limit exceeded";
@@ -1005,7 +1017,7 @@ void pyh_daemon_main(pyh_dproc *dp, apr_pool_t *pconf)
     ds.s = ap_server_conf;
     pyh_this_daemon = d;
     pyh_metrics_daemon_init(dp);
-    ds.started = ds.last_active = apr_time_now();
+    ds.started = ds.last_active = ds.last_activity = apr_time_now();
     ds.state = DS_RUNNING;
     if (apr_pool_create(&ds.pool, pconf) != APR_SUCCESS) {
         ds_cause(0, "no memory");

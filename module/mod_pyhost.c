@@ -129,14 +129,14 @@ static const char *pyh_app_group(request_rec *r, const char *spec,
 
 static const pyh_dir_conf pyh_defaults = {
     "%{GLOBAL}", "application", "", 0, 0, 1, PYH_HEAD_AUTO, 0,
-    NULL, NULL, NULL, 1, NULL, NULL, NULL, NULL, NULL, 0
+    NULL, NULL, NULL, 1, NULL, NULL, NULL, NULL, NULL, 0, 0
 };
 
 /* ASGI: no callable name means `application`, else `app` (interp.c);
  * chunked request bodies are always welcome. */
 static const pyh_dir_conf pyh_asgi_defaults = {
     "%{GLOBAL}", NULL, "", 0, 1, 1, PYH_HEAD_OFF, 0,
-    NULL, NULL, NULL, 1, NULL, NULL, NULL, NULL, NULL, 0
+    NULL, NULL, NULL, 1, NULL, NULL, NULL, NULL, NULL, 0, 0
 };
 
 /* WSGIDispatchScript: lets its functions replace where req runs. */

@@ -70,6 +70,8 @@ typedef struct {
                                              %{GLOBAL} */
     int pass_apache_request;     /* WSGIPassApacheRequest: environ's
                                     apache.request_rec (embedded mode) */
+    int ignore_activity;         /* WSGIIgnoreActivity: a daemon's
+                                    inactivity-timeout ignores these */
 } pyh_dir_conf;
 
 /* What a mount speaks (pyh_alias.protocol) */
@@ -570,8 +572,11 @@ const pyh_handler_script *pyh_handler_script_for(request_rec *r);
                  RSRC_CONF | ACCESS_CONF,                                      \
                  "On: environ['apache.request_rec'] is a capsule of the "     \
                  "request_rec (embedded mode, as mod_wsgi)"),                  \
-    PYH_COMPAT_ACCEPT("WSGIIgnoreActivity",                                    \
-                      "not applied yet"),                                      \
+    AP_INIT_FLAG("WSGIIgnoreActivity", cfg_set_flag,                           \
+                 (void *)APR_OFFSETOF(pyh_dir_conf, ignore_activity),          \
+                 RSRC_CONF | ACCESS_CONF | OR_FILEINFO,                        \
+                 "On: these requests do not keep a daemon's "                 \
+                 "inactivity-timeout from running out (health checks)"),      \
     PYH_COMPAT_ACCEPT("WSGIEnableSendfile",                                    \
                       "wsgi.file_wrapper always becomes a file bucket"),       \
     AP_INIT_RAW_ARGS("WSGITrustedProxyHeaders",                                \

@@ -322,7 +322,8 @@ static char *relay_build_request(request_rec *r, pyh_request *req,
                | (req->conf.script_reloading ? PYH_Q_RELOADING : 0)
                | (req->conf.error_override ? PYH_Q_ERROR_OVERRIDE : 0)
                | (req->conf.pass_authorization ? PYH_Q_PASS_AUTH : 0)
-               | (req->conf.chunked_request ? PYH_Q_CHUNKED : 0);
+               | (req->conf.chunked_request ? PYH_Q_CHUNKED : 0)
+               | (req->conf.ignore_activity == 1 ? PYH_Q_IGNORE_ACTIVITY : 0);
     fx.server_index = sconf->index;
     /* 0: the daemon stats the script itself (a handler script is not the
      * file Apache looked up) */
@@ -1214,6 +1215,8 @@ int pyh_relay_serve(pyh_dconn *dc)
     if (!(payload = relay_read_request(dc, relay_pool, &len))
         || !(req = relay_parse_request(payload, len, &q)))
         return -1;
+    if (!(q.fx.flags & PYH_Q_IGNORE_ACTIVITY))
+        pyh_daemon_active();
     relay_request_rec(&ctx, &q.fx, req, &q);
     relay_finish(&ctx, relay_run_app(req));
     /* Now, not at this thread's next request: what the request's pool

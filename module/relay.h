@@ -50,6 +50,7 @@ enum {
 #define PYH_Q_ERROR_OVERRIDE 4u
 #define PYH_Q_PASS_AUTH 8u
 #define PYH_Q_CHUNKED 16u
+#define PYH_Q_IGNORE_ACTIVITY 32u /* WSGIIgnoreActivity */
 
 typedef struct {
     unsigned char secret[16];
@@ -143,5 +144,8 @@ int pyh_relay_refuse(pyh_dconn *dc, int status);
 void pyh_daemon_busy(pyh_interp *in);
 void pyh_daemon_idle(void);
 void pyh_daemon_loaded(int ok);
+/* The request this thread serves counts as activity (inactivity-timeout);
+ * not called for WSGIIgnoreActivity requests. */
+void pyh_daemon_active(void);
 
 #endif

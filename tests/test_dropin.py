@@ -276,7 +276,6 @@ ACCEPTED = {
     "WSGIDestroyInterpreter": "On",
     "WSGILazyInitialization": "On",
     "WSGICaseSensitivity": "On",
-    "WSGIIgnoreActivity": "Off",
     "WSGIEnableSendfile": "On",
     "WSGITelemetryService": "unix:/tmp/none",
     "WSGITelemetryOptions": "None",

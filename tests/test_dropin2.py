@@ -462,3 +462,33 @@ def test_chroot_is_applied(misc_server):
     assert misc_server.get("/x/jail").status in (502, 503)
     assert "PYH0131: daemon group 'jail': cannot chroot to '/nonexistent-pyhost-jail'" \
         in misc_server.error_log()
+
+
+def test_ignore_activity_lets_inactivity_timeout_run_out(short_server):
+    # mod_wsgi's use: a health check must not keep an idle daemon alive
+    srv = started(short_server, "ignoreact", """
+WSGIDaemonProcess idle processes=1 threads=2 inactivity-timeout=1
+WSGIScriptAlias /health @APPS@/dropin2_misc.wsgi process-group=idle
+WSGIScriptAlias /work @APPS@/dropin2_misc.wsgi process-group=idle
+<Location /health>
+    WSGIIgnoreActivity On
+</Location>
+""")
+    assert srv.get("/work").status == 200
+    deadline = time.time() + 4
+    while time.time() < deadline:          # health checks only, every 0.3 s
+        assert srv.get("/health").status == 200
+        time.sleep(0.3)
+    assert "recycling: inactivity-timeout reached" in srv.error_log()
+
+
+def test_without_ignore_activity_requests_keep_the_daemon(short_server):
+    srv = started(short_server, "keepact", """
+WSGIDaemonProcess idle processes=1 threads=2 inactivity-timeout=1
+WSGIScriptAlias /work @APPS@/dropin2_misc.wsgi process-group=idle
+""")
+    deadline = time.time() + 3
+    while time.time() < deadline:
+        assert srv.get("/work").status == 200
+        time.sleep(0.3)
+    assert "inactivity-timeout reached" not in srv.error_log()

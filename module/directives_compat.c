@@ -490,109 +490,114 @@ PyStatus pyh_compat_pyconfig(PyConfig *config)
     return st;
 }
 
+/* The Python side of pyh_compat_interp_setup, run with its values as
+ * globals (_pg, _ag, _out, _sig, ...). */
+static const char compat_setup_code[] =
+    "import sys, types\n"
+    "m = types.ModuleType('mod_wsgi', 'pyhost in place of mod_wsgi')\n"
+    "m.version = (6, 0, 0)\n"
+    "m.pyhost_version = _pyhost\n"
+    "m.process_group = _pg\n"
+    "m.application_group = _ag\n"
+    "m.maximum_processes = _procs\n"
+    "m.threads_per_process = _threads\n"
+    /* process_metrics() / server_metrics() with mod_wsgi 6's key
+     * names where pyhost counts the figure (metrics.c), and its
+     * opt-ins: start_recording_metrics() for the first, WSGIServer-
+     * Metrics On (server-metrics=On in a daemon) for the second. */
+    "import os, time, resource\n"
+    "def _snap():\n"
+    "    try:\n"
+    "        import _pyhost_metrics\n"
+    "    except ImportError:\n"
+    "        return None\n"
+    "    return _pyhost_metrics.snapshot()\n"
+    "def _started():\n"
+    "    with open('/proc/self/stat') as f:\n"
+    "        ticks = int(f.read().rsplit(')', 1)[1].split()[19])\n"
+    "    with open('/proc/stat') as f:\n"
+    "        boot = next(int(l.split()[1]) for l in f if l.startswith('btime'))\n"
+    "    return boot + ticks / os.sysconf('SC_CLK_TCK')\n"
+    "_state = {'recording': False}\n"
+    "def start_recording_metrics():\n"
+    "    _state['recording'] = True\n"
+    "def process_metrics():\n"
+    "    snap = _snap() if _state['recording'] else None\n"
+    "    if snap is None:\n"
+    "        return None\n"
+    "    p, t, now = snap['process'], os.times(), time.time()\n"
+    "    start = _started()\n"
+    "    out = {'pid': p['pid'], 'memory_rss': p['resident_memory_bytes'],\n"
+    "           'memory_max_rss': resource.getrusage(\n"
+    "               resource.RUSAGE_SELF).ru_maxrss * 1024,\n"
+    "           'cpu_user_time': t.user, 'cpu_system_time': t.system,\n"
+    "           'cpu_time': t.user + t.system, 'restart_time': start,\n"
+    "           'current_time': now, 'running_time': int(now - start)}\n"
+    "    if 'threads' in p:\n"
+    "        out['request_threads'] = p['threads']\n"
+    "        out['active_requests'] = p['busy_threads']\n"
+    "    if 'requests' in p:\n"
+    "        out['request_count'] = p['requests']\n"
+    "        out['request_busy_time'] = p['app_seconds']\n"
+    "    return out\n"
+    "def server_metrics():\n"
+    "    snap = _snap() if _srvm else None\n"
+    "    if snap is None:\n"
+    "        return None\n"
+    "    return {'server_limit': _slimit, 'thread_limit': _tlimit,\n"
+    "            'current_time': time.time(), 'pyhost': snap['server']}\n"
+    "m.start_recording_metrics = start_recording_metrics\n"
+    "m.process_metrics = process_metrics\n"
+    "m.server_metrics = server_metrics\n"
+    "sys.modules.setdefault('mod_wsgi', m)\n"
+    "class Restricted:\n"
+    "    __slots__ = ('_what',)\n"
+    "    def __init__(self, what):\n"
+    "        object.__setattr__(self, '_what', what)\n"
+    "    def __getattribute__(self, name):\n"
+    "        raise OSError('%s access restricted by mod_wsgi' %\n"
+    "                      object.__getattribute__(self, '_what'))\n"
+    "if _out:\n"
+    "    sys.stdout = Restricted('sys.stdout')\n"
+    "if _in:\n"
+    "    sys.stdin = Restricted('sys.stdin')\n"
+    "if _si > 0:\n"
+    "    sys.setswitchinterval(_si)\n"
+    /* <WSGIInterpreterOptions>'s WSGIPythonPath, as mod_wsgi adds it */
+    "if _path:\n"
+    "    import site\n"
+    "    for _d in _path.split(':'):\n"
+    "        site.addsitedir(_d)\n"
+    /* WSGIRestrictSignal (mod_wsgi, On by default): Apache owns the
+     * process's signals; a handler an app registers would replace
+     * Apache's (a daemon's SIGTERM among them). The call returns the
+     * handler as if it had been set, and says so in the log. A process
+     * the app forked is its own: there the call goes through. */
+    "if _sig:\n"
+    "    import os, signal, traceback\n"
+    "    def _restricted(signalnum, handler, _real=signal.signal,\n"
+    "                    _pid=os.getpid(), _log=_sig):\n"
+    "        if os.getpid() != _pid:\n"
+    "            return _real(signalnum, handler)\n"
+    "        where = traceback.extract_stack(limit=2)[0]\n"
+    "        _log.write('PYH0127: signal.signal(%s) ignored: pyhost "
+    "(WSGIRestrictSignal On) keeps Apache\\'s signal handlers; called "
+    "from %s:%s\\n' % (int(signalnum), where.filename, where.lineno))\n"
+    "        return handler\n"
+    "    _restricted.__wrapped__ = signal.signal\n"
+    "    signal.signal = _restricted\n";
+
 /* Per interpreter, with its GIL, once log.c has pointed stdout at the
  * log: an importable `mod_wsgi` module with what apps and libraries read
  * from mod_wsgi's (process_group, application_group, maximum_processes,
- * threads_per_process, version); WSGIRestrictStdout/Stdin (sys.stdout /
- * sys.stdin become objects whose every attribute raises OSError, as in
- * mod_wsgi, so a print() fails loudly instead of writing to the log); and
- * WSGISwitchInterval. */
+ * threads_per_process, version, process_metrics(), server_metrics());
+ * WSGIRestrictStdout/Stdin (sys.stdout / sys.stdin become objects whose
+ * every attribute raises OSError, as in mod_wsgi, so a print() fails
+ * loudly instead of writing to the log); WSGIRestrictSignal;
+ * WSGISwitchInterval; and <WSGIInterpreterOptions>'s WSGIPythonPath, each
+ * as it resolves for this interpreter. */
 int pyh_compat_interp_setup(pyh_interp *in)
 {
-    static const char code[] =
-        "import sys, types\n"
-        "m = types.ModuleType('mod_wsgi', 'pyhost in place of mod_wsgi')\n"
-        "m.version = (6, 0, 0)\n"
-        "m.pyhost_version = _pyhost\n"
-        "m.process_group = _pg\n"
-        "m.application_group = _ag\n"
-        "m.maximum_processes = _procs\n"
-        "m.threads_per_process = _threads\n"
-        /* process_metrics() / server_metrics() with mod_wsgi 6's key
-         * names where pyhost counts the figure (metrics.c), and its
-         * opt-ins: start_recording_metrics() for the first, WSGIServer-
-         * Metrics On (server-metrics=On in a daemon) for the second. */
-        "import os, time, resource\n"
-        "def _snap():\n"
-        "    try:\n"
-        "        import _pyhost_metrics\n"
-        "    except ImportError:\n"
-        "        return None\n"
-        "    return _pyhost_metrics.snapshot()\n"
-        "def _started():\n"
-        "    with open('/proc/self/stat') as f:\n"
-        "        ticks = int(f.read().rsplit(')', 1)[1].split()[19])\n"
-        "    with open('/proc/stat') as f:\n"
-        "        boot = next(int(l.split()[1]) for l in f if l.startswith('btime'))\n"
-        "    return boot + ticks / os.sysconf('SC_CLK_TCK')\n"
-        "_state = {'recording': False}\n"
-        "def start_recording_metrics():\n"
-        "    _state['recording'] = True\n"
-        "def process_metrics():\n"
-        "    snap = _snap() if _state['recording'] else None\n"
-        "    if snap is None:\n"
-        "        return None\n"
-        "    p, t, now = snap['process'], os.times(), time.time()\n"
-        "    start = _started()\n"
-        "    out = {'pid': p['pid'], 'memory_rss': p['resident_memory_bytes'],\n"
-        "           'memory_max_rss': resource.getrusage(\n"
-        "               resource.RUSAGE_SELF).ru_maxrss * 1024,\n"
-        "           'cpu_user_time': t.user, 'cpu_system_time': t.system,\n"
-        "           'cpu_time': t.user + t.system, 'restart_time': start,\n"
-        "           'current_time': now, 'running_time': int(now - start)}\n"
-        "    if 'threads' in p:\n"
-        "        out['request_threads'] = p['threads']\n"
-        "        out['active_requests'] = p['busy_threads']\n"
-        "    if 'requests' in p:\n"
-        "        out['request_count'] = p['requests']\n"
-        "        out['request_busy_time'] = p['app_seconds']\n"
-        "    return out\n"
-        "def server_metrics():\n"
-        "    snap = _snap() if _srvm else None\n"
-        "    if snap is None:\n"
-        "        return None\n"
-        "    return {'server_limit': _slimit, 'thread_limit': _tlimit,\n"
-        "            'current_time': time.time(), 'pyhost': snap['server']}\n"
-        "m.start_recording_metrics = start_recording_metrics\n"
-        "m.process_metrics = process_metrics\n"
-        "m.server_metrics = server_metrics\n"
-        "sys.modules.setdefault('mod_wsgi', m)\n"
-        "class Restricted:\n"
-        "    __slots__ = ('_what',)\n"
-        "    def __init__(self, what):\n"
-        "        object.__setattr__(self, '_what', what)\n"
-        "    def __getattribute__(self, name):\n"
-        "        raise OSError('%s access restricted by mod_wsgi' %\n"
-        "                      object.__getattribute__(self, '_what'))\n"
-        "if _out:\n"
-        "    sys.stdout = Restricted('sys.stdout')\n"
-        "if _in:\n"
-        "    sys.stdin = Restricted('sys.stdin')\n"
-        "if _si > 0:\n"
-        "    sys.setswitchinterval(_si)\n"
-        /* <WSGIInterpreterOptions>'s WSGIPythonPath, as mod_wsgi adds it */
-        "if _path:\n"
-        "    import site\n"
-        "    for _d in _path.split(':'):\n"
-        "        site.addsitedir(_d)\n"
-        /* WSGIRestrictSignal (mod_wsgi, On by default): Apache owns the
-         * process's signals; a handler an app registers would replace
-         * Apache's (a daemon's SIGTERM among them). The call returns the
-         * handler as if it had been set, and says so in the log. A process
-         * the app forked is its own: there the call goes through. */
-        "if _sig:\n"
-        "    import os, signal, traceback\n"
-        "    def _restricted(signalnum, handler, _real=signal.signal,\n"
-        "                    _pid=os.getpid(), _log=_sig):\n"
-        "        if os.getpid() != _pid:\n"
-        "            return _real(signalnum, handler)\n"
-        "        where = traceback.extract_stack(limit=2)[0]\n"
-        "        _log.write('PYH0127: signal.signal(%s) ignored: pyhost "
-        "(WSGIRestrictSignal On) keeps Apache\\'s signal handlers; called "
-        "from %s:%s\\n' % (int(signalnum), where.filename, where.lineno))\n"
-        "        return handler\n"
-        "    _restricted.__wrapped__ = signal.signal\n"
-        "    signal.signal = _restricted\n";
     PyObject *globals, *res, *siglog;
     int procs = 1, threads = 1, slimit = 1, tlimit = 1, srvm, rsig, rout, rin;
     const char *ag;
@@ -647,7 +652,7 @@ int pyh_compat_interp_setup(pyh_interp *in)
     apr_pool_destroy(tmp);
     if (!globals)
         return -1;
-    res = PyRun_String(code, Py_file_input, globals, globals);
+    res = PyRun_String(compat_setup_code, Py_file_input, globals, globals);
     Py_DECREF(globals);
     if (!res)
         return -1;

@@ -2,7 +2,14 @@
  * app to the interpreter's event loop (python/pyhost/_asgi.pyx), then
  * does the request's I/O on the Apache worker thread with the GIL
  * released: body pieces in through the input filters, response out
- * through the output filters, as the loop asks for them (DESIGN rule 8). */
+ * through the output filters, as the loop asks for them (DESIGN rule 8).
+ *
+ * In a daemon process the same code runs on the daemon thread that took
+ * the relay connection: the relay's request_rec (relay.c) turns the output
+ * brigades into frames and asks the Apache child for body pieces, so only
+ * three edges know about it (req->relay_fd > 0): a disconnect is a hang-up
+ * of the relay socket, the scope has no mod_ssl to ask, and an early hint
+ * becomes an I frame. The Apache child relays, watching its client. */
 #include "pyhost.h"
 #include "asgi_api.h"
 #include "metrics.h"
@@ -60,6 +67,7 @@ typedef struct {
     unsigned work;             /* posted, not yet taken; under mu */
     int worker_gone;           /* under mu */
     int gone_told;             /* the worker told the loop PYH_ASGI_GONE */
+    int timed_out;             /* a daemon's request-timeout passed; under mu */
     apr_uint32_t refs;
     char *rbuf;                /* the worker's read buffer */
     int ws_efd;                /* > 0: a WebSocket worker polls it; under mu */
@@ -238,14 +246,27 @@ int pyh_asgi_lifespan_mode(server_rec *s, const pyh_alias *a)
                                           : PYH_LIFESPAN_AUTO;
 }
 
+/* The process group an ASGI mount names statically (process-group=, or
+ * WSGIProcessGroup at server level); NULL: embedded. */
+static const char *asgi_mount_group(server_rec *v, const pyh_alias *a)
+{
+    const pyh_dir_conf *sd =
+        ap_get_module_config(v->lookup_defaults, &pyhost_module);
+    const char *g = a->options.process_group ? a->options.process_group
+                                             : sd->process_group;
+    return g && *g && strcmp(g, "%{GLOBAL}") ? g : NULL;
+}
+
 /* Lifespan startup for each ASGI mount whose app is known before any
- * request (a fixed script in the main interpreter), so that the first
- * request does not pay for it. */
-void pyh_asgi_child_init(apr_pool_t *pchild, server_rec *s)
+ * request (a fixed script in the main interpreter) and that runs here
+ * (group NULL: embedded; else in that daemon group), so that the first
+ * request does not pay for it. A mount placed by WSGIProcessGroup in a
+ * <Directory> (or an %{ENV:} group) starts its lifespan on first use. */
+static void asgi_lifespan_at_start(apr_pool_t *pchild, server_rec *s,
+                                   const char *group)
 {
     server_rec *v;
     int i;
-    asgi_optional_fns();
     if (!pyh_python_ready())
         return;
     for (v = s; v; v = v->next) {
@@ -253,14 +274,18 @@ void pyh_asgi_child_init(apr_pool_t *pchild, server_rec *s)
             ap_get_module_config(v->module_config, &pyhost_module);
         for (i = 0; i < sc->aliases->nelts; i++) {
             const pyh_alias *a = &APR_ARRAY_IDX(sc->aliases, i, pyh_alias);
-            const char *group = a->options.application_group;
+            const char *agroup = a->options.application_group;
             int mode = pyh_asgi_lifespan_mode(v, a), status;
+            const char *pg;
             pyh_interp *in;
             asgi_loop *lp;
             PyObject *app;
             if (a->protocol != PYH_PROTO_ASGI || a->regexp
                 || mode == PYH_LIFESPAN_OFF
-                || (group && strcmp(group, "%{GLOBAL}")))
+                || (agroup && strcmp(agroup, "%{GLOBAL}")))
+                continue;
+            pg = asgi_mount_group(v, a);
+            if (group ? !pg || strcmp(pg, group) : pg != NULL)
                 continue;
             if (!(in = pyh_interp_acquire("", v)))
                 return;
@@ -283,6 +308,19 @@ void pyh_asgi_child_init(apr_pool_t *pchild, server_rec *s)
             pyh_interp_release(in);
         }
     }
+}
+
+void pyh_asgi_child_init(apr_pool_t *pchild, server_rec *s)
+{
+    asgi_optional_fns();
+    asgi_lifespan_at_start(pchild, s, NULL);
+}
+
+void pyh_asgi_daemon_init(apr_pool_t *pchild, server_rec *s,
+                          const pyh_daemon *d)
+{
+    /* no mod_ssl here: the tls extension is the Apache child's to give */
+    asgi_lifespan_at_start(pchild, s, d->name);
 }
 
 /* ---- the request's scope ------------------------------------------------ */
@@ -370,7 +408,12 @@ static void asgi_scope_in(pyh_request *req, pyh_asgi_scope_in *sc)
     sc->http_version = r->proto_num >= 2000   ? "2"
                        : r->proto_num >= 1001 ? "1.1"
                                               : "1.0";
-    sc->scheme = ap_http_scheme(r);
+    /* In a daemon, the request_rec is the relay's: no connection for
+     * mod_ssl to look at. */
+    sc->scheme = req->relay_fd > 0 ? (req->vars[PYH_K_REQUEST_SCHEME]
+                                          ? req->vars[PYH_K_REQUEST_SCHEME]
+                                          : "http")
+                                   : ap_http_scheme(r);
     sc->path = r->uri;
     sc->path_len = strlen(r->uri);
     sc->raw_path = raw;
@@ -389,7 +432,8 @@ static void asgi_scope_in(pyh_request *req, pyh_asgi_scope_in *sc)
     sc->nheaders = hdrs->nelts;
     sc->has_body = apr_table_get(r->headers_in, "Transfer-Encoding")
                    || (cl && strcmp(cl, "0"));
-    asgi_scope_tls(r, sc);
+    if (req->relay_fd <= 0)
+        asgi_scope_tls(r, sc);
 }
 
 /* ---- the worker's side of the request ----------------------------------- */
@@ -541,6 +585,18 @@ static void asgi_early_hint(pyh_request *req, const pyh_asgi_xfer *x)
     int i;
     if (req->passed || r->proto_num < HTTP_VERSION(1, 1))
         return;
+    if (req->relay_fd > 0) {
+        /* a daemon: the Apache child sends the 103 (an I frame) */
+        apr_table_t *hint = apr_table_make(r->pool, x->nheaders);
+        for (i = 0; i < x->nheaders; i++)
+            apr_table_addn(hint,
+                           apr_pstrmemdup(r->pool, x->headers[i].name,
+                                          x->headers[i].name_len),
+                           apr_pstrmemdup(r->pool, x->headers[i].value,
+                                          x->headers[i].value_len));
+        pyh_relay_interim(r, hint);
+        return;
+    }
     r->status = 103;
     r->headers_out = apr_table_make(r->pool, x->nheaders);
     for (i = 0; i < x->nheaders; i++)
@@ -697,9 +753,8 @@ static int asgi_cond_init(pthread_cond_t *cv)
  * when mod_http2 marks it aborted (stream reset, connection lost). A
  * client that half-closes its side while waiting for the answer counts as
  * gone, as with uvicorn. */
-static int asgi_client_gone(pyh_request *req)
+static int asgi_conn_gone(conn_rec *c)
 {
-    conn_rec *c = req->r->connection;
     apr_socket_t *sock;
     apr_os_sock_t fd;
     struct pollfd pfd;
@@ -720,6 +775,28 @@ static int asgi_client_gone(pyh_request *req)
     return (pfd.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
 }
 
+int pyh_asgi_client_gone(request_rec *r)
+{
+    return asgi_conn_gone(r->connection);
+}
+
+/* In a daemon the client is the Apache child at the other end of the
+ * relay connection: it speaks only when asked (a body piece after an R
+ * frame), and closes the connection when its own client goes away (or
+ * when it dies), so a hang-up there is the disconnect. */
+static int asgi_client_gone(pyh_request *req)
+{
+    struct pollfd pfd;
+    if (req->relay_fd <= 0)
+        return asgi_conn_gone(req->r->connection);
+    pfd.fd = req->relay_fd;
+    pfd.events = POLLRDHUP;
+    pfd.revents = 0;
+    if (poll(&pfd, 1, 0) <= 0)
+        return 0;
+    return (pfd.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
+}
+
 /* Waits for the loop's work (mu held); while there is none, looks at the
  * client every ASGI_GONE_POLL_MS and, the first time it is gone, marks the
  * connection aborted (the output filters then drop what the app still
@@ -729,18 +806,34 @@ static unsigned asgi_wait_work(asgi_req *a, pyh_request *req)
 {
     struct timespec until;
     while (!a->work) {
-        if (a->gone_told) {
+        long ms = ASGI_GONE_POLL_MS;
+        if (req->deadline) {
+            /* Before the response starts, the Apache child's own wait
+             * (request-timeout too) ends first and logs; the second of
+             * grace lets its hang-up arrive, so one 504 is logged once. */
+            apr_time_t end = req->deadline
+                             + (req->passed || a->gone_told
+                                    ? 0 : apr_time_from_sec(1));
+            apr_interval_time_t left = end - apr_time_now();
+            if (left <= 0) {
+                a->timed_out = 1;
+                return 0;
+            }
+            if (left < apr_time_from_msec(ms))
+                ms = (long)apr_time_as_msec(left) + 1;
+        }
+        else if (a->gone_told) {
             pthread_cond_wait(&a->cv, &a->mu);
             continue;
         }
         clock_gettime(CLOCK_MONOTONIC, &until);
-        until.tv_nsec += ASGI_GONE_POLL_MS * 1000000L;
-        if (until.tv_nsec >= 1000000000L) {
+        until.tv_nsec += ms * 1000000L;
+        while (until.tv_nsec >= 1000000000L) {
             until.tv_sec += 1;
             until.tv_nsec -= 1000000000L;
         }
         if (pthread_cond_timedwait(&a->cv, &a->mu, &until) != ETIMEDOUT
-            || a->work)
+            || a->work || a->gone_told)
             continue;
         pthread_mutex_unlock(&a->mu);
         if (asgi_client_gone(req)) {
@@ -756,6 +849,35 @@ static unsigned asgi_wait_work(asgi_req *a, pyh_request *req)
         pthread_mutex_lock(&a->mu);
     }
     return a->work;
+}
+
+/* A daemon's ASGI request past request-timeout (only a daemon sets a
+ * deadline): the worker leaves it, answering 504 if nothing went out
+ * and cutting the response otherwise, and the app is told the client is
+ * gone (receive() -> http.disconnect, send() raises) so that it ends on
+ * the loop. Not logged when the Apache child hung up first: it logged
+ * its own 504 (PYH0071). */
+static int asgi_timed_out(asgi_req *a, pyh_request *req)
+{
+    request_rec *r = req->r;
+    if (!a->gone_told) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
+                      "PYH0260: ASGI request %s %s ran past request-timeout "
+                      "of daemon group '%s'; %s",
+                      r->method, ap_escape_logitem(r->pool, r->uri),
+                      req->conf.process_group,
+                      req->passed ? "response cut" : "answering 504");
+        req->client_gone = 1;
+        a->gone_told = 1;
+        apr_atomic_inc32(&a->refs);
+        asgi_complete(a, PYH_ASGI_GONE);
+    }
+    if (req->passed) {
+        asgi_abort_response(req);
+        return OK;
+    }
+    asgi_unsent_error(req);
+    return HTTP_GATEWAY_TIME_OUT;
 }
 
 /* ---- WebSocket (RFC 6455): the handshake and the worker's side ----------
@@ -1285,6 +1407,10 @@ static int asgi_serve(asgi_req *a, pyh_request *req)
         work = asgi_wait_work(a, req);
         a->work = 0;
         pthread_mutex_unlock(&a->mu);
+        if (!work && a->timed_out) {
+            status = asgi_timed_out(a, req);
+            leave = 1;
+        }
         if (work & PYH_ASGI_WS_ACCEPT) {
             int status;
             pyh_metrics_websocket(req->r, 1); /* pyhost_websockets_open */
@@ -1306,9 +1432,35 @@ static int asgi_serve(asgi_req *a, pyh_request *req)
             leave = 1;
         }
         if (leave) {
+            unsigned late;
             pthread_mutex_lock(&a->mu);
+            /* Work posted since this turn took its work (the lock was
+             * free while the response went out: an app task's receive()
+             * asking for the body as its response completes) was accepted
+             * by post(), and the loop waits for its completion: answer it
+             * here, or that receive() would wait for ever and its posted
+             * reference would keep the request alive. */
+            late = a->work;
+            a->work = 0;
             a->worker_gone = 1;
+            /* (A timeout leaves between posts the same way: what the loop
+             * posted since fails below, so that its awaitable ends.) */
             pthread_mutex_unlock(&a->mu);
+            if ((late & PYH_ASGI_READ) && !(bits & PYH_ASGI_READ)) {
+                /* the response is complete: receive() says http.disconnect */
+                a->x.read_failed = 1;
+                a->x.read_len = 0;
+                a->x.read_eos = 1;
+                bits |= PYH_ASGI_READ;
+            }
+            if ((late & PYH_ASGI_SEND) && !(bits & PYH_ASGI_SEND)) {
+                a->x.send_failed = 1;
+                bits |= PYH_ASGI_SEND;
+            }
+            if ((late & PYH_ASGI_DONE) && !(work & PYH_ASGI_DONE)
+                && a->x.error)
+                ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, req->r, "%s",
+                              a->x.error);
             /* Only with a SEND or READ completion, whose posted reference
              * keeps the loop's request object (and so the xfer) alive until
              * the loop has handled it; after a DONE the loop knows. */
@@ -1331,6 +1483,9 @@ int pyh_asgi_handle(pyh_interp *in, pyh_request *req, PyObject *app,
     asgi_req *a;
     int status, websocket = asgi_ws_requested(r);
 
+    if (req->relay_fd > 0)
+        websocket = 0; /* the Apache child keeps WebSockets from daemons */
+
     if (websocket > 1) {
         /* a broken WebSocket handshake: the app never sees it */
         Py_DECREF(app);
@@ -1350,6 +1505,12 @@ int pyh_asgi_handle(pyh_interp *in, pyh_request *req, PyObject *app,
     req->obb = apr_brigade_create(r->pool, r->connection->bucket_alloc);
     asgi_scope_in(req, &sc);
     sc.websocket = websocket;
+    /* An HTTP/1.1 connection that asked for a WebSocket ends with this
+     * request whatever the app answers: the 101 hands it over, and a
+     * denial (403, or the app's websocket.http.response) is followed by
+     * a close, as the asgiref extension says. */
+    if (websocket && !r->connection->master)
+        r->connection->keepalive = AP_CONN_CLOSE;
     if (!(a = calloc(1, sizeof(*a)))) {
         Py_DECREF(app);
         PyEval_SaveThread();

@@ -315,7 +315,9 @@ static const char *cfg_asgi_lifespan(cmd_parms *cmd, void *dconf, const char *v)
 }
 
 /* ASGIWebSocketMaxMessage / PingInterval / PingTimeout: a whole number,
- * within the row's bounds (cmd->info: the field's offset). */
+ * within the row's bounds (cmd->info: which one). PingInterval 0 means no
+ * pings; a PingTimeout of 0 would close every connection at its first
+ * ping, so it starts at 1. */
 static const char *cfg_ws_number(cmd_parms *cmd, void *dconf, const char *v)
 {
     pyh_server_conf *sconf =
@@ -326,12 +328,13 @@ static const char *cfg_ws_number(cmd_parms *cmd, void *dconf, const char *v)
     (void)dconf;
     errno = 0;
     n = strtol(v, &end, 10);
-    if (errno || end == v || *end || n < (field == 0 ? 1 : 0)
+    if (errno || end == v || *end || n < (field == 1 ? 0 : 1)
         || n > (field == 0 ? 1073741824L : 86400L))
         return apr_psprintf(cmd->pool, "%s takes a whole number %s, not '%s'",
                             cmd->cmd->name,
-                            field == 0 ? "of bytes, 1 to 1073741824"
-                                       : "of seconds, 0 to 86400",
+                            field == 0   ? "of bytes, 1 to 1073741824"
+                            : field == 1 ? "of seconds, 0 to 86400"
+                                         : "of seconds, 1 to 86400",
                             v);
     if (field == 0)
         sconf->ws_max_message = n;

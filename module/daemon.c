@@ -1037,6 +1037,11 @@ void pyh_daemon_main(pyh_dproc *dp, apr_pool_t *pconf)
                      (int)getpid(), d->name);
         ds_fail_exit();
     }
+    /* ASGI lifespan startup before the first accept: requests wait in
+     * the listen backlog meanwhile, and never see an app half started. */
+    pyh_asgi_daemon_init(ds.pool, ds.s, d);
+    /* inactivity-timeout counts from here: starting is not idling */
+    ds.last_active = ds.last_activity = apr_time_now();
     if (ds_start_threads() < 0) {
         ap_log_error(APLOG_MARK, APLOG_CRIT, 0, ds.s,
                      "PYH0048: daemon group '%s': could not start threads",

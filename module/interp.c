@@ -844,6 +844,13 @@ int pyh_interp_process_init(apr_pool_t *pchild, server_rec *s, pyh_daemon *d)
     ap_mpm_query(AP_MPMQ_MAX_THREADS, &threads);
     ap_mpm_query(AP_MPMQ_MAX_DAEMONS, &daemons);
     interp_multithread = threaded != AP_MPMQ_NOT_SUPPORTED && threads > 1;
+    /* Under prefork, mod_http2 still serves HTTP/2 (h2c with prior
+     * knowledge, and h2 where ALPN offers it) on worker threads of its own
+     * inside the child, one stream each: two requests of one connection can
+     * be in the app at once, so wsgi.multithread must say so (PEP 3333: the
+     * app "may be simultaneously invoked by another thread"). */
+    if (!interp_multithread && ap_find_linked_module("mod_http2.c"))
+        interp_multithread = 1;
     interp_multiprocess = daemons > 1;
     if (d) {
         interp_multithread = d->threads > 1;

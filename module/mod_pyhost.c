@@ -238,14 +238,6 @@ static int pyh_handle(request_rec *r, const pyh_route *route,
                                                             : "")) != OK)
         return status;
     pyh_metrics_note(r, daemon, req->app_group);
-    if (daemon && asgi) {
-        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
-                      "PYH0220: ASGIScriptAlias %s: process group '%s' is a "
-                      "daemon group, and daemon mode does not serve ASGI "
-                      "yet; serve it embedded (WSGIProcessGroup %%{GLOBAL})",
-                      route->alias->location, daemon->name);
-        return HTTP_INTERNAL_SERVER_ERROR;
-    }
     if (asgi && *req->app_group) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
                       "PYH0221: ASGIScriptAlias %s: application group '%s': "
@@ -264,6 +256,19 @@ static int pyh_handle(request_rec *r, const pyh_route *route,
                                                 : r->filename)) != OK)
             return status;
         req->conf.process_group = daemon->name; /* %{ENV:x} resolved */
+        if (asgi) {
+            const char *up = apr_table_get(r->headers_in, "Upgrade");
+            if (up && ap_find_token(r->pool, up, "websocket")) {
+                ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
+                              "PYH0261: ASGIScriptAlias %s: WebSockets are "
+                              "not relayed to daemon group '%s' yet; answering "
+                              "501 (serve the WebSocket mount embedded)",
+                              route->alias->location, daemon->name);
+                return HTTP_NOT_IMPLEMENTED;
+            }
+            req->asgi = 1;
+            req->lifespan = pyh_asgi_lifespan_mode(r->server, route->alias);
+        }
         return pyh_relay_request(r, req, daemon);
     }
     if (!pyh_python_ready()) {
@@ -332,27 +337,19 @@ static int pyh_pre_config(apr_pool_t *pconf, apr_pool_t *plog,
     return OK;
 }
 
-/* An ASGI mount must run embedded in the main interpreter for now: a
- * daemon group (inline, or WSGIProcessGroup at server level) or a named
- * application group is refused at startup rather than per request. */
+/* An ASGI mount must run in the main interpreter for now (embedded or
+ * in a daemon group): a named application group is refused at startup
+ * rather than per request. */
 static const char *pyh_check_asgi_mount(apr_pool_t *p, server_rec *s,
                                         const pyh_alias *a)
 {
     const pyh_dir_conf *sd =
         ap_get_module_config(s->lookup_defaults, &pyhost_module);
-    const char *g = a->options.process_group ? a->options.process_group
-                                             : sd->process_group;
     const char *ag = a->options.application_group
                          ? a->options.application_group
                          : sd->application_group;
     if (a->protocol != PYH_PROTO_ASGI)
         return NULL;
-    if (g && *g && strcmp(g, "%{GLOBAL}"))
-        return apr_psprintf(p,
-                            "PYH0220: ASGIScriptAlias %s: process-group=%s: "
-                            "daemon mode does not serve ASGI yet; serve it "
-                            "embedded (process-group=%%{GLOBAL}, the default)",
-                            a->location, g);
     if (ag && strcmp(ag, "%{GLOBAL}"))
         return apr_psprintf(p,
                             "PYH0221: ASGIScriptAlias %s: application-group=%s: "

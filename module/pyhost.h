@@ -324,6 +324,13 @@ typedef struct pyh_request {
     int override_status;            /* WSGIErrorOverride took the response */
     int client_gone;
     apr_bucket_brigade *obb;
+    /* ASGI through a daemon group: asgi is set on both sides of the relay
+     * (lifespan: its PYH_LIFESPAN_* mode); in the daemon, relay_fd (> 0)
+     * is the relay connection, whose hang-up means the client left, and
+     * deadline (0: none) is when request-timeout ends the request. */
+    int asgi, lifespan;
+    int relay_fd;
+    apr_time_t deadline;
     /* request body */
     apr_bucket_brigade *ibb;
     char *ibuf;                     /* read-ahead for readline */
@@ -392,6 +399,16 @@ int pyh_asgi_interp_init(pyh_interp *in);
 void pyh_asgi_interp_clear(pyh_interp *in);
 /* Lifespan startup of the mounts known before any request. */
 void pyh_asgi_child_init(apr_pool_t *pchild, server_rec *s);
+/* The same in a daemon process of group d, for the mounts it serves,
+ * before it accepts a request. */
+void pyh_asgi_daemon_init(apr_pool_t *pchild, server_rec *s,
+                          const pyh_daemon *d);
+/* In a daemon: sends an ASGI early hint's headers to the Apache child,
+ * which answers the client with a 103 (relay.c); -1 when the relay
+ * connection failed. */
+int pyh_relay_interim(request_rec *r, const apr_table_t *headers);
+/* Has the client of r (an Apache child's request) gone away? No GIL. */
+int pyh_asgi_client_gone(request_rec *r);
 /* The effective lifespan mode (PYH_LIFESPAN_*) of ASGI mount a. */
 int pyh_asgi_lifespan_mode(server_rec *s, const pyh_alias *a);
 /* Runs an ASGI request: called with in's GIL held and a reference to app,

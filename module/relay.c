@@ -322,8 +322,12 @@ static char *relay_build_request(request_rec *r, pyh_request *req,
                | (req->conf.script_reloading ? PYH_Q_RELOADING : 0)
                | (req->conf.error_override ? PYH_Q_ERROR_OVERRIDE : 0)
                | (req->conf.pass_authorization ? PYH_Q_PASS_AUTH : 0)
-               | (req->conf.chunked_request ? PYH_Q_CHUNKED : 0)
-               | (req->conf.ignore_activity == 1 ? PYH_Q_IGNORE_ACTIVITY : 0);
+               | (req->conf.chunked_request || req->asgi ? PYH_Q_CHUNKED : 0)
+               | (req->conf.ignore_activity == 1 ? PYH_Q_IGNORE_ACTIVITY : 0)
+               | (req->asgi ? PYH_Q_ASGI
+                                  | (unsigned)req->lifespan
+                                        << PYH_Q_LIFESPAN_SHIFT
+                            : 0);
     fx.server_index = sconf->index;
     /* 0: the daemon stats the script itself (a handler script is not the
      * file Apache looked up) */
@@ -376,6 +380,8 @@ typedef struct {
     apr_off_t pending;          /* bytes in bb not passed on yet */
     int done, status;           /* the response is over: the handler's status */
     int answered;               /* Apache refused the body and answered */
+    int watch_client;           /* ASGI: notice a client that goes away */
+    int client_left;            /* ... and it did */
 } relay_resp;
 
 static void relay_resp_init(relay_resp *rs, request_rec *r, pyh_request *req,
@@ -391,15 +397,50 @@ static void relay_resp_init(relay_resp *rs, request_rec *r, pyh_request *req,
     rs->io_timeout = d->socket_timeout ? d->socket_timeout : r->server->timeout;
     rs->first_timeout = d->request_timeout ? d->request_timeout
                                            : rs->io_timeout;
+    rs->watch_client = req->asgi;
+}
+
+/* Between an ASGI app's frames the client may go away (issue 13 point 4,
+ * in daemon mode): while no frame is there, the client's connection is
+ * looked at every 250 ms, as asgi.c does embedded. A client gone ends the
+ * wait with APR_ECONNABORTED; the caller then closes the relay connection,
+ * which is how the daemon learns it (its receive() -> http.disconnect). */
+static apr_status_t relay_wait_frame(relay_resp *rs,
+                                     apr_interval_time_t timeout)
+{
+    pyh_rconn *rc = rs->rc;
+    apr_time_t until = apr_time_now() + timeout;
+    for (;;) {
+        apr_interval_time_t slice = apr_time_from_msec(250), left;
+        apr_status_t rv;
+        if (rc->pos < rc->len)
+            return APR_SUCCESS;
+        left = until - apr_time_now();
+        if (left <= 0)
+            return APR_TIMEUP;
+        if (left < slice)
+            slice = left;
+        rv = rc_wait(rc->fd, POLLIN, slice);
+        if (rv != APR_TIMEUP)
+            return rv;
+        if (pyh_asgi_client_gone(rs->r)) {
+            rs->client_left = 1;
+            return APR_ECONNABORTED;
+        }
+    }
 }
 
 /* Reads the next frame's header. */
 static apr_status_t relay_next_frame(relay_resp *rs, int *type, uint32_t *len)
 {
     unsigned char hdr[PYH_FRAME_HDR];
-    apr_status_t rv = rc_read(rs->rc, (char *)hdr, PYH_FRAME_HDR,
-                              rs->seen.headers ? rs->io_timeout
-                                               : rs->first_timeout);
+    apr_interval_time_t timeout = rs->seen.headers ? rs->io_timeout
+                                                   : rs->first_timeout;
+    apr_status_t rv;
+    if (rs->watch_client
+        && (rv = relay_wait_frame(rs, timeout)) != APR_SUCCESS)
+        return rv;
+    rv = rc_read(rs->rc, (char *)hdr, PYH_FRAME_HDR, timeout);
     if (rv != APR_SUCCESS)
         return rv;
     return pyh_wire_header(hdr, type, len) < 0 ? APR_EGENERAL : APR_SUCCESS;
@@ -488,6 +529,27 @@ static apr_status_t relay_drop(relay_resp *rs, int type)
     return APR_SUCCESS;
 }
 
+/* An I frame: a 103 with the app's Link headers, as asgi.c sends one
+ * embedded (HTTP/1.1 and HTTP/2; an HTTP/1.0 client never gets one). The
+ * response's own status and headers are left alone. */
+static apr_status_t relay_interim(relay_resp *rs, const char *payload,
+                                  uint32_t len)
+{
+    request_rec *r = rs->r;
+    apr_table_t *out = r->headers_out, *hint = apr_table_make(r->pool, 4);
+    int status = r->status;
+    if (pyh_wire_parse_i(payload, len, hint) < 0)
+        return APR_EGENERAL;
+    if (r->proto_num < HTTP_VERSION(1, 1))
+        return APR_SUCCESS;
+    r->status = 103;
+    r->headers_out = hint;
+    ap_send_interim_response(r, 1);
+    r->status = status;
+    r->headers_out = out;
+    return APR_SUCCESS;
+}
+
 /* Acts on one frame whose payload has been read. */
 static apr_status_t relay_frame(relay_resp *rs, int type, char *payload,
                                 uint32_t len)
@@ -526,6 +588,8 @@ static apr_status_t relay_frame(relay_resp *rs, int type, char *payload,
             return APR_EGENERAL;
         return relay_done(rs, status);
     }
+    case PYH_F_INTERIM:
+        return relay_interim(rs, payload, len);
     default:
         return APR_EGENERAL;
     }
@@ -616,6 +680,12 @@ static int relay_response(request_rec *r, pyh_request *req, pyh_daemon *d,
         if (relay_pass_pending(&rs) < 0)
             return OK;
     }
+    if (rs.client_left) {
+        /* not the daemon's fault: nothing to log, nobody to answer */
+        if (!r->connection->master)
+            r->connection->aborted = 1;
+        return OK;
+    }
     return relay_failed(&rs, rv);
 }
 
@@ -628,6 +698,8 @@ int pyh_relay_request(request_rec *r, pyh_request *req, pyh_daemon *d)
     /* mod_mime typed the script file; the response's type is the app's. */
     r->content_type = NULL;
     pyh_env_collect(req);
+    if (req->asgi) /* the scope has the method as sent (no HEAD -> GET) */
+        req->vars[PYH_K_REQUEST_METHOD] = r->method;
     q = relay_build_request(r, req, &qlen);
     /* A retry goes to a new connection: the listener hands it to a
      * process that is not recycling. */
@@ -916,6 +988,23 @@ static apr_status_t relay_out(ap_filter_t *f, apr_bucket_brigade *bb)
     return APR_SUCCESS;
 }
 
+int pyh_relay_interim(request_rec *r, const apr_table_t *headers)
+{
+    relay_ctx *ctx = r->output_filters->ctx;
+    apr_size_t n = rec_table_size(headers);
+    char *buf;
+    if (ctx->headers_sent || !n)
+        return 0; /* a hint after the start is dropped, as embedded */
+    buf = apr_palloc(r->pool, n);
+    rec_put_table(buf, headers, PYH_R_HEADER_NAME);
+    if (pyh_dconn_frame(ctx->dc, PYH_F_INTERIM, buf, n) < 0
+        || pyh_dconn_flush(ctx->dc) < 0) {
+        r->connection->aborted = 1;
+        return -1;
+    }
+    return 0;
+}
+
 /* The daemon request's input filter: asks the Apache child for body. */
 static apr_status_t relay_in(ap_filter_t *f, apr_bucket_brigade *bb,
                              ap_input_mode_t mode, apr_read_type_e block,
@@ -1054,6 +1143,11 @@ static request_rec *relay_make_request(apr_pool_t *p, relay_ctx *ctx,
     c->client_addr = apr_pcalloc(p, sizeof(*c->client_addr));
     c->client_addr->port = (apr_port_t)(port ? atoi(port) : 0);
     c->local_addr = apr_pcalloc(p, sizeof(*c->local_addr));
+    /* the ASGI scope's server port (CGI's SERVER_PORT: the same unless a
+     * ServerName names another) */
+    c->local_addr->port = (apr_port_t)(req->vars[PYH_K_SERVER_PORT]
+                                           ? atoi(req->vars[PYH_K_SERVER_PORT])
+                                           : 0);
     c->notes = apr_table_make(p, 1);
     c->keepalive = AP_CONN_UNKNOWN;
     c->log = &s->log;
@@ -1071,6 +1165,12 @@ static request_rec *relay_make_request(apr_pool_t *p, relay_ctx *ctx,
     r->method = req->vars[PYH_K_REQUEST_METHOD];
     r->protocol = (char *)(req->vars[PYH_K_SERVER_PROTOCOL]
                                ? req->vars[PYH_K_SERVER_PROTOCOL] : "HTTP/1.1");
+    /* HTTP/1.0, HTTP/1.1, HTTP/2.0 (mod_http2): the ASGI scope's version */
+    r->proto_num = !strncmp(r->protocol, "HTTP/", 5) && apr_isdigit(r->protocol[5])
+                       ? HTTP_VERSION(r->protocol[5] - '0',
+                                      r->protocol[6] == '.'
+                                          ? atoi(r->protocol + 7) : 0)
+                       : HTTP_VERSION(1, 1);
     r->header_only = (fx->flags & PYH_Q_HEADER_ONLY) != 0;
     r->status = HTTP_OK;
     r->headers_out = apr_table_make(p, 8);
@@ -1137,6 +1237,10 @@ static pyh_request *relay_parse_request(char *payload, uint32_t len,
     req->conf.error_override = (fx->flags & PYH_Q_ERROR_OVERRIDE) != 0;
     req->conf.map_head_to_get = PYH_HEAD_OFF; /* decided by the child */
     req->app_group = q->app_group ? q->app_group : "";
+    req->asgi = (fx->flags & PYH_Q_ASGI) != 0;
+    if (req->asgi) /* none given: `application`, else `app` (interp.c) */
+        req->conf.callable_object = q->callable;
+    req->lifespan = (int)((fx->flags >> PYH_Q_LIFESPAN_SHIFT) & 3u);
     return req;
 }
 
@@ -1159,6 +1263,20 @@ static void relay_request_rec(relay_ctx *ctx, const pyh_q_fixed *fx,
     req->path_info = req->vars[PYH_K_PATH_INFO] ? req->vars[PYH_K_PATH_INFO] : "";
 }
 
+/* An ASGI app: this thread does the request's I/O over the relay as an
+ * Apache worker does over the client's connection (asgi.c, DESIGN rule
+ * 8), while the app runs on the process's event loop. The watchdog's
+ * TimeoutError cannot reach a coroutine on another thread: the worker
+ * ends the request itself at its deadline. Returns with the GIL
+ * released and the interpreter left. */
+static int relay_run_asgi(pyh_interp *in, pyh_request *req, PyObject *app)
+{
+    pyh_daemon *d = pyh_this_daemon;
+    if (d->request_timeout)
+        req->deadline = apr_time_now() + d->request_timeout;
+    return pyh_asgi_handle(in, req, app, req->lifespan);
+}
+
 /* Runs the app for req in its interpreter; the handler's status. */
 static int relay_run_app(pyh_request *req)
 {
@@ -1170,10 +1288,16 @@ static int relay_run_app(pyh_request *req)
     if (!(in = pyh_interp_acquire(req->app_group, r->server)))
         return HTTP_INTERNAL_SERVER_ERROR;
     req->interp = in;
-    pyh_daemon_busy(in);
+    if (!req->asgi)
+        pyh_daemon_busy(in);
     app = pyh_script_callable(in, r, r->filename, req->conf.callable_object,
                               req->conf.script_reloading, &status);
     pyh_daemon_loaded(app != NULL);
+    if (app && req->asgi) {
+        status = relay_run_asgi(in, req, app);
+        pyh_interp_leave(in);
+        return status;
+    }
     if (app) {
         status = pyh_wsgi_handle(in, req, app);
         Py_DECREF(app);
@@ -1218,6 +1342,7 @@ int pyh_relay_serve(pyh_dconn *dc)
     if (!(q.fx.flags & PYH_Q_IGNORE_ACTIVITY))
         pyh_daemon_active();
     relay_request_rec(&ctx, &q.fx, req, &q);
+    req->relay_fd = dc->fd;
     relay_finish(&ctx, relay_run_app(req));
     /* Now, not at this thread's next request: what the request's pool
      * holds must not outlive it (a wsgi.file_wrapper bucket's own

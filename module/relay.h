@@ -17,6 +17,8 @@
  *                      R  send me at most N body bytes
  *                      G  goodbye: the daemon closes this idle connection
  *                         without having read anything after it
+ *                      I  interim: a 103's headers (ASGI early hint),
+ *                         before H
  */
 #ifndef PYHOST_RELAY_H
 #define PYHOST_RELAY_H
@@ -32,7 +34,8 @@
 enum {
     PYH_F_REQUEST = 'Q', PYH_F_BODY = 'B', PYH_F_BODY_ERROR = 'X',
     PYH_F_HEADERS = 'H', PYH_F_DATA = 'D', PYH_F_FLUSH = 'F', PYH_F_END = 'E',
-    PYH_F_ABORT = 'A', PYH_F_STATUS = 'S', PYH_F_READ = 'R', PYH_F_GOODBYE = 'G'
+    PYH_F_ABORT = 'A', PYH_F_STATUS = 'S', PYH_F_READ = 'R', PYH_F_GOODBYE = 'G',
+    PYH_F_INTERIM = 'I'
 };
 
 /* Record kinds inside Q and H payloads: u32 length, u8 kind, bytes, NUL. */
@@ -50,7 +53,10 @@ enum {
 #define PYH_Q_ERROR_OVERRIDE 4u
 #define PYH_Q_PASS_AUTH 8u
 #define PYH_Q_CHUNKED 16u
-#define PYH_Q_IGNORE_ACTIVITY 32u /* WSGIIgnoreActivity */
+#define PYH_Q_ASGI 32u          /* an ASGI mount: the daemon runs it on its
+                                   event loop, lifespan mode in the bits */
+#define PYH_Q_LIFESPAN_SHIFT 6  /* 2 bits: PYH_LIFESPAN_* */
+#define PYH_Q_IGNORE_ACTIVITY 256u /* WSGIIgnoreActivity */
 
 typedef struct {
     unsigned char secret[16];
@@ -89,6 +95,9 @@ typedef struct {
     apr_table_t *headers;
 } pyh_wire_h;
 int pyh_wire_parse_h(const char *payload, apr_size_t len, pyh_wire_h *h);
+/* An I payload: header records only, added to the caller's table. */
+int pyh_wire_parse_i(const char *payload, apr_size_t len,
+                     apr_table_t *headers);
 /* An S payload's status. */
 int pyh_wire_parse_s(const char *payload, apr_size_t len, int *status);
 

@@ -123,6 +123,28 @@ int pyh_wire_parse_h(const char *payload, apr_size_t len, pyh_wire_h *h)
     return kind == -2 || name ? -1 : 0;
 }
 
+int pyh_wire_parse_i(const char *payload, apr_size_t len,
+                     apr_table_t *headers)
+{
+    const char *p = payload, *end = payload + len, *v, *name = NULL;
+    int kind;
+    if (!payload || !len)
+        return -1;
+    while ((kind = wire_rec_next(&p, end, &v)) >= 0) {
+        if (name) {
+            if (kind != PYH_R_HEADER_VALUE)
+                return -1;
+            apr_table_addn(headers, name, v);
+            name = NULL;
+        }
+        else if (kind == PYH_R_HEADER_NAME)
+            name = v;
+        else
+            return -1;
+    }
+    return kind == -2 || name ? -1 : 0;
+}
+
 int pyh_wire_resp_next(pyh_wire_resp *st, int type, uint32_t len)
 {
     int first = !st->frames && !st->body_asked;
@@ -149,6 +171,8 @@ int pyh_wire_resp_next(pyh_wire_resp *st, int type, uint32_t len)
         return !len ? PYH_WIRE_OK : PYH_WIRE_BAD;
     case PYH_F_STATUS:
         return !st->headers && len == 4 ? PYH_WIRE_OK : PYH_WIRE_BAD;
+    case PYH_F_INTERIM:
+        return !st->headers && len ? PYH_WIRE_OK : PYH_WIRE_BAD;
     default:
         return PYH_WIRE_BAD;
     }

@@ -8,7 +8,7 @@
 #
 #   scripts/matrix-one.sh LABEL PYTHON VENV
 # Env: PYHOST_MATRIX_MPM (default event), PYHOST_MATRIX_PYTEST_ARGS (extra
-# pytest arguments), PYHOST_MATRIX_TIMEOUT (seconds for pytest, default 900).
+# pytest arguments), PYHOST_MATRIX_TIMEOUT (seconds for pytest, default 1800).
 set -euo pipefail
 
 label="$1" python="$2" venv="$3"
@@ -24,10 +24,16 @@ result() {  # PASSED FAILED SKIPPED
 ensure_venv "matrix $label" "$venv" "$python"
 version="$("$venv/bin/python" -c 'import sys, sysconfig; print(sys.version.split()[0] + ("t" if sysconfig.get_config_var("Py_GIL_DISABLED") else ""))')"
 
+# Build from a private copy of the checkout: pip builds a local directory in
+# place (build/, the Cython output), and matrix.sh runs cells side by side.
+src="$(mktemp -d "${TMPDIR:-/tmp}/pyhost-matrix-src-$label.XXXXXX")"
+trap 'rm -rf "$src"' EXIT
+copy_checkout "$repo" "$src"
+
 log="$venv/matrix-build.log"
 if ! { "$venv/bin/python" -m pip install --quiet --upgrade pip \
        && { "$venv/bin/python" -m pip uninstall --quiet --yes pyhost || true; } \
-       && "$venv/bin/python" -m pip install --no-cache-dir "$repo[test]"; } >"$log" 2>&1; then
+       && "$venv/bin/python" -m pip install --no-cache-dir "$src[test]"; } >"$log" 2>&1; then
     tail -n 40 "$log" >&2
     echo "matrix $label: building or installing pyhost with $python failed" >&2
     result 0 1 0
@@ -40,7 +46,7 @@ echo "matrix $label: built $so against $(ldd "$so" | awk '/libpython/ { print $3
 junit="$(mktemp "${TMPDIR:-/tmp}/pyhost-matrix-$label.XXXXXX.xml")"
 status=0
 # shellcheck disable=SC2086
-(cd "$repo" && PYHOST_TEST_MPMS="$mpm" timeout "${PYHOST_MATRIX_TIMEOUT:-900}" \
+(cd "$repo" && PYHOST_TEST_MPMS="$mpm" timeout "${PYHOST_MATRIX_TIMEOUT:-1800}" \
     "$venv/bin/python" -m pytest tests -m core -q -rfE -p no:cacheprovider --durations=5 \
     --junitxml="$junit" ${PYHOST_MATRIX_PYTEST_ARGS:-}) || status=$?
 read -r passed failed skipped < <("$venv/bin/python" - "$junit" <<'EOF' || echo "0 1 0"

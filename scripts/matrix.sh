@@ -2,7 +2,7 @@
 # The Python version matrix: build pyhost against every supported Python and
 # run the core test subset (pytest -m core, one MPM) with each.
 #
-#   scripts/matrix.sh [LABEL ...]       default: all of
+#   scripts/matrix.sh [--prepare] [LABEL ...]   default: all of
 #     3.9 3.10 3.11 3.12 3.13   pyenv's, copied out of /root (scripts/host-pythons.sh)
 #     debian-3.11               /usr/bin/python3.11, the default venv's Python
 #     ft                        free-threaded CPython built from Debian's source
@@ -10,6 +10,9 @@
 #     sid-3.14 sid-3.15         Debian sid's python3.14 / python3.15, in a
 #                               debootstrapped sid root (scripts/sid-root.sh)
 #
+# --prepare only makes the Pythons (and the sid root tarball) and exits, so
+# .ci/run can do that while the full suite runs. PYHOST_MATRIX_JOBS: cells
+# run side by side (default 2).
 # Prints the time of each preparation step, one line per Python, and totals;
 # exits non-zero if any Python fails (build, a failed test, or no test run).
 # Host venvs live in $PYHOST_MATRIX_DIR (default /opt/pyhost/matrix) and are
@@ -22,6 +25,8 @@ repo="$(dirname "$here")"
 dir="${PYHOST_MATRIX_DIR:-/opt/pyhost/matrix}"
 pythons="${PYHOST_PYTHONS:-/opt/pyhost/pythons}"
 all=(3.9 3.10 3.11 3.12 3.13 debian-3.11 ft sid-3.14 sid-3.15)
+prepare_only=0
+if [ "${1:-}" = "--prepare" ]; then prepare_only=1; shift; fi
 labels=("$@")
 [ ${#labels[@]} -gt 0 ] || labels=("${all[@]}")
 t_start=$SECONDS
@@ -69,34 +74,67 @@ if want sid-3.14 || want sid-3.15; then
     step "sid-root build" bash "$here/sid-root.sh" build || failed_prep+=(sid)
 fi
 
-# -- one Python at a time (2 cores: parallel cells would only fight) -------
-cell() {  # LABEL PYTHON VENV
-    local label="$1" t0=$SECONDS rc=0
-    echo "== matrix: $label ($2)"
-    bash "$here/matrix-one.sh" "$@" 2>&1 | tee "$logs/$label.log" || rc=$?
-    record "$label" "$logs/$label.log" "$rc"
+# -- the cells, PYHOST_MATRIX_JOBS at a time (default 2) -------------------
+# A cell is mostly waiting on Apache starting, stopping and answering, so two
+# side by side finish in little more than the time of one, even on 2 cores.
+# Each cell builds from its own copy of the checkout (matrix-one.sh) into its
+# own venv; the tests use ephemeral ports and their own temporary dirs. A
+# cell's output goes to its log, printed whole when it ends.
+max_jobs="${PYHOST_MATRIX_JOBS:-2}"
+declare -A job_labels job_t0
+jobs_running=0
+finish_one() {  # wait for any cell to end, print its log, record its result
+    local pid rc=0 name l
+    wait -n -p pid || rc=$?
+    [ -n "${pid:-}" ] || return 0
+    name="${job_labels[$pid]}"
+    unset "job_labels[$pid]"
+    jobs_running=$((jobs_running - 1))
+    echo "== matrix: $name ended (exit $rc, $((SECONDS - job_t0[$name]))s)"
+    cat "$logs/$name.log"
+    if [ "$name" = sid ]; then
+        for l in "${sid[@]}"; do record "$l" "$logs/sid.log" "$rc"; done
+        timings+=("sid root + cells $((SECONDS - job_t0[sid]))s")
+    else
+        record "$name" "$logs/$name.log" "$rc"
+    fi
 }
-for l in "${host[@]}"; do
-    cell "$l" "$pythons/$l/bin/python$l" "$dir/venv-$l"
-done
-if want debian-3.11; then
-    cell debian-3.11 /usr/bin/python3.11 "$dir/venv-debian-3.11"
-fi
-if want ft; then
-    ft_python="$(ls "$pythons"/ft/bin/python3.*t 2>/dev/null | grep -E 'python3\.[0-9]+t$' | head -n 1)"
-    cell ft "${ft_python:-$pythons/ft/bin/python3t-missing}" "$dir/venv-ft"
-fi
+launch() {  # NAME CMD...: run CMD as a cell in the background
+    local name="$1"
+    shift
+    while [ "$jobs_running" -ge "$max_jobs" ]; do finish_one; done
+    echo "== matrix: $name started"
+    job_t0[$name]=$SECONDS
+    "$@" >"$logs/$name.log" 2>&1 &
+    job_labels[$!]="$name"
+    jobs_running=$((jobs_running + 1))
+}
+
 sid=()
 for l in sid-3.14 sid-3.15; do want "$l" && sid+=("$l"); done
-if [ ${#sid[@]} -gt 0 ]; then
-    t0=$SECONDS
-    echo "== matrix: ${sid[*]} (in a fresh sid root)"
-    # One root for both: the cells run one after the other inside it.
-    inner='status=0; for l in "$@"; do py=/usr/bin/python${l#sid-}; bash scripts/matrix-one.sh "$l" "$py" "/opt/pyhost/matrix/venv-$l" || status=1; done; exit $status'
-    bash "$here/sid-root.sh" run "$repo" -- bash -c "$inner" sh "${sid[@]}" 2>&1 | tee "$logs/sid.log"
-    rc=${PIPESTATUS[0]}
-    for l in "${sid[@]}"; do record "$l" "$logs/sid.log" "$rc"; done
-    timings+=("sid root + cells $((SECONDS - t0))s")
+if [ "$prepare_only" -eq 0 ]; then
+    # The sid cells share one fresh root and run one after the other in it:
+    # the longest job, so it starts first.
+    if [ ${#sid[@]} -gt 0 ]; then
+        inner='status=0; for l in "$@"; do py=/usr/bin/python${l#sid-}; bash scripts/matrix-one.sh "$l" "$py" "/opt/pyhost/matrix/venv-$l" || status=1; done; exit $status'
+        launch sid bash "$here/sid-root.sh" run "$repo" -- bash -c "$inner" sh "${sid[@]}"
+    fi
+    for l in "${host[@]}"; do
+        launch "$l" bash "$here/matrix-one.sh" "$l" "$pythons/$l/bin/python$l" "$dir/venv-$l"
+    done
+    if want debian-3.11; then
+        launch debian-3.11 bash "$here/matrix-one.sh" debian-3.11 /usr/bin/python3.11 "$dir/venv-debian-3.11"
+    fi
+    if want ft; then
+        ft_python="$(ls "$pythons"/ft/bin/python3.*t 2>/dev/null | grep -E 'python3\.[0-9]+t$' | head -n 1)"
+        launch ft bash "$here/matrix-one.sh" ft "${ft_python:-$pythons/ft/bin/python3t-missing}" "$dir/venv-ft"
+    fi
+    while [ "$jobs_running" -gt 0 ]; do finish_one; done
+else
+    echo "== matrix: --prepare: preparation only"
+    for t in "${timings[@]}"; do echo "   prep: $t"; done
+    [ ${#failed_prep[@]} -eq 0 ] || { echo "matrix: preparation failed: ${failed_prep[*]}" >&2; exit 1; }
+    exit 0
 fi
 
 # -- summary --------------------------------------------------------------

@@ -16,7 +16,7 @@
 #   PYHOST_TEST_MPMS   MPMs to run (default all three, as in the suite)
 #   PYHOST_SANITIZE_LOGS  where the sanitizer logs go (default a new
 #                      /tmp/pyhost-sanitize.XXXXXX); kept after the run
-#   PYHOST_SANITIZE_TIMEOUT  seconds each pytest run may take (default 900)
+#   PYHOST_SANITIZE_TIMEOUT  seconds each pytest run may take (default 1800)
 #
 # Tests: `pytest -m core` (which holds the daemon tests marked core), then the
 # rest of tests/test_daemon.py and test_daemon_lifecycle.py (daemon mode in
@@ -30,7 +30,7 @@ set -uo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(dirname "$here")"
 venv="${PYHOST_ASAN_VENV:-/opt/pyhost/venv-asan}"
-timeout_s="${PYHOST_SANITIZE_TIMEOUT:-900}"
+timeout_s="${PYHOST_SANITIZE_TIMEOUT:-1800}"
 t_start=$SECONDS
 
 say() { echo "sanitize: $*"; }

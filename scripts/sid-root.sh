@@ -22,6 +22,7 @@ set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 . "$here/debian-lib.sh"
+. "$here/venv-lib.sh"
 
 cache="${PYHOST_SID_CACHE:-/var/cache/pyhost-sid}"
 SID_PACKAGES="apache2 apache2-dev python3.14-dev python3.14-venv python3.15-dev python3.15-venv build-essential ca-certificates"
@@ -126,8 +127,7 @@ run() {
     tar -C "$work/root" -xf "$tarball"
     mkdir -p "$work/root/src"
     # The checkout without .git or build leftovers (works for a worktree too).
-    (cd "$src" && git ls-files -z --cached --others --exclude-standard | tar --null -T - -cf -) \
-        | tar -C "$work/root/src" -xf -
+    copy_checkout "$src" "$work/root/src"
     echo "sid-root: root ready in $((SECONDS - t0))s: $work/root"
     PYHOST_CWD=/src in_root "$work/root" "$@" || status=$?
     return "$status"

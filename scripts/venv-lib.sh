@@ -19,3 +19,16 @@ ensure_venv() {
         "$python" -m venv "$venv"
     fi
 }
+
+# Copy the checkout SRC (a clone or a worktree: tracked and untracked files,
+# no .git, nothing .gitignore'd such as build/) into the directory DEST.
+#   copy_checkout SRC DEST
+copy_checkout() {
+    local src="$1" dest="$2"
+    if git -C "$src" rev-parse --git-dir >/dev/null 2>&1; then
+        (cd "$src" && git ls-files -z --cached --others --exclude-standard | tar --null -T - -cf -) \
+            | tar -C "$dest" -xf -
+    else
+        (cd "$src" && tar --exclude=./build --exclude=./.git -cf - .) | tar -C "$dest" -xf -
+    fi
+}

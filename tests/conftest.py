@@ -11,9 +11,14 @@ import harness
 # The core subset scripts/matrix.sh runs against every supported Python
 # (`pytest -m core`, under one MPM): every test in these modules, and any
 # other test marked @pytest.mark.core (or a module with pytestmark = core).
+# The ASGI modules are in it: a test that cannot run on some Python (no
+# uvloop, no framework, no h2 or websockets package) skips there; the
+# frameworks are an extra the matrix does not install, so theirs skip.
 CORE_MODULES = {"test_environ", "test_input", "test_output", "test_bad_apps",
                 "test_directives", "test_lifecycle", "test_embedding",
-                "test_interpreters"}
+                "test_interpreters", "test_asgi", "test_asgi_disconnect",
+                "test_asgi_extensions", "test_asgi_websocket",
+                "test_asgi_frameworks"}
 
 
 def pytest_configure(config):

@@ -26,11 +26,24 @@ WSGIScriptAlias /w @APPS@/env.wsgi
 """
 
 
-@pytest.fixture(scope="module", params=harness.MPMS if not os.environ.get("PYHOST_TEST_MPMS")
-                else [m for m in os.environ["PYHOST_TEST_MPMS"].split(",") if m in harness.MPMS])
+# Every scenario runs embedded and in a daemon process group (issue 14
+# point 4): the same apps, the daemon reached over the relay.
+DAEMON_CONF = "WSGIDaemonProcess asgid threads=8\nWSGIProcessGroup asgid\n"
+MODES = ("embedded", "daemon")
+_MPMS = (harness.MPMS if not os.environ.get("PYHOST_TEST_MPMS")
+         else [m for m in os.environ["PYHOST_TEST_MPMS"].split(",") if m in harness.MPMS])
+
+
+@pytest.fixture(scope="module", params=[(m, mode) for m in _MPMS for mode in MODES],
+                ids=lambda p: "%s-%s" % p)
 def asgi(request, workspace):
-    srv = harness.Apache(workspace, "asgi-" + request.param, mpm=request.param, extra=ASGI_CONF)
+    mpm, mode = request.param
+    extra = (DAEMON_CONF if mode == "daemon" else "") + ASGI_CONF
+    srv = harness.Apache(workspace, "asgi-%s-%s" % (mpm, mode), mpm=mpm, extra=extra)
+    srv.mode = mode
     srv.start()
+    if mode == "daemon":  # its "ready" entry is logged before any test's mark
+        assert srv.get("/a/hello").status == 200
     yield srv
     srv.stop()
 
@@ -321,6 +334,10 @@ def test_lifespan_unsupported_under_auto_is_one_info_line(short_server, mpm):
     ("ASGIEventLoop trio", "ASGIEventLoop takes auto, asyncio or uvloop"),
     ("ASGIScriptAlias /x @APPS@/asgi_http.py pass-authorization=On", "pass-authorization= is WSGI's"),
     ("ASGIScriptAlias /x @APPS@/asgi_http.py bogus=1", "unknown option"),
+    ("ASGIWebSocketMaxMessage 0", "of bytes, 1 to 1073741824"),
+    ("ASGIWebSocketPingInterval -1", "of seconds, 0 to 86400"),
+    # 0 would close every WebSocket at its first ping
+    ("ASGIWebSocketPingTimeout 0", "of seconds, 1 to 86400"),
 ])
 def test_bad_directives(short_server, line, needle):
     srv = short_server("asgi-badconf", extra=line + "\n")
@@ -330,10 +347,6 @@ def test_bad_directives(short_server, line, needle):
 
 
 @pytest.mark.parametrize("extra,needle", [
-    ("WSGIDaemonProcess grp threads=2\n"
-     "ASGIScriptAlias /a @APPS@/asgi_http.py process-group=grp\n", "PYH0220"),
-    ("WSGIDaemonProcess grp threads=2\nWSGIProcessGroup grp\n"
-     "ASGIScriptAlias /a @APPS@/asgi_http.py\n", "PYH0220"),
     ("ASGIScriptAlias /a @APPS@/asgi_http.py application-group=other\n", "PYH0221"),
 ])
 def test_unsupported_placement_is_a_startup_error(short_server, extra, needle):

@@ -15,16 +15,29 @@ import harness
 CONF = "ASGIScriptAlias /d @APPS@/asgi_disconnect.py\n"
 
 
-@pytest.fixture(scope="module", params=harness.MPMS if not os.environ.get("PYHOST_TEST_MPMS")
-                else [m for m in os.environ["PYHOST_TEST_MPMS"].split(",") if m in harness.MPMS])
+_MPMS = (harness.MPMS if not os.environ.get("PYHOST_TEST_MPMS")
+         else [m for m in os.environ["PYHOST_TEST_MPMS"].split(",") if m in harness.MPMS])
+
+
+# Embedded, and in a daemon process group (issue 14 point 4): there the
+# Apache child notices the client and closes the relay connection, and
+# the daemon's worker notices that.
+@pytest.fixture(scope="module", params=[(m, mode) for m in _MPMS
+                                        for mode in ("embedded", "daemon")],
+                ids=lambda p: "%s-%s" % p)
 def srv(request, workspace):
+    mpm, mode = request.param
     # A fixed set of children, so that the RSS measured before and after
     # is that of the processes that served the aborted streams.
-    spare = ("MinSpareServers 1\nMaxSpareServers 64\n" if request.param == "prefork"
+    spare = ("MinSpareServers 1\nMaxSpareServers 64\n" if mpm == "prefork"
              else "MinSpareThreads 1\nMaxSpareThreads 64\n")
-    s = harness.Apache(workspace, "asgi-disc-" + request.param, mpm=request.param,
-                       extra=CONF + spare)
+    daemon = ("WSGIDaemonProcess discd threads=4\nWSGIProcessGroup discd\n"
+              if mode == "daemon" else "")
+    s = harness.Apache(workspace, "asgi-disc-%s-%s" % (mpm, mode), mpm=mpm,
+                       extra=daemon + CONF + spare)
     s.start()
+    if mode == "daemon":  # its "ready" entry is logged before any test's mark
+        assert s.get("/d/pid").status == 200
     yield s
     s.stop()
 
@@ -73,6 +86,28 @@ def test_send_raises_oserror_when_the_client_leaves_a_stream(srv, workspace, tok
     assert seen["at"] - closed < 1.0, seen["at"] - closed
     assert 0 < seen["sent"] < 100, seen
     time.sleep(0.3)
+    text = srv.log_since(mark)
+    assert not harness.CRASH_RE.search(text), text
+    assert not srv.log_entries_since(mark), text
+
+
+def test_receive_asked_while_the_response_completes_is_answered(srv, workspace, token):
+    # The READ reaches the worker while it writes the final body (the
+    # client reads nothing for a second): the worker must answer it as it
+    # leaves, not leave the app's receive() waiting for ever (and its
+    # request object alive).
+    mark = srv.log_mark()
+    s = srv.open_socket(timeout=20)
+    s.sendall(b"POST /d/early?" + token.encode() + b" HTTP/1.1\r\nHost: x\r\n"
+              b"Content-Length: 5\r\nConnection: close\r\n\r\nhello")
+    time.sleep(1.0)
+    data = harness.read_until_close(s, timeout=20)
+    s.close()
+    assert data.startswith(b"HTTP/1.1 200") and data.endswith(b"e" * 1000), data[:200]
+    assert len(data.partition(b"\r\n\r\n")[2]) == 64 << 20
+    seen = marker(workspace, token, timeout=8)
+    assert seen is not None, srv.log_since(mark)
+    assert seen["got"] == "http.disconnect", seen
     text = srv.log_since(mark)
     assert not harness.CRASH_RE.search(text), text
     assert not srv.log_entries_since(mark), text

@@ -17,11 +17,25 @@ import harness
 CONF = "EnableSendfile On\nEnableMMAP Off\nASGIScriptAlias /f @APPS@/asgi_files.py\n"
 
 
-@pytest.fixture(scope="module", params=harness.MPMS if not os.environ.get("PYHOST_TEST_MPMS")
-                else [m for m in os.environ["PYHOST_TEST_MPMS"].split(",") if m in harness.MPMS])
+_MPMS = (harness.MPMS if not os.environ.get("PYHOST_TEST_MPMS")
+         else [m for m in os.environ["PYHOST_TEST_MPMS"].split(",") if m in harness.MPMS])
+
+
+# Embedded, and in a daemon process group (issue 14 point 4): there the
+# daemon reads the files into relay frames and the Apache child sends
+# the 103 an I frame asks for.
+@pytest.fixture(scope="module", params=[(m, mode) for m in _MPMS
+                                        for mode in ("embedded", "daemon")],
+                ids=lambda p: "%s-%s" % p)
 def srv(request, workspace):
-    s = harness.Apache(workspace, "asgi-ext-" + request.param, mpm=request.param, extra=CONF)
+    mpm, mode = request.param
+    daemon = ("WSGIDaemonProcess extd threads=4\nWSGIProcessGroup extd\n"
+              if mode == "daemon" else "")
+    s = harness.Apache(workspace, "asgi-ext-%s-%s" % (mpm, mode), mpm=mpm,
+                       extra=daemon + CONF)
     s.start()
+    if mode == "daemon":  # its "ready" entry is logged before any test's mark
+        assert s.get("/f/ext").status == 200
     yield s
     s.stop()
 

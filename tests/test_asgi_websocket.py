@@ -1,7 +1,8 @@
 """ASGI WebSockets (issue 13 point 7): the handshake, messages both ways,
 the close handshake, RFC 6455's protocol errors and permessage-deflate,
-against a real Apache on each MPM, with a raw-socket client that can also
-send what no well-behaved client would. App: tests/apps/asgi_ws.py."""
+the denial response (websocket.http.response), against a real Apache on
+each MPM, with a raw-socket client that can also send what no
+well-behaved client would. Apps: tests/apps/asgi_ws.py, asgi_ws_deny.py."""
 
 import base64
 import hashlib
@@ -23,6 +24,7 @@ GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 # Port 1: compression off and a 1 s keepalive; port 2: TLS (wss://).
 WS_CONF = r"""
 ASGIScriptAlias /ws @APPS@/asgi_ws.py
+ASGIScriptAlias /deny @APPS@/asgi_ws_deny.py
 ASGIWebSocketMaxMessage 65536
 <VirtualHost 127.0.0.1:@PORT1@>
     ASGIWebSocketCompression Off
@@ -97,6 +99,7 @@ class Client:
         head, _, self.buf = self.buf.partition(b"\r\n\r\n")
         lines = head.decode("latin-1").split("\r\n")
         self.status = int(lines[0].split()[1]) if lines[0] else 0
+        self.header_lines = lines[1:]
         self.headers = {}
         for line in lines[1:]:
             k, _, v = line.partition(":")
@@ -178,8 +181,36 @@ class Client:
                 return rest
             rest += chunk
 
+    def read_body(self, timeout=10.0):
+        """An HTTP response's body (a denial), read until the server
+        closes; de-chunked when chunked."""
+        self.sock.settimeout(timeout)
+        while True:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                break
+            self.buf += chunk
+        if self.headers.get("transfer-encoding") == "chunked":
+            return dechunk(self.buf)
+        return self.buf
+
     def close(self):
         self.sock.close()
+
+
+def dechunk(data):
+    """A whole chunked body (with its last chunk) decoded; AssertionError
+    when it is cut."""
+    out = b""
+    while True:
+        size, sep, rest = data.partition(b"\r\n")
+        assert sep, "cut in a chunk size"
+        n = int(size.split(b";")[0], 16)
+        if n == 0:
+            return out
+        assert len(rest) >= n + 2, "cut in a chunk"
+        out += rest[:n]
+        data = rest[n + 2:]
 
 
 def close_frame(code, reason=b""):
@@ -219,7 +250,8 @@ def test_scope(wsrv):
     assert s["asgi"]["version"] == "3.0"
     assert "method" not in s
     assert s["client"][0] == "127.0.0.1" and s["server"][1] == wsrv.port
-    assert s["state"] == {} and s["extensions"] == {}
+    assert s["state"] == {}
+    assert s["extensions"] == {"websocket.http.response": {}}
     c.close()
 
 
@@ -457,6 +489,109 @@ def test_keepalive_ping_answered(wsrv):
     c.close()
 
 
+# ---- the denial response (asgiref's websocket.http.response extension) --------
+
+def test_denial_response_status_headers_and_body(wsrv):
+    name = "r401-" + wsrv.mpm
+    mark = wsrv.log_mark()
+    c = Client(wsrv, "/deny/401?" + name)
+    assert c.status == 401
+    assert c.headers["www-authenticate"] == 'Bearer realm="ws"'
+    assert c.headers["content-type"] == "text/plain"
+    assert [line for line in c.header_lines if line.lower().startswith("x-denied:")] \
+        == ["x-denied: yes", "x-denied: twice"]
+    assert "sec-websocket-accept" not in c.headers and "upgrade" not in c.headers
+    # the connection ends with the denial (the extension says so)
+    assert c.headers["connection"] == "close"
+    assert c.read_body() == b"no token, no socket"
+    # the app's receive() after its response: the connection is over
+    assert json.loads(recorded(wsrv, name)) == \
+        {"type": "websocket.disconnect", "code": 1006, "reason": ""}
+    assert not wsrv.log_entries_since(mark), wsrv.log_since(mark)
+
+
+def test_denial_response_extension_listed(wsrv):
+    c = Client(wsrv, "/deny/ext")
+    assert c.status == 418
+    assert json.loads(c.read_body()) == ["websocket.http.response"]
+
+
+def test_denial_response_streamed(wsrv):
+    name = "stream-" + wsrv.mpm
+    c = Client(wsrv, "/deny/stream?" + name)
+    # no length: the body ends with the connection (which ends anyway)
+    assert c.status == 429 and "content-length" not in c.headers
+    # the first piece arrives while the app waits for this test to see it
+    c.sock.settimeout(10)
+    while b"one," not in c.buf:
+        chunk = c.sock.recv(65536)
+        assert chunk, c.buf
+        c.buf += chunk
+    with open(wsrv.ws.state_path("ws-go-" + name), "w"):
+        pass
+    assert c.read_body() == b"one,two,three"
+    assert json.loads(recorded(wsrv, name))["type"] == "websocket.disconnect"
+
+
+def test_denial_response_to_a_client_library(wsrv):
+    websockets = pytest.importorskip("websockets")
+    from websockets.asyncio.client import connect
+
+    async def talk():
+        with pytest.raises(websockets.InvalidStatus) as info:
+            async with connect("ws://127.0.0.1:%d/deny/401" % wsrv.port):
+                pass
+        return info.value.response
+
+    response = asyncio.run(asyncio.wait_for(talk(), 30))
+    assert response.status_code == 401
+    assert response.headers.get_all("X-Denied") == ["yes", "twice"]
+    assert response.headers["WWW-Authenticate"] == 'Bearer realm="ws"'
+    assert response.body == b"no token, no socket"
+
+
+@pytest.mark.parametrize("path,problem", [
+    ("/deny/body-first", "websocket.http.response.body before websocket.http.response.start"),
+    ("/deny/start-twice", "websocket.http.response.start sent twice"),
+    ("/deny/bad-status", "status must be an int"),
+    ("/deny/bad-headers", "must be bytes"),
+    ("/deny/bad-body", "body must be bytes"),
+    ("/deny/accept-after-start", "websocket.accept after websocket.http.response.start"),
+    ("/deny/close-after-start", "websocket.close after websocket.http.response.start"),
+])
+def test_denial_response_invalid_sequences(wsrv, path, problem):
+    mark = wsrv.log_mark()
+    c = Client(wsrv, path)
+    assert c.status == 500
+    entries = wsrv.wait_log_entries(mark, count=1)
+    assert len(entries) == 1, entries
+    assert "PYH0204" in entries[0] and problem in wsrv.log_since(mark), wsrv.log_since(mark)
+
+
+def test_denial_response_misuse_after_it_started(wsrv):
+    # started, never ended: as an HTTP response the app never finished
+    mark = wsrv.log_mark()
+    assert Client(wsrv, "/deny/start-only").status == 500
+    entries = wsrv.wait_log_entries(mark, count=1)
+    assert len(entries) == 1 and "PYH0201" in entries[0], entries
+    # a body after the complete response: the client has its response,
+    # the log names the late message
+    mark = wsrv.log_mark()
+    c = Client(wsrv, "/deny/after-complete")
+    assert c.status == 401 and c.read_body() == b"complete"
+    entries = wsrv.wait_log_entries(mark, count=1)
+    assert len(entries) == 1, entries
+    assert "after the response was complete" in wsrv.log_since(mark)
+    # after websocket.accept the HTTP response is gone: closed with 1011
+    mark = wsrv.log_mark()
+    c = Client(wsrv, "/deny/start-after-accept")
+    assert c.status == 101
+    assert c.recv_close()[0] == 1011
+    entries = wsrv.wait_log_entries(mark, count=1)
+    assert len(entries) == 1, entries
+    assert "websocket.http.response.start after websocket.accept" in wsrv.log_since(mark)
+
+
 # ---- wss://, a stopping server, a well-behaved client library -----------------
 
 @pytest.mark.skipif(not shutil.which("openssl"), reason="needs the openssl command")
@@ -465,7 +600,9 @@ def test_wss_through_mod_ssl(wsrv):
                headers=b"Sec-WebSocket-Extensions: permessage-deflate\r\n")
     assert c.status == 101 and c.accept_ok()
     op, payload = c.recv_message()
-    assert json.loads(payload)["scheme"] == "wss"
+    s = json.loads(payload)
+    assert s["scheme"] == "wss"
+    assert sorted(s["extensions"]) == ["tls", "websocket.http.response"]
     c.send_text("over tls " * 100)
     assert c.recv_message() == (1, ("over tls " * 100).encode())
     c.send_frame(8, close_frame(1000))
@@ -556,7 +693,9 @@ class H2Client:
         while self.status is None:
             for e in self.pump():
                 if isinstance(e, self.events.ResponseReceived):
-                    self.status = int(dict(e.headers)[b":status"])
+                    self.header_list = list(e.headers)
+                    self.headers = dict(e.headers)
+                    self.status = int(self.headers[b":status"])
 
     def pump(self):
         chunk = self.sock.recv(65536)
@@ -584,6 +723,12 @@ class H2Client:
     def end_stream(self):
         self.conn.end_stream(1)
         self.sock.sendall(self.conn.data_to_send())
+
+    def read_to_end(self):
+        """The response body, once the server has ended its stream."""
+        while not self.ended:
+            self.pump()
+        return self.data
 
     def recv_frame(self):
         while len(self.data) < 2 or len(self.data) < 2 + (self.data[1] & 0x7F):
@@ -617,3 +762,26 @@ def test_http2_websocket(wsrv):
     assert c.recv_frame() == (1, b"x")
     c.end_stream()
     assert recorded(wsrv, "h2-end-" + wsrv.mpm) == "disconnect 1006"
+
+
+@pytest.mark.skipif(not shutil.which("openssl"), reason="needs the openssl command")
+def test_http2_denial_response(wsrv):
+    if wsrv.mpm == "prefork":
+        pytest.skip("mod_http2 does not serve h2 under prefork")
+    name = "h2-401-" + wsrv.mpm
+    c = H2Client(wsrv, "/deny/401?" + name)
+    assert c.status == 401
+    assert [v for k, v in c.header_list if k == b"x-denied"] == [b"yes", b"twice"]
+    assert c.headers[b"www-authenticate"] == b'Bearer realm="ws"'
+    assert c.read_to_end() == b"no token, no socket"
+    assert json.loads(recorded(wsrv, name))["code"] == 1006
+    c = H2Client(wsrv, "/deny/stream?h2-stream-" + wsrv.mpm)
+    assert c.status == 429
+    while b"one," not in c.data:
+        c.pump()
+    with open(wsrv.ws.state_path("ws-go-h2-stream-" + wsrv.mpm), "w"):
+        pass
+    assert c.read_to_end() == b"one,two,three"
+    # RFC 8441: a 2xx opens the tunnel, so mod_http2 answers a 2xx denial
+    # with a 502 of its own (README says so)
+    assert H2Client(wsrv, "/deny/2xx").status == 502

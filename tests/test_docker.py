@@ -1,6 +1,7 @@
 """docker/: the image builds, serves and stops promptly; the compose dev
-service serves a bind-mounted app; the scale-out profile loses no request
-when a replica is killed, once the balancer has noticed.
+service serves a bind-mounted app, and the asgi service the ASGI example
+(HTTP and a WebSocket echo); the scale-out profile loses no request when a
+replica is killed, once the balancer has noticed.
 
 Everything runs against a private dockerd this module starts (vfs storage, no
 bridge, no iptables; its own data root, exec root and socket in a temp dir)
@@ -17,6 +18,7 @@ Needs root and `scripts/install-deps.sh --test` (docker.io, docker-compose,
 debootstrap); skipped, with the reason, only when dockerd cannot start.
 """
 
+import asyncio
 import glob
 import http.client
 import json
@@ -365,14 +367,15 @@ def stack(dockerd, image):
     """Every service of docker-compose.yml, on host networking and free ports."""
     config = _compose_config(dockerd)
     services = config["services"]
-    assert {"dev", "app1", "app2", "app3", "lb"} <= set(services), sorted(services)
+    assert {"dev", "asgi", "app1", "app2", "app3", "lb"} <= set(services), sorted(services)
     image_cmd = json.loads(dockerd.docker("image", "inspect", "-f", "{{json .Config.Cmd}}", image).text)
 
     ports = {name: harness.free_port() for name in services}
     app_dir = tempfile.mkdtemp(prefix="pyhost-docker-app-")
     os.chmod(app_dir, 0o755)
-    shutil.copy(os.path.join(REPO, "examples", "hello.py"), app_dir)
-    os.chmod(os.path.join(app_dir, "hello.py"), 0o644)
+    for example in ("hello.py", "hello_asgi.py"):
+        shutil.copy(os.path.join(REPO, "examples", example), app_dir)
+        os.chmod(os.path.join(app_dir, example), 0o644)
 
     for name, svc in services.items():
         assert svc.get("image") == IMAGE, (name, svc.get("image"))
@@ -390,7 +393,7 @@ def stack(dockerd, image):
             hc = svc["healthcheck"]
             hc["test"] = [a.replace(":8000/", ":%d/" % ports[name]) for a in hc["test"]]
             hc["interval"] = "1s"  # quicker `up`; the replicas' checks are what lb waits on
-        if name == "dev":
+        if name in ("dev", "asgi"):
             assert any(v.endswith(":/srv/app:ro") for v in svc["volumes"]), svc["volumes"]
             svc["volumes"] = ["%s:/srv/app:ro" % app_dir]
     config.pop("networks", None)
@@ -497,6 +500,30 @@ def test_dev_service_serves_bind_mounted_app_and_reloads_it(stack):
     with open(path, "w") as f:
         f.write(text.replace("Hello, world!", "Hello, edited!"))
     wait_http(port, timeout=15, want=b"Hello, edited!\n")
+
+
+def test_asgi_service_serves_http_and_a_websocket_echo(stack):
+    port = stack.ports["asgi"]
+    try:
+        wait_http(port, timeout=60, want=b"Hello, ASGI!\n")
+    except AssertionError as e:
+        raise AssertionError("%s\n%s" % (e, stack.logs("asgi")))
+    assert http_get(port, "/nope")[0] == 404
+    websockets = pytest.importorskip("websockets")
+    from websockets.asyncio.client import connect
+
+    async def echo():
+        async with connect("ws://127.0.0.1:%d/ws" % port) as ws:
+            await ws.send("through the stack")
+            text = await ws.recv()
+            await ws.send(b"\x00\xff" * 1000)
+            return text, await ws.recv()
+
+    assert asyncio.run(asyncio.wait_for(echo(), 30)) == ("through the stack", b"\x00\xff" * 1000)
+    # detected and served as ASGI, with no error logged
+    logs = stack.compose("logs", "--no-color", "asgi").text
+    assert "(ASGI, callable app)" in logs, tail(logs)
+    assert "[pyhost:error]" not in logs and "Traceback" not in logs, tail(logs)
 
 
 def _balancer_states(port):

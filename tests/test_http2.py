@@ -318,6 +318,10 @@ def test_prefork_h2_inactive_h2c_direct_still_served(workspace):
             r = curl(s, "h2c", "/%s/file-big" % mode)
             assert r.rc == 0 and r.status == 200 and r.version == "2", r
             assert r.body == want
+        # Those h2c streams run on mod_http2's threads in the prefork child,
+        # so the embedded app may be called by two threads at once.
+        r = curl(s, "h2c", "/e/multithread")
+        assert (r.status, r.body) == (200, b"True"), r
         assert not CRASH_RE.search(s.error_log())
     finally:
         s.stop()

@@ -4,8 +4,10 @@ is one) or forced with --interface, the app is mounted with ASGIScriptAlias,
 --reload works through the generated wrapper, and `pyhost check` says
 whether uvloop is there."""
 
+import asyncio
 import importlib.util
 import os
+import re
 import shutil
 import subprocess
 import textwrap
@@ -186,3 +188,49 @@ def test_serve_fastapi_project_with_reload(serve, workspace, token):
 
     assert harness.wait_for(seen, timeout=20, interval=0.2), s.output()
     assert s.stop() == 0
+
+
+def readme_block(first_line):
+    """The README's fenced code block whose first line is first_line."""
+    with open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                           "README.md")) as f:
+        text = f.read()
+    start = text.index("\n" + first_line + "\n") + 1
+    return text[start:text.index("\n```", start) + 1]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("fastapi") is None, reason="fastapi not installed")
+def test_new_user_fastapi_project_from_the_readme(serve, workspace, token):
+    # Issue 13's "done when": README's FastAPI project (a lifespan-made
+    # resource in app.state, a JSON route using it, a WebSocket echo),
+    # written into an empty directory and served as README says.
+    project = os.path.join(workspace.root, "newuser-" + token)
+    os.makedirs(project)
+    with open(os.path.join(project, "main.py"), "w") as f:
+        f.write(readme_block("# main.py"))
+    harness._chmod_world_readable(project)
+    s = serve("main:app", "--port", harness.free_port(), cwd=project)
+    s.wait_url()
+    assert "(ASGI, callable app)" in "".join(s.out), s.output()
+    # the resource lifespan made is there on the first request, and is one
+    for n in (1, 2, 3):
+        r = s.get("/hits")
+        assert (r.status, r.json()) == (200, {"hits": n}), s.output()
+    websockets = pytest.importorskip("websockets")
+    from websockets.asyncio.client import connect
+
+    async def talk():
+        async with connect("ws://127.0.0.1:%d/echo" % s.port) as ws:
+            replies = []
+            for text in ("hello", "h\u00e9llo " * 1000):
+                await ws.send(text)
+                replies.append(await ws.recv())
+            return replies
+
+    assert asyncio.run(asyncio.wait_for(talk(), 30)) == ["hello", "h\u00e9llo " * 1000]
+    assert s.get("/hits").json() == {"hits": 4}
+    assert s.stop() == 0, s.output()
+    out = s.output()
+    # nothing logged by pyhost (lifespan taken, no error), no traceback
+    assert "Traceback" not in out and not re.search(r"PYH\d{4}", out), out
+    assert '"GET /echo HTTP/1.1" 101' in out, out

@@ -31,6 +31,8 @@ cdef class Request:
     cdef void completed(self, unsigned bits) noexcept
     cdef object invalid(self, str problem)
     cdef int set_headers(self, headers) except -1
+    cdef int start_response(self, message, str prefix) except -1
+    cdef object post_body(self, message, str prefix)
 
 
 cdef class WebSocket(Request):

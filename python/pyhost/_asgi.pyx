@@ -454,49 +454,15 @@ cdef class Request:
         return 0
 
     async def send(self, message):
-        cdef pyh_asgi_xfer *x = self.x
         try:
             kind = message["type"]
         except (TypeError, KeyError, IndexError):
             raise self.invalid("a message must be a dict with a 'type', not %r"
                                % (message,))
         if kind == "http.response.body":
-            if not self.started:
-                raise self.invalid("http.response.body before http.response.start")
-            if self.complete:
-                raise self.invalid("http.response.body after the response "
-                                   "was complete")
-            body = message.get("body", b"")
-            if type(body) is not bytes:
-                if isinstance(body, (bytearray, memoryview)):
-                    body = bytes(body)
-                else:
-                    raise self.invalid("body must be bytes, not %s"
-                                       % type(body).__name__)
-            more = bool(message.get("more_body", False))
-            if self.client_gone or self.finished:
-                raise ClientDisconnected("the client went away")
-            if more and not body and not self.start_pending:
-                return
-            x.status = self.status if self.start_pending else 0
-            if not self.start_pending:
-                x.nheaders = 0
-            x.body = PyBytes_AS_STRING(body)
-            x.body_len = PyBytes_GET_SIZE(body)
-            x.more_body = more
-            self.hold.append(body)
-            self.start_pending = False
-            if not more:
-                self.complete = True
-            w = self.lp.loop.create_future()
-            self.send_waiter = w
-            Py_INCREF(self)
-            if self.lp.host.post(x, PYH_ASGI_SEND) < 0:
-                Py_DECREF(self)
-                self.send_waiter = None
-                self.client_gone = True
-                raise ClientDisconnected("the client went away")
-            await w
+            w = self.post_body(message, "http.response")
+            if w is not None:
+                await w
             return
         if kind == "http.response.early_hint":
             await self.send_early_hint(message)
@@ -505,20 +471,68 @@ cdef class Request:
             await self.send_file(message, kind)
             return
         if kind == "http.response.start":
-            if self.started:
-                raise self.invalid("http.response.start sent twice")
-            status = message.get("status")
-            if type(status) is not int:
-                raise self.invalid("status must be an int, not %s"
-                                   % type(status).__name__)
-            if not 100 <= status <= 999:
-                raise self.invalid("status %d is not a 3-digit HTTP status" % status)
-            self.set_headers(message.get("headers", ()))
-            self.status = status
-            self.started = True
-            self.start_pending = True
+            self.start_response(message, "http.response")
             return
         raise self.invalid("unknown message type %r" % (kind,))
+
+    # ---- http.response.start / body (and a WebSocket's denial response,
+    # ---- websocket.http.response.*: `prefix` names the messages) -------
+
+    cdef int start_response(self, message, str prefix) except -1:
+        if self.started:
+            raise self.invalid("%s.start sent twice" % prefix)
+        status = message.get("status")
+        if type(status) is not int:
+            raise self.invalid("status must be an int, not %s"
+                               % type(status).__name__)
+        if not 100 <= status <= 999:
+            raise self.invalid("status %d is not a 3-digit HTTP status" % status)
+        self.set_headers(message.get("headers", ()))
+        self.status = status
+        self.started = True
+        self.start_pending = True
+        return 0
+
+    cdef object post_body(self, message, str prefix):
+        """Checks a body message and posts it; returns the future send()
+        waits on, or None when there was nothing to post. (Not a
+        coroutine: one per body would cost the hot path a frame.)"""
+        cdef pyh_asgi_xfer *x = self.x
+        if not self.started:
+            raise self.invalid("%s.body before %s.start" % (prefix, prefix))
+        if self.complete:
+            raise self.invalid("%s.body after the response was complete" % prefix)
+        body = message.get("body", b"")
+        if type(body) is not bytes:
+            if isinstance(body, (bytearray, memoryview)):
+                body = bytes(body)
+            else:
+                raise self.invalid("body must be bytes, not %s"
+                                   % type(body).__name__)
+        more = bool(message.get("more_body", False))
+        if self.client_gone or self.finished:
+            raise ClientDisconnected("the client went away")
+        if more and not body and not self.start_pending:
+            return None
+        x.status = self.status if self.start_pending else 0
+        if not self.start_pending:
+            x.nheaders = 0
+        x.body = PyBytes_AS_STRING(body)
+        x.body_len = PyBytes_GET_SIZE(body)
+        x.more_body = more
+        self.hold.append(body)
+        self.start_pending = False
+        if not more:
+            self.complete = True
+        w = self.lp.loop.create_future()
+        self.send_waiter = w
+        Py_INCREF(self)
+        if self.lp.host.post(x, PYH_ASGI_SEND) < 0:
+            Py_DECREF(self)
+            self.send_waiter = None
+            self.client_gone = True
+            raise ClientDisconnected("the client went away")
+        return w
 
     # ---- http.response.early_hint (a 103) ------------------------------
 
@@ -738,6 +752,15 @@ cdef class WebSocket(Request):
             if self.finished and not self.close_code:
                 self.gone_code()
             return self.disconnect_message()
+        if self.started:
+            # a denial response (websocket.http.response): the connection
+            # ends with it, and so does the app's wait
+            w = self.lp.loop.create_future()
+            self.disconnect_waiters.append(w)
+            await w
+            if not self.close_code:
+                self.close_code = 1006
+            return self.disconnect_message()
         if not self.accepted:
             raise self.invalid("receive() after websocket.connect but before "
                                "websocket.accept")
@@ -805,9 +828,10 @@ cdef class WebSocket(Request):
             await self.post_and_wait(PYH_ASGI_SEND)
             return
         if kind == "websocket.accept":
-            if self.accepted or self.closed:
+            if self.accepted or self.closed or self.started:
                 raise self.invalid("websocket.accept %s" % (
-                    "sent twice" if self.accepted else "after websocket.close"))
+                    "sent twice" if self.accepted else "after websocket.close"
+                    if self.closed else "after websocket.http.response.start"))
             sub = message.get("subprotocol")
             if sub is not None:
                 if type(sub) is not str:
@@ -842,6 +866,9 @@ cdef class WebSocket(Request):
                                    "123 fit a close frame" % len(rb))
             if self.closed:
                 return
+            if self.started:
+                raise self.invalid("websocket.close after "
+                                   "websocket.http.response.start")
             self.closed = True
             if not self.accepted:
                 # Denied before the handshake: HTTP 403 (asgiref spec).
@@ -862,11 +889,28 @@ cdef class WebSocket(Request):
             except ClientDisconnected:
                 pass
             return
+        # The denial response extension (websocket.http.response): an
+        # ordinary HTTP response instead of the 101, through Request's
+        # machinery; the worker is still in its HTTP loop (asgi_serve).
+        if kind == "websocket.http.response.start":
+            if self.accepted or self.closed:
+                raise self.invalid("websocket.http.response.start after websocket.%s"
+                                   % ("accept" if self.accepted else "close"))
+            self.start_response(message, "websocket.http.response")
+            return
+        if kind == "websocket.http.response.body":
+            if self.accepted or self.closed:
+                raise self.invalid("websocket.http.response.body after websocket.%s"
+                                   % ("accept" if self.accepted else "close"))
+            w = self.post_body(message, "websocket.http.response")
+            if w is not None:
+                await w
+            return
         raise self.invalid("unknown message type %r" % (kind,))
 
     def finish(self, err, int done_status):
-        if not self.accepted and err is None and not done_status \
-                and self.problem is None:
+        if not self.accepted and not self.started and err is None \
+                and not done_status and self.problem is None:
             done_status = 403  # returned without accepting: denied
         Request.finish(self, err, done_status)
 
@@ -878,8 +922,10 @@ cdef dict _ws_scope(const pyh_asgi_scope_in *sc):
     scope["type"] = "websocket"
     scope["asgi"] = {"version": "3.0", "spec_version": "2.3"}
     scope["scheme"] = "wss" if scope["scheme"] == "https" else "ws"
-    # the HTTP response extensions do not apply to a WebSocket; tls does
+    # the HTTP response extensions do not apply to a WebSocket; tls does,
+    # and the denial response is an HTTP response the worker sends as any
     scope["extensions"] = {k: v for k, v in scope["extensions"].items() if k == "tls"}
+    scope["extensions"]["websocket.http.response"] = {}
     for name, value in scope["headers"]:
         if name == b"sec-websocket-protocol":
             for p in value.decode("latin-1").split(","):

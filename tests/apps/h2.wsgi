@@ -122,6 +122,11 @@ def file_emfile(environ, start_response):
     return environ["wsgi.file_wrapper"](_Starved())
 
 
+def multithread(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [repr(environ["wsgi.multithread"]).encode()]
+
+
 CASES = {
     "/file-emfile": file_emfile,
     "/file-big": file_big,
@@ -133,6 +138,7 @@ CASES = {
     "/list": big_list,
     "/list-length": big_list_length,
     "/echo": echo,
+    "/multithread": multithread,
 }
 
 

@@ -1,6 +1,6 @@
 /* fuzz_relay_response.c - libFuzzer target: the Apache child reading a
  * daemon's response (module/wire.c: pyh_wire_header, pyh_wire_resp_next,
- * pyh_wire_parse_h and pyh_wire_parse_s, in the order relay.c's
+ * pyh_wire_parse_h, pyh_wire_parse_i and pyh_wire_parse_s, in the order relay.c's
  * relay_response calls them). The input is the byte stream a daemon
  * writes: frames of an 8-byte header and a payload. Each payload is
  * copied to a buffer of exactly its length, as relay.c reads it, so a read
@@ -112,6 +112,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             apr_table_do(check_entry, NULL, h.headers, NULL);
             headers = 1;
             break;
+        case PYH_F_INTERIM: {
+            apr_table_t *hint = apr_table_make(pool, 4);
+            if (headers)
+                fail("an interim response after the headers");
+            if (pyh_wire_parse_i(payload, len, hint) < 0) {
+                verdict = "refused";
+                done = 1;
+                break;
+            }
+            apr_table_do(check_entry, NULL, hint, NULL);
+            break;
+        }
         case PYH_F_STATUS:
             if (pyh_wire_parse_s(payload, len, &status) < 0)
                 verdict = "refused";

@@ -11,6 +11,7 @@
 #include "apr_file_io.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <grp.h>
 #include <pwd.h>
 #include <sys/stat.h>
@@ -46,6 +47,11 @@ static void cfg_init_options(pyh_dir_conf *c)
     c->auth_user_script = c->auth_group_script = c->access_script = NULL;
     c->group_authoritative = PYH_UNSET;
     c->trusted_proxy_headers = c->trusted_proxies = NULL;
+    c->dispatch_script = NULL;
+    c->handler_scripts = NULL;
+    c->restrict_process = NULL;
+    c->pass_apache_request = PYH_UNSET;
+    c->ignore_activity = PYH_UNSET;
 }
 
 void *pyh_create_dir_conf(apr_pool_t *p, char *dir)
@@ -77,12 +83,22 @@ void pyh_overlay_options(pyh_dir_conf *out, const pyh_dir_conf *base,
     CFG_MERGE_INT(group_authoritative);
     CFG_MERGE_PTR(trusted_proxy_headers);
     CFG_MERGE_PTR(trusted_proxies);
+    CFG_MERGE_PTR(dispatch_script);
+    CFG_MERGE_PTR(handler_scripts);
+    CFG_MERGE_PTR(restrict_process);
+    CFG_MERGE_INT(pass_apache_request);
+    CFG_MERGE_INT(ignore_activity);
 }
 
 void *pyh_merge_dir_conf(apr_pool_t *p, void *basev, void *addv)
 {
     pyh_dir_conf *c = apr_palloc(p, sizeof(*c));
+    const pyh_dir_conf *base = basev, *add = addv;
     pyh_overlay_options(c, basev, addv);
+    /* WSGIHandlerScript names add up; an inner one of the same name wins */
+    if (base->handler_scripts && add->handler_scripts)
+        c->handler_scripts = apr_hash_overlay(p, add->handler_scripts,
+                                              base->handler_scripts);
     return c;
 }
 
@@ -404,10 +420,12 @@ static const char *cfg_python_home(cmd_parms *cmd, void *dconf, const char *v)
 
 static const char *cfg_python_path(cmd_parms *cmd, void *dconf, const char *v)
 {
-    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+    const char *err;
     char *paths, *dir, *state;
     (void)dconf;
-    if (err)
+    if (pyh_compat_in_block(cmd))
+        return pyh_compat_block_set(cmd, v);
+    if ((err = ap_check_cmd_context(cmd, GLOBAL_ONLY)))
         return err;
     paths = apr_pstrdup(cmd->pool, v);
     for (dir = apr_strtok(paths, ":", &state); dir;
@@ -648,6 +666,96 @@ static const char *cfg_daemon_option(cmd_parms *cmd, pyh_daemon *d,
     else if (!strcmp(name, "locale")) {
         d->locale = value;
     }
+    else if (!strcmp(name, "cpu-time-limit")
+             || !strcmp(name, "send-buffer-size")
+             || !strcmp(name, "receive-buffer-size")
+             || !strcmp(name, "stack-size")) {
+        /* mod_wsgi's bounds: buffer sizes >= 512 (0: the system's) */
+        if ((err = cfg_int_opt(cmd, name, value, name[0] == 's' && name[1] == 't'
+                                                     ? 1 : 0, &n)))
+            return err;
+        if (n > INT_MAX)
+            return apr_psprintf(cmd->pool, "WSGIDaemonProcess: %s=%s is too "
+                                "large", name, value);
+        if (strstr(name, "buffer") && n && n < 512)
+            return apr_psprintf(cmd->pool, "WSGIDaemonProcess: %s=%s: a "
+                                "buffer size must be >= 512 bytes, or 0 for "
+                                "the system's default", name, value);
+        if (name[0] == 'c')
+            d->cpu_time_limit = (int)n;
+        else if (name[0] == 'r')
+            d->recv_buffer_size = (int)n;
+        else if (name[1] == 'e')
+            d->send_buffer_size = (int)n;
+        else
+            d->stack_size = (apr_size_t)n;
+    }
+    else if (!strcmp(name, "cpu-priority")) {
+        char *end;
+        long v = strtol(value, &end, 10);
+        if (!*value || *end || v < -20 || v > 19)
+            return apr_psprintf(cmd->pool, "WSGIDaemonProcess: cpu-priority=%s "
+                                "is not a nice value from -20 to 19", value);
+        d->cpu_priority = (int)v;
+    }
+    else if (!strcmp(name, "virtual-memory-limit")) {
+        return cfg_int_opt(cmd, name, value, 0, &d->virtual_memory_limit);
+    }
+    else if (!strcmp(name, "script-user") || !strcmp(name, "script-group")) {
+        /* mod_wsgi: only one of them; names, or #id */
+        if (value[0] == '#') {
+            char *end;
+            unsigned long id = strtoul(value + 1, &end, 10);
+            struct passwd *pw = name[7] == 'u' ? getpwuid((uid_t)id) : NULL;
+            struct group *gr = name[7] == 'g' ? getgrgid((gid_t)id) : NULL;
+            if (!pw && !gr)
+                return apr_psprintf(cmd->pool, "WSGIDaemonProcess %s: %s: "
+                                    "no such id '%s'", d->name, name, value);
+            value = pw ? apr_pstrdup(cmd->pool, pw->pw_name)
+                       : apr_pstrdup(cmd->pool, gr->gr_name);
+        }
+        if (name[7] == 'u')
+            d->script_user = value;
+        else
+            d->script_group = value;
+        if (d->script_user && d->script_group)
+            return "WSGIDaemonProcess: only one of script-user and "
+                   "script-group is allowed";
+    }
+    else if (!strcmp(name, "chroot")) {
+        if (value[0] != '/')
+            return apr_psprintf(cmd->pool, "WSGIDaemonProcess %s: chroot=%s "
+                                "is not an absolute path", d->name, value);
+        d->chroot = value;
+    }
+    else if (!strcmp(name, "switch-interval")) {
+        char *end;
+        d->switch_interval = strtod(value, &end);
+        if (!*value || *end || !(d->switch_interval > 0))
+            return apr_psprintf(cmd->pool, "WSGIDaemonProcess: "
+                                "switch-interval=%s is not a number of "
+                                "seconds > 0", value);
+    }
+    else if (!strcmp(name, "server-metrics")) {
+        if (strcasecmp(value, "On") && strcasecmp(value, "Off"))
+            return apr_psprintf(cmd->pool, "WSGIDaemonProcess: server-metrics"
+                                "=%s: On or Off", value);
+        d->server_metrics = !strcasecmp(value, "On");
+    }
+    else if (!strcmp(name, "socket-user")) {
+        struct passwd *pw;
+        char *end;
+        if (value[0] == '#')
+            pw = getpwuid((uid_t)strtoul(value + 1, &end, 10));
+        else
+            pw = getpwnam(value);
+        if (!pw)
+            return apr_psprintf(cmd->pool, "WSGIDaemonProcess %s: "
+                                "socket-user: no such user '%s'",
+                                d->name, value);
+        d->socket_user = apr_pstrdup(cmd->pool, pw->pw_name);
+        d->socket_uid = pw->pw_uid;
+    }
     else if (!pyh_compat_daemon_option(cmd, d->name, name, value)) {
         return apr_psprintf(
             cmd->pool,
@@ -657,7 +765,9 @@ static const char *cfg_daemon_option(cmd_parms *cmd, pyh_daemon *d,
             "maximum-requests, restart-interval, inactivity-timeout, "
             "request-timeout, graceful-timeout, shutdown-timeout, "
             "startup-timeout, connect-timeout, socket-timeout, queue-timeout, "
-            "listen-backlog, memory-limit)",
+            "listen-backlog, memory-limit, cpu-time-limit, cpu-priority, "
+            "virtual-memory-limit, stack-size, send-buffer-size, "
+            "receive-buffer-size, socket-user)",
             d->name, name);
     }
     return NULL;
@@ -781,8 +891,11 @@ pyh_daemon *pyh_daemon_lookup(request_rec *r, const char *spec,
  * top-level scope); On is refused at startup by a Python that cannot. */
 static const char *cfg_gil_mode(cmd_parms *cmd, void *dconf, int on)
 {
-    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+    const char *err;
     (void)dconf;
+    if (pyh_compat_in_block(cmd))
+        return pyh_compat_block_set(cmd, on ? "On" : "Off");
+    err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
     if (err)
         return err;
     if (cmd->info) {

@@ -28,6 +28,7 @@
 #include <sys/epoll.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <pthread.h>
@@ -124,6 +125,7 @@ typedef struct {
     apr_time_t busy_since;      /* 0: idle */
     pyh_interp *interp;         /* where the request runs */
     int interrupted;
+    int active;                 /* this request counts as activity */
 } pyh_dworker;
 
 static struct {
@@ -140,6 +142,8 @@ static struct {
     int state;
     const char *why;            /* reason for recycling */
     apr_time_t started, state_since, last_active;
+    apr_time_t last_activity;   /* inactivity-timeout: last_active without
+                                   WSGIIgnoreActivity requests */
     apr_int64_t requests;
     int loaded_ok, load_failed;
     pyh_dworker *workers;
@@ -155,6 +159,7 @@ static struct {
 
 static PYH_THREAD_LOCAL pyh_dworker *ds_me;
 static volatile sig_atomic_t ds_signalled;
+static volatile sig_atomic_t ds_cpu_exceeded; /* SIGXCPU: cpu-time-limit */
 
 static void ds_on_signal(int sig)
 {
@@ -163,6 +168,19 @@ static void ds_on_signal(int sig)
     (void)sig;
     ds_signalled = 1;
     n = write(ds.wake[1], "s", 1);
+    (void)n;
+    errno = saved;
+}
+
+/* cpu-time-limit's soft limit reached: recycle gracefully, as mod_wsgi
+ * does; the hard limit (a second later plus shutdown-timeout) kills. */
+static void ds_on_xcpu(int sig)
+{
+    int saved = errno;
+    ssize_t n;
+    (void)sig;
+    ds_cpu_exceeded = 1;
+    n = write(ds.wake[1], "c", 1);
     (void)n;
     errno = saved;
 }
@@ -201,6 +219,12 @@ void pyh_daemon_idle(void)
         return;
     ds_me->busy_since = 0;
     ds_me->interp = NULL;
+}
+
+void pyh_daemon_active(void)
+{
+    if (ds_me)
+        ds_me->active = 1;
 }
 
 void pyh_daemon_loaded(int ok)
@@ -266,7 +290,8 @@ static int ds_accept(void)
     /* Only Apache's children (its User) or root may talk to us; the
      * socket's owner and mode already say so, this checks the peer. */
     if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0
-        || (cred.uid != 0 && cred.uid != ap_unixd_config.user_id)) {
+        || (cred.uid != 0 && cred.uid != ap_unixd_config.user_id
+            && !(ds.d->socket_user && cred.uid == ds.d->socket_uid))) {
         ap_log_error(APLOG_MARK, APLOG_ERR, 0, ds.s,
                      "PYH0050: daemon group '%s' refused a connection from "
                      "uid %d",
@@ -280,6 +305,8 @@ static int ds_accept(void)
     tv.tv_usec = 0;
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    /* An accepted AF_UNIX socket does not inherit the listener's sizes. */
+    pyh_daemon_set_buffers(fd, ds.d, ds.s);
     if (!(dc = pyh_dconn_new(fd))) {
         close(fd);
         return 1;
@@ -422,6 +449,9 @@ static void *APR_THREAD_FUNC ds_worker(apr_thread_t *thread, void *data)
         ds.nbusy--;
         ds.requests++;
         ds.last_active = apr_time_now();
+        if (w->active)
+            ds.last_activity = ds.last_active;
+        w->active = 0;
         if (ds.d->maximum_requests && ds.requests >= ds.d->maximum_requests)
             ds_recycle("maximum-requests reached");
         dc->state = PYH_DC_IDLE;
@@ -511,7 +541,7 @@ static void *APR_THREAD_FUNC ds_watchdog(apr_thread_t *thread, void *data)
         if (d->restart_interval && now - ds.started > d->restart_interval)
             why = "restart-interval reached";
         else if (d->inactivity_timeout && !ds.nbusy && !ds.nqueued
-                 && now - ds.last_active > d->inactivity_timeout)
+                 && now - ds.last_activity > d->inactivity_timeout)
             why = "inactivity-timeout reached";
         else if (d->memory_limit && ds_rss_bytes() > d->memory_limit)
             why = "memory-limit exceeded";
@@ -656,6 +686,35 @@ static void ds_ready(void)
     d->state = NULL;
 }
 
+/* cpu-time-limit and virtual-memory-limit (mod_wsgi): RLIMIT_CPU with a
+ * hard limit a second plus shutdown-timeout above the soft one (SIGXCPU
+ * recycles first), RLIMIT_AS. A limit that cannot be set fails the start:
+ * the admin asked for a bound the process would not have. */
+static int ds_set_limits(pyh_daemon *d)
+{
+    struct rlimit rl;
+    if (d->cpu_time_limit > 0) {
+        rl.rlim_cur = (rlim_t)d->cpu_time_limit;
+        rl.rlim_max = rl.rlim_cur + 1
+                      + (rlim_t)apr_time_sec(d->shutdown_timeout);
+        if (setrlimit(RLIMIT_CPU, &rl) < 0)
+            goto fail;
+    }
+    if (d->virtual_memory_limit > 0) {
+        rl.rlim_cur = rl.rlim_max = (rlim_t)d->virtual_memory_limit;
+        if (setrlimit(RLIMIT_AS, &rl) < 0)
+            goto fail;
+    }
+    return 0;
+fail:
+    ds_cause(errno, "could not set its resource limits");
+    ap_log_error(APLOG_MARK, APLOG_CRIT, errno, ds.s,
+                 "PYH0126: daemon group '%s': cannot set cpu-time-limit=%d / "
+                 "virtual-memory-limit=%" APR_INT64_T_FMT,
+                 d->name, d->cpu_time_limit, d->virtual_memory_limit);
+    return -1;
+}
+
 static int ds_setup_process(pyh_dproc *dp)
 {
     pyh_daemon *d = dp->d;
@@ -669,6 +728,8 @@ static int ds_setup_process(pyh_dproc *dp)
     sa.sa_handler = ds_on_signal;
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
+    sa.sa_handler = ds_on_xcpu;
+    sigaction(SIGXCPU, &sa, NULL);
     sa.sa_handler = SIG_IGN;
     sigaction(SIGHUP, &sa, NULL);
     sigaction(SIGUSR1, &sa, NULL);
@@ -693,7 +754,24 @@ static int ds_setup_process(pyh_dproc *dp)
     ds_set_title(d);
     if (dp->delay > 0)
         ds_backoff(dp->delay);
+    /* Before the user switch: only root may raise the priority. */
+    if (d->cpu_priority && setpriority(PRIO_PROCESS, 0, d->cpu_priority) < 0)
+        ap_log_error(APLOG_MARK, APLOG_WARNING, errno, ds.s,
+                     "PYH0126: daemon group '%s': cannot set cpu-priority=%d;"
+                     " the process keeps its priority",
+                     d->name, d->cpu_priority);
+    /* chroot= (mod_wsgi): before the user switch, which loses the right
+     * to; Python, the scripts and the socket must be inside. */
+    if (d->chroot && (chroot(d->chroot) < 0 || chdir("/") < 0)) {
+        ds_cause(errno, "cannot chroot to '%s'", d->chroot);
+        ap_log_error(APLOG_MARK, APLOG_CRIT, errno, ds.s,
+                     "PYH0131: daemon group '%s': cannot chroot to '%s'",
+                     d->name, d->chroot);
+        return -1;
+    }
     if (ds_drop_privileges(d) < 0)
+        return -1;
+    if (ds_set_limits(d) < 0)
         return -1;
     /* After the user switch: changing credentials clears it. And if the
      * parent is already gone, there is nobody to serve. */
@@ -741,6 +819,12 @@ static int ds_start_threads(void)
             != APR_SUCCESS
         || apr_thread_cond_create(&ds.ready_cond, ds.pool) != APR_SUCCESS
         || apr_threadattr_create(&attr, ds.pool) != APR_SUCCESS)
+        return -1;
+    /* stack-size (mod_wsgi): deep recursion in the app needs more, many
+     * threads in a small address space less. */
+    if (ds.d->stack_size
+        && apr_threadattr_stacksize_set(attr, ds.d->stack_size)
+               != APR_SUCCESS)
         return -1;
     ds.workers = apr_pcalloc(ds.pool, sizeof(pyh_dworker) * ds.d->threads);
     for (i = 0; i < ds.d->threads; i++)
@@ -843,6 +927,11 @@ static void ds_check_stop(void)
 {
     if (getppid() != ds.parent)
         ds_signalled = 1; /* Apache's parent died: stop as if told to */
+    if (ds_cpu_exceeded && ds.state == DS_RUNNING) {
+        apr_thread_mutex_lock(ds.mutex);
+        ds_recycle("cpu-time-limit reached");
+        apr_thread_mutex_unlock(ds.mutex);
+    }
     if (ds_signalled && ds.state != DS_STOPPING) {
         apr_thread_mutex_lock(ds.mutex);
         ds.state = DS_STOPPING;
@@ -928,7 +1017,7 @@ void pyh_daemon_main(pyh_dproc *dp, apr_pool_t *pconf)
     ds.s = ap_server_conf;
     pyh_this_daemon = d;
     pyh_metrics_daemon_init(dp);
-    ds.started = ds.last_active = apr_time_now();
+    ds.started = ds.last_active = ds.last_activity = apr_time_now();
     ds.state = DS_RUNNING;
     if (apr_pool_create(&ds.pool, pconf) != APR_SUCCESS) {
         ds_cause(0, "no memory");
@@ -952,7 +1041,7 @@ void pyh_daemon_main(pyh_dproc *dp, apr_pool_t *pconf)
      * the listen backlog meanwhile, and never see an app half started. */
     pyh_asgi_daemon_init(ds.pool, ds.s, d);
     /* inactivity-timeout counts from here: starting is not idling */
-    ds.last_active = apr_time_now();
+    ds.last_active = ds.last_activity = apr_time_now();
     if (ds_start_threads() < 0) {
         ap_log_error(APLOG_MARK, APLOG_CRIT, 0, ds.s,
                      "PYH0048: daemon group '%s': could not start threads",

@@ -36,6 +36,10 @@ struct pyh_dstate {
     volatile unsigned char slot[];  /* per process slot, DSLOT_* */
 };
 
+/* send-buffer-size / receive-buffer-size on a relay socket (the listening
+ * one in the parent, each accepted one in a daemon); logs a failure. */
+void pyh_daemon_set_buffers(int fd, const pyh_daemon *d, server_rec *s);
+
 /* In a process just forked for slot dp: becomes that daemon process and
  * never returns. pconf: the generation's configuration pool. */
 void pyh_daemon_main(pyh_dproc *dp, apr_pool_t *pconf)

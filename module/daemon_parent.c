@@ -541,6 +541,26 @@ static int daemon_make_dir(apr_pool_t *p, const char *dir, server_rec *s)
     return -1;
 }
 
+void pyh_daemon_set_buffers(int fd, const pyh_daemon *d, server_rec *s)
+{
+    /* send-buffer-size / receive-buffer-size (mod_wsgi): the relay socket's
+     * kernel buffers. A failure keeps the system's size, as in mod_wsgi. */
+    if (d->send_buffer_size
+        && setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &d->send_buffer_size,
+                      sizeof(d->send_buffer_size)) < 0)
+        ap_log_error(APLOG_MARK, APLOG_WARNING, errno, s,
+                     "PYH0125: daemon group '%s': cannot set send-buffer-size"
+                     "=%d; the system's default applies",
+                     d->name, d->send_buffer_size);
+    if (d->recv_buffer_size
+        && setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &d->recv_buffer_size,
+                      sizeof(d->recv_buffer_size)) < 0)
+        ap_log_error(APLOG_MARK, APLOG_WARNING, errno, s,
+                     "PYH0125: daemon group '%s': cannot set "
+                     "receive-buffer-size=%d; the system's default applies",
+                     d->name, d->recv_buffer_size);
+}
+
 static int daemon_make_socket(apr_pool_t *p, pyh_daemon *d, server_rec *s)
 {
     const char *prefix = pyh_globals.socket_prefix
@@ -572,10 +592,16 @@ static int daemon_make_socket(apr_pool_t *p, pyh_daemon *d, server_rec *s)
     /* Non-blocking: every process of the group waits on this socket, and
      * the ones that lose the race for a connection must not block. */
     fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd >= 0)
+        pyh_daemon_set_buffers(fd, d, s);
+    /* socket-user (mod_wsgi): the socket belongs to that user instead of
+     * Apache's User, for children that run as another user (mpm-itk). */
     if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0
         || chmod(d->socket_path, 0600) < 0
         || (geteuid() == 0
-            && chown(d->socket_path, ap_unixd_config.user_id, (gid_t)-1) < 0)
+            && chown(d->socket_path,
+                     d->socket_user ? d->socket_uid : ap_unixd_config.user_id,
+                     (gid_t)-1) < 0)
         || listen(fd, d->listen_backlog) < 0) {
         ap_log_error(APLOG_MARK, APLOG_CRIT, errno, s,
                      "PYH0044: cannot make daemon socket '%s' for group '%s'"

@@ -10,6 +10,8 @@
 #include "apr_strings.h"
 
 #include <errno.h>
+#include <grp.h>
+#include <pwd.h>
 
 pyh_compat_t pyh_compat;
 
@@ -157,6 +159,8 @@ void pyh_compat_reset(apr_pool_t *p)
     pyh_compat.optimize = -1;
     pyh_compat.dont_write_bytecode = -1;
     pyh_compat.switch_interval = -1.0;
+    pyh_compat.restrict_signal = 1; /* mod_wsgi's default */
+    pyh_compat.blocks = apr_array_make(p, 2, sizeof(void *));
 }
 
 void pyh_compat_log_notes(server_rec *s)
@@ -177,15 +181,6 @@ const char *pyh_compat_accept(cmd_parms *cmd, void *dconf, const char *args)
     return NULL;
 }
 
-const char *pyh_compat_refuse(cmd_parms *cmd, void *dconf, const char *args)
-{
-    (void)dconf;
-    (void)args;
-    return apr_pstrcat(cmd->pool, "PYH0113: ", cmd->cmd->name,
-                       " is not supported by pyhost: ",
-                       (const char *)cmd->info, NULL);
-}
-
 static const char *compat_flag(cmd_parms *cmd, const char *v, int *out)
 {
     if (!strcasecmp(v, "On"))
@@ -198,6 +193,206 @@ static const char *compat_flag(cmd_parms *cmd, const char *v, int *out)
     return NULL;
 }
 
+/* ---- <WSGIInterpreterOptions> ------------------------------------------------ */
+
+/* mod_wsgi 6: a section scoping per-interpreter settings to a process group
+ * and/or an application group. For each setting the matching block with
+ * the most selectors wins, the later one on a tie; unset falls back to the
+ * directive outside any block. */
+typedef struct {
+    const char *process_group;     /* NULL: any; "" %{GLOBAL} (embedded) */
+    const char *application_group; /* NULL: any; "" %{GLOBAL} */
+    int restrict_stdin, restrict_stdout, restrict_signal; /* -1 unset */
+    int per_interpreter_gil, free_threading;              /* -1 unset */
+    double switch_interval;                               /* <= 0 unset */
+    const char *python_path;                              /* NULL unset */
+} compat_block;
+
+static compat_block *compat_active_block(cmd_parms *cmd)
+{
+    const ap_directive_t *parent = cmd->directive ? cmd->directive->parent
+                                                  : NULL;
+    if (parent && !strcasecmp(parent->directive, "<WSGIInterpreterOptions"))
+        return parent->data;
+    return NULL;
+}
+
+int pyh_compat_in_block(cmd_parms *cmd)
+{
+    return compat_active_block(cmd) != NULL;
+}
+
+const char *pyh_compat_options_section(cmd_parms *cmd, void *dconf,
+                                       const char *arg)
+{
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY), *end;
+    const char *args, *name, *value = NULL;
+    compat_block *b;
+    int got;
+    (void)dconf;
+    if (err)
+        return err;
+    if (!(end = ap_strrchr_c(arg, '>')))
+        return "<WSGIInterpreterOptions> is missing its closing '>'";
+    args = apr_pstrmemdup(cmd->pool, arg, (apr_size_t)(end - arg));
+    b = apr_pcalloc(cmd->pool, sizeof(*b));
+    b->restrict_stdin = b->restrict_stdout = b->restrict_signal = -1;
+    b->per_interpreter_gil = b->free_threading = -1;
+    while ((got = pyh_compat_parse_option(cmd->pool, &args, &name, &value))) {
+        const char **sel = NULL;
+        if (got > 0 && !strcmp(name, "process-group"))
+            sel = &b->process_group;
+        else if (got > 0 && !strcmp(name, "application-group"))
+            sel = &b->application_group;
+        if (!sel)
+            return apr_psprintf(cmd->pool,
+                                "<WSGIInterpreterOptions>: '%s' is not "
+                                "process-group=NAME or application-group=NAME",
+                                name);
+        if (*sel)
+            return apr_psprintf(cmd->pool, "<WSGIInterpreterOptions>: %s "
+                                "given twice", name);
+        *sel = strcmp(value, "%{GLOBAL}") ? value : "";
+    }
+    *(compat_block **)apr_array_push(pyh_compat.blocks) = b;
+    cmd->directive->data = b;
+    return ap_walk_config(cmd->directive->first_child, cmd,
+                          cmd->server->lookup_defaults);
+}
+
+/* A directive inside a block: only the per-interpreter ones belong. */
+const char *pyh_compat_block_set(cmd_parms *cmd, const char *v)
+{
+    compat_block *b = compat_active_block(cmd);
+    const char *name = cmd->cmd->name;
+    int *flag = NULL;
+    if (!strcasecmp(name, "WSGIRestrictStdin"))
+        flag = &b->restrict_stdin;
+    else if (!strcasecmp(name, "WSGIRestrictStdout"))
+        flag = &b->restrict_stdout;
+    else if (!strcasecmp(name, "WSGIRestrictSignal"))
+        flag = &b->restrict_signal;
+    else if (!strcasecmp(name, "WSGIPerInterpreterGIL")) {
+        if (!strcasecmp(v, "On") && !PYH_HAVE_OWN_GIL)
+            return "PYH0060: WSGIPerInterpreterGIL On needs Python 3.12 or "
+                   "newer (PEP 684)";
+        flag = &b->per_interpreter_gil;
+    }
+    else if (!strcasecmp(name, "WSGIFreeThreading")) {
+        if (b->application_group)
+            return "WSGIFreeThreading is process-wide: inside "
+                   "<WSGIInterpreterOptions> only with process-group= alone";
+        if (!strcasecmp(v, "On") && !PYH_FREE_THREADED)
+            return "PYH0061: WSGIFreeThreading On needs a free-threaded "
+                   "Python (3.13t or newer)";
+        flag = &b->free_threading;
+    }
+    else if (!strcasecmp(name, "WSGISwitchInterval")) {
+        char *end;
+        b->switch_interval = strtod(v, &end);
+        if (!*v || *end || !(b->switch_interval > 0))
+            return apr_psprintf(cmd->pool, "WSGISwitchInterval takes a "
+                                "number of seconds > 0, not '%s'", v);
+        return NULL;
+    }
+    else if (!strcasecmp(name, "WSGIPythonPath")) {
+        b->python_path = v;
+        return NULL;
+    }
+    else
+        return apr_psprintf(cmd->pool,
+                            "%s is not allowed inside <WSGIInterpreterOptions>"
+                            " (only WSGIPythonPath, WSGISwitchInterval, "
+                            "WSGIRestrictStdin/Stdout/Signal, "
+                            "WSGIPerInterpreterGIL, WSGIFreeThreading)",
+                            name);
+    return compat_flag(cmd, v, flag);
+}
+
+/* How many selectors block b matches for application group ag (NULL: any
+ * block without an application-group) in this process, -1 for none. */
+static int compat_block_match(const compat_block *b, const char *ag)
+{
+    const char *pg = pyh_this_daemon ? pyh_this_daemon->name : "";
+    int n = 0;
+    if (b->process_group) {
+        if (strcmp(b->process_group, pg))
+            return -1;
+        n++;
+    }
+    if (b->application_group) {
+        if (!ag || strcmp(b->application_group, ag))
+            return -1;
+        n++;
+    }
+    return n;
+}
+
+/* The effective int setting at `offset` of compat_block for group ag. */
+int pyh_compat_block_int(apr_size_t offset, const char *ag, int dflt)
+{
+    int i, best = -1, v = dflt;
+    for (i = 0; pyh_compat.blocks && i < pyh_compat.blocks->nelts; i++) {
+        const compat_block *b = APR_ARRAY_IDX(pyh_compat.blocks, i,
+                                              compat_block *);
+        int n = compat_block_match(b, ag);
+        int bv = *(const int *)((const char *)b + offset);
+        if (n >= 0 && bv >= 0 && n >= best) {
+            best = n;
+            v = bv;
+        }
+    }
+    return v;
+}
+
+static double compat_block_switch_interval(const char *ag)
+{
+    int i, best = -1;
+    /* a daemon's switch-interval= is its processes' WSGISwitchInterval */
+    double v = pyh_this_daemon && pyh_this_daemon->switch_interval > 0
+                   ? pyh_this_daemon->switch_interval
+                   : pyh_compat.switch_interval;
+    for (i = 0; i < pyh_compat.blocks->nelts; i++) {
+        const compat_block *b = APR_ARRAY_IDX(pyh_compat.blocks, i,
+                                              compat_block *);
+        int n = compat_block_match(b, ag);
+        if (n >= 0 && b->switch_interval > 0 && n >= best) {
+            best = n;
+            v = b->switch_interval;
+        }
+    }
+    return v;
+}
+
+/* The python-path of every matching block, least specific first (each
+ * goes through site.addsitedir, as in mod_wsgi), colon-joined. */
+static const char *compat_block_python_path(apr_pool_t *p, const char *ag)
+{
+    const char *out = "";
+    int level, i;
+    for (level = 0; level <= 2; level++)
+        for (i = 0; i < pyh_compat.blocks->nelts; i++) {
+            const compat_block *b = APR_ARRAY_IDX(pyh_compat.blocks, i,
+                                                  compat_block *);
+            if (b->python_path && compat_block_match(b, ag) == level)
+                out = apr_pstrcat(p, out, *out ? ":" : "", b->python_path,
+                                  NULL);
+        }
+    return out;
+}
+
+#define COMPAT_BLOCK(field) APR_OFFSETOF(compat_block, field)
+
+int pyh_compat_own_gil(const char *ag, int dflt)
+{
+    return pyh_compat_block_int(COMPAT_BLOCK(per_interpreter_gil), ag, dflt);
+}
+
+int pyh_compat_free_threading(int dflt)
+{
+    return pyh_compat_block_int(COMPAT_BLOCK(free_threading), NULL, dflt);
+}
+
 /* Process-wide Python settings (mod_wsgi: main server context only). */
 const char *pyh_compat_python_setting(cmd_parms *cmd, void *dconf,
                                          const char *v)
@@ -205,6 +400,8 @@ const char *pyh_compat_python_setting(cmd_parms *cmd, void *dconf,
     const char *name = cmd->cmd->name, *err;
     char *end;
     (void)dconf;
+    if (compat_active_block(cmd))
+        return pyh_compat_block_set(cmd, v);
     if ((err = ap_check_cmd_context(cmd, GLOBAL_ONLY)))
         return err;
     if (!strcasecmp(name, "WSGIPythonOptimize")) {
@@ -256,6 +453,12 @@ const char *pyh_compat_python_setting(cmd_parms *cmd, void *dconf,
     else if (!strcasecmp(name, "WSGIRestrictStdin")) {
         return compat_flag(cmd, v, &pyh_compat.restrict_stdin);
     }
+    else if (!strcasecmp(name, "WSGIRestrictSignal")) {
+        return compat_flag(cmd, v, &pyh_compat.restrict_signal);
+    }
+    else if (!strcasecmp(name, "WSGIServerMetrics")) {
+        return compat_flag(cmd, v, &pyh_compat.server_metrics);
+    }
     return NULL;
 }
 
@@ -287,40 +490,118 @@ PyStatus pyh_compat_pyconfig(PyConfig *config)
     return st;
 }
 
+/* The Python side of pyh_compat_interp_setup, run with its values as
+ * globals (_pg, _ag, _out, _sig, ...). */
+static const char compat_setup_code[] =
+    "import sys, types\n"
+    "m = types.ModuleType('mod_wsgi', 'pyhost in place of mod_wsgi')\n"
+    "m.version = (6, 0, 0)\n"
+    "m.pyhost_version = _pyhost\n"
+    "m.process_group = _pg\n"
+    "m.application_group = _ag\n"
+    "m.maximum_processes = _procs\n"
+    "m.threads_per_process = _threads\n"
+    /* process_metrics() / server_metrics() with mod_wsgi 6's key
+     * names where pyhost counts the figure (metrics.c), and its
+     * opt-ins: start_recording_metrics() for the first, WSGIServer-
+     * Metrics On (server-metrics=On in a daemon) for the second. */
+    "import os, time, resource\n"
+    "def _snap():\n"
+    "    try:\n"
+    "        import _pyhost_metrics\n"
+    "    except ImportError:\n"
+    "        return None\n"
+    "    return _pyhost_metrics.snapshot()\n"
+    "def _started():\n"
+    "    with open('/proc/self/stat') as f:\n"
+    "        ticks = int(f.read().rsplit(')', 1)[1].split()[19])\n"
+    "    with open('/proc/stat') as f:\n"
+    "        boot = next(int(l.split()[1]) for l in f if l.startswith('btime'))\n"
+    "    return boot + ticks / os.sysconf('SC_CLK_TCK')\n"
+    "_state = {'recording': False}\n"
+    "def start_recording_metrics():\n"
+    "    _state['recording'] = True\n"
+    "def process_metrics():\n"
+    "    snap = _snap() if _state['recording'] else None\n"
+    "    if snap is None:\n"
+    "        return None\n"
+    "    p, t, now = snap['process'], os.times(), time.time()\n"
+    "    start = _started()\n"
+    "    out = {'pid': p['pid'], 'memory_rss': p['resident_memory_bytes'],\n"
+    "           'memory_max_rss': resource.getrusage(\n"
+    "               resource.RUSAGE_SELF).ru_maxrss * 1024,\n"
+    "           'cpu_user_time': t.user, 'cpu_system_time': t.system,\n"
+    "           'cpu_time': t.user + t.system, 'restart_time': start,\n"
+    "           'current_time': now, 'running_time': int(now - start)}\n"
+    "    if 'threads' in p:\n"
+    "        out['request_threads'] = p['threads']\n"
+    "        out['active_requests'] = p['busy_threads']\n"
+    "    if 'requests' in p:\n"
+    "        out['request_count'] = p['requests']\n"
+    "        out['request_busy_time'] = p['app_seconds']\n"
+    "    return out\n"
+    "def server_metrics():\n"
+    "    snap = _snap() if _srvm else None\n"
+    "    if snap is None:\n"
+    "        return None\n"
+    "    return {'server_limit': _slimit, 'thread_limit': _tlimit,\n"
+    "            'current_time': time.time(), 'pyhost': snap['server']}\n"
+    "m.start_recording_metrics = start_recording_metrics\n"
+    "m.process_metrics = process_metrics\n"
+    "m.server_metrics = server_metrics\n"
+    "sys.modules.setdefault('mod_wsgi', m)\n"
+    "class Restricted:\n"
+    "    __slots__ = ('_what',)\n"
+    "    def __init__(self, what):\n"
+    "        object.__setattr__(self, '_what', what)\n"
+    "    def __getattribute__(self, name):\n"
+    "        raise OSError('%s access restricted by mod_wsgi' %\n"
+    "                      object.__getattribute__(self, '_what'))\n"
+    "if _out:\n"
+    "    sys.stdout = Restricted('sys.stdout')\n"
+    "if _in:\n"
+    "    sys.stdin = Restricted('sys.stdin')\n"
+    "if _si > 0:\n"
+    "    sys.setswitchinterval(_si)\n"
+    /* <WSGIInterpreterOptions>'s WSGIPythonPath, as mod_wsgi adds it */
+    "if _path:\n"
+    "    import site\n"
+    "    for _d in _path.split(':'):\n"
+    "        site.addsitedir(_d)\n"
+    /* WSGIRestrictSignal (mod_wsgi, On by default): Apache owns the
+     * process's signals; a handler an app registers would replace
+     * Apache's (a daemon's SIGTERM among them). The call returns the
+     * handler as if it had been set, and says so in the log. A process
+     * the app forked is its own: there the call goes through. */
+    "if _sig:\n"
+    "    import os, signal, traceback\n"
+    "    def _restricted(signalnum, handler, _real=signal.signal,\n"
+    "                    _pid=os.getpid(), _log=_sig):\n"
+    "        if os.getpid() != _pid:\n"
+    "            return _real(signalnum, handler)\n"
+    "        where = traceback.extract_stack(limit=2)[0]\n"
+    "        _log.write('PYH0127: signal.signal(%s) ignored: pyhost "
+    "(WSGIRestrictSignal On) keeps Apache\\'s signal handlers; called "
+    "from %s:%s\\n' % (int(signalnum), where.filename, where.lineno))\n"
+    "        return handler\n"
+    "    _restricted.__wrapped__ = signal.signal\n"
+    "    signal.signal = _restricted\n";
+
 /* Per interpreter, with its GIL, once log.c has pointed stdout at the
  * log: an importable `mod_wsgi` module with what apps and libraries read
  * from mod_wsgi's (process_group, application_group, maximum_processes,
- * threads_per_process, version); WSGIRestrictStdout/Stdin (sys.stdout /
- * sys.stdin become objects whose every attribute raises OSError, as in
- * mod_wsgi, so a print() fails loudly instead of writing to the log); and
- * WSGISwitchInterval. */
+ * threads_per_process, version, process_metrics(), server_metrics());
+ * WSGIRestrictStdout/Stdin (sys.stdout / sys.stdin become objects whose
+ * every attribute raises OSError, as in mod_wsgi, so a print() fails
+ * loudly instead of writing to the log); WSGIRestrictSignal;
+ * WSGISwitchInterval; and <WSGIInterpreterOptions>'s WSGIPythonPath, each
+ * as it resolves for this interpreter. */
 int pyh_compat_interp_setup(pyh_interp *in)
 {
-    static const char code[] =
-        "import sys, types\n"
-        "m = types.ModuleType('mod_wsgi', 'pyhost in place of mod_wsgi')\n"
-        "m.version = (6, 0, 0)\n"
-        "m.pyhost_version = _pyhost\n"
-        "m.process_group = _pg\n"
-        "m.application_group = _ag\n"
-        "m.maximum_processes = _procs\n"
-        "m.threads_per_process = _threads\n"
-        "sys.modules.setdefault('mod_wsgi', m)\n"
-        "class Restricted:\n"
-        "    __slots__ = ('_what',)\n"
-        "    def __init__(self, what):\n"
-        "        object.__setattr__(self, '_what', what)\n"
-        "    def __getattribute__(self, name):\n"
-        "        raise OSError('%s access restricted by mod_wsgi' %\n"
-        "                      object.__getattribute__(self, '_what'))\n"
-        "if _out:\n"
-        "    sys.stdout = Restricted('sys.stdout')\n"
-        "if _in:\n"
-        "    sys.stdin = Restricted('sys.stdin')\n"
-        "if _si > 0:\n"
-        "    sys.setswitchinterval(_si)\n";
-    PyObject *globals, *res;
-    int procs = 1, threads = 1;
+    PyObject *globals, *res, *siglog;
+    int procs = 1, threads = 1, slimit = 1, tlimit = 1, srvm, rsig, rout, rin;
+    const char *ag;
+    apr_pool_t *tmp;
     if (pyh_this_daemon) {
         procs = pyh_this_daemon->processes;
         threads = pyh_this_daemon->threads;
@@ -332,15 +613,46 @@ int pyh_compat_interp_setup(pyh_interp *in)
             || threads < 1)
             threads = 1;
     }
-    if (!(globals = Py_BuildValue(
-              "{s:O,s:s,s:s,s:s,s:i,s:i,s:i,s:i,s:d}", "__builtins__",
+    if (ap_mpm_query(AP_MPMQ_HARD_LIMIT_DAEMONS, &slimit) != APR_SUCCESS)
+        slimit = 1;
+    if (ap_mpm_query(AP_MPMQ_HARD_LIMIT_THREADS, &tlimit) != APR_SUCCESS)
+        tlimit = 1;
+    srvm = pyh_this_daemon ? pyh_this_daemon->server_metrics
+                           : pyh_compat.server_metrics;
+    ag = in->name ? in->name : "";
+    rsig = pyh_compat_block_int(COMPAT_BLOCK(restrict_signal), ag,
+                                pyh_compat.restrict_signal);
+    rout = pyh_compat_block_int(COMPAT_BLOCK(restrict_stdout), ag,
+                                pyh_compat.restrict_stdout);
+    rin = pyh_compat_block_int(COMPAT_BLOCK(restrict_stdin), ag,
+                               pyh_compat.restrict_stdin);
+    if (apr_pool_create(&tmp, NULL) != APR_SUCCESS) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    if (rsig) {
+        if (!(siglog = pyh_log_new(in, NULL, APLOG_WARNING))) {
+            apr_pool_destroy(tmp);
+            return -1;
+        }
+    }
+    else {
+        siglog = Py_NewRef(Py_False);
+    }
+    globals = Py_BuildValue(
+              "{s:O,s:s,s:s,s:s,s:i,s:i,s:i,s:i,s:d,s:N,s:i,s:i,s:i,s:s}",
+              "__builtins__",
               PyEval_GetBuiltins(), "_pyhost", PYH_VERSION, "_pg",
               pyh_this_daemon ? pyh_this_daemon->name : "", "_ag",
               in->name ? in->name : "", "_procs", procs, "_threads", threads,
-              "_out", pyh_compat.restrict_stdout, "_in",
-              pyh_compat.restrict_stdin, "_si", pyh_compat.switch_interval)))
+              "_out", rout, "_in", rin, "_si",
+              compat_block_switch_interval(ag), "_sig", siglog, "_srvm", srvm,
+              "_slimit", slimit, "_tlimit", tlimit, "_path",
+              compat_block_python_path(tmp, ag));
+    apr_pool_destroy(tmp);
+    if (!globals)
         return -1;
-    res = PyRun_String(code, Py_file_input, globals, globals);
+    res = PyRun_String(compat_setup_code, Py_file_input, globals, globals);
     Py_DECREF(globals);
     if (!res)
         return -1;
@@ -356,26 +668,14 @@ static const struct {
     const char *name;
     const char *why;
 } compat_daemon_options[] = {
-    {"chroot", "pyhost does not chroot its daemons"},
     {"python-eggs", "Python eggs are obsolete"},
-    {"switch-interval", "use WSGISwitchInterval"},
-    {"stack-size", "threads keep the system's default stack size"},
     {"deadlock-timeout", "no deadlock watchdog"},
     {"interrupt-timeout", "requests are not interrupted"},
     {"eviction-timeout", "graceful-timeout applies on eviction"},
-    {"send-buffer-size", "the system's socket buffer sizes apply"},
-    {"receive-buffer-size", "the system's socket buffer sizes apply"},
     {"header-buffer-size", "headers are sized as they come"},
     {"response-buffer-size", "responses stream without a fixed buffer"},
     {"response-socket-timeout", "socket-timeout applies"},
     {"response-flush-delay", "responses are flushed as written"},
-    {"socket-user", "sockets are owned by Apache's User"},
-    {"script-user", "script ownership is not checked"},
-    {"script-group", "script ownership is not checked"},
-    {"cpu-time-limit", "no CPU time limit"},
-    {"cpu-priority", "daemons keep Apache's priority"},
-    {"virtual-memory-limit", "no address space limit (memory-limit applies)"},
-    {"server-metrics", "see pyhost's own metrics"},
 };
 
 /* 1: name is one of those options (noted), 0: not one of them. */
@@ -602,4 +902,51 @@ void pyh_compat_apply_proxy_headers(pyh_request *req)
     }
     if (host)
         apr_table_set(r->headers_in, "Host", host);
+}
+
+/* ---- script-user= / script-group= ----------------------------------------- */
+
+/* mod_wsgi: a daemon group with script-user (script-group) runs only
+ * scripts owned by that user (group), in a directory owned likewise, and
+ * neither writable by others: a 403 otherwise, so that one user's files
+ * cannot be run in another user's daemon. */
+int pyh_compat_check_script_owner(request_rec *r, const pyh_daemon *d,
+                                  const char *path)
+{
+    const char *want = d->script_user ? d->script_user : d->script_group;
+    const char *paths[2], *why = NULL;
+    int i;
+    paths[0] = path;
+    paths[1] = ap_make_dirstr_parent(r->pool, path);
+    for (i = 0; i < 2 && !why; i++) {
+        apr_finfo_t fi;
+        const char *owner = NULL;
+        if (apr_stat(&fi, paths[i], APR_FINFO_OWNER | APR_FINFO_PROT, r->pool)
+            != APR_SUCCESS) {
+            why = "cannot be examined";
+        }
+        else if (d->script_user) {
+            struct passwd *pw = getpwuid(fi.user);
+            owner = pw ? pw->pw_name : "?";
+        }
+        else {
+            struct group *gr = getgrgid(fi.group);
+            owner = gr ? gr->gr_name : "?";
+        }
+        if (!why && strcmp(owner, want))
+            why = apr_psprintf(r->pool, "belongs to %s '%s'",
+                               d->script_user ? "user" : "group", owner);
+        else if (!why && (fi.protection & APR_FPROT_WWRITE))
+            why = "is writable by everyone";
+        if (why) {
+            ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
+                          "PYH0130: daemon group '%s' runs only scripts of "
+                          "%s '%s' (%s=): '%s' %s",
+                          d->name, d->script_user ? "user" : "group", want,
+                          d->script_user ? "script-user" : "script-group",
+                          paths[i], why);
+            return HTTP_FORBIDDEN;
+        }
+    }
+    return OK;
 }

@@ -679,10 +679,18 @@ fail:
  * only: from a template when it can, else built key by key. */
 PyObject *pyh_environ(pyh_interp *in, pyh_request *req)
 {
-    PyObject *env = env_build_fast(in, req);
-    if (env || PyErr_Occurred())
-        return env;
-    return env_build_full(in, req);
+    PyObject *env = env_build_fast(in, req), *cap;
+    if (!env && !PyErr_Occurred())
+        env = env_build_full(in, req);
+    /* WSGIPassApacheRequest (mod_wsgi): for C extensions that call
+     * Apache's API; a daemon has no request_rec of Apache's to give. */
+    if (env && req->conf.pass_apache_request == 1 && !pyh_this_daemon) {
+        if (!(cap = PyCapsule_New(req->r, NULL, NULL))
+            || PyDict_SetItemString(env, "apache.request_rec", cap) < 0)
+            Py_CLEAR(env);
+        Py_XDECREF(cap);
+    }
+    return env;
 }
 
 /* Drops what the interpreter keeps for environs (templates, header keys

@@ -307,13 +307,18 @@ static pyh_interp *interp_create_sub(const char *name, server_rec *s,
 
     if (!in || interp_enter(interp_main) < 0)
         return NULL;
-    in->own_gil = pyh_globals.per_interpreter_gil && !shared_gil;
-    if (pyh_globals.per_interpreter_gil && shared_gil)
-        ap_log_error(APLOG_MARK, APLOG_INFO, 0, s,
-                     "PYH0223: application group '%s' shares the GIL although "
-                     "WSGIPerInterpreterGIL is On: it serves ASGI, whose "
-                     "bridge does not run with a GIL of its own yet",
-                     name);
+    {
+        /* <WSGIInterpreterOptions> may set the group's own GIL; a group
+         * created for ASGI shares the GIL whatever is asked. */
+        int want_own = pyh_compat_own_gil(name, pyh_globals.per_interpreter_gil);
+        in->own_gil = want_own && !shared_gil;
+        if (want_own && shared_gil)
+            ap_log_error(APLOG_MARK, APLOG_INFO, 0, s,
+                         "PYH0223: application group '%s' shares the GIL although "
+                         "WSGIPerInterpreterGIL is On: it serves ASGI, whose "
+                         "bridge does not run with a GIL of its own yet",
+                         name);
+    }
     /* With its own GIL, CPython releases the main GIL here and the new
      * interpreter's is held on return; else the shared one stays held. */
     err = pyh_new_interpreter(&ts, in->own_gil);
@@ -555,6 +560,23 @@ static void interp_log_missing(request_rec *r, server_rec *s, const char *msg)
         ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, "%s", msg);
 }
 
+PyObject *pyh_script_module(pyh_interp *in, request_rec *r,
+                            const char *path, int reloading)
+{
+    pyh_script *sc = interp_load(in, r, path, reloading);
+    PyObject *module;
+    if (!sc) {
+        pyh_log_exception(in, r, r ? r->server : ap_server_conf,
+                          apr_psprintf(r ? r->pool : interp_pool,
+                                       "PYH0011: loading script '%s'", path));
+        return NULL;
+    }
+    PYH_LOCK(&in->lock);
+    module = Py_NewRef(sc->module);
+    PYH_UNLOCK(&in->lock);
+    return module;
+}
+
 PyObject *pyh_script_callable(pyh_interp *in, request_rec *r,
                               const char *path, const char *callable,
                               int reloading, int *http_status)
@@ -668,7 +690,8 @@ static int interp_initialize(apr_pool_t *p, server_rec *s)
         st = PyConfig_SetBytesString(&config, &config.home, home);
     if (interp_status_failed(st, &config, s, "home"))
         return -1;
-    st = pyh_config_gil(&config, pyh_globals.free_threading);
+    st = pyh_config_gil(&config,
+                        pyh_compat_free_threading(pyh_globals.free_threading));
     if (interp_status_failed(st, &config, s, "gil"))
         return -1;
     st = pyh_compat_pyconfig(&config);
@@ -880,7 +903,7 @@ int pyh_interp_process_init(apr_pool_t *pchild, server_rec *s, pyh_daemon *d)
         return -1;
     }
     /* Asked for no GIL: say whether that is what Python did. */
-    if (pyh_globals.free_threading)
+    if (pyh_compat_free_threading(pyh_globals.free_threading))
         ap_log_error(APLOG_MARK, APLOG_INFO, 0, s,
                      "PYH0063: WSGIFreeThreading On: free-threaded Python "
                      PYH_PY_VERSION_STR "t started with the GIL %s",

@@ -1158,6 +1158,28 @@ fail:
     return NULL;
 }
 
+/* An Apache child's own requests and time in the app (mod_wsgi's
+ * request_count and request_busy_time); a daemon's are counted by the
+ * children that relayed them, so it has none of its own. */
+static int metrics_py_requests(PyObject *proc, const metrics_slot *me)
+{
+    uint64_t n = 0, us = 0;
+    PyObject *o;
+    int m, pr, c, rc;
+    for (m = 0; m < METRICS_MOUNTS; m++) {
+        for (pr = 0; pr < METRICS_PROTOS; pr++)
+            for (c = 0; c < METRICS_CLASSES; c++)
+                n += MET_GET(me->mounts[m].requests[pr][c]);
+        us += MET_GET(me->mounts[m].app_us);
+    }
+    if (metrics_py_set(proc, "requests", (long long)n) < 0
+        || !(o = PyFloat_FromDouble((double)us / 1e6)))
+        return -1;
+    rc = PyDict_SetItemString(proc, "app_seconds", o);
+    Py_DECREF(o);
+    return rc;
+}
+
 static PyObject *metrics_py_snapshot(PyObject *mod, PyObject *unused)
 {
     const metrics_seg *seg = metrics_seg_p;
@@ -1189,6 +1211,8 @@ static PyObject *metrics_py_snapshot(PyObject *mod, PyObject *unused)
         Py_DECREF(name);
         if (metrics_py_set(proc, "threads", me->threads) < 0
             || metrics_py_set(proc, "busy_threads", MET_GET(me->in_flight)) < 0)
+            goto fail;
+        if (me->used == 1 && metrics_py_requests(proc, me) < 0)
             goto fail;
     }
     if (!(srv = metrics_py_server(seg)))

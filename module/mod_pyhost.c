@@ -129,18 +129,36 @@ static const char *pyh_app_group(request_rec *r, const char *spec,
 
 static const pyh_dir_conf pyh_defaults = {
     "%{GLOBAL}", "application", "", 0, 0, 1, PYH_HEAD_AUTO, 0,
-    NULL, NULL, NULL, 1, NULL, NULL
+    NULL, NULL, NULL, 1, NULL, NULL, NULL, NULL, NULL, 0, 0
 };
 
 /* ASGI: no callable name means `application`, else `app` (interp.c);
  * chunked request bodies are always welcome. */
 static const pyh_dir_conf pyh_asgi_defaults = {
     "%{GLOBAL}", NULL, "", 0, 1, 1, PYH_HEAD_OFF, 0,
-    NULL, NULL, NULL, 1, NULL, NULL
+    NULL, NULL, NULL, 1, NULL, NULL, NULL, NULL, NULL, 0, 0
 };
 
-/* A request routed to pyhost (pyh_handler counts it). */
-static int pyh_handle(request_rec *r, const pyh_route *route)
+/* WSGIDispatchScript: lets its functions replace where req runs. */
+static int pyh_dispatch(request_rec *r, pyh_request *req)
+{
+    const char *pg = NULL, *ag = NULL, *co = NULL;
+    int status = pyh_dispatch_run(req, &pg, &ag, &co);
+    if (status != OK)
+        return status;
+    if (pg)
+        req->conf.process_group = pg;
+    if (ag)
+        req->app_group = pyh_app_group(r, ag, req->script_name);
+    if (co)
+        req->conf.callable_object = co;
+    return OK;
+}
+
+/* A request routed to pyhost (pyh_handler counts it); hs: the
+ * WSGIHandlerScript r's handler names, if any. */
+static int pyh_handle(request_rec *r, const pyh_route *route,
+                      const pyh_handler_script *hs)
 {
     const pyh_dir_conf *dconf =
         ap_get_module_config(r->per_dir_config, &pyhost_module);
@@ -160,6 +178,17 @@ static int pyh_handle(request_rec *r, const pyh_route *route)
         pyh_overlay_options(&req->conf, &conf, &route->alias->options);
     else
         req->conf = conf;
+    if (hs) {
+        /* mod_wsgi: the script's handle_request serves the file */
+        req->script_path = hs->path;
+        req->conf.callable_object = "handle_request";
+        if (hs->process_group)
+            req->conf.process_group = hs->process_group;
+        if (hs->application_group)
+            req->conf.application_group = hs->application_group;
+        if (hs->pass_authorization != PYH_UNSET)
+            req->conf.pass_authorization = hs->pass_authorization;
+    }
 
     if (route && route->script_name) {
         req->script_name = route->script_name;
@@ -169,7 +198,7 @@ static int pyh_handle(request_rec *r, const pyh_route *route)
         /* AddHandler/SetHandler, or WSGIScriptAlias to a directory: the
          * file is the script, any extra path Apache found after it is
          * PATH_INFO. */
-        if (!route && !(ap_allow_options(r) & OPT_EXECCGI)) {
+        if (!route && !hs && !(ap_allow_options(r) & OPT_EXECCGI)) {
             ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
                           "PYH0020: Options ExecCGI is off in this directory: "
                           "%s",
@@ -180,7 +209,8 @@ static int pyh_handle(request_rec *r, const pyh_route *route)
         req->script_name = apr_pstrndup(r->pool, r->uri,
                                         ap_find_path_info(r->uri, req->path_info));
     }
-    if (r->finfo.filetype != APR_REG) {
+    /* A handler script decides itself what a missing file means. */
+    if (!hs && r->finfo.filetype != APR_REG) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
                       "PYH0021: WSGI script '%s' does not exist or is not a "
                       "file",
@@ -192,6 +222,9 @@ static int pyh_handle(request_rec *r, const pyh_route *route)
         return status;
     req->app_group = pyh_app_group(r, req->conf.application_group,
                                    req->script_name);
+    if (!asgi && req->conf.dispatch_script
+        && (status = pyh_dispatch(r, req)) != OK)
+        return status;
     daemon = pyh_daemon_lookup(r, req->conf.process_group, &missing);
     if (missing) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
@@ -200,10 +233,19 @@ static int pyh_handle(request_rec *r, const pyh_route *route)
                       missing);
         return HTTP_INTERNAL_SERVER_ERROR;
     }
+    if (req->conf.restrict_process
+        && (status = pyh_restrict_process_check(req, daemon ? daemon->name
+                                                            : "")) != OK)
+        return status;
     pyh_metrics_note(r, daemon, req->app_group);
     if (daemon) {
         int status = pyh_daemon_check_available(r, daemon);
         if (status != OK)
+            return status;
+        if ((daemon->script_user || daemon->script_group)
+            && (status = pyh_compat_check_script_owner(
+                    r, daemon, req->script_path ? req->script_path
+                                                : r->filename)) != OK)
             return status;
         req->conf.process_group = daemon->name; /* %{ENV:x} resolved */
         if (asgi) {
@@ -233,7 +275,10 @@ static int pyh_handle(request_rec *r, const pyh_route *route)
     if (!(in = pyh_interp_acquire_for(req->app_group, r->server, asgi)))
         return HTTP_INTERNAL_SERVER_ERROR;
     req->interp = in;
-    app = pyh_script_callable(in, r, r->filename, req->conf.callable_object,
+    app = pyh_script_callable(in, r,
+                              req->script_path ? req->script_path
+                                               : r->filename,
+                              req->conf.callable_object,
                               req->conf.script_reloading, &status);
     if (app && asgi) {
         /* returns with the GIL released */
@@ -254,18 +299,22 @@ static int pyh_handler(request_rec *r)
 {
     const pyh_route *route =
         ap_get_module_config(r->request_config, &pyhost_module);
+    const pyh_handler_script *hs = NULL;
     pyh_mreq m;
     int status, asgi;
 
-    if (!r->handler || (strcmp(r->handler, "wsgi-script")
-                        && strcmp(r->handler, "application/x-httpd-wsgi")
-                        && strcmp(r->handler, "asgi-script")))
+    if (!r->handler)
+        return DECLINED;
+    if (strcmp(r->handler, "wsgi-script")
+        && strcmp(r->handler, "application/x-httpd-wsgi")
+        && strcmp(r->handler, "asgi-script")
+        && !(hs = pyh_handler_script_for(r)))
         return DECLINED;
     asgi = route && route->alias->protocol == PYH_PROTO_ASGI;
     if (!asgi && !strcmp(r->handler, "asgi-script"))
         return DECLINED; /* only ASGIScriptAlias routes to ASGI */
     pyh_metrics_begin(&m, r);
-    status = pyh_handle(r, route);
+    status = pyh_handle(r, hs ? NULL : route, hs);
     pyh_metrics_end(&m, r, route ? route->alias : NULL, asgi, status);
     return status;
 }

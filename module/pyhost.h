@@ -36,6 +36,15 @@ typedef struct pyh_auth_script {
     const char *application_group;
 } pyh_auth_script;
 
+/* WSGIHandlerScript name path [options] (dispatch.c): requests whose
+ * handler is `name` run `path`'s handle_request as a WSGI app. */
+typedef struct pyh_handler_script {
+    const char *path;
+    const char *process_group;     /* NULL: the location's */
+    const char *application_group; /* NULL: the location's */
+    int pass_authorization;        /* PYH_UNSET: the location's */
+} pyh_handler_script;
+
 /* Per-directory settings; also hold WSGIScriptAlias inline options. */
 typedef struct {
     const char *application_group; /* NULL: unset; "%{GLOBAL}" etc. */
@@ -53,6 +62,16 @@ typedef struct {
     /* directives_compat.c: NULL unset */
     apr_array_header_t *trusted_proxy_headers; /* int: header index */
     apr_array_header_t *trusted_proxies;       /* apr_ipsubnet_t * */
+    /* dispatch.c: NULL unset */
+    const pyh_auth_script *dispatch_script;    /* WSGIDispatchScript */
+    apr_hash_t *handler_scripts; /* WSGIHandlerScript: name -> pyh_handler_script */
+    apr_array_header_t *restrict_process; /* WSGIRestrictProcess: const
+                                             char * group names, "" for
+                                             %{GLOBAL} */
+    int pass_apache_request;     /* WSGIPassApacheRequest: environ's
+                                    apache.request_rec (embedded mode) */
+    int ignore_activity;         /* WSGIIgnoreActivity: a daemon's
+                                    inactivity-timeout ignores these */
 } pyh_dir_conf;
 
 /* What a mount speaks (pyh_alias.protocol) */
@@ -124,6 +143,19 @@ typedef struct pyh_daemon {
         graceful_timeout, shutdown_timeout, startup_timeout, connect_timeout,
         socket_timeout, queue_timeout;
     int listen_backlog;
+    /* mod_wsgi's resource options (0: unset, the system's) */
+    int cpu_time_limit;            /* s of CPU: RLIMIT_CPU, then recycle */
+    int cpu_priority;              /* setpriority() nice value */
+    apr_int64_t virtual_memory_limit; /* bytes: RLIMIT_AS */
+    apr_size_t stack_size;         /* request threads' stack, bytes */
+    int send_buffer_size, recv_buffer_size; /* relay sockets' SO_SNDBUF/
+                                              SO_RCVBUF, bytes */
+    const char *socket_user;       /* owner of the listening socket */
+    const char *script_user, *script_group; /* required owner of scripts */
+    const char *chroot;            /* chroot= directory */
+    double switch_interval;        /* switch-interval=, s; 0 unset */
+    int server_metrics;            /* server-metrics=On */
+    uid_t socket_uid;
     /* set in post_config (parent), inherited by children and daemons */
     const char *socket_path;
     int listen_fd;
@@ -258,6 +290,10 @@ void pyh_interp_leave(pyh_interp *in);
 /* Returns a new reference to the WSGI callable, loading or reloading
  * the script as needed; NULL with nothing raised means "logged, 500".
  * callable NULL: an ASGI mount's default, `application`, else `app`. */
+/* A new reference to the module of script `path` (loaded or reloaded as
+ * needed), or NULL, logged. */
+PyObject *pyh_script_module(pyh_interp *in, request_rec *r,
+                            const char *path, int reloading);
 PyObject *pyh_script_callable(pyh_interp *in, request_rec *r,
                               const char *path, const char *callable,
                               int reloading, int *http_status);
@@ -276,6 +312,8 @@ typedef struct pyh_request {
     const char *script_name;
     const char *path_info;
     const char *app_group;
+    const char *script_path;        /* the script to run when it is not
+                                       r->filename (WSGIHandlerScript) */
     /* environ inputs (pyh_env_collect, or a daemon's relay frame): the
      * string value of each string-valued key indexed by enum pyh_key, NULL
      * when absent; they live at least as long as r->pool. */
@@ -445,6 +483,9 @@ typedef struct {
     unsigned long hash_seed;
     double switch_interval;       /* <= 0: unset */
     int restrict_stdout, restrict_stdin;
+    int restrict_signal;          /* default On, as in mod_wsgi */
+    int server_metrics;           /* WSGIServerMetrics: server_metrics() */
+    apr_array_header_t *blocks;   /* <WSGIInterpreterOptions> blocks */
 } pyh_compat_t;
 
 extern pyh_compat_t pyh_compat;
@@ -460,7 +501,21 @@ int pyh_compat_daemon_option(cmd_parms *cmd, const char *group,
 PyStatus pyh_compat_pyconfig(PyConfig *config);
 int pyh_compat_interp_setup(pyh_interp *in);
 const char *pyh_compat_accept(cmd_parms *cmd, void *dconf, const char *args);
-const char *pyh_compat_refuse(cmd_parms *cmd, void *dconf, const char *args);
+/* script-user= / script-group=: OK, or 403 (logged) for a script (or its
+ * directory) of another owner or writable by everyone. */
+int pyh_compat_check_script_owner(request_rec *r, const pyh_daemon *d,
+                                  const char *path);
+/* <WSGIInterpreterOptions process-group=P application-group=G> */
+const char *pyh_compat_options_section(cmd_parms *cmd, void *dconf,
+                                       const char *arg);
+/* 1 when cmd is inside <WSGIInterpreterOptions>; then the directive's
+ * value goes to the block (pyh_compat_block_set). */
+int pyh_compat_in_block(cmd_parms *cmd);
+const char *pyh_compat_block_set(cmd_parms *cmd, const char *v);
+/* WSGIPerInterpreterGIL for application group ag, WSGIFreeThreading for
+ * this process, with the blocks that match; dflt: the global setting. */
+int pyh_compat_own_gil(const char *ag, int dflt);
+int pyh_compat_free_threading(int dflt);
 const char *pyh_compat_python_setting(cmd_parms *cmd, void *dconf,
                                       const char *v);
 
@@ -468,10 +523,6 @@ const char *pyh_compat_python_setting(cmd_parms *cmd, void *dconf,
     AP_INIT_RAW_ARGS(name, pyh_compat_accept, why,                        \
                      RSRC_CONF | ACCESS_CONF | OR_ALL,                     \
                      "mod_wsgi's " name ": accepted, not applied (" why ")")
-#define PYH_COMPAT_REFUSE(name, why) \
-    AP_INIT_RAW_ARGS(name, pyh_compat_refuse, why,                        \
-                     RSRC_CONF | ACCESS_CONF | OR_ALL,                     \
-                     "mod_wsgi's " name ": not supported (" why ")")
 #define PYH_COMPAT_AUTH(name) \
     AP_INIT_RAW_ARGS(name, pyh_auth_script_directive, NULL,               \
                      OR_AUTHCFG | RSRC_CONF,                               \
@@ -486,6 +537,25 @@ const char *pyh_compat_trusted_proxies(cmd_parms *cmd, void *dconf,
 void pyh_compat_apply_proxy_headers(pyh_request *req);
 #define PYH_COMPAT_PYTHON(name, help) \
     AP_INIT_TAKE1(name, pyh_compat_python_setting, NULL, RSRC_CONF, help)
+
+/* ---- dispatch and handler scripts (dispatch.c) ---------------------------- */
+
+const char *pyh_dispatch_directive(cmd_parms *cmd, void *dconf,
+                                   const char *args);
+const char *pyh_handler_script_directive(cmd_parms *cmd, void *dconf,
+                                         const char *args);
+/* WSGIDispatchScript for req, in the Apache child: its process_group(),
+ * application_group() and callable_object() may each replace the value
+ * (NULL: keep). OK, or 500 (logged). */
+int pyh_dispatch_run(pyh_request *req, const char **process_group,
+                     const char **application_group, const char **callable);
+const char *pyh_restrict_process_directive(cmd_parms *cmd, void *dconf,
+                                           const char *args);
+/* WSGIRestrictProcess: OK when req may run in group `name` ("" embedded),
+ * else 500 (logged). */
+int pyh_restrict_process_check(pyh_request *req, const char *name);
+/* The WSGIHandlerScript r's handler names, or NULL. */
+const pyh_handler_script *pyh_handler_script_for(request_rec *r);
 
 /* The rows config.c's command table ends with. */
 #define PYH_COMPAT_COMMANDS                                                    \
@@ -516,14 +586,23 @@ void pyh_compat_apply_proxy_headers(pyh_request *req);
                       "pyhost always starts Python after fork"),               \
     PYH_COMPAT_ACCEPT("WSGICaseSensitivity",                                   \
                       "only meaningful on Windows and macOS"),                 \
-    PYH_COMPAT_ACCEPT("WSGIRestrictSignal",                                    \
-                      "not applied yet: apps may still call signal.signal"),   \
-    PYH_COMPAT_ACCEPT("WSGIRestrictProcess",                                   \
-                      "not applied yet: WSGIProcessGroup is not limited"),     \
-    PYH_COMPAT_ACCEPT("WSGIPassApacheRequest",                                 \
-                      "pyhost has no apache.request_rec object"),              \
-    PYH_COMPAT_ACCEPT("WSGIIgnoreActivity",                                    \
-                      "not applied yet"),                                      \
+    PYH_COMPAT_PYTHON("WSGIRestrictSignal",                                    \
+                      "Off: apps may install signal handlers (On: ignored, "   \
+                      "with a warning)"),                                      \
+    AP_INIT_RAW_ARGS("WSGIRestrictProcess", pyh_restrict_process_directive,   \
+                     NULL, RSRC_CONF | ACCESS_CONF,                            \
+                     "group...: the only process groups (%{GLOBAL}: "         \
+                     "embedded) requests here may be sent to"),                \
+    AP_INIT_FLAG("WSGIPassApacheRequest", cfg_set_flag,                        \
+                 (void *)APR_OFFSETOF(pyh_dir_conf, pass_apache_request),      \
+                 RSRC_CONF | ACCESS_CONF,                                      \
+                 "On: environ['apache.request_rec'] is a capsule of the "     \
+                 "request_rec (embedded mode, as mod_wsgi)"),                  \
+    AP_INIT_FLAG("WSGIIgnoreActivity", cfg_set_flag,                           \
+                 (void *)APR_OFFSETOF(pyh_dir_conf, ignore_activity),          \
+                 RSRC_CONF | ACCESS_CONF | OR_FILEINFO,                        \
+                 "On: these requests do not keep a daemon's "                 \
+                 "inactivity-timeout from running out (health checks)"),      \
     PYH_COMPAT_ACCEPT("WSGIEnableSendfile",                                    \
                       "wsgi.file_wrapper always becomes a file bucket"),       \
     AP_INIT_RAW_ARGS("WSGITrustedProxyHeaders",                                \
@@ -538,19 +617,30 @@ void pyh_compat_apply_proxy_headers(pyh_request *req);
                  OR_AUTHCFG | RSRC_CONF,                                       \
                  "Off: Require wsgi-group without a match lets other "         \
                  "providers decide"),                                          \
-    PYH_COMPAT_ACCEPT("WSGIServerMetrics", "see pyhost's own metrics"),        \
+    PYH_COMPAT_PYTHON("WSGIServerMetrics",                                     \
+                      "On: mod_wsgi.server_metrics() answers (Off: None)"),    \
     PYH_COMPAT_ACCEPT("WSGITelemetryService",                                  \
                       "mod_wsgi's telemetry is not implemented"),              \
     PYH_COMPAT_ACCEPT("WSGITelemetryOptions",                                  \
                       "mod_wsgi's telemetry is not implemented"),              \
     PYH_COMPAT_ACCEPT("WSGISlowRequests",                                      \
                       "mod_wsgi's telemetry is not implemented"),              \
-    PYH_COMPAT_REFUSE("WSGIDispatchScript", "not implemented yet"),            \
-    PYH_COMPAT_REFUSE("WSGIHandlerScript", "not implemented yet"),             \
+    AP_INIT_RAW_ARGS("WSGIDispatchScript", pyh_dispatch_directive, NULL,      \
+                     RSRC_CONF | ACCESS_CONF,                                  \
+                     "script-path [application-group=G]: its process_group(),"\
+                     " application_group(), callable_object() choose per "    \
+                     "request"),                                               \
+    AP_INIT_RAW_ARGS("WSGIHandlerScript", pyh_handler_script_directive, NULL, \
+                     RSRC_CONF | ACCESS_CONF,                                  \
+                     "name script-path [process-group=P application-group=G " \
+                     "pass-authorization=On|Off]: handler `name` runs the "   \
+                     "script's handle_request"),                               \
     PYH_COMPAT_AUTH("WSGIAccessScript"),                                       \
     PYH_COMPAT_AUTH("WSGIAuthUserScript"),                                     \
     PYH_COMPAT_AUTH("WSGIAuthGroupScript"),                                    \
-    PYH_COMPAT_REFUSE("<WSGIInterpreterOptions",                               \
-                      "not implemented yet; use the directives outside it")
+    AP_INIT_RAW_ARGS("<WSGIInterpreterOptions", pyh_compat_options_section,   \
+                     NULL, RSRC_CONF,                                          \
+                     "process-group=P and/or application-group=G: scopes "    \
+                     "per-interpreter settings (mod_wsgi 6)")
 
 #endif

@@ -349,6 +349,12 @@ static apr_status_t rc_read(pyh_rconn *rc, char *dest, apr_size_t n,
     return APR_SUCCESS;
 }
 
+/* The script the daemon runs: a WSGIHandlerScript's, else the file. */
+static const char *relay_script(request_rec *r, const pyh_request *req)
+{
+    return req->script_path ? req->script_path : r->filename;
+}
+
 /* The Q frame: fixed fields, then records. */
 static char *relay_build_request(request_rec *r, pyh_request *req,
                                  apr_size_t *len)
@@ -364,7 +370,7 @@ static char *relay_build_request(request_rec *r, pyh_request *req,
     for (i = 0; i < PYH_K_COUNT; i++)
         n += rec_size(req->vars[i]);
     n += rec_table_size(r->headers_in) + rec_table_size(r->subprocess_env)
-         + rec_size(r->filename) + rec_size(req->conf.callable_object)
+         + rec_size(relay_script(r, req)) + rec_size(req->conf.callable_object)
          + rec_size(req->app_group) + rec_size(r->uri);
     p = buf = apr_palloc(r->pool, n);
     memset(p, 0, PYH_FRAME_HDR);
@@ -378,12 +384,15 @@ static char *relay_build_request(request_rec *r, pyh_request *req,
                | (req->conf.error_override ? PYH_Q_ERROR_OVERRIDE : 0)
                | (req->conf.pass_authorization ? PYH_Q_PASS_AUTH : 0)
                | (req->conf.chunked_request || req->asgi ? PYH_Q_CHUNKED : 0)
+               | (req->conf.ignore_activity == 1 ? PYH_Q_IGNORE_ACTIVITY : 0)
                | (req->asgi ? PYH_Q_ASGI
                                   | (unsigned)req->lifespan
                                         << PYH_Q_LIFESPAN_SHIFT
                             : 0);
     fx.server_index = sconf->index;
-    fx.script_mtime = r->finfo.mtime;
+    /* 0: the daemon stats the script itself (a handler script is not the
+     * file Apache looked up) */
+    fx.script_mtime = req->script_path ? 0 : r->finfo.mtime;
     fx.request_time = r->request_time;
     memcpy(p, &fx, sizeof(fx));
     p += sizeof(fx);
@@ -391,7 +400,7 @@ static char *relay_build_request(request_rec *r, pyh_request *req,
         p = rec_put(p, PYH_R_VAR + i, req->vars[i]);
     p = rec_put_table(p, r->headers_in, PYH_R_HEADER_NAME);
     p = rec_put_table(p, r->subprocess_env, PYH_R_ENV_NAME);
-    p = rec_put(p, PYH_R_FILENAME, r->filename);
+    p = rec_put(p, PYH_R_FILENAME, relay_script(r, req));
     p = rec_put(p, PYH_R_CALLABLE, req->conf.callable_object);
     p = rec_put(p, PYH_R_APP_GROUP, req->app_group);
     p = rec_put(p, PYH_R_URI, r->uri);
@@ -1402,7 +1411,7 @@ static request_rec *relay_make_request(apr_pool_t *p, relay_ctx *ctx,
     r->notes = apr_table_make(p, 1);
     r->per_dir_config = s->lookup_defaults;
     r->request_config = ap_create_request_config(p);
-    r->finfo.filetype = APR_REG;
+    r->finfo.filetype = fx->script_mtime ? APR_REG : APR_NOFILE;
     r->finfo.mtime = fx->script_mtime;
 
     out->frec = &relay_out_rec;
@@ -1563,6 +1572,8 @@ int pyh_relay_serve(pyh_dconn *dc)
     if (!(payload = relay_read_request(dc, relay_pool, &len))
         || !(req = relay_parse_request(payload, len, &q)))
         return -1;
+    if (!(q.fx.flags & PYH_Q_IGNORE_ACTIVITY))
+        pyh_daemon_active();
     relay_request_rec(&ctx, &q.fx, req, &q);
     req->relay_fd = dc->fd;
     relay_finish(&ctx, relay_run_app(req));

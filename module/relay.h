@@ -60,6 +60,7 @@ enum {
 #define PYH_Q_ASGI 32u          /* an ASGI mount: the daemon runs it on its
                                    event loop, lifespan mode in the bits */
 #define PYH_Q_LIFESPAN_SHIFT 6  /* 2 bits: PYH_LIFESPAN_* */
+#define PYH_Q_IGNORE_ACTIVITY 256u /* WSGIIgnoreActivity */
 
 typedef struct {
     unsigned char secret[16];
@@ -169,5 +170,8 @@ int pyh_relay_refuse(pyh_dconn *dc, int status);
 void pyh_daemon_busy(pyh_interp *in);
 void pyh_daemon_idle(void);
 void pyh_daemon_loaded(int ok);
+/* The request this thread serves counts as activity (inactivity-timeout);
+ * not called for WSGIIgnoreActivity requests. */
+void pyh_daemon_active(void);
 
 #endif

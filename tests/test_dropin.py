@@ -276,12 +276,7 @@ ACCEPTED = {
     "WSGIDestroyInterpreter": "On",
     "WSGILazyInitialization": "On",
     "WSGICaseSensitivity": "On",
-    "WSGIRestrictSignal": "Off",
-    "WSGIRestrictProcess": "grp",
-    "WSGIPassApacheRequest": "Off",
-    "WSGIIgnoreActivity": "Off",
     "WSGIEnableSendfile": "On",
-    "WSGIServerMetrics": "Off",
     "WSGITelemetryService": "unix:/tmp/none",
     "WSGITelemetryOptions": "None",
     "WSGISlowRequests": "5",
@@ -289,14 +284,11 @@ ACCEPTED = {
 
 # mod_wsgi 6's WSGIDaemonProcess options that pyhost does not act on.
 DAEMON_ACCEPTED = {
-    "chroot": "/", "python-eggs": "/tmp/eggs", "switch-interval": "0.01",
-    "stack-size": "524288", "deadlock-timeout": "300", "interrupt-timeout": "0",
-    "eviction-timeout": "10", "send-buffer-size": "65536",
-    "receive-buffer-size": "65536", "header-buffer-size": "32768",
+    "python-eggs": "/tmp/eggs",
+    "deadlock-timeout": "300", "interrupt-timeout": "0",
+    "eviction-timeout": "10", "header-buffer-size": "32768",
     "response-buffer-size": "65536", "response-socket-timeout": "10",
-    "response-flush-delay": "0", "socket-user": "nobody", "script-user": "nobody",
-    "script-group": "nogroup", "cpu-time-limit": "3600", "cpu-priority": "0",
-    "virtual-memory-limit": "0", "server-metrics": "Off",
+    "response-flush-delay": "0",
 }
 
 
@@ -338,24 +330,6 @@ def test_daemon_option_accepted_with_one_info_line(accepted_server, option):
              if "PYH0111: WSGIDaemonProcess grp: %s=%s accepted and ignored: "
              % (option, DAEMON_ACCEPTED[option]) in ln]
     assert len(lines) == 1, _notes(accepted_server)
-
-
-@pytest.mark.parametrize("directive,args", [
-    ("WSGIDispatchScript", "@APPS@/dropin_info.wsgi"),
-    ("WSGIHandlerScript", "my-handler @APPS@/dropin_info.wsgi"),
-])
-def test_unsupported_directive_fails_with_pyhosts_own_line(short_server, directive, args):
-    rc, out = config_test(short_server, "refused", "%s %s\n" % (directive, args))
-    assert rc != 0
-    assert "PYH0113: %s is not supported by pyhost: " % directive in out, out
-    assert "Invalid command" not in out
-
-
-def test_interpreter_options_section_fails_with_pyhosts_own_line(short_server):
-    rc, out = config_test(short_server, "refused-sect",
-                          "<WSGIInterpreterOptions process-group=x>\n"
-                          "</WSGIInterpreterOptions>\n")
-    assert rc != 0 and "PYH0113: <WSGIInterpreterOptions is not supported" in out, out
 
 
 # -- item 2: WSGIScriptAlias to a directory -------------------------------------

@@ -538,19 +538,20 @@ static const char *compat_forwarded_for(request_rec *r, const char *value,
  * peer in WSGITrustedProxies (any peer when that is unset), override the
  * client address, host, server name, port and scheme the app sees; every
  * other header of the same kinds (all of them, from an untrusted peer) is
- * kept from the app, so a client cannot pass off a forged one. Runs in
- * the Apache child, on the CGI variables, before they are relayed to a
- * daemon. */
-void pyh_compat_apply_proxy_headers(pyh_request *req)
+ * kept from the app, so a client cannot pass off a forged one. The one
+ * place that decides, for both protocols: the WSGI environ (environ.c,
+ * in the Apache child, before the variables are relayed to a daemon) and
+ * the ASGI scope (asgi.c) each map *pv onto their own keys. */
+int pyh_compat_proxy_view(request_rec *r, const pyh_dir_conf *conf,
+                          pyh_proxy_view *pv)
 {
-    request_rec *r = req->r;
-    const apr_array_header_t *hdrs = req->conf.trusted_proxy_headers;
-    const apr_array_header_t *nets = req->conf.trusted_proxies;
+    const apr_array_header_t *hdrs = conf->trusted_proxy_headers;
+    const apr_array_header_t *nets = conf->trusted_proxies;
     int kind_named[PX_KINDS] = {0}, kind_winner[PX_KINDS];
-    const char *host = NULL;
     int trusted, i;
     if (!hdrs || !hdrs->nelts)
-        return;
+        return 0;
+    memset(pv, 0, sizeof(*pv));
     trusted = !nets || compat_ip_trusted(r, nets, r->useragent_ip,
                                          r->useragent_addr);
     for (i = 0; i < PX_KINDS; i++)
@@ -567,32 +568,29 @@ void pyh_compat_apply_proxy_headers(pyh_request *req)
         kind_winner[kind] = h;
         switch (kind) {
         case PX_CLIENT:
-            if (h == 0)
-                v = compat_forwarded_for(r, v, nets);
-            if (v)
-                req->vars[PYH_K_REMOTE_ADDR] = v;
+            pv->client = h == 0 ? compat_forwarded_for(r, v, nets) : v;
             break;
         case PX_HOST:
-            host = v; /* HTTP_HOST, below */
+            pv->host = v;
             break;
         case PX_SERVER:
-            req->vars[PYH_K_SERVER_NAME] = v;
+            pv->server = v;
             break;
         case PX_PORT:
-            req->vars[PYH_K_SERVER_PORT] = v;
+            pv->port = v;
             break;
         case PX_SCHEME:
             if (compat_proxy_headers[h].flag)
                 v = (!strcasecmp(v, "on") || !strcasecmp(v, "true")
                      || !strcmp(v, "1")) ? "https" : "http";
             if (!strcasecmp(v, "https"))
-                req->vars[PYH_K_REQUEST_SCHEME] = "https";
+                pv->scheme = "https";
             else if (!strcasecmp(v, "http"))
-                req->vars[PYH_K_REQUEST_SCHEME] = "http";
+                pv->scheme = "http";
             break;
         }
     }
-    /* The app reads headers from r->headers_in: a copy without the
+    /* Both apps read headers from r->headers_in: a copy without the
      * synonyms that were not applied, and with Host from X-Forwarded-Host. */
     r->headers_in = apr_table_copy(r->pool, r->headers_in);
     for (i = 0; i < COMPAT_NPROXY; i++) {
@@ -600,6 +598,7 @@ void pyh_compat_apply_proxy_headers(pyh_request *req)
         if (kind_named[kind] && kind_winner[kind] != i)
             apr_table_unset(r->headers_in, compat_proxy_headers[i].name);
     }
-    if (host)
-        apr_table_set(r->headers_in, "Host", host);
+    if (pv->host)
+        apr_table_set(r->headers_in, "Host", pv->host);
+    return 1;
 }

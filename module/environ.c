@@ -208,6 +208,24 @@ static const char *env_scheme(request_rec *r)
     return ap_http_scheme(r);
 }
 
+/* WSGITrustedProxyHeaders onto the CGI variables (HTTP_HOST is the
+ * Host header, which pyh_compat_proxy_view already replaced). */
+static void env_proxy_view(pyh_request *req)
+{
+    pyh_proxy_view pv;
+    const char **v = req->vars;
+    if (!pyh_compat_proxy_view(req->r, &req->conf, &pv))
+        return;
+    if (pv.client)
+        v[PYH_K_REMOTE_ADDR] = pv.client;
+    if (pv.server)
+        v[PYH_K_SERVER_NAME] = pv.server;
+    if (pv.port)
+        v[PYH_K_SERVER_PORT] = pv.port;
+    if (pv.scheme)
+        v[PYH_K_REQUEST_SCHEME] = pv.scheme;
+}
+
 void pyh_env_collect(pyh_request *req)
 {
     request_rec *r = req->r;
@@ -249,7 +267,7 @@ void pyh_env_collect(pyh_request *req)
     if (!r->log_id && c)
         ap_run_generate_log_id(c, r, &r->log_id);
     v[PYH_K_MODWSGI_REQUEST_ID] = r->log_id;
-    pyh_compat_apply_proxy_headers(req); /* WSGITrustedProxyHeaders */
+    env_proxy_view(req); /* WSGITrustedProxyHeaders */
 }
 
 /* A CGI variable from req->vars, when present; `common` is a constant for

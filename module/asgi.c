@@ -410,61 +410,24 @@ static void asgi_scope_tls(request_rec *r, pyh_asgi_scope_in *sc)
     sc->tls_client_dn = asgi_ssl_lookup(r, "SSL_CLIENT_S_DN");
 }
 
-/* A port as a proxy header gives it: 1..65535, digits only; 0 otherwise. */
-static int asgi_port(const char *s, const char *end)
-{
-    int port = 0;
-    if (s == end)
-        return 0;
-    for (; s < end; s++) {
-        if (!apr_isdigit(*s) || (port = port * 10 + (*s - '0')) > 65535)
-            return 0;
-    }
-    return port;
-}
-
-/* WSGITrustedProxyHeaders, as for WSGI (pyh_compat_proxy_view decides and
- * has already put X-Forwarded-Host in Host and dropped the untrusted
- * headers from r->headers_in): "server" is the forwarded server name or
- * the forwarded host, and the forwarded port or the host's own; the
- * client's port is 0, as uvicorn's proxy middleware has it: the socket's
- * port was the proxy's. Before sc->headers are collected. */
+/* WSGITrustedProxyHeaders, as for WSGI: pyh_compat_proxy_view decides,
+ * and has already put X-Forwarded-Host in Host and dropped the untrusted
+ * headers from r->headers_in. Embedded only: a daemon's scope comes from
+ * the CGI variables the Apache child applied them to (environ.c).
+ * Before sc->headers are collected. */
 static void asgi_scope_proxy(pyh_request *req, pyh_asgi_scope_in *sc)
 {
-    request_rec *r = req->r;
     pyh_proxy_view pv;
-    int port = 0, fwd_port;
-    if (!pyh_compat_proxy_view(r, &req->conf, &pv))
+    if (!pyh_compat_proxy_view(req->r, &req->conf, &pv))
         return;
-    if (pv.client) {
-        sc->client_host = pv.client;
-        sc->client_port = 0;
-    }
+    if (pv.client)
+        sc->client_host = pv.client; /* the port stays, as REMOTE_PORT */
     if (pv.scheme)
         sc->scheme = pv.scheme; /* ws/wss for a WebSocket in _asgi.pyx */
-    if (pv.host) {
-        /* host[:port] or [v6][:port]; a bare v6 address has no port */
-        const char *h = pv.host, *end = h + strlen(h), *colon;
-        if (*h == '[' && (colon = strchr(h, ']'))) {
-            if (colon[1] == ':')
-                port = asgi_port(colon + 2, end);
-            sc->server_host = apr_pstrmemdup(r->pool, h + 1,
-                                             (apr_size_t)(colon - h - 1));
-        }
-        else if ((colon = strchr(h, ':')) && !strchr(colon + 1, ':')) {
-            port = asgi_port(colon + 1, end);
-            sc->server_host = apr_pstrmemdup(r->pool, h,
-                                             (apr_size_t)(colon - h));
-        }
-        else
-            sc->server_host = h;
-    }
-    if (pv.server)
-        sc->server_host = pv.server;
-    if (pv.port && (fwd_port = asgi_port(pv.port, pv.port + strlen(pv.port))))
-        port = fwd_port;
-    if (port)
-        sc->server_port = port;
+    if (pv.server_host)
+        sc->server_host = pv.server_host;
+    if (pv.server_port)
+        sc->server_port = pv.server_port;
 }
 
 static void asgi_scope_in(pyh_request *req, pyh_asgi_scope_in *sc)

@@ -534,6 +534,50 @@ static const char *compat_forwarded_for(request_rec *r, const char *value,
     return APR_ARRAY_IDX(items, i, char *);
 }
 
+/* A port as a proxy header gives it: 1..65535, digits only; 0 otherwise. */
+static int compat_port(const char *s, const char *end)
+{
+    int port = 0;
+    if (s == end)
+        return 0;
+    for (; s < end; s++)
+        if (!apr_isdigit(*s) || (port = port * 10 + (*s - '0')) > 65535)
+            return 0;
+    return port;
+}
+
+/* An ASGI scope's "server" (host, port): the forwarded server name or the
+ * forwarded host, and the forwarded port or the host's own one. */
+static void compat_server(request_rec *r, pyh_proxy_view *pv)
+{
+    int port = 0;
+    if (pv->host) {
+        /* host[:port] or [v6][:port]; a bare v6 address has no port */
+        const char *h = pv->host, *end = h + strlen(h), *colon;
+        if (*h == '[' && (colon = strchr(h, ']'))) {
+            if (colon[1] == ':')
+                port = compat_port(colon + 2, end);
+            pv->server_host =
+                apr_pstrmemdup(r->pool, h + 1, (apr_size_t)(colon - h - 1));
+        }
+        else if ((colon = strchr(h, ':')) && !strchr(colon + 1, ':')) {
+            port = compat_port(colon + 1, end);
+            pv->server_host =
+                apr_pstrmemdup(r->pool, h, (apr_size_t)(colon - h));
+        }
+        else
+            pv->server_host = h;
+    }
+    if (pv->server)
+        pv->server_host = pv->server;
+    if (pv->port) {
+        int p = compat_port(pv->port, pv->port + strlen(pv->port));
+        if (p)
+            port = p;
+    }
+    pv->server_port = port;
+}
+
 /* As mod_wsgi: the headers named by WSGITrustedProxyHeaders, sent by a
  * peer in WSGITrustedProxies (any peer when that is unset), override the
  * client address, host, server name, port and scheme the app sees; every
@@ -600,5 +644,6 @@ int pyh_compat_proxy_view(request_rec *r, const pyh_dir_conf *conf,
     }
     if (pv->host)
         apr_table_set(r->headers_in, "Host", pv->host);
+    compat_server(r, pv);
     return 1;
 }

@@ -220,10 +220,19 @@ static void env_proxy_view(pyh_request *req)
         v[PYH_K_REMOTE_ADDR] = pv.client;
     if (pv.server)
         v[PYH_K_SERVER_NAME] = pv.server;
-    if (pv.port)
-        v[PYH_K_SERVER_PORT] = pv.port;
     if (pv.scheme)
         v[PYH_K_REQUEST_SCHEME] = pv.scheme;
+    if (!req->asgi) {
+        if (pv.port)
+            v[PYH_K_SERVER_PORT] = pv.port; /* as mod_wsgi: unchecked */
+        return;
+    }
+    /* An ASGI request relayed to a daemon: its scope's "server" is made
+     * from these there (relay.c), as asgi.c makes it in the child. */
+    if (pv.server_host)
+        v[PYH_K_SERVER_ADDR] = pv.server_host;
+    if (pv.server_port)
+        v[PYH_K_SERVER_PORT] = apr_itoa(req->r->pool, pv.server_port);
 }
 
 void pyh_env_collect(pyh_request *req)

@@ -484,6 +484,9 @@ typedef struct {
     const char *server; /* X-Forwarded-Server */
     const char *port;   /* X-Forwarded-Port, unchecked */
     const char *scheme; /* "http" or "https" */
+    /* an ASGI scope's "server", from host/server and port; port 0: not said */
+    const char *server_host;
+    int server_port;
 } pyh_proxy_view;
 int pyh_compat_proxy_view(request_rec *r, const pyh_dir_conf *conf,
                           pyh_proxy_view *pv);

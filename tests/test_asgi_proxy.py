@@ -17,16 +17,19 @@ from test_cli_serve import _json, serve  # noqa: F401 (serve: a fixture)
 from test_dropin import FORWARDED, _mpms
 
 PROXY_CONF = """
+WSGIDaemonProcess pxgrp processes=1 threads=2
 ASGIScriptAlias /px @APPS@/asgi_proxy.py
-<Location /px>
+ASGIScriptAlias /pxd @APPS@/asgi_proxy.py process-group=pxgrp
+<LocationMatch ^/pxd?/>
     WSGITrustedProxyHeaders X-Forwarded-For X-Forwarded-Host X-Forwarded-Port X-Forwarded-Proto
     WSGITrustedProxies 127.0.0.1 192.0.2.0/24
-</Location>
+</LocationMatch>
 ASGIScriptAlias /untrusted @APPS@/asgi_proxy.py
-<Location /untrusted>
+ASGIScriptAlias /untrustedd @APPS@/asgi_proxy.py process-group=pxgrp
+<LocationMatch ^/untrustedd?/>
     WSGITrustedProxyHeaders X-Forwarded-For X-Forwarded-Host X-Forwarded-Port X-Forwarded-Proto
     WSGITrustedProxies 10.0.0.0/8
-</Location>
+</LocationMatch>
 ASGIScriptAlias /anypeer @APPS@/asgi_proxy.py
 <Location /anypeer>
     WSGITrustedProxyHeaders X-Real-IP X-Forwarded-SSL X-Forwarded-Server
@@ -69,10 +72,12 @@ def _ws_scope(srv, path, headers):
     return s
 
 
-def test_asgi_http_scope_from_a_trusted_proxy(asgi_proxy_server):
-    s = _scope(asgi_proxy_server, "/px/x", FORWARDED)
-    # as REMOTE_ADDR: the entry before the trusted proxies at the end
-    assert s["client"] == ["203.0.113.5", 0], s
+@pytest.mark.parametrize("mount", ["/px", "/pxd"], ids=["embedded", "daemon"])
+def test_asgi_http_scope_from_a_trusted_proxy(asgi_proxy_server, mount):
+    s = _scope(asgi_proxy_server, mount + "/x", FORWARDED)
+    # as REMOTE_ADDR: the entry before the trusted proxies at the end;
+    # the port stays the connection's, as REMOTE_PORT does
+    assert s["client"][0] == "203.0.113.5", s
     assert s["scheme"] == "https", s
     assert s["server"] == ["www.example.org", 8443], s
     assert s["hdict"]["host"] == "www.example.org", s
@@ -89,17 +94,19 @@ def test_asgi_http_scope_from_a_trusted_proxy(asgi_proxy_server):
 def test_asgi_websocket_scope_from_a_trusted_proxy(asgi_proxy_server):
     s = _ws_scope(asgi_proxy_server, "/px/ws", FORWARDED)
     assert s["type"] == "websocket", s
-    assert s["client"] == ["203.0.113.5", 0], s
+    assert s["client"][0] == "203.0.113.5", s
     assert s["scheme"] == "wss", s
     assert s["server"] == ["www.example.org", 8443], s
     assert s["hdict"]["host"] == "www.example.org", s
     assert "x-real-ip" not in s["names"], s
 
 
-@pytest.mark.parametrize("websocket", [False, True], ids=["http", "websocket"])
-def test_asgi_scope_from_an_untrusted_peer(asgi_proxy_server, websocket):
-    s = (_ws_scope if websocket else _scope)(asgi_proxy_server, "/untrusted/x", FORWARDED)
-    assert s["client"][0] == "127.0.0.1" and s["client"][1] != 0, s
+@pytest.mark.parametrize("websocket,mount", [(False, "/untrusted"), (True, "/untrusted"),
+                                             (False, "/untrustedd")],
+                         ids=["http", "websocket", "daemon"])
+def test_asgi_scope_from_an_untrusted_peer(asgi_proxy_server, websocket, mount):
+    s = (_ws_scope if websocket else _scope)(asgi_proxy_server, mount + "/x", FORWARDED)
+    assert s["client"][0] == "127.0.0.1", s
     assert s["scheme"] == ("ws" if websocket else "http"), s
     assert s["server"] == ["127.0.0.1", asgi_proxy_server.port], s
     assert s["hdict"]["host"] != "www.example.org", s
@@ -111,18 +118,19 @@ def test_asgi_scope_from_an_untrusted_peer(asgi_proxy_server, websocket):
 def test_asgi_scope_without_a_proxy_list_trusts_any_peer(asgi_proxy_server):
     s = _scope(asgi_proxy_server, "/anypeer/x",
                dict(FORWARDED, **{"X-Forwarded-SSL": "on", "X-Forwarded-Server": "front.example"}))
-    assert s["client"] == ["198.51.100.66", 0], s
+    assert s["client"][0] == "198.51.100.66", s
     assert s["scheme"] == "https", s
     assert s["server"][0] == "front.example", s
     assert "x-forwarded-for" not in s["names"], s  # a CLIENT synonym not declared
     assert "x-forwarded-proto" not in s["names"], s
 
 
-def test_asgi_forwarded_host_with_a_port(asgi_proxy_server):
-    s = _scope(asgi_proxy_server, "/px/x", {"X-Forwarded-Host": "[2001:db8::1]:9000"})
+@pytest.mark.parametrize("mount", ["/px", "/pxd"], ids=["embedded", "daemon"])
+def test_asgi_forwarded_host_with_a_port(asgi_proxy_server, mount):
+    s = _scope(asgi_proxy_server, mount + "/x", {"X-Forwarded-Host": "[2001:db8::1]:9000"})
     assert s["server"] == ["2001:db8::1", 9000], s
     assert s["client"][0] == "127.0.0.1" and s["scheme"] == "http", s
-    s = _scope(asgi_proxy_server, "/px/x", {"X-Forwarded-Host": "h.example:8080",
+    s = _scope(asgi_proxy_server, mount + "/x", {"X-Forwarded-Host": "h.example:8080",
                                             "X-Forwarded-Port": "not-a-port"})
     assert s["server"] == ["h.example", 8080], s
 
@@ -135,8 +143,8 @@ def test_serve_trust_proxy_asgi(serve, workspace):
     s.wait_url()
     got = _json(s, "/", headers=fwd)
     assert got["type"] == "http", got
-    assert (got["client"], got["scheme"], got["server"]) == (
-        ["203.0.113.9", 0], "https", ["app.example", 443]), got
+    assert (got["client"][0], got["scheme"], got["server"]) == (
+        "203.0.113.9", "https", ["app.example", 443]), got
     got = _json(s, "/")
     assert got["client"][0] == "127.0.0.1" and got["scheme"] == "http", got
     s.stop()

@@ -25,11 +25,10 @@ ASGIScriptAlias /pxd @APPS@/asgi_proxy.py process-group=pxgrp
     WSGITrustedProxies 127.0.0.1 192.0.2.0/24
 </LocationMatch>
 ASGIScriptAlias /untrusted @APPS@/asgi_proxy.py
-ASGIScriptAlias /untrustedd @APPS@/asgi_proxy.py process-group=pxgrp
-<LocationMatch ^/untrustedd?/>
+<Location /untrusted>
     WSGITrustedProxyHeaders X-Forwarded-For X-Forwarded-Host X-Forwarded-Port X-Forwarded-Proto
     WSGITrustedProxies 10.0.0.0/8
-</LocationMatch>
+</Location>
 ASGIScriptAlias /anypeer @APPS@/asgi_proxy.py
 <Location /anypeer>
     WSGITrustedProxyHeaders X-Real-IP X-Forwarded-SSL X-Forwarded-Server
@@ -101,11 +100,11 @@ def test_asgi_websocket_scope_from_a_trusted_proxy(asgi_proxy_server):
     assert "x-real-ip" not in s["names"], s
 
 
-@pytest.mark.parametrize("websocket,mount", [(False, "/untrusted"), (True, "/untrusted"),
-                                             (False, "/untrustedd")],
-                         ids=["http", "websocket", "daemon"])
-def test_asgi_scope_from_an_untrusted_peer(asgi_proxy_server, websocket, mount):
-    s = (_ws_scope if websocket else _scope)(asgi_proxy_server, mount + "/x", FORWARDED)
+# (A daemon mount's relayed headers were already dropped in the Apache
+# child before ASGI scopes took the directives: no test of its own here.)
+@pytest.mark.parametrize("websocket", [False, True], ids=["http", "websocket"])
+def test_asgi_scope_from_an_untrusted_peer(asgi_proxy_server, websocket):
+    s = (_ws_scope if websocket else _scope)(asgi_proxy_server, "/untrusted/x", FORWARDED)
     assert s["client"][0] == "127.0.0.1", s
     assert s["scheme"] == ("ws" if websocket else "http"), s
     assert s["server"] == ["127.0.0.1", asgi_proxy_server.port], s

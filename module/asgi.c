@@ -451,14 +451,33 @@ static void asgi_scope_tls(request_rec *r, pyh_asgi_scope_in *sc)
     sc->tls_client_dn = asgi_ssl_lookup(r, "SSL_CLIENT_S_DN");
 }
 
+/* WSGITrustedProxyHeaders, as for WSGI: pyh_compat_proxy_view decides,
+ * and has already put X-Forwarded-Host in Host and dropped the untrusted
+ * headers from r->headers_in. Embedded only: a daemon's scope comes from
+ * the CGI variables the Apache child applied them to (environ.c).
+ * Before sc->headers are collected. */
+static void asgi_scope_proxy(pyh_request *req, pyh_asgi_scope_in *sc)
+{
+    pyh_proxy_view pv;
+    if (!pyh_compat_proxy_view(req->r, &req->conf, &pv))
+        return;
+    if (pv.client)
+        sc->client_host = pv.client; /* the port stays, as REMOTE_PORT */
+    if (pv.scheme)
+        sc->scheme = pv.scheme; /* ws/wss for a WebSocket in _asgi.pyx */
+    if (pv.server_host)
+        sc->server_host = pv.server_host;
+    if (pv.server_port)
+        sc->server_port = pv.server_port;
+}
+
 static void asgi_scope_in(pyh_request *req, pyh_asgi_scope_in *sc)
 {
     request_rec *r = req->r;
     conn_rec *c = r->connection;
     const char *cl = apr_table_get(r->headers_in, "Content-Length");
     const char *raw = asgi_raw_path(r);
-    apr_array_header_t *hdrs = apr_array_make(
-        r->pool, apr_table_elts(r->headers_in)->nelts, sizeof(pyh_asgi_header));
+    apr_array_header_t *hdrs;
 
     memset(sc, 0, sizeof(*sc));
     sc->method = r->method;
@@ -484,6 +503,9 @@ static void asgi_scope_in(pyh_request *req, pyh_asgi_scope_in *sc)
                                         : c->client_addr->port;
     sc->server_host = c->local_ip;
     sc->server_port = c->local_addr->port;
+    asgi_scope_proxy(req, sc); /* may replace r->headers_in */
+    hdrs = apr_array_make(r->pool, apr_table_elts(r->headers_in)->nelts,
+                          sizeof(pyh_asgi_header));
     apr_table_do(asgi_collect_header, hdrs, r->headers_in, NULL);
     sc->headers = (const pyh_asgi_header *)hdrs->elts;
     sc->nheaders = hdrs->nelts;

@@ -834,23 +834,68 @@ static const char *compat_forwarded_for(request_rec *r, const char *value,
     return APR_ARRAY_IDX(items, i, char *);
 }
 
+/* A port as a proxy header gives it: 1..65535, digits only; 0 otherwise. */
+static int compat_port(const char *s, const char *end)
+{
+    int port = 0;
+    if (s == end)
+        return 0;
+    for (; s < end; s++)
+        if (!apr_isdigit(*s) || (port = port * 10 + (*s - '0')) > 65535)
+            return 0;
+    return port;
+}
+
+/* An ASGI scope's "server" (host, port): the forwarded server name or the
+ * forwarded host, and the forwarded port or the host's own one. */
+static void compat_server(request_rec *r, pyh_proxy_view *pv)
+{
+    int port = 0;
+    if (pv->host) {
+        /* host[:port] or [v6][:port]; a bare v6 address has no port */
+        const char *h = pv->host, *end = h + strlen(h), *colon;
+        if (*h == '[' && (colon = strchr(h, ']'))) {
+            if (colon[1] == ':')
+                port = compat_port(colon + 2, end);
+            pv->server_host =
+                apr_pstrmemdup(r->pool, h + 1, (apr_size_t)(colon - h - 1));
+        }
+        else if ((colon = strchr(h, ':')) && !strchr(colon + 1, ':')) {
+            port = compat_port(colon + 1, end);
+            pv->server_host =
+                apr_pstrmemdup(r->pool, h, (apr_size_t)(colon - h));
+        }
+        else
+            pv->server_host = h;
+    }
+    if (pv->server)
+        pv->server_host = pv->server;
+    if (pv->port) {
+        int p = compat_port(pv->port, pv->port + strlen(pv->port));
+        if (p)
+            port = p;
+    }
+    pv->server_port = port;
+}
+
 /* As mod_wsgi: the headers named by WSGITrustedProxyHeaders, sent by a
  * peer in WSGITrustedProxies (any peer when that is unset), override the
  * client address, host, server name, port and scheme the app sees; every
  * other header of the same kinds (all of them, from an untrusted peer) is
- * kept from the app, so a client cannot pass off a forged one. Runs in
- * the Apache child, on the CGI variables, before they are relayed to a
- * daemon. */
-void pyh_compat_apply_proxy_headers(pyh_request *req)
+ * kept from the app, so a client cannot pass off a forged one. The one
+ * place that decides, for both protocols: the WSGI environ (environ.c,
+ * in the Apache child, before the variables are relayed to a daemon) and
+ * the ASGI scope (asgi.c) each map *pv onto their own keys. */
+int pyh_compat_proxy_view(request_rec *r, const pyh_dir_conf *conf,
+                          pyh_proxy_view *pv)
 {
-    request_rec *r = req->r;
-    const apr_array_header_t *hdrs = req->conf.trusted_proxy_headers;
-    const apr_array_header_t *nets = req->conf.trusted_proxies;
+    const apr_array_header_t *hdrs = conf->trusted_proxy_headers;
+    const apr_array_header_t *nets = conf->trusted_proxies;
     int kind_named[PX_KINDS] = {0}, kind_winner[PX_KINDS];
-    const char *host = NULL;
     int trusted, i;
     if (!hdrs || !hdrs->nelts)
-        return;
+        return 0;
+    memset(pv, 0, sizeof(*pv));
     trusted = !nets || compat_ip_trusted(r, nets, r->useragent_ip,
                                          r->useragent_addr);
     for (i = 0; i < PX_KINDS; i++)
@@ -867,32 +912,29 @@ void pyh_compat_apply_proxy_headers(pyh_request *req)
         kind_winner[kind] = h;
         switch (kind) {
         case PX_CLIENT:
-            if (h == 0)
-                v = compat_forwarded_for(r, v, nets);
-            if (v)
-                req->vars[PYH_K_REMOTE_ADDR] = v;
+            pv->client = h == 0 ? compat_forwarded_for(r, v, nets) : v;
             break;
         case PX_HOST:
-            host = v; /* HTTP_HOST, below */
+            pv->host = v;
             break;
         case PX_SERVER:
-            req->vars[PYH_K_SERVER_NAME] = v;
+            pv->server = v;
             break;
         case PX_PORT:
-            req->vars[PYH_K_SERVER_PORT] = v;
+            pv->port = v;
             break;
         case PX_SCHEME:
             if (compat_proxy_headers[h].flag)
                 v = (!strcasecmp(v, "on") || !strcasecmp(v, "true")
                      || !strcmp(v, "1")) ? "https" : "http";
             if (!strcasecmp(v, "https"))
-                req->vars[PYH_K_REQUEST_SCHEME] = "https";
+                pv->scheme = "https";
             else if (!strcasecmp(v, "http"))
-                req->vars[PYH_K_REQUEST_SCHEME] = "http";
+                pv->scheme = "http";
             break;
         }
     }
-    /* The app reads headers from r->headers_in: a copy without the
+    /* Both apps read headers from r->headers_in: a copy without the
      * synonyms that were not applied, and with Host from X-Forwarded-Host. */
     r->headers_in = apr_table_copy(r->pool, r->headers_in);
     for (i = 0; i < COMPAT_NPROXY; i++) {
@@ -900,8 +942,10 @@ void pyh_compat_apply_proxy_headers(pyh_request *req)
         if (kind_named[kind] && kind_winner[kind] != i)
             apr_table_unset(r->headers_in, compat_proxy_headers[i].name);
     }
-    if (host)
-        apr_table_set(r->headers_in, "Host", host);
+    if (pv->host)
+        apr_table_set(r->headers_in, "Host", pv->host);
+    compat_server(r, pv);
+    return 1;
 }
 
 /* ---- script-user= / script-group= ----------------------------------------- */

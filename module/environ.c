@@ -208,6 +208,33 @@ static const char *env_scheme(request_rec *r)
     return ap_http_scheme(r);
 }
 
+/* WSGITrustedProxyHeaders onto the CGI variables (HTTP_HOST is the
+ * Host header, which pyh_compat_proxy_view already replaced). */
+static void env_proxy_view(pyh_request *req)
+{
+    pyh_proxy_view pv;
+    const char **v = req->vars;
+    if (!pyh_compat_proxy_view(req->r, &req->conf, &pv))
+        return;
+    if (pv.client)
+        v[PYH_K_REMOTE_ADDR] = pv.client;
+    if (pv.server)
+        v[PYH_K_SERVER_NAME] = pv.server;
+    if (pv.scheme)
+        v[PYH_K_REQUEST_SCHEME] = pv.scheme;
+    if (!req->asgi) {
+        if (pv.port)
+            v[PYH_K_SERVER_PORT] = pv.port; /* as mod_wsgi: unchecked */
+        return;
+    }
+    /* An ASGI request relayed to a daemon: its scope's "server" is made
+     * from these there (relay.c), as asgi.c makes it in the child. */
+    if (pv.server_host)
+        v[PYH_K_SERVER_ADDR] = pv.server_host;
+    if (pv.server_port)
+        v[PYH_K_SERVER_PORT] = apr_itoa(req->r->pool, pv.server_port);
+}
+
 void pyh_env_collect(pyh_request *req)
 {
     request_rec *r = req->r;
@@ -249,7 +276,7 @@ void pyh_env_collect(pyh_request *req)
     if (!r->log_id && c)
         ap_run_generate_log_id(c, r, &r->log_id);
     v[PYH_K_MODWSGI_REQUEST_ID] = r->log_id;
-    pyh_compat_apply_proxy_headers(req); /* WSGITrustedProxyHeaders */
+    env_proxy_view(req); /* WSGITrustedProxyHeaders */
 }
 
 /* A CGI variable from req->vars, when present; `common` is a constant for

@@ -534,7 +534,19 @@ const char *pyh_compat_trusted_proxy_headers(cmd_parms *cmd, void *dconf,
                                              const char *args);
 const char *pyh_compat_trusted_proxies(cmd_parms *cmd, void *dconf,
                                        const char *args);
-void pyh_compat_apply_proxy_headers(pyh_request *req);
+/* What trusted proxy headers say (pyh_compat_proxy_view); NULL: not said. */
+typedef struct {
+    const char *client; /* the forwarded client address */
+    const char *host;   /* X-Forwarded-Host, X-Host: now r->headers_in's Host */
+    const char *server; /* X-Forwarded-Server */
+    const char *port;   /* X-Forwarded-Port, unchecked */
+    const char *scheme; /* "http" or "https" */
+    /* an ASGI scope's "server", from host/server and port; port 0: not said */
+    const char *server_host;
+    int server_port;
+} pyh_proxy_view;
+int pyh_compat_proxy_view(request_rec *r, const pyh_dir_conf *conf,
+                          pyh_proxy_view *pv);
 #define PYH_COMPAT_PYTHON(name, help) \
     AP_INIT_TAKE1(name, pyh_compat_python_setting, NULL, RSRC_CONF, help)
 

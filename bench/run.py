@@ -764,6 +764,8 @@ def summarize(report):
             "spread": (max(rps) - min(rps)) / med if med else 0.0,
             "p99_ms": statistics.median(r["p99_ms"] for r in runs),
             "errors": sum(r["errors"] for r in runs),
+            # requests (messages for ws_echo) done over all rounds
+            "requests": sum(r["requests"] for r in runs),
         }
     return table
 

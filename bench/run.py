@@ -154,6 +154,17 @@ def descendants(pid):
     return out
 
 
+def is_helper(pid):
+    """multiprocessing's resource tracker, which uvicorn's and hypercorn's
+    supervisors start beside their workers: it serves nothing, so its RSS
+    is not a worker's."""
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            return b"multiprocessing.resource_tracker" in f.read()
+    except OSError:
+        return False
+
+
 def proc_kb(pid, field):
     try:
         with open("/proc/%d/status" % pid) as f:
@@ -203,7 +214,8 @@ class Server:
     def workers(self):
         """The processes that serve requests: the children if there are
         any (Apache, gunicorn, uWSGI masters only supervise)."""
-        kids = descendants(self.proc.pid) if self.proc else []
+        kids = [k for k in (descendants(self.proc.pid) if self.proc else [])
+                if not is_helper(k)]
         return kids or ([self.proc.pid] if self.proc else [])
 
     def stop(self):

@@ -591,28 +591,43 @@ def wrk(port, path, script, mode, duration, args, extra=()):
 
 
 def leak_check(setup, requests, hello_rps, args, path="/hello"):
-    """RSS of the serving processes before and after about `requests`
-    keep-alive hellos (wrk runs for a time, not a count: the duration comes
-    from the hello rate measured in the rounds, and the exact count done is
-    what the growth is divided by)."""
-    rate = hello_rps or 5000.0
-    seconds = lambda n: max(1, min(int(n / rate * 1.1) + 1, 300))
+    """RSS of the serving processes before, halfway through and after about
+    `requests` keep-alive hellos (wrk runs for a time, not a count: the
+    duration comes from the hello rate measured in the rounds, and the exact
+    count done is what the growth is divided by). The two halves tell a
+    leak (the second grows as much as the first) from a heap still settling
+    (the second grows less)."""
+    rate = [hello_rps or 5000.0]
+    seconds = lambda n: max(1, min(int(n / rate[0] * 1.1) + 1, 300))
     wrk(setup.port, path, None, "keepalive", seconds(requests / 10), args)
-    before = sum(proc_kb(p, "VmRSS") for p in setup.workers())
-    done = 0
-    # The rate here can be lower than in the rounds: top up until the
-    # count is reached (at most 3 more runs).
-    for _ in range(4):
-        secs = seconds(requests - done)
-        res = wrk(setup.port, path, None, "keepalive", secs, args)
-        done += res["requests"]
-        if done >= requests or not res["requests"]:
-            break
-        rate = res["requests"] / float(secs)  # what it really does here
-    after = sum(proc_kb(p, "VmRSS") for p in setup.workers())
-    return {"requests": done, "rss_before_kb": before,
-            "rss_after_kb": after,
-            "bytes_per_request": (after - before) * 1024.0 / max(done, 1)}
+    rss = lambda: sum(proc_kb(p, "VmRSS") for p in setup.workers())
+
+    def drive(n):
+        done = 0
+        # The rate here can be lower than in the rounds: top up until the
+        # count is reached (at most 3 more runs).
+        for _ in range(4):
+            secs = seconds(n - done)
+            res = wrk(setup.port, path, None, "keepalive", secs, args)
+            done += res["requests"]
+            if done >= n or not res["requests"]:
+                break
+            rate[0] = res["requests"] / float(secs)  # what it does here
+        return done
+
+    before = rss()
+    first = drive(requests // 2)
+    mid = rss()
+    # the same count again (the first half can overshoot its time-based
+    # estimate; the halves must be alike to be compared)
+    second = drive(max(first, requests // 2))
+    after = rss()
+    done = first + second
+    return {"requests": done, "rss_before_kb": before, "rss_mid_kb": mid,
+            "rss_after_kb": after, "requests_first_half": first,
+            "bytes_per_request": (after - before) * 1024.0 / max(done, 1),
+            "bytes_per_request_second_half":
+                (after - mid) * 1024.0 / max(second, 1)}
 
 
 # ---- the run ------------------------------------------------------------
@@ -907,14 +922,16 @@ def print_report(report, args):
                 r["peak_kb_sum"] / 1024.0))
     if report["leaks"]:
         print()
-        print("memory growth: RSS of the serving processes before/after N "
-              "keep-alive hellos (after a warm-up of N/10)")
+        print("memory growth: RSS (kB) of the serving processes before, "
+              "halfway through and after N keep-alive hellos (after a "
+              "warm-up of N/10)")
         for n, l in report["leaks"].items():
-            print("  %-16s %-10s %8d requests  %8d -> %8d kB  "
-                  "%+8.2f bytes/request"
+            print("  %-16s %-10s %8d requests  %8d -> %8d -> %8d kB  "
+                  "%+8.2f bytes/request (second half %+.2f)"
                   % (n, l.get("workload", "hello"), l["requests"],
-                     l["rss_before_kb"], l["rss_after_kb"],
-                     l["bytes_per_request"]))
+                     l["rss_before_kb"], l["rss_mid_kb"], l["rss_after_kb"],
+                     l["bytes_per_request"],
+                     l["bytes_per_request_second_half"]))
     for n, note in report["notes"].items():
         print("note: %s: %s" % (n, note))
     for n, why in report["skipped"].items():

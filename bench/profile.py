@@ -6,12 +6,13 @@ functions, for pyhost and for the C handler as the reference.
 
     /opt/pyhost/venv/bin/python bench/profile.py            # c and pyhost
     /opt/pyhost/venv/bin/python bench/profile.py --setups pyhost --requests 500
-    /opt/pyhost/venv/bin/python bench/profile.py --setups c,pyhost_asgi --all-threads
+    /opt/pyhost/venv/bin/python bench/profile.py --setups c,pyhost_asgi,uvicorn --all-threads
 
 An ASGI request runs on two threads (Apache's worker, then the event loop's
 thread, and back), and callgrind's collection toggles per thread: counting
 only inside ap_process_request would miss the loop's side. --all-threads
-(forced for pyhost_asgi) counts every instruction in the process instead;
+(forced for pyhost_asgi, and for uvicorn, which runs as one process of
+its own as the reference) counts every instruction in the process instead;
 differencing the n and 2n runs still cancels startup, and what is left
 besides requests is the idle timers of a few seconds (small; the C handler
 measured the same way shows how small).
@@ -26,6 +27,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 
@@ -58,6 +60,8 @@ def drive(port, path, n):
 def callgrind(b, name, n, out, all_threads=False):
     """Instruction counts per function for one run of n hellos (plus the
     WARM ones every run makes), as {function: (self, inclusive)}."""
+    if name == "uvicorn":
+        return callgrind_uvicorn(b, n, out)
     setup = b.make(name)
     srv = setup.servers[0]
     conf = srv.argv[srv.argv.index("-f") + 1]
@@ -87,6 +91,37 @@ def callgrind(b, name, n, out, all_threads=False):
         drive(srv.port, PATH[0], WARM + n)
     finally:
         bench.stop_proc(proc, signal.SIGTERM, timeout=120)
+    return annotate(out)
+
+
+def callgrind_uvicorn(b, n, out):
+    """uvicorn as the reference for pyhost_asgi: one process (no
+    --workers, whose spawned children valgrind would not follow), uvloop +
+    httptools, the same app, every thread counted."""
+    # The socket is bound here and handed over (--fd): uvicorn under
+    # valgrind takes a minute to start, long enough for another process to
+    # take a port that was only found free.
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(128)
+    port = sock.getsockname()[1]
+    cmd = ["valgrind", "--tool=callgrind", "--callgrind-out-file=" + out,
+           os.path.join(b.peers, "bin", "python"), "-m", "uvicorn",
+           "--app-dir", b.apps, "--fd", str(sock.fileno()),
+           "--loop", "uvloop", "--http", "httptools", "--log-level",
+           "warning", "--no-access-log", "asgi_app:app"]
+    bench.log("callgrind uvicorn: %d requests" % n)
+    with open(out + ".log", "w") as err:
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err,
+                                pass_fds=(sock.fileno(),))
+    sock.close()
+    try:
+        if not bench.wait_port(port, proc, timeout=300):
+            raise RuntimeError("uvicorn did not start under valgrind; see "
+                               "%s.log" % out)
+        drive(port, PATH[0], WARM + n)
+    finally:
+        bench.stop_proc(proc, signal.SIGINT, timeout=120)
     return annotate(out)
 
 
@@ -161,7 +196,8 @@ def main(argv=None):
     b = bench.Bench(workdir, args.peers)
     try:
         for name in [s for s in args.setups.split(",") if s]:
-            all_threads = args.all_threads or name in bench.ASGI_SETUPS
+            all_threads = (args.all_threads or name in bench.ASGI_SETUPS
+                           or name == "uvicorn")
             per = profile(b, name, args.requests, args.out, all_threads,
                           args.reuse)
             total = per.pop(TOTAL, (0, 0))[0]

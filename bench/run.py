@@ -4,7 +4,8 @@ of them alike, and reported as a ratio to a C content handler measured in
 the same run (the ceiling for anything that runs inside Apache).
 
     /opt/pyhost/venv/bin/python bench/run.py            # everything, 3 rounds x 3 s
-    /opt/pyhost/venv/bin/python bench/run.py --smoke    # ~1 min, for CI
+    /opt/pyhost/venv/bin/python bench/run.py --smoke    # ~3 min, for CI
+    /opt/pyhost/venv/bin/python bench/run.py --asgi     # the ASGI table
     ... bench/run.py --setups c,pyhost,mod_wsgi --workloads hello,flask \\
                      --modes keepalive --rounds 5 --duration 10
 
@@ -13,6 +14,10 @@ setup runs the same app file (bench/apps/app.py) with the same Python home
 (--peers, a venv of the same base Python holding mod-wsgi, gunicorn, uwsgi
 and flask; scripts/install-bench-peers.sh makes it). Setups whose pieces
 are missing are skipped with a note, never silently.
+
+The ASGI setups (pyhost_asgi, uvicorn, granian, hypercorn, uvicorn_proxy)
+serve bench/apps/asgi_app.py the same way, with the ASGI peers from the
+same venv; the WebSocket echo is driven by bench/ws_echo.py instead of wrk.
 """
 
 import argparse

@@ -4,7 +4,8 @@ of them alike, and reported as a ratio to a C content handler measured in
 the same run (the ceiling for anything that runs inside Apache).
 
     /opt/pyhost/venv/bin/python bench/run.py            # everything, 3 rounds x 3 s
-    /opt/pyhost/venv/bin/python bench/run.py --smoke    # ~1 min, for CI
+    /opt/pyhost/venv/bin/python bench/run.py --smoke    # ~3 min, for CI
+    /opt/pyhost/venv/bin/python bench/run.py --asgi     # the ASGI table
     ... bench/run.py --setups c,pyhost,mod_wsgi --workloads hello,flask \\
                      --modes keepalive --rounds 5 --duration 10
 
@@ -13,6 +14,10 @@ setup runs the same app file (bench/apps/app.py) with the same Python home
 (--peers, a venv of the same base Python holding mod-wsgi, gunicorn, uwsgi
 and flask; scripts/install-bench-peers.sh makes it). Setups whose pieces
 are missing are skipped with a note, never silently.
+
+The ASGI setups (pyhost_asgi, uvicorn, granian, hypercorn, uvicorn_proxy)
+serve bench/apps/asgi_app.py the same way, with the ASGI peers from the
+same venv; the WebSocket echo is driven by bench/ws_echo.py instead of wrk.
 """
 
 import argparse
@@ -41,6 +46,8 @@ GUNICORN_THREADS = 8
 # pyhost's daemon process group, as issue #4's comparison writes it.
 DAEMON_GROUP = "pyhost-bench"
 
+WS = "ws_echo.py"  # the client for ws_echo, in place of a wrk script
+
 # name -> (URL path on the Python setups, wrk lua script or None, what it is)
 WORKLOADS = {
     "hello": ("/hello", None, "12-byte body, known length"),
@@ -49,15 +56,33 @@ WORKLOADS = {
     "file": ("/file", None, "5 MB file via wsgi.file_wrapper"),
     "post": ("/echo", "post.lua", "1 MB POST body echoed back"),
     "stream": ("/stream", None, "100 x 1 KB chunks, no length (streamed)"),
+    # ASGI (bench/apps/asgi_app.py); ws_echo is driven by bench/ws_echo.py,
+    # not wrk: its figure is messages/s, one in flight per connection.
+    "asgi_hello": ("/hello", None, "raw ASGI, 12-byte body, known length"),
+    "fastapi": ("/fastapi", None, "FastAPI GET, pydantic response model"),
+    "asgi_stream": ("/stream", None,
+                    "1 MB as 16 x 64 KiB more_body messages, no length"),
+    "ws_echo": ("/ws", WS, "WebSocket echo, 12-byte text messages/s"),
 }
 MODES = {"keepalive": [], "close": ["-H", "Connection: close"]}
-PY_WORKLOADS = tuple(WORKLOADS)
+ASGI_WORKLOADS = ("asgi_hello", "fastapi", "asgi_stream", "ws_echo")
+PY_WORKLOADS = tuple(w for w in WORKLOADS if w not in ASGI_WORKLOADS)
 
 ALL_SETUPS = ("c", "static", "pyhost", "pyhost_daemon", "mod_wsgi",
               "mod_wsgi_daemon", "gunicorn", "gunicorn_proxy", "uwsgi")
+# ASGI (issue 13): pyhost embedded (ASGIScriptAlias) against uvicorn (2
+# workers, uvloop + httptools), granian (2 workers, ASGI interface),
+# hypercorn (2 workers, uvloop) and Apache -> mod_proxy_http -> uvicorn;
+# the C handler is their ceiling for hello.
+ASGI_SETUPS = ("pyhost_asgi", "uvicorn", "granian", "hypercorn",
+               "uvicorn_proxy")
+ALL_SETUPS += ASGI_SETUPS
 # Asked for by name only: pyhost with its metrics off, for issue 17's
 # overhead figure (--setups c,pyhost,pyhost_nometrics --workloads hello).
 EXTRA_SETUPS = ("pyhost_nometrics",)
+# --asgi: the ASGI table alone
+ASGI_PRESET = {"setups": ("c",) + ASGI_SETUPS, "workloads": ASGI_WORKLOADS,
+               "modes": ("keepalive",)}
 
 
 T0 = time.monotonic()
@@ -134,6 +159,17 @@ def descendants(pid):
     return out
 
 
+def is_helper(pid):
+    """multiprocessing's resource tracker, which uvicorn's and hypercorn's
+    supervisors start beside their workers: it serves nothing, so its RSS
+    is not a worker's."""
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            return b"multiprocessing.resource_tracker" in f.read()
+    except OSError:
+        return False
+
+
 def proc_kb(pid, field):
     try:
         with open("/proc/%d/status" % pid) as f:
@@ -161,15 +197,17 @@ def stop_proc(proc, sig=signal.SIGTERM, timeout=20):
 class Server:
     """One process we start (Apache, gunicorn or uWSGI) and its children."""
 
-    def __init__(self, name, argv, port, log):
+    def __init__(self, name, argv, port, log, cwd=None):
         self.name, self.argv, self.port, self.log = name, argv, port, log
+        self.cwd = cwd
         self.proc = None
 
     def start(self):
         log("start %s" % self.name)
         with open(self.log + ".out", "ab") as out:
             self.proc = subprocess.Popen(self.argv, stdout=out,
-                                         stderr=subprocess.STDOUT)
+                                         stderr=subprocess.STDOUT,
+                                         cwd=self.cwd)
         if not wait_port(self.port, self.proc):
             self.stop()
             tail = ""
@@ -181,7 +219,8 @@ class Server:
     def workers(self):
         """The processes that serve requests: the children if there are
         any (Apache, gunicorn, uWSGI masters only supervise)."""
-        kids = descendants(self.proc.pid) if self.proc else []
+        kids = [k for k in (descendants(self.proc.pid) if self.proc else [])
+                if not is_helper(k)]
         return kids or ([self.proc.pid] if self.proc else [])
 
     def stop(self):
@@ -217,6 +256,7 @@ class Bench:
         self.workdir, self.peers = workdir, peers
         self.apps = os.path.join(workdir, "apps")
         self.app = os.path.join(self.apps, "app.py")
+        self.asgi_app = os.path.join(self.apps, "asgi_app.py")
         self.httpd = apache.find_httpd()
         self.modules_dir = apache.find_modules_dir()
         self.compiled = apache.compiled_in_modules(self.httpd)
@@ -302,7 +342,8 @@ class Bench:
             "Alias /hello %s/hello.txt" % self.apps,
             "<Location /hello>", "SetHandler bench-hello", "</Location>",
         ], ["LoadModule bench_hello_module %s" % so], modules=("alias",))
-        return Setup(name, [srv], ("hello",))
+        # asgi_hello is the same URL: the ceiling in the ASGI table
+        return Setup(name, [srv], ("hello", "asgi_hello"))
 
     def setup_static(self, name):
         srv, _ = self.apache(name, [
@@ -417,12 +458,115 @@ class Bench:
         return Setup(name, [srv], PY_WORKLOADS,
                      note="--http-socket, 2 processes x 15 threads")
 
+    # -- ASGI ------------------------------------------------------------------
+
+    def setup_pyhost_asgi(self, name):
+        # ASGIEventLoop auto: uvloop, which the peers home has, as uvicorn
+        # runs on; Apache's 2 x 15 threads hand requests to each child's loop.
+        # The bridge (pyhost._asgi) must come from the same build as the
+        # module: the peers home has no pyhost, so a directory holding only
+        # a link to this pyhost package goes on WSGIPythonPath (the whole
+        # venv's site-packages would also shadow-add its other packages).
+        pylib = os.path.join(self.workdir, "pyhost-pkg")
+        if not os.path.isdir(pylib):
+            os.makedirs(pylib)
+            os.symlink(os.path.dirname(os.path.abspath(pyhost.__file__)),
+                       os.path.join(pylib, "pyhost"))
+            os.chmod(pylib, 0o755)
+        srv, _ = self.apache(name, self.python_lines() + [
+            "WSGIPythonPath %s" % pylib,
+            "ASGIScriptAlias / %s" % self.asgi_app,
+        ], ["LoadModule pyhost_module %s" % pyhost.module_location()])
+        return Setup(name, [srv], ASGI_WORKLOADS,
+                     note="embedded, ASGIScriptAlias, event loop auto "
+                          "(uvloop in the peers home)")
+
+    def uvicorn(self, name):
+        port = free_port()
+        log = os.path.join(self.workdir, name + ".log")
+        return Server(name, [
+            self.peer_bin("uvicorn"), "--app-dir", self.apps,
+            "--host", "127.0.0.1", "--port", str(port),
+            "--workers", str(PROCESSES), "--loop", "uvloop",
+            "--http", "httptools", "--ws", "websockets",
+            "--log-level", "warning", "--no-access-log", "asgi_app:app",
+        ], port, log)
+
+    def setup_uvicorn(self, name):
+        return Setup(name, [self.uvicorn(name)], ASGI_WORKLOADS,
+                     note="%d workers, uvloop + httptools, websockets"
+                     % PROCESSES)
+
+    def setup_granian(self, name):
+        port = free_port()
+        log = os.path.join(self.workdir, name + ".log")
+        srv = Server(name, [
+            self.peer_bin("granian"), "--interface", "asgi",
+            "--host", "127.0.0.1", "--port", str(port),
+            "--workers", str(PROCESSES), "--working-dir", self.apps,
+            "--log-level", "warning", "--no-access-log", "asgi_app:app",
+        ], port, log)
+        return Setup(name, [srv], ASGI_WORKLOADS,
+                     note="%d workers, ASGI interface, loop auto" % PROCESSES)
+
+    def setup_hypercorn(self, name):
+        port = free_port()
+        log = os.path.join(self.workdir, name + ".log")
+        srv = Server(name, [
+            self.peer_bin("hypercorn"), "--workers", str(PROCESSES),
+            "--worker-class", "uvloop", "--bind", "127.0.0.1:%d" % port,
+            "--log-level", "warning", "asgi_app:app",
+        ], port, log, cwd=self.apps)
+        return Setup(name, [srv], ASGI_WORKLOADS,
+                     note="%d workers, uvloop worker class" % PROCESSES)
+
+    def setup_uvicorn_proxy(self, name):
+        backend = self.uvicorn(name + "_backend")
+        # mod_proxy_http carries the WebSocket too (upgrade=websocket,
+        # httpd >= 2.4.47), as mod_proxy_wstunnel would.
+        srv, _ = self.apache(name, [
+            "ProxyPass / http://127.0.0.1:%d/ keepalive=On upgrade=websocket"
+            % backend.port,
+            "ProxyPassReverse / http://127.0.0.1:%d/" % backend.port,
+        ], modules=("proxy", "proxy_http"))
+        return Setup(name, [srv, backend], ASGI_WORKLOADS,
+                     note="Apache mod_proxy_http (upgrade=websocket) -> "
+                          "uvicorn %d workers" % PROCESSES)
+
 
 # ---- wrk ----------------------------------------------------------------
 
 
+def ws_echo(port, path, duration, args):
+    """One bench/ws_echo.py run (--connections over --threads client
+    processes, as wrk's); rps is messages/s. Run with the peers' Python
+    (uvloop there), so the client is the same for every setup."""
+    py = os.path.join(args.peers, "bin", "python")
+    if not os.path.exists(py):
+        py = sys.executable
+    cmd = [py, os.path.join(HERE, WS), "--port", str(port), "--path", path,
+           "--connections", str(args.connections),
+           "--processes", str(args.threads), "--duration", str(duration)]
+    log("ws_echo :%d%s" % (port, path))
+    res = subprocess.run(cmd, capture_output=True, text=True,
+                         timeout=duration + 120)
+    try:
+        out = json.loads(res.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        log("ws_echo failed: %s" % res.stderr[-2000:])
+        return {"rps": 0.0, "p99_ms": float("nan"), "errors": 1,
+                "requests": 0}
+    if out["errors"]:
+        log("ws_echo errors: %s" % out["why"])
+    return {"rps": out["rps"], "errors": out["errors"],
+            "p99_ms": out["p99_ms"] if out["p99_ms"] is not None
+            else float("nan"), "requests": out["messages"]}
+
+
 def wrk(port, path, script, mode, duration, args, extra=()):
     """One wrk run; returns a dict with rps, p99_ms and errors."""
+    if script == WS:
+        return ws_echo(port, path, duration, args)
     cmd = ["wrk", "-t%d" % args.threads, "-c%d" % args.connections,
            "-d%ds" % duration, "--latency", "--timeout", "10s"] + MODES[mode]
     if script:
@@ -451,29 +595,44 @@ def wrk(port, path, script, mode, duration, args, extra=()):
     return {"rps": rps, "p99_ms": p99, "errors": errors, "requests": total}
 
 
-def leak_check(setup, requests, hello_rps, args):
-    """RSS of the serving processes before and after about `requests`
-    keep-alive hellos (wrk runs for a time, not a count: the duration comes
-    from the hello rate measured in the rounds, and the exact count done is
-    what the growth is divided by)."""
-    rate = hello_rps or 5000.0
-    seconds = lambda n: max(1, min(int(n / rate * 1.1) + 1, 300))
-    wrk(setup.port, "/hello", None, "keepalive", seconds(requests / 10), args)
-    before = sum(proc_kb(p, "VmRSS") for p in setup.workers())
-    done = 0
-    # The rate here can be lower than in the rounds: top up until the
-    # count is reached (at most 3 more runs).
-    for _ in range(4):
-        secs = seconds(requests - done)
-        res = wrk(setup.port, "/hello", None, "keepalive", secs, args)
-        done += res["requests"]
-        if done >= requests or not res["requests"]:
-            break
-        rate = res["requests"] / float(secs)  # what it really does here
-    after = sum(proc_kb(p, "VmRSS") for p in setup.workers())
-    return {"requests": done, "rss_before_kb": before,
-            "rss_after_kb": after,
-            "bytes_per_request": (after - before) * 1024.0 / max(done, 1)}
+def leak_check(setup, requests, hello_rps, args, path="/hello"):
+    """RSS of the serving processes before, halfway through and after about
+    `requests` keep-alive hellos (wrk runs for a time, not a count: the
+    duration comes from the hello rate measured in the rounds, and the exact
+    count done is what the growth is divided by). The two halves tell a
+    leak (the second grows as much as the first) from a heap still settling
+    (the second grows less)."""
+    rate = [hello_rps or 5000.0]
+    seconds = lambda n: max(1, min(int(n / rate[0] * 1.1) + 1, 300))
+    wrk(setup.port, path, None, "keepalive", seconds(requests / 10), args)
+    rss = lambda: sum(proc_kb(p, "VmRSS") for p in setup.workers())
+
+    def drive(n):
+        done = 0
+        # The rate here can be lower than in the rounds: top up until the
+        # count is reached (at most 3 more runs).
+        for _ in range(4):
+            secs = seconds(n - done)
+            res = wrk(setup.port, path, None, "keepalive", secs, args)
+            done += res["requests"]
+            if done >= n or not res["requests"]:
+                break
+            rate[0] = res["requests"] / float(secs)  # what it does here
+        return done
+
+    before = rss()
+    first = drive(requests // 2)
+    mid = rss()
+    # the same count again (the first half can overshoot its time-based
+    # estimate; the halves must be alike to be compared)
+    second = drive(max(first, requests // 2))
+    after = rss()
+    done = first + second
+    return {"requests": done, "rss_before_kb": before, "rss_mid_kb": mid,
+            "rss_after_kb": after, "requests_first_half": first,
+            "bytes_per_request": (after - before) * 1024.0 / max(done, 1),
+            "bytes_per_request_second_half":
+                (after - mid) * 1024.0 / max(second, 1)}
 
 
 # ---- the run ------------------------------------------------------------
@@ -481,9 +640,17 @@ def leak_check(setup, requests, hello_rps, args):
 
 def parse_args(argv):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--setups", default=",".join(ALL_SETUPS))
-    ap.add_argument("--workloads", default=",".join(WORKLOADS))
-    ap.add_argument("--modes", default="keepalive,close")
+    ap.add_argument("--setups")
+    ap.add_argument("--workloads")
+    ap.add_argument("--modes")
+    ap.add_argument("--asgi", action="store_true",
+                    help="the ASGI table: setups %s, workloads %s, "
+                         "keep-alive (any of the three given explicitly "
+                         "wins)" % (",".join(ASGI_PRESET["setups"]),
+                                    ",".join(ASGI_WORKLOADS)))
+    ap.add_argument("--leak-setups",
+                    help="setups the growth check runs on (default: every "
+                         "Python setup that ran hello or asgi_hello)")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--duration", type=int, default=3, help="seconds per run")
     ap.add_argument("--connections", type=int, default=16)
@@ -499,6 +666,12 @@ def parse_args(argv):
                          "with close), small leak check: checks that every "
                          "setup runs")
     args = ap.parse_args(argv)
+    defaults = ASGI_PRESET if args.asgi else {
+        "setups": ALL_SETUPS, "workloads": tuple(WORKLOADS),
+        "modes": ("keepalive", "close")}
+    for k, v in defaults.items():
+        if getattr(args, k) is None:
+            setattr(args, k, ",".join(v))
     if args.smoke:
         args.rounds, args.duration = 1, 1
         args.leak_requests = min(args.leak_requests, 2000)
@@ -517,6 +690,8 @@ def cells(setups, args):
         for w in workloads:
             if args.smoke and mode == "close" and w != "hello":
                 continue
+            if w == "ws_echo" and mode != "keepalive":
+                continue  # one upgraded connection is all it has
             out.append([(s, w, mode) for s in setups if w in s.workloads])
     return out
 
@@ -579,12 +754,20 @@ def run(args):
                     results.setdefault((s.name, w, mode), []).append(
                         wrk(s.port, path, script, mode, args.duration, args))
         if args.leak_requests:
+            only = args.leak_setups and args.leak_setups.split(",")
             for s in started:
-                if "hello" in s.workloads and s.name not in ("c", "static"):
-                    runs = results.get((s.name, "hello", "keepalive"), [])
-                    rate = statistics.median([r["rps"] for r in runs] or [0])
-                    leaks[s.name] = leak_check(s, args.leak_requests, rate,
-                                               args)
+                if s.name in ("c", "static") or (only and s.name not in only):
+                    continue
+                for w in ("hello", "asgi_hello"):
+                    if w in s.workloads:
+                        runs = results.get((s.name, w, "keepalive"), [])
+                        rate = statistics.median([r["rps"] for r in runs]
+                                                 or [0])
+                        leaks[s.name] = leak_check(s, args.leak_requests,
+                                                   rate, args,
+                                                   WORKLOADS[w][0])
+                        leaks[s.name]["workload"] = w
+                        break
         for s in started:
             pids = s.workers()
             rss[s.name] = {"processes": len(pids),
@@ -613,6 +796,8 @@ def summarize(report):
             "spread": (max(rps) - min(rps)) / med if med else 0.0,
             "p99_ms": statistics.median(r["p99_ms"] for r in runs),
             "errors": sum(r["errors"] for r in runs),
+            # requests (messages for ws_echo) done over all rounds
+            "requests": sum(r["requests"] for r in runs),
         }
     return table
 
@@ -658,6 +843,28 @@ def targets(table, report):
         add("pyhost growth, bytes/request over %d" % leak["requests"],
             leak["bytes_per_request"], 0.5, higher=False)
     # issue #4 (daemon mode), when its setups ran
+    # issue #13 (ASGI), when its setups ran
+    if ("pyhost_asgi", "asgi_hello", ka) in table:
+        add("#13 ASGI hello pyhost_asgi / C handler",
+            ratio(table, "pyhost_asgi", "c", "asgi_hello", ka), 0.80)
+        add("#13 ASGI hello pyhost_asgi / uvicorn_proxy",
+            ratio(table, "pyhost_asgi", "uvicorn_proxy", "asgi_hello", ka),
+            2.5)
+    if ("pyhost_asgi", "fastapi", ka) in table:
+        add("#13 FastAPI pyhost_asgi / uvicorn",
+            ratio(table, "pyhost_asgi", "uvicorn", "fastapi", ka), 1.2)
+        add("#13 FastAPI pyhost_asgi / granian",
+            ratio(table, "pyhost_asgi", "granian", "fastapi", ka), 1.0)
+    if ("pyhost_asgi", "ws_echo", ka) in table:
+        add("#13 WebSocket echo pyhost_asgi / uvicorn",
+            ratio(table, "pyhost_asgi", "uvicorn", "ws_echo", ka), 1.0)
+    leak = report["leaks"].get("pyhost_asgi")
+    if leak:
+        add("#13 pyhost_asgi growth, bytes/request over %d"
+            % leak["requests"], leak["bytes_per_request"], 0.5, higher=False)
+    if ("pyhost_nometrics", "hello", ka) in table:
+        add("#17 hello metrics on / off (pyhost / pyhost_nometrics)",
+            ratio(table, "pyhost", "pyhost_nometrics", "hello", ka), 0.98)
     if ("pyhost_daemon", "hello", ka) in table:
         add("#4 hello pyhost_daemon / mod_wsgi_daemon",
             ratio(table, "pyhost_daemon", "mod_wsgi_daemon", "hello", ka), 2.0)
@@ -697,16 +904,26 @@ def print_report(report, args):
                 continue
             print()
             print("%s, %s (%s)" % (w, mode, WORKLOADS[w][2]))
-            print("  %-16s %11s %7s %9s %7s %11s %7s" % (
-                "setup", "req/s (med)", "spread", "p99 ms", "vs C",
-                "vs mod_wsgi", "errors"))
+            asgi = w in ASGI_WORKLOADS
+            # ASGI: the reference is uvicorn, and the last column is
+            # pyhost's own ratio over each setup (what the targets read)
+            ref = "uvicorn" if asgi else "mod_wsgi"
+            print("  %-16s %11s %7s %9s %7s %11s %7s%s" % (
+                "setup", "msg/s (med)" if w == "ws_echo" else "req/s (med)",
+                "spread", "p99 ms", "vs C", "vs " + ref, "errors",
+                " pyhost_asgi/this" if asgi else ""))
+            fmt = lambda v: "%.2f" % v if v is not None else "-"
             for n, row in rows:
-                vc = ratio(table, n, "c", w, mode, wb="hello")
-                vs_c = "%.2f" % vc if vc is not None else "-"
-                vw = ratio(table, n, "mod_wsgi", w, mode)
-                print("  %-16s %11.0f %6.0f%% %9.2f %7s %11s %7d" % (
-                    n, row["rps"], 100 * row["spread"], row["p99_ms"], vs_c,
-                    "%.2f" % vw if vw is not None else "-", row["errors"]))
+                vc = ratio(table, n, "c", w, mode,
+                           wb="asgi_hello" if asgi else "hello")
+                vw = ratio(table, n, ref, w, mode)
+                over = ""
+                if asgi:
+                    over = " %17s" % fmt(ratio(table, "pyhost_asgi", n, w,
+                                               mode))
+                print("  %-16s %11.0f %6.0f%% %9.2f %7s %11s %7d%s" % (
+                    n, row["rps"], 100 * row["spread"], row["p99_ms"],
+                    fmt(vc), fmt(vw), row["errors"], over))
     print()
     print("peak RSS (VmHWM) of the serving processes over the whole run")
     print("  %-16s %6s %14s %14s" % ("setup", "procs", "max/proc MB",
@@ -719,20 +936,27 @@ def print_report(report, args):
                 r["peak_kb_sum"] / 1024.0))
     if report["leaks"]:
         print()
-        print("memory growth: RSS of the serving processes before/after N "
-              "keep-alive hellos (after a warm-up of N/10)")
+        print("memory growth: RSS (kB) of the serving processes before, "
+              "halfway through and after N keep-alive hellos (after a "
+              "warm-up of N/10)")
         for n, l in report["leaks"].items():
-            print("  %-16s %8d requests  %8.1f -> %8.1f MB  %+8.2f bytes/request"
-                  % (n, l["requests"], l["rss_before_kb"] / 1024.0,
-                     l["rss_after_kb"] / 1024.0, l["bytes_per_request"]))
+            print("  %-16s %-10s %8d requests  %8d -> %8d -> %8d kB  "
+                  "%+8.2f bytes/request (second half %+.2f)"
+                  % (n, l.get("workload", "hello"), l["requests"],
+                     l["rss_before_kb"], l["rss_mid_kb"], l["rss_after_kb"],
+                     l["bytes_per_request"],
+                     l["bytes_per_request_second_half"]))
     for n, note in report["notes"].items():
         print("note: %s: %s" % (n, note))
     for n, why in report["skipped"].items():
         print("skipped: %s: %s" % (n, why))
     if not args.smoke:
         print()
-        print("targets (issue #5; #4 when pyhost_daemon ran)")
+        print("targets (issue #5; #4 when pyhost_daemon ran; #13 when "
+              "pyhost_asgi ran; #17 when pyhost_nometrics ran)")
         for what, value, goal, met in targets(table, report):
+            if value is None:
+                continue  # its setups were not in this run
             print("  %-44s %8s  goal %s %-5s %s" % (
                 what, "%.2f" % value if value is not None else "-",
                 ">=" if "RSS" not in what and "growth" not in what else "<=",

@@ -30,6 +30,11 @@ MPMS = ("event", "worker", "prefork")
 LOG_ID_RE = re.compile(os.environ.get("PYHOST_TEST_LOG_ID", r"PYH\d{4}"))
 CRASH_RE = re.compile(r"Segmentation fault|exit signal|AH00052|core dumped|PYH0040: .* killed by signal (?:6|7|8|11)\b")
 
+# scripts/sanitize.sh runs Apache with ASan preloaded (through the
+# PYHOST_TEST_APACHE_ENV_* passthrough): RSS then holds ASan's quarantine of
+# freed memory and its shadow pages, so growth measured by RSS says nothing.
+UNDER_ASAN = bool(os.environ.get("PYHOST_TEST_APACHE_ENV_ASAN_OPTIONS"))
+
 # Every Apache this process created, in order, for the failure report.
 ALL_SERVERS = []
 

@@ -17,9 +17,19 @@ async def hello(request):
     return PlainTextResponse("hello from starlette root_path=%s" % request.scope["root_path"])
 
 
+def _route_path(request):
+    # Newer Starlette puts the matched route in the scope; 0.49 (the last
+    # for Python 3.9) only its endpoint.
+    route = request.scope.get("route")
+    if route is None:
+        route = next(r for r in request.app.routes
+                     if getattr(r, "endpoint", None) is request.scope["endpoint"])
+    return route.path
+
+
 async def state(request):
     return JSONResponse({"pool": request.state.pool, "pid": os.getpid(),
-                         "path": request.url.path, "route": request.scope["route"].path})
+                         "path": request.url.path, "route": _route_path(request)})
 
 
 async def echo(request):

@@ -14,7 +14,10 @@
 
 /* ---- directives ------------------------------------------------------------ */
 
-/* script-path [application-group=G] */
+/* script-path [application-group=G]: WSGIAuthUserScript,
+ * WSGIAuthGroupScript, WSGIAccessScript and WSGIDispatchScript (all four
+ * name a script run in the Apache child, by default in the main
+ * interpreter, as mod_wsgi does). */
 const char *pyh_auth_script_directive(cmd_parms *cmd, void *dconf,
                                       const char *args)
 {
@@ -29,7 +32,7 @@ const char *pyh_auth_script_directive(cmd_parms *cmd, void *dconf,
     a->path = ap_server_root_relative(cmd->pool, a->path);
     a->application_group = "%{GLOBAL}";
     while ((got = pyh_compat_parse_option(cmd->pool, &args, &name, &value))) {
-        if (got < 0 || strcmp(name, "application-group"))
+        if (got < 0 || strcmp(name, "application-group") || !*value)
             return apr_psprintf(cmd->pool,
                                 "%s: unknown option '%s' (known: "
                                 "application-group=)",
@@ -40,6 +43,8 @@ const char *pyh_auth_script_directive(cmd_parms *cmd, void *dconf,
         c->auth_user_script = a;
     else if (!strcmp(cmd->cmd->name, "WSGIAuthGroupScript"))
         c->auth_group_script = a;
+    else if (!strcmp(cmd->cmd->name, "WSGIDispatchScript"))
+        c->dispatch_script = a;
     else
         c->access_script = a;
     return NULL;

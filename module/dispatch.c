@@ -12,31 +12,6 @@
 
 /* ---- directives ------------------------------------------------------------ */
 
-/* WSGIDispatchScript script-path [application-group=G] */
-const char *pyh_dispatch_directive(cmd_parms *cmd, void *dconf,
-                                   const char *args)
-{
-    pyh_dir_conf *c = dconf;
-    pyh_auth_script *a = apr_pcalloc(cmd->pool, sizeof(*a));
-    const char *name, *value = NULL;
-    int got;
-    a->path = ap_getword_conf(cmd->pool, &args);
-    if (!*a->path)
-        return "WSGIDispatchScript needs a script path";
-    a->path = ap_server_root_relative(cmd->pool, a->path);
-    a->application_group = "%{GLOBAL}"; /* mod_wsgi: the main interpreter */
-    while ((got = pyh_compat_parse_option(cmd->pool, &args, &name, &value))) {
-        if (got < 0 || strcmp(name, "application-group") || !*value)
-            return apr_psprintf(cmd->pool,
-                                "WSGIDispatchScript: unknown option '%s' "
-                                "(known: application-group=)",
-                                name);
-        a->application_group = value;
-    }
-    c->dispatch_script = a;
-    return NULL;
-}
-
 /* WSGIHandlerScript name script-path [process-group=P] [application-group=G]
  * [pass-authorization=On|Off] */
 const char *pyh_handler_script_directive(cmd_parms *cmd, void *dconf,

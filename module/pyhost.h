@@ -552,8 +552,6 @@ int pyh_compat_proxy_view(request_rec *r, const pyh_dir_conf *conf,
 
 /* ---- dispatch and handler scripts (dispatch.c) ---------------------------- */
 
-const char *pyh_dispatch_directive(cmd_parms *cmd, void *dconf,
-                                   const char *args);
 const char *pyh_handler_script_directive(cmd_parms *cmd, void *dconf,
                                          const char *args);
 /* WSGIDispatchScript for req, in the Apache child: its process_group(),
@@ -637,7 +635,7 @@ const pyh_handler_script *pyh_handler_script_for(request_rec *r);
                       "mod_wsgi's telemetry is not implemented"),              \
     PYH_COMPAT_ACCEPT("WSGISlowRequests",                                      \
                       "mod_wsgi's telemetry is not implemented"),              \
-    AP_INIT_RAW_ARGS("WSGIDispatchScript", pyh_dispatch_directive, NULL,      \
+    AP_INIT_RAW_ARGS("WSGIDispatchScript", pyh_auth_script_directive, NULL,   \
                      RSRC_CONF | ACCESS_CONF,                                  \
                      "script-path [application-group=G]: its process_group(),"\
                      " application_group(), callable_object() choose per "    \

@@ -33,6 +33,7 @@ cdef class Request:
     cdef int set_headers(self, headers) except -1
     cdef int start_response(self, message, str prefix) except -1
     cdef object post_body(self, message, str prefix)
+    cdef object post_send(self, unsigned work)
 
 
 cdef class WebSocket(Request):

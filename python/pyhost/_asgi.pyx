@@ -580,14 +580,23 @@ cdef class Request:
         self.start_pending = False
         if not more:
             self.complete = True
+        w = self.post_send(PYH_ASGI_SEND)
+        if w is None:
+            raise ClientDisconnected("the client went away")
+        return w
+
+    cdef object post_send(self, unsigned work):
+        """Posts work the worker completes by waking send_waiter: the
+        waiter to await, or None when the worker is gone (the client with
+        it). The posted reference keeps this request alive until then."""
         w = self.lp.loop.create_future()
         self.send_waiter = w
         Py_INCREF(self)
-        if self.lp.host.post(x, PYH_ASGI_SEND) < 0:
+        if self.lp.host.post(self.x, work) < 0:
             Py_DECREF(self)
             self.send_waiter = None
             self.client_gone = True
-            raise ClientDisconnected("the client went away")
+            return None
         return w
 
     # ---- http.response.early_hint (a 103) ------------------------------
@@ -616,13 +625,8 @@ cdef class Request:
         x.body_len = 0
         x.more_body = 1
         x.early_hint = 1
-        w = self.lp.loop.create_future()
-        self.send_waiter = w
-        Py_INCREF(self)
-        if self.lp.host.post(x, PYH_ASGI_SEND) < 0:
-            Py_DECREF(self)
-            self.send_waiter = None
-            self.client_gone = True
+        w = self.post_send(PYH_ASGI_SEND)
+        if w is None:
             x.early_hint = 0
             raise ClientDisconnected("the client went away")
         try:
@@ -690,13 +694,8 @@ cdef class Request:
         self.start_pending = False
         if not more:
             self.complete = True
-        w = self.lp.loop.create_future()
-        self.send_waiter = w
-        Py_INCREF(self)
-        if self.lp.host.post(x, PYH_ASGI_SEND) < 0:
-            Py_DECREF(self)
-            self.send_waiter = None
-            self.client_gone = True
+        w = self.post_send(PYH_ASGI_SEND)
+        if w is None:
             x.file_kind = 0
             raise ClientDisconnected("the client went away")
         try:
@@ -834,13 +833,8 @@ cdef class WebSocket(Request):
         return await w
 
     async def post_and_wait(self, unsigned work):
-        w = self.lp.loop.create_future()
-        self.send_waiter = w
-        Py_INCREF(self)
-        if self.lp.host.post(self.x, work) < 0:
-            Py_DECREF(self)
-            self.send_waiter = None
-            self.client_gone = True
+        w = self.post_send(work)
+        if w is None:
             self.gone_code()
             raise ClientDisconnected("the client went away")
         await w
